@@ -1,0 +1,17 @@
+"""Errors that reach the user as one line, without a traceback."""
+
+
+class MTBenchError(Exception):
+    """A problem with the user's input or environment; the CLI prints ``error: <message>``."""
+
+
+class ConfigError(MTBenchError):
+    """An invalid option, override or preset value."""
+
+
+class DataError(MTBenchError):
+    """A missing, empty or malformed data set."""
+
+
+class NonFiniteLossError(MTBenchError):
+    """Training produced a NaN or infinite loss and the policy says stop."""
