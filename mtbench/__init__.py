@@ -1,0 +1,8 @@
+"""mtbench: compare PyTorch optimizers on multi-task learning (ImageNet classification + COCO segmentation)."""
+
+from .plugins.hookspecs import hookimpl
+from .presets import Expected, OptimizerPreset, Param, standard_params
+
+__version__ = "0.1.0"
+
+__all__ = ["Expected", "OptimizerPreset", "Param", "hookimpl", "standard_params", "__version__"]

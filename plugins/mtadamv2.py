@@ -1,0 +1,34 @@
+"""MTAdamV2: multi-task Adam that balances the tasks' gradient magnitudes per parameter."""
+
+from mtbench import Expected, OptimizerPreset, Param, hookimpl, standard_params
+
+
+def _mtadamv2(params, **hyperparams):
+    from mtbench.optim import MTAdamV2
+
+    return MTAdamV2(params, **hyperparams)
+
+
+@hookimpl
+def mtbench_optimizers():
+    return [
+        OptimizerPreset(
+            name="mtadamv2",
+            title="MTAdamV2",
+            factory=_mtadamv2,
+            defaults={"lr": 0.001, "betas": (0.9, 0.999), "task_weights": (0.5, 0.5)},
+            description=(
+                "Multi-task Adam: each task's gradient is rescaled to the magnitude of the first "
+                "task's before Adam's moments, so a task with a large loss cannot drown the other. "
+                "Takes the tasks' gradients apart (per-task gradients); equal task weights by "
+                "default. Adam's speed with balanced tasks."
+            ),
+            per_task_gradients=True,
+            params={
+                "task_weights": Param(tuple, 0.0, None, length=2),
+                **standard_params("eps", "norm_beta", "weight_decay"),
+            },
+            order=8,
+            expected=Expected(top1=(0.55, 0.65), miou=(0.03, 0.04), convergence="fast"),
+        )
+    ]
