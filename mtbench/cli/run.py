@@ -1,0 +1,186 @@
+"""`mtbench run`: one training run, on the embedded data unless ImageNet/COCO folders are given."""
+
+from __future__ import annotations
+
+import functools
+import sys
+import time
+from pathlib import Path
+
+import click
+from click.core import ParameterSource
+
+from ..config import AMP_MODES, NONFINITE_POLICIES, RunConfig, parse_task_pair
+from ..errors import ConfigError
+from ..model import BACKBONES
+from ..presets import OptimizerPreset
+from .presets import format_settings
+
+# The options that shape a run; `compare` takes them too.
+_RUN_OPTIONS = [
+    click.option("--set", "set_values", multiple=True, metavar="KEY=VALUE",
+                 help="Override a preset setting, e.g. --set lr=0.01 --set betas=0.9,0.99 (repeatable)."),
+    click.option("--imagenet", type=str, default=None, metavar="DIR",
+                 help="ImageNet in folder layout: DIR/train/<wnid>/*.JPEG, DIR/val/<wnid>/*.JPEG."),
+    click.option("--coco", type=str, default=None, metavar="DIR",
+                 help="COCO: DIR/train2017, DIR/val2017, DIR/annotations/instances_{train,val}2017.json."),
+    click.option("--image-size", type=int, default=None,
+                 help="Training crop size in pixels [default: 224 for real data, 64 for the embedded set]."),
+    click.option("--limit-train", type=int, default=None, metavar="N", help="Use at most N training images per task."),
+    click.option("--limit-val", type=int, default=None, metavar="N", help="Use at most N validation images per task."),
+    click.option("--epochs", type=int, default=5, show_default=True),
+    click.option("--batch-size", type=int, default=8, show_default=True, help="Images per task per step."),
+    click.option("--seed", type=int, default=0, show_default=True, help="Seeds the initial weights and the data order."),
+    click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N."),
+    click.option("--amp", type=click.Choice(AMP_MODES), default="off", is_flag=False, flag_value="bf16",
+                 show_default=True, help="Mixed precision: --amp alone is bf16; fp16 on CUDA only."),
+    click.option("--workers", type=int, default=0, show_default=True, help="Data-loading worker processes."),
+    click.option("--backbone", type=click.Choice(BACKBONES), default="resnet18", show_default=True),
+    click.option("--weights", type=str, default=None, metavar="PATH",
+                 help="Initial weights: a local checkpoint (state dict); never downloaded."),
+    click.option("--task-weights", type=str, default=None, metavar="W_CLS,W_SEG",
+                 help="Loss weights of the two tasks [default: 0.5,0.5]; MTAdamV2's task_weights."),
+    click.option("--loss-scale", type=str, default=None, metavar="TASK=FACTOR",
+                 help="Multiply one task's loss, e.g. seg=100 (a stress test of loss balancing)."),
+    click.option("--on-nonfinite", type=click.Choice(NONFINITE_POLICIES), default="abort", show_default=True,
+                 help="On a NaN/inf loss: stop, or skip the step (stopping after --max-skips in a row)."),
+    click.option("--max-skips", type=int, default=10, show_default=True,
+                 help="Consecutive skipped steps before a run counts as diverged."),
+]
+RUN_OPTION_NAMES = [opt(lambda: None).__click_params__[0].name for opt in _RUN_OPTIONS]
+
+
+def run_options(func):
+    """Add every option of `mtbench run` that shapes a run (data, schedule, device, overrides)."""
+    for option in reversed(_RUN_OPTIONS):
+        func = option(func)
+    return func
+
+
+def build_config(preset: OptimizerPreset, run_dir: str | Path, **options) -> RunConfig:
+    """A validated RunConfig from `run_options` values; ConfigError names the first bad one."""
+    hyperparams = preset.resolve(options.get("set_values") or ())
+    given = [s.partition("=")[0].strip() for s in options.get("set_values") or ()]
+    weights = options.get("task_weights")
+    task_weights = parse_task_pair(weights, "--task-weights", 0.5) if weights else (0.5, 0.5)
+    if preset.param("task_weights") is not None:
+        # One setting, not two: the trainer's task weights are this optimizer's task_weights.
+        if "task_weights" in given:
+            from_set = tuple(hyperparams["task_weights"])
+            if weights and from_set != task_weights:
+                raise ConfigError(
+                    f"--task-weights {weights} disagrees with --set task_weights="
+                    f"{','.join(f'{w:g}' for w in from_set)}; give one of them"
+                )
+            task_weights = from_set
+        hyperparams["task_weights"] = task_weights
+    loss_scale = options.get("loss_scale")
+    return RunConfig(
+        optimizer=preset.name,
+        hyperparams=hyperparams,
+        run_dir=str(run_dir),
+        task_weights=task_weights,
+        loss_scale=parse_task_pair(loss_scale, "--loss-scale", 1.0) if loss_scale else (1.0, 1.0),
+        imagenet=options.get("imagenet"),
+        coco=options.get("coco"),
+        image_size=options.get("image_size"),
+        limit_train=options.get("limit_train"),
+        limit_val=options.get("limit_val"),
+        epochs=options.get("epochs", 5),
+        batch_size=options.get("batch_size", 8),
+        seed=options.get("seed", 0),
+        device=options.get("device", "auto"),
+        amp=options.get("amp", "off"),
+        workers=options.get("workers", 0),
+        backbone=options.get("backbone", "resnet18"),
+        weights=options.get("weights"),
+        on_nonfinite=options.get("on_nonfinite", "abort"),
+        max_consecutive_skips=options.get("max_skips", 10),
+    )
+
+
+def new_run_dir(out: Path, name: str) -> Path:
+    """``OUT/<optimizer>-<timestamp>``, made unique."""
+    base = out / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    path, n = base, 1
+    while path.exists():
+        n += 1
+        path = base.with_name(f"{base.name}-{n}")
+    return path
+
+
+def _stdin_is_terminal() -> bool:
+    return sys.stdin.isatty()
+
+
+def choose_optimizer(registry) -> str:
+    """The numbered menu of every discovered optimizer; refuses when nobody can answer it."""
+    names = registry.names()
+    if not _stdin_is_terminal():
+        raise ConfigError(
+            f"no --optimizer given and no terminal to ask on; choose one of: {', '.join(names)}"
+        )
+    click.echo("Select an optimizer:")
+    for i, name in enumerate(names, 1):
+        preset = registry.presets[name]
+        click.echo(f"  {i}. {preset.title:<16} {format_settings(preset.defaults)}")
+    number = click.prompt(f"Number (1-{len(names)})", type=click.IntRange(1, len(names)))
+    return names[number - 1]
+
+
+# Options a resumed run may still change: they do not alter what is computed.
+_RESUMABLE = {"epochs", "device", "workers", "quiet", "resume", "out"}
+
+
+@click.command()
+@click.option("--optimizer", "-o", default=None, metavar="NAME",
+              help="An optimizer from `mtbench list`; on a terminal, omit it to pick from a menu.")
+@run_options
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("runs"), show_default=True,
+              help="Folder that receives the run directory.")
+@click.option("--resume", type=click.Path(file_okay=False, path_type=Path), default=None, metavar="RUN_DIR",
+              help="Continue an interrupted run from its last checkpoint (--epochs may extend it).")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@click.pass_context
+def run(ctx: click.Context, optimizer: str | None, out: Path, resume: Path | None, quiet: bool, **options) -> None:
+    """Train the shared network on both tasks with one optimizer and write a run directory."""
+    from ..train import train
+
+    registry = ctx.obj.registry
+    if resume is not None:
+        config, preset = _resume_config(ctx, registry, resume, options)
+    else:
+        preset = registry.get(optimizer or choose_optimizer(registry))
+        config = build_config(preset, new_run_dir(out, preset.name), **options)
+    click.echo(f"{preset.title}: {format_settings(config.hyperparams)}")
+    click.echo(f"run directory: {config.run_dir}")
+    summary = train(config, preset, resume=resume is not None, progress=not quiet, echo=click.echo)
+    click.echo(
+        f"final: top-1 {summary['final_top1']:.1%}  top-5 {summary['final_top5']:.1%}  "
+        f"mIoU {summary['final_miou']:.3f}  pixel acc {summary['final_pixel_acc']:.1%}  "
+        f"({summary['steps']} steps, {summary['seconds_per_step'] * 1000:.0f} ms/step, "
+        f"peak memory {summary['peak_memory_mb']:.0f} MB)"
+    )
+    click.echo(f"written: {config.run_dir}/summary.json")
+
+
+def _resume_config(ctx: click.Context, registry, run_dir: Path, options: dict):
+    from ..rundir import RunDir
+
+    if not (run_dir / "config.json").is_file():
+        raise ConfigError(f"--resume {run_dir}: not a run directory (no config.json)")
+    changed = [
+        name for name in list(options) + ["optimizer"]
+        if name not in _RESUMABLE and ctx.get_parameter_source(name) == ParameterSource.COMMANDLINE
+    ]
+    if changed:
+        flags = ", ".join("--" + n.replace("_", "-").replace("set-values", "set") for n in changed)
+        raise ConfigError(f"--resume continues the run with its own settings; drop {flags}")
+    data = RunDir(run_dir).read_json("config.json")
+    data.pop("preset", None)
+    data["run_dir"] = str(run_dir)
+    for name in ("epochs", "device", "workers"):
+        if ctx.get_parameter_source(name) == ParameterSource.COMMANDLINE:
+            data[name] = options[name]
+    config = RunConfig.from_dict(data)
+    return config, registry.get(config.optimizer)
