@@ -1,0 +1,77 @@
+"""`mtbench list`, `mtbench list --json`, `mtbench plugins` and the CLI's handling of unknown names."""
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from mtbench.cli import main
+
+from test_presets import EXPECTED_SETTINGS
+
+
+def invoke(args):
+    return CliRunner().invoke(main, args, env={"MTBENCH_PLUGINS": "", "MTBENCH_DISABLE_PLUGINS": ""})
+
+
+def test_list_json_has_the_eight_guide_settings_value_by_value():
+    result = invoke(["list", "--json"])
+    assert result.exit_code == 0, result.output
+    records = json.loads(result.output)
+    assert [r["name"] for r in records] == list(EXPECTED_SETTINGS)
+    for record in records:
+        want = {k: list(v) if isinstance(v, tuple) else v for k, v in EXPECTED_SETTINGS[record["name"]].items()}
+        assert record["defaults"] == want
+        assert record["per_task_gradients"] is (record["name"] == "mtadamv2")
+        assert record["source"].startswith(f"'{record['name']}' (entry point mtbench_plugins.{record['name']}")
+    expected = {r["name"]: r["expected"] for r in records}
+    assert expected["sgd"] == {"top1": [0.5, 0.6], "miou": [0.03, 0.04], "convergence": "slow"}
+    assert expected["adadelta"]["convergence"] == "very slow"
+    assert expected["adamw"]["top1"] == [0.56, 0.66]
+
+
+def test_list_table_shows_settings_and_expected_results():
+    result = invoke(["list"])
+    assert result.exit_code == 0
+    lines = result.output.splitlines()
+    header = lines[0].split()
+    assert header[:5] == ["#", "name", "title", "settings", "per-task"]
+    sgd_n = next(line for line in lines if " sgd_nesterov " in line)
+    assert "lr=0.01 momentum=0.9 nesterov=true weight_decay=0.0001" in sgd_n
+    assert "52%-62%" in sgd_n and "medium" in sgd_n
+    mt = next(line for line in lines if " mtadamv2 " in line)
+    assert "task_weights=0.5,0.5" in mt and " yes " in mt
+    assert "expected by the optimizer guide" in result.output
+
+
+def test_list_verbose_shows_descriptions():
+    result = invoke(["list", "-v"])
+    assert result.exit_code == 0
+    assert "adadelta: Adadelta with rho 0.9." in result.output
+    assert "accepts --set amsgrad, betas, eps, lr, weight_decay" in result.output
+
+
+def test_plugins_lists_sources_and_the_ops_backend():
+    result = invoke(["plugins"])
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[0].startswith("compiled ops:")
+    assert "entry point mtbench_plugins.mtadamv2" in result.output
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["lst"], "no such command 'lst'; did you mean 'list'?"),
+        (["run", "--optimizer", "adamx"], "unknown optimizer 'adamx'; did you mean 'adam'?"),
+        (["run", "--optimizer", "adam", "--set", "lr=-1"], "lr=-1.0 is out of range: expected a number in (0, inf)"),
+        (["run", "--optimizer", "adam", "--set", "betas=0.9"], "betas=0.9 has 1 values: expected 2 comma-separated"),
+        (["run", "--optimizer", "adam", "--set", "gamma=2"], "unknown setting 'gamma' for optimizer 'adam'"),
+        (["run", "--optimizer", "sgd", "--set", "nesterov=perhaps"], "nesterov='perhaps' is not allowed: expected true or false"),
+    ],
+)
+def test_unknown_names_and_bad_overrides_are_one_line_errors(args, message, tmp_path):
+    result = CliRunner().invoke(main, args + (["--out", str(tmp_path)] if args[0] == "run" else []))
+    assert result.exit_code == 2 or result.exit_code == 1
+    assert message in result.output
+    assert "Traceback" not in result.output
+    assert list(tmp_path.iterdir()) == []
