@@ -93,6 +93,8 @@ class Trainer:
     def __init__(self, config: RunConfig, preset: OptimizerPreset, run: RunDir, *, progress: bool, echo):
         self.config, self.preset, self.run = config, preset, run
         self.progress, self.echo = progress, echo
+        if config.optimizer != preset.name:
+            raise ConfigError(f"the run is configured for {config.optimizer!r} but was given preset {preset.name!r}")
         self.device = resolve_device(config.device)
         if config.amp == "fp16" and (self.device.type != "cuda" or preset.per_task_gradients):
             raise ConfigError(
