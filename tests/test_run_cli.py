@@ -1,0 +1,99 @@
+"""`mtbench run` through the CLI: the menu, resume, and one-line errors for bad input."""
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+import mtbench.cli.run as run_module
+from mtbench.cli import main
+
+TINY = ["--image-size", "32", "--limit-train", "16", "--limit-val", "8", "--epochs", "1", "--quiet"]
+
+
+def invoke(args, **kw):
+    return CliRunner().invoke(main, args, env={"MTBENCH_PLUGINS": "", "MTBENCH_DISABLE_PLUGINS": ""}, **kw)
+
+
+def only_run_dir(out):
+    (run_dir,) = out.iterdir()
+    return run_dir
+
+
+def test_run_prints_the_final_metrics_and_writes_a_run_directory(tmp_path):
+    result = invoke(["run", "--optimizer", "sgd", "--out", str(tmp_path), *TINY])
+    assert result.exit_code == 0, result.output
+    run_dir = only_run_dir(tmp_path)
+    assert run_dir.name.startswith("sgd-")
+    assert "SGD: lr=0.01 momentum=0.9 weight_decay=0.0001" in result.output
+    assert "epoch 1/1" in result.output and "final: top-1 " in result.output and "mIoU" in result.output
+    assert json.loads((run_dir / "summary.json").read_text())["status"] == "completed"
+
+
+def test_the_menu_takes_a_number(tmp_path, monkeypatch):
+    monkeypatch.setattr(run_module, "_stdin_is_terminal", lambda: True)
+    result = invoke(["run", "--out", str(tmp_path), *TINY], input="9\n3\n")
+    assert result.exit_code == 0, result.output
+    assert "Select an optimizer:" in result.output
+    assert "1. SGD" in result.output and "8. MTAdamV2" in result.output
+    assert "9 is not in the range 1<=x<=8" in result.output
+    assert only_run_dir(tmp_path).name.startswith("adam-")
+
+
+def test_without_a_terminal_the_menu_is_refused_with_the_choices(tmp_path):
+    result = invoke(["run", "--out", str(tmp_path), *TINY])
+    assert result.exit_code == 1
+    assert "no --optimizer given and no terminal to ask on; choose one of: sgd, sgd_nesterov, adam" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_resume_extends_a_finished_run_and_refuses_new_settings(tmp_path):
+    assert invoke(["run", "-o", "adam", "--out", str(tmp_path), *TINY]).exit_code == 0
+    run_dir = only_run_dir(tmp_path)
+    refused = invoke(["run", "--resume", str(run_dir), "--set", "lr=0.1"])
+    assert refused.exit_code == 1 and "--resume continues the run with its own settings; drop --set" in refused.output
+    result = invoke(["run", "--resume", str(run_dir), "--epochs", "2", "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert "epoch 2/2" in result.output and "epoch 1/2" not in result.output
+    assert json.loads((run_dir / "summary.json").read_text())["epochs"] == 2
+
+
+def test_resume_reads_checkpoints_without_running_code(tmp_path):
+    assert invoke(["run", "-o", "adam", "--out", str(tmp_path), *TINY]).exit_code == 0
+    run_dir = only_run_dir(tmp_path)
+    marker = tmp_path / "pwned"
+
+    class Evil:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    import torch
+
+    torch.save({"model": Evil()}, run_dir / "checkpoints" / "last.pt")
+    result = invoke(["run", "--resume", str(run_dir), "--epochs", "2", "--quiet"])
+    assert result.exit_code == 1
+    assert "cannot resume from" in result.output and "Traceback" not in result.output
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--imagenet", "{tmp}/nowhere", "--coco", "{tmp}/nowhere"], "nowhere"),
+        (["--imagenet", "{tmp}/empty", "--coco", "{tmp}/empty"], "empty"),
+        (["--batch-size", "0"], "--batch-size 0 is not allowed: expected a whole number > 0"),
+        (["--device", "quantum"], "unknown device 'quantum'"),
+        (["--out", "/proc/mtbench-runs"], "cannot write the run directory /proc/mtbench-runs/"),
+        (["--resume", "{tmp}/empty"], "not a run directory (no config.json)"),
+        (["--amp", "fp8"], "'fp8' is not one of 'off', 'bf16', 'fp16'"),
+    ],
+)
+def test_bad_input_is_a_one_line_error(tmp_path, args, message):
+    (tmp_path / "empty").mkdir()
+    args = [a.replace("{tmp}", str(tmp_path)) for a in args]
+    result = invoke(["run", "-o", "adam", *TINY, *args])
+    assert result.exit_code in (1, 2), result.output
+    assert message in result.output
+    assert "Traceback" not in result.output
+    error_lines = [line for line in result.output.splitlines() if line.startswith("Error")]
+    assert len(error_lines) == 1
