@@ -59,7 +59,10 @@ class SegmentationHead(nn.Module):
 
 
 class MultiTaskNet(nn.Module):
-    """One backbone, two heads. ``forward(x, task)`` runs the backbone and the head of ``task``."""
+    """One backbone, two heads. ``forward(x_cls, x_seg)`` runs each given batch through its head.
+
+    Both tasks go through one call so that DistributedDataParallel sees one forward per backward.
+    """
 
     def __init__(self, backbone: str = "resnet18", num_classes: int = 1000, num_seg_classes: int = 21):
         super().__init__()
@@ -67,11 +70,15 @@ class MultiTaskNet(nn.Module):
         self.cls_head = nn.Linear(self.backbone.channels[-1], num_classes)
         self.seg_head = SegmentationHead(self.backbone.channels, num_seg_classes)
 
-    def forward(self, x: torch.Tensor, task: str) -> torch.Tensor:
-        feats = self.backbone(x)
-        if task == "cls":
-            return self.cls_head(torch.flatten(F.adaptive_avg_pool2d(feats[-1], 1), 1))
-        return self.seg_head(feats, x.shape[-2:])
+    def forward(
+        self, x_cls: torch.Tensor | None, x_seg: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        cls_out = seg_out = None
+        if x_cls is not None:
+            cls_out = self.cls_head(torch.flatten(F.adaptive_avg_pool2d(self.backbone(x_cls)[-1], 1), 1))
+        if x_seg is not None:
+            seg_out = self.seg_head(self.backbone(x_seg), x_seg.shape[-2:])
+        return cls_out, seg_out
 
 
 # A plain torchvision ResNet checkpoint maps onto the backbone (and its fc onto the 1000-class head).

@@ -27,14 +27,18 @@ EPOCH_COLUMNS = [
 
 
 class RunDir:
-    """One run's folder and the files in it."""
+    """One run's folder and the files in it. With ``writable=False`` (every rank of a distributed
+    run but rank 0) it only reads: the write methods do nothing."""
 
-    def __init__(self, path: str | os.PathLike):
+    def __init__(self, path: str | os.PathLike, writable: bool = True):
         self.path = Path(path)
         self.checkpoints = self.path / "checkpoints"
+        self.writable = writable
 
     def create(self) -> None:
         """Make the folder; ConfigError when it cannot be written."""
+        if not self.writable:
+            return
         try:
             self.checkpoints.mkdir(parents=True, exist_ok=True)
             probe = self.path / ".write-test"
@@ -47,6 +51,8 @@ class RunDir:
         return self.path / name
 
     def write_json(self, name: str, data: Any) -> None:
+        if not self.writable:
+            return
         atomic_write_text(self.file(name), json.dumps(data, indent=2, default=_jsonable) + "\n")
 
     def read_json(self, name: str) -> Any:
@@ -54,11 +60,15 @@ class RunDir:
             return json.load(f)
 
     def append_metrics(self, records: Iterable[dict]) -> None:
+        if not self.writable:
+            return
         with open(self.file("metrics.jsonl"), "a") as f:
             for record in records:
                 f.write(json.dumps(record) + "\n")
 
     def append_epoch(self, row: dict) -> None:
+        if not self.writable:
+            return
         path = self.file("epochs.csv")
         new = not path.exists()
         with open(path, "a", newline="") as f:
@@ -69,6 +79,8 @@ class RunDir:
 
     def trim_logs(self, last_step: int, last_epoch: int) -> None:
         """Drop log lines written after the checkpoint a resumed run starts from."""
+        if not self.writable:
+            return
         metrics = self.file("metrics.jsonl")
         if metrics.exists():
             lines = [ln for ln in metrics.read_text().splitlines() if ln.strip()]
@@ -83,6 +95,8 @@ class RunDir:
                 self.append_epoch(row)
 
     def save_checkpoint(self, state: dict, name: str = "last.pt") -> None:
+        if not self.writable:
+            return
         target = self.checkpoints / name
         fd, tmp = tempfile.mkstemp(dir=self.checkpoints, prefix=f".{name}.")
         os.close(fd)

@@ -13,7 +13,10 @@ from typing import Any, Callable, Iterator
 import torch
 import torch.nn.functional as F
 from torch.func import functional_call
-from torch.utils.data import DataLoader
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, DistributedSampler, Subset
+
+from . import distributed
 
 from .config import TASK_NAMES, TASKS, RunConfig
 from .data import DataBundle, build_datasets, collate_skip_corrupt
@@ -58,8 +61,11 @@ def train(
     none). Whatever happens, the run directory keeps what was written and ``summary.json`` says how
     the run ended.
     """
-    trainer = Trainer(config, preset, RunDir(config.run_dir), progress=progress, echo=echo)
-    return trainer.fit(resume)
+    trainer = Trainer(config, preset, config.run_dir, progress=progress, echo=echo)
+    try:
+        return trainer.fit(resume)
+    finally:
+        trainer.close()
 
 
 def _seed_for(*parts: int) -> int:
@@ -90,12 +96,15 @@ class Trainer:
     directory exists; from ``fit`` on, a failure leaves the directory with what it had written.
     """
 
-    def __init__(self, config: RunConfig, preset: OptimizerPreset, run: RunDir, *, progress: bool, echo):
-        self.config, self.preset, self.run = config, preset, run
-        self.progress, self.echo = progress, echo
+    def __init__(self, config: RunConfig, preset: OptimizerPreset, run_dir, *, progress: bool, echo):
         if config.optimizer != preset.name:
             raise ConfigError(f"the run is configured for {config.optimizer!r} but was given preset {preset.name!r}")
-        self.device = resolve_device(config.device)
+        self.config, self.preset = config, preset
+        self.dist, self.device = distributed.init(resolve_device(config.device))
+        main = self.dist.is_main
+        self.run = RunDir(run_dir, writable=main)
+        self.progress = progress and main
+        self.echo = echo if main else (lambda text: None)
         if config.amp == "fp16" and (self.device.type != "cuda" or preset.per_task_gradients):
             raise ConfigError(
                 "--amp fp16 needs a CUDA device and a single-gradient optimizer; use --amp bf16"
@@ -116,12 +125,12 @@ class Trainer:
             load_weights(self.model, config.weights)
         self.init_digest = weights_digest(self.model)
         self.model.to(self.device)
+        self.net = self._distribute()
         self.names = [n for n, p in self.model.named_parameters() if p.requires_grad]
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = self._build_optimizer()
-        self.steps_per_epoch = max(
-            len(self.data.cls_train) // config.batch_size, len(self.data.seg_train) // config.batch_size
-        )
+        per_step = config.batch_size * self.dist.world
+        self.steps_per_epoch = max(len(self.data.cls_train) // per_step, len(self.data.seg_train) // per_step)
         self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(config.amp)
         self.scaler = torch.amp.GradScaler("cuda") if config.amp == "fp16" else None
         self.state = {"epoch": 0, "step": 0, "train_seconds": 0.0, "skipped_steps": 0,
@@ -130,6 +139,30 @@ class Trainer:
         self.last_val: dict[str, float] | None = None
 
     # -- setup -------------------------------------------------------------------------------
+    def _distribute(self) -> torch.nn.Module:
+        """The module the training step calls: the model itself, or it wrapped for several processes.
+
+        NOTE [BatchNorm across ranks]: on CUDA the BatchNorm layers become SyncBatchNorm, so
+        statistics are computed over the global batch. SyncBatchNorm has no CPU kernel, so on CPU
+        each rank normalises with its own batch and rank 0's running statistics are broadcast
+        (DDP's broadcast_buffers, or ``_sync_buffers`` after a per-task step): the buffers are
+        identical on every rank either way.
+        """
+        if not self.dist.enabled:
+            return self.model
+        if self.device.type == "cuda":
+            self.model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
+        distributed.broadcast_(list(self.model.state_dict().values()))
+        if self.preset.per_task_gradients:
+            # DDP would not reduce gradients that land on the per-task aliases: reduced by hand.
+            return self.model
+        ids = [self.device.index] if self.device.type == "cuda" else None
+        return DistributedDataParallel(self.model, device_ids=ids, broadcast_buffers=True)
+
+    def close(self) -> None:
+        if self.dist.enabled:
+            distributed.shutdown()
+
     def _build_optimizer(self) -> torch.optim.Optimizer:
         try:
             return self.preset.factory(self.params, **self.config.hyperparams)
@@ -144,12 +177,12 @@ class Trainer:
             return nullcontext()
         return torch.autocast(self.device.type, dtype=self.amp_dtype)
 
-    def _loader(self, dataset, indices: list[int], seed: int) -> DataLoader:
+    def _loader(self, dataset, sampler, seed: int, batch_size: int, drop_last: bool = True) -> DataLoader:
         return DataLoader(
             dataset,
-            batch_size=self.config.batch_size,
-            sampler=indices,
-            drop_last=True,
+            batch_size=batch_size,
+            sampler=sampler,
+            drop_last=drop_last,
             num_workers=self.config.workers,
             collate_fn=collate_skip_corrupt,
             pin_memory=self.device.type == "cuda",
@@ -157,13 +190,17 @@ class Trainer:
         )
 
     def _batches(self, task: str, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """Endless batches of one task; each pass over the data has its own seeded order."""
+        """Endless batches of one task, this rank's share; each pass over the data has its own order."""
         dataset = self.data.cls_train if task == "cls" else self.data.seg_train
+        sampler = DistributedSampler(
+            dataset, num_replicas=self.dist.world, rank=self.dist.rank, shuffle=True, drop_last=True,
+            seed=_seed_for(self.config.seed, TASKS.index(task)) % 2**31,
+        )
         pass_ = 0
         while True:
-            seed = _seed_for(self.config.seed, epoch, TASKS.index(task), pass_)
-            order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed)).tolist()
-            for images, targets, n_corrupt in self._loader(dataset, order, seed):
+            sampler.set_epoch(epoch * 1000 + pass_)
+            seed = _seed_for(self.config.seed, epoch, TASKS.index(task), pass_, self.dist.rank)
+            for images, targets, n_corrupt in self._loader(dataset, sampler, seed, self.config.batch_size):
                 self._count_corrupt(n_corrupt)
                 if len(images):
                     yield images, targets
@@ -212,7 +249,7 @@ class Trainer:
         from tqdm.auto import tqdm
 
         config = self.config
-        torch.manual_seed(_seed_for(config.seed, epoch))  # augmentation drawn in this process
+        torch.manual_seed(_seed_for(config.seed, epoch, self.dist.rank))  # augmentation drawn in this process
         self.model.train()
         batches = zip(self._batches("cls", epoch), self._batches("seg", epoch))
         sums = torch.zeros(2, dtype=torch.float64)
@@ -224,6 +261,8 @@ class Trainer:
                 start = time.perf_counter()
                 (xc, yc), (xs, ys) = next(batches)
                 losses, skipped = self._step(xc, yc, xs, ys)
+                if not skipped:
+                    self.state["consecutive_skips"] = 0
                 elapsed = time.perf_counter() - start
                 self.step_times.append(elapsed)
                 self.state["step"] += 1
@@ -240,7 +279,7 @@ class Trainer:
             bar.close()
             self.run.append_metrics(records)
         self.last_val = self.validate()
-        mean = (sums / self.steps_per_epoch).tolist()
+        mean = (sums / self.steps_per_epoch).tolist()  # already averaged over ranks
         self.state["epoch"] = epoch
         self.run.append_epoch({
             "epoch": epoch, "step": self.state["step"],
@@ -278,24 +317,31 @@ class Trainer:
             # the cost of a single backward, and a parameter a task never reaches gets None.
             leaves = [[p.detach().requires_grad_() for p in self.params] for _ in TASKS]
             with self._autocast():
-                loss_c = F.cross_entropy(
-                    functional_call(self.model, dict(zip(self.names, leaves[0])), (xc, "cls")).float(), yc)
-                loss_s = masked_cross_entropy(
-                    functional_call(self.model, dict(zip(self.names, leaves[1])), (xs, "seg")), ys)
-            losses = self._check_finite(loss_c, loss_s)
-            if losses is None:
-                return self._skip(loss_c, loss_s)
+                out_c, _ = functional_call(self.model, dict(zip(self.names, leaves[0])), (xc, None))
+                _, out_s = functional_call(self.model, dict(zip(self.names, leaves[1])), (None, xs))
+                loss_c = F.cross_entropy(out_c.float(), yc)
+                loss_s = masked_cross_entropy(out_s, ys)
+            losses = self._reduced_losses(loss_c, loss_s)
+            if not all(math.isfinite(x) for x in losses):
+                return self._skip(losses)
             (s[0] * loss_c + s[1] * loss_s).backward()
-            self.optimizer.step([[leaf.grad for leaf in task] for task in leaves])
+            task_grads = [[leaf.grad for leaf in task] for task in leaves]
+            if self.dist.enabled:
+                # One collective for all tasks' gradients (grouped by dtype), the way DDP buckets.
+                distributed.all_reduce_mean_([g for task in task_grads for g in task if g is not None])
+            self.optimizer.step(task_grads)
+            if self.dist.enabled and self.device.type != "cuda":
+                self._sync_buffers()
             return losses, False
 
         w = self.config.task_weights
         with self._autocast():
-            loss_c = F.cross_entropy(self.model(xc, "cls").float(), yc)
-            loss_s = masked_cross_entropy(self.model(xs, "seg"), ys)
-        losses = self._check_finite(loss_c, loss_s)
-        if losses is None:
-            return self._skip(loss_c, loss_s)
+            out_c, out_s = self.net(xc, xs)
+            loss_c = F.cross_entropy(out_c.float(), yc)
+            loss_s = masked_cross_entropy(out_s, ys)
+        losses = self._reduced_losses(loss_c, loss_s)
+        if not all(math.isfinite(x) for x in losses):
+            return self._skip(losses)
         self.optimizer.zero_grad(set_to_none=True)
         total = w[0] * s[0] * loss_c + w[1] * s[1] * loss_s
         if self.scaler is not None:
@@ -307,15 +353,17 @@ class Trainer:
             self.optimizer.step()
         return losses, False
 
-    def _check_finite(self, loss_c, loss_s) -> list[float] | None:
-        losses = torch.stack([loss_c.detach(), loss_s.detach()]).tolist()
-        if all(math.isfinite(x) for x in losses):
-            self.state["consecutive_skips"] = 0
-            return losses
-        return None
+    def _reduced_losses(self, loss_c, loss_s) -> list[float]:
+        """The task losses averaged over ranks: a NaN on any rank is a NaN on all, so all decide alike."""
+        losses = torch.stack([loss_c.detach().float(), loss_s.detach().float()])
+        if self.dist.enabled:
+            distributed.all_reduce_mean_([losses])
+        return losses.tolist()
 
-    def _skip(self, loss_c, loss_s) -> tuple[list[float], bool]:
-        losses = torch.stack([loss_c.detach(), loss_s.detach()]).tolist()
+    def _sync_buffers(self) -> None:
+        distributed.broadcast_(list(self.model.buffers()))
+
+    def _skip(self, losses: list[float]) -> tuple[list[float], bool]:
         bad = next(t for t, x in zip(TASKS, losses) if not math.isfinite(x))
         step = self.state["step"] + 1
         where = (f"non-finite loss at step {step} in {TASK_NAMES[bad]} "
@@ -342,19 +390,20 @@ class Trainer:
         cls_meter = TopKAccuracy((1, 5), device=self.device)
         confusion = ConfusionMatrix(self.data.num_seg_classes, IGNORE_INDEX, device=self.device)
         for task, dataset in (("cls", self.data.cls_val), ("seg", self.data.seg_val)):
-            loader = DataLoader(dataset, batch_size=self.config.batch_size * 2, shuffle=False,
-                                num_workers=self.config.workers, collate_fn=collate_skip_corrupt)
+            shard = Subset(dataset, range(self.dist.rank, len(dataset), self.dist.world))
+            loader = self._loader(shard, None, 0, self.config.batch_size * 2, drop_last=False)
             for images, targets, n_corrupt in loader:
                 self._count_corrupt(n_corrupt)
                 if not len(images):
                     continue
+                images, targets = images.to(self.device), targets.to(self.device)
                 with self._autocast():
-                    out = self.model(images.to(self.device), task).float()
-                targets = targets.to(self.device)
-                if task == "cls":
-                    cls_meter.update(out, targets)
-                else:
-                    confusion.update(out, targets)
+                    if task == "cls":
+                        cls_meter.update(self.model(images)[0].float(), targets)
+                    else:
+                        confusion.update(self.model(None, images)[1].float(), targets)
+        cls_meter.all_reduce()
+        confusion.all_reduce()
         self.model.train()
         top = cls_meter.compute()
         seg = confusion.compute()

@@ -69,12 +69,13 @@ def test_the_same_seed_gives_the_same_metrics_to_the_last_digit(tmp_path):
 
 def test_the_same_seed_gives_every_optimizer_the_same_initial_weights(tmp_path):
     digests = {
-        name: Trainer(tiny_config(tmp_path / name, name), REGISTRY.get(name), None, progress=False,
+        name: Trainer(tiny_config(tmp_path / name, name), REGISTRY.get(name), tmp_path / name, progress=False,
                       echo=print).init_digest
         for name in ("sgd", "adamw", "mtadamv2")
     }
     assert len(set(digests.values())) == 1
-    other = Trainer(tiny_config(tmp_path / "x", "sgd", seed=1), REGISTRY.get("sgd"), None, progress=False, echo=print)
+    other = Trainer(tiny_config(tmp_path / "x", "sgd", seed=1), REGISTRY.get("sgd"), tmp_path / "x", progress=False,
+                    echo=print)
     assert other.init_digest != digests["sgd"]
 
 
@@ -129,7 +130,7 @@ def test_per_task_gradients_are_each_tasks_own_gradient(tmp_path):
     preset = OptimizerPreset(name="recorder", title="Recorder", factory=Recorder, defaults={"lr": 0.1},
                              per_task_gradients=True)
     config = build_config(preset, tmp_path / "r", **TINY)
-    trainer = Trainer(config, preset, train_module.RunDir(config.run_dir), progress=False, echo=print)
+    trainer = Trainer(config, preset, config.run_dir, progress=False, echo=print)
     torch.manual_seed(0)
     (xc, yc), (xs, ys) = next(zip(trainer._batches("cls", 1), trainer._batches("seg", 1)))
     trainer.model.train()
@@ -139,8 +140,8 @@ def test_per_task_gradients_are_each_tasks_own_gradient(tmp_path):
 
     trainer.model.load_state_dict(state)  # the same BatchNorm statistics as in the step
     model, params = trainer.model, trainer.params
-    loss_c = torch.nn.functional.cross_entropy(model(xc, "cls"), yc)
-    loss_s = train_module.masked_cross_entropy(model(xs, "seg"), ys)
+    loss_c = torch.nn.functional.cross_entropy(model(xc)[0], yc)
+    loss_s = train_module.masked_cross_entropy(model(None, xs)[1], ys)
     for task, loss in enumerate((loss_c, loss_s)):
         expected = torch.autograd.grad(loss, params, allow_unused=True)
         for name, got, want in zip(trainer.names, task_grads[task], expected):

@@ -1,0 +1,86 @@
+"""torch.distributed for the trainer: process group from torchrun's environment, flat reductions."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from datetime import timedelta
+
+import torch
+import torch.distributed as dist
+from torch._utils import _flatten_dense_tensors, _unflatten_dense_tensors
+
+from .errors import ConfigError
+
+# Seconds a collective waits for a rank before the others give up with an error.
+TIMEOUT_ENV = "MTBENCH_DIST_TIMEOUT"
+
+
+@dataclass(frozen=True)
+class Dist:
+    """This process's place in the job: rank, world size and its local rank on the machine."""
+
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def launched_by_torchrun() -> bool:
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def init(device: torch.device) -> tuple[Dist, torch.device]:
+    """Join the process group torchrun describes (nccl on CUDA, gloo on CPU); a no-op for one process.
+
+    Returns this process's Dist and its device (``cuda:LOCAL_RANK`` on CUDA).
+    """
+    if not launched_by_torchrun():
+        return Dist(), device
+    rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if device.type == "cuda":
+        if local_rank >= torch.cuda.device_count():
+            raise ConfigError(
+                f"local rank {local_rank} has no GPU: this machine has {torch.cuda.device_count()}; "
+                "use --nproc-per-node <= the number of GPUs"
+            )
+        device = torch.device("cuda", local_rank)
+        torch.cuda.set_device(device)
+    if not dist.is_initialized():
+        timeout = timedelta(seconds=float(os.environ.get(TIMEOUT_ENV, "600")))
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo", timeout=timeout)
+    return Dist(rank, world, local_rank), device
+
+
+def shutdown() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def all_reduce_mean_(tensors: list[torch.Tensor]) -> None:
+    """Average same-dtype, same-device tensors over all ranks in ONE collective, in place."""
+    flat = _flatten_dense_tensors(tensors)
+    dist.all_reduce(flat)
+    flat.div_(dist.get_world_size())
+    for t, reduced in zip(tensors, _unflatten_dense_tensors(flat, tensors)):
+        t.copy_(reduced)
+
+
+def broadcast_(tensors: list[torch.Tensor], src: int = 0) -> None:
+    """Give every rank ``src``'s values of the tensors, grouped by dtype: one collective per dtype."""
+    by_dtype: dict[torch.dtype, list[torch.Tensor]] = {}
+    for t in tensors:
+        by_dtype.setdefault(t.dtype, []).append(t)
+    for group in by_dtype.values():
+        flat = _flatten_dense_tensors(group)
+        dist.broadcast(flat, src)
+        for t, value in zip(group, _unflatten_dense_tensors(flat, group)):
+            t.copy_(value)
