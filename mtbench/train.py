@@ -145,7 +145,7 @@ class Trainer:
         NOTE [BatchNorm across ranks]: on CUDA the BatchNorm layers become SyncBatchNorm, so
         statistics are computed over the global batch. SyncBatchNorm has no CPU kernel, so on CPU
         each rank normalises with its own batch and rank 0's running statistics are broadcast
-        (DDP's broadcast_buffers, or ``_sync_buffers`` after a per-task step): the buffers are
+        (DDP syncs them at every forward, or ``_sync_buffers`` after a per-task step): the buffers are
         identical on every rank either way.
         """
         if not self.dist.enabled:
@@ -157,7 +157,7 @@ class Trainer:
             # DDP would not reduce gradients that land on the per-task aliases: reduced by hand.
             return self.model
         ids = [self.device.index] if self.device.type == "cuda" else None
-        return DistributedDataParallel(self.model, device_ids=ids, broadcast_buffers=True)
+        return DistributedDataParallel(self.model, device_ids=ids)  # buffers follow rank 0 each forward
 
     def close(self) -> None:
         if self.dist.enabled:

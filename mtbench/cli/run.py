@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import functools
+import os
 import sys
 import time
 from pathlib import Path
@@ -152,16 +152,17 @@ def run(ctx: click.Context, optimizer: str | None, out: Path, resume: Path | Non
     else:
         preset = registry.get(optimizer or choose_optimizer(registry))
         config = build_config(preset, new_run_dir(out, preset.name), **options)
-    click.echo(f"{preset.title}: {format_settings(config.hyperparams)}")
-    click.echo(f"run directory: {config.run_dir}")
-    summary = train(config, preset, resume=resume is not None, progress=not quiet, echo=click.echo)
-    click.echo(
+    echo = click.echo if int(os.environ.get("RANK", "0")) == 0 else (lambda *a, **k: None)
+    echo(f"{preset.title}: {format_settings(config.hyperparams)}")
+    echo(f"run directory: {config.run_dir}")
+    summary = train(config, preset, resume=resume is not None, progress=not quiet, echo=echo)
+    echo(
         f"final: top-1 {summary['final_top1']:.1%}  top-5 {summary['final_top5']:.1%}  "
         f"mIoU {summary['final_miou']:.3f}  pixel acc {summary['final_pixel_acc']:.1%}  "
         f"({summary['steps']} steps, {summary['seconds_per_step'] * 1000:.0f} ms/step, "
         f"peak memory {summary['peak_memory_mb']:.0f} MB)"
     )
-    click.echo(f"written: {config.run_dir}/summary.json")
+    echo(f"written: {config.run_dir}/summary.json")
 
 
 def _resume_config(ctx: click.Context, registry, run_dir: Path, options: dict):

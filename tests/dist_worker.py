@@ -1,0 +1,77 @@
+"""A few trainer steps on fixed batches, run by test_distributed.py under torchrun or as one process.
+
+Each rank takes its slice of one fixed global batch, so the two-process run and the one-process
+run see the same data. BatchNorm runs in eval mode: on CPU there is no SyncBatchNorm, so per-rank
+batch statistics would differ from the global batch's by design (see NOTE [BatchNorm across ranks]).
+"""
+
+import argparse
+import copy
+import os
+import sys
+
+import torch
+
+import mtbench.train as train_module
+from mtbench.cli.run import build_config
+from mtbench.errors import NonFiniteLossError
+from mtbench.plugins import load_registry
+from mtbench.train import Trainer
+
+GLOBAL_BATCH = 8
+
+
+def fixed_batches(steps, size=32):
+    g = torch.Generator().manual_seed(1234)
+    for _ in range(steps):
+        yield (torch.randn(GLOBAL_BATCH, 3, size, size, generator=g),
+               torch.randint(0, 10, (GLOBAL_BATCH,), generator=g),
+               torch.randn(GLOBAL_BATCH, 3, size, size, generator=g),
+               torch.randint(0, 21, (GLOBAL_BATCH, size, size), generator=g))
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--optimizer", required=True)
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--nan-rank", type=int, default=-1)
+    args = parser.parse_args()
+    rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+    local = GLOBAL_BATCH // world
+
+    if rank == args.nan_rank:
+        real = train_module.masked_cross_entropy
+        calls = {"n": 0}
+
+        def nan_on_second_call(logits, target):
+            calls["n"] += 1
+            return real(logits, target) * (float("nan") if calls["n"] == 2 else 1.0)
+
+        train_module.masked_cross_entropy = nan_on_second_call
+
+    preset = load_registry(environ={}).get(args.optimizer)
+    config = build_config(preset, os.path.join(args.out, "run"), image_size=32, limit_train=16, limit_val=8,
+                          batch_size=local)
+    trainer = Trainer(config, preset, config.run_dir, progress=False, echo=print)
+    trainer.model.eval()
+    snapshots = {}
+    try:
+        for step, (xc, yc, xs, ys) in enumerate(fixed_batches(args.steps), 1):
+            part = slice(rank * local, (rank + 1) * local)
+            trainer._step(xc[part], yc[part], xs[part], ys[part])
+            trainer.state["step"] = step
+            if step == 1:
+                snapshots["after_first_step"] = copy.deepcopy(trainer.optimizer.state_dict())
+    except NonFiniteLossError as exc:
+        print(f"rank {rank} stopped: {exc}", flush=True)
+        trainer.close()
+        sys.exit(3)
+    torch.save({"params": [p.detach() for p in trainer.params], "optimizer": trainer.optimizer.state_dict(),
+                **snapshots},
+               os.path.join(args.out, f"rank{rank}-of-{world}.pt"))
+    trainer.close()
+
+
+if __name__ == "__main__":
+    main()
