@@ -1,0 +1,130 @@
+"""`mtbench compare` and `mtbench report`: every optimizer over seeds, then tables and plots."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+from click.core import ParameterSource
+
+from ..compare import (
+    comparison_record, default_directory, locate_runs, open_directory, parse_optimizers, parse_seeds,
+    plan_comparison, run_comparison, run_state, split_overrides,
+)
+from ..errors import ConfigError, MTBenchError
+from ..plots import write_plots
+from ..convergence import TARGET_FRACTION
+from ..report import Report, build_report, find_runs, is_comparison_dir, terminal_table, write_tables
+from .run import build_config, run_options
+
+
+def _stderr(line: str) -> None:
+    click.echo(line, err=True)
+
+
+@click.command(epilog="""\b
+--set applies per optimizer:
+  --set adam.lr=0.003     only adam
+  --set lr=0.003          every compared optimizer that accepts lr (an error if none does)
+\b
+The comparison directory holds comparison.json (the settings), runs/<optimizer>-seed<k>/ and the
+report (report.md/.csv/.json, loss.png, validation.png, final.png). Running the same command again
+skips the completed runs and runs the others again, from their last checkpoint where they have one;
+a directory made with other settings is refused. The exit status is 1 when any run failed (the
+table says which and why; the other runs are reported as usual).""")
+@click.option("--optimizers", default=None, metavar="A,B,...",
+              help="Optimizers to compare, comma-separated [default: every discovered preset].")
+@click.option("--seeds", default="1", show_default=True, metavar="N | S1,S2,...",
+              help="A count (3: seeds --seed, --seed+1, --seed+2) or a list of seeds (0,5,7).")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="The comparison directory [default: comparisons/<hash of the settings>].")
+@click.option("--quiet", "-q", is_flag=True, help="No per-run progress bar.")
+@run_options
+@click.pass_context
+def compare(ctx: click.Context, optimizers: str | None, seeds: str, out: Path | None, quiet: bool,
+            **options) -> None:
+    """Train every optimizer from the same initial weights on the same data, for each seed, then
+    write the comparison table and plots."""
+    registry = ctx.obj.registry
+    try:
+        names = parse_optimizers(optimizers, registry)
+    except ConfigError as exc:
+        raise click.BadParameter(str(exc), param_hint="--optimizers") from None
+    seed_given = ctx.get_parameter_source("seed") == ParameterSource.COMMANDLINE
+    try:
+        seed_list = parse_seeds(seeds, first=options["seed"])
+    except ConfigError as exc:
+        raise click.BadParameter(str(exc), param_hint="--seeds") from None
+    if seed_given and "," in seeds:
+        raise click.BadParameter(f"--seeds {seeds} lists the seeds; --seed only sets the first seed of "
+                                 "a count (--seeds 3 --seed 10): give one of them", param_hint="--seed")
+    presets = {name: registry.get(name) for name in names}
+    overrides, notes = split_overrides(options.pop("set_values"), presets)
+    for note in notes:
+        _stderr(f"note: {note}")
+
+    plan = plan_comparison(presets, seed_list, lambda preset, seed: build_config(
+        preset, "", **{**options, "seed": seed, "set_values": overrides[preset.name]}))
+    record = comparison_record(plan)
+    out = out or default_directory(record)
+    resumed = open_directory(out, record)
+    plan = locate_runs(plan, out)
+
+    done = sum(run_state(run.run_dir) == "completed" for run in plan)
+    resuming = f" (resuming: {done} of {len(plan)} runs completed)" if resumed else ""
+    _stderr(f"comparison directory: {out}{resuming}")
+    _stderr(f"{len(names)} optimizers x {len(seed_list)} seed{'s' * (len(seed_list) > 1)} "
+            f"({', '.join(map(str, seed_list))}) = {len(plan)} runs: {', '.join(names)}")
+    try:
+        outcomes = run_comparison(plan, progress=not quiet, echo=_stderr)
+    except KeyboardInterrupt:
+        _stderr(f"\ninterrupted; run the same command again to resume the comparison in {out}")
+        ctx.exit(130)
+
+    failed = [o for o in outcomes if o.status == "failed"]
+    runs = find_runs([out])
+    reasons = {o.run.run_dir: o.error for o in failed}
+    for run in runs:
+        run.failure = reasons.get(run.path)  # a run that failed before writing its summary
+    publish(build_report(runs, expected=_expected(presets.values())), out)
+    if failed:
+        which = "; ".join(f"{o.run.optimizer} seed {o.run.seed}: {o.error}" for o in failed)
+        raise MTBenchError(f"{len(failed)} of {len(outcomes)} runs failed ({which})")
+
+
+@click.command()
+@click.argument("dirs", nargs=-1, required=True,
+                type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Where the report goes [default: the first DIR when it is a comparison directory].")
+@click.option("--target", type=click.FloatRange(0, 1, min_open=True), default=TARGET_FRACTION,
+              show_default=True, help="Convergence target: this fraction of the best final joint score.")
+@click.pass_context
+def report(ctx: click.Context, dirs: tuple[Path, ...], out: Path | None, target: float) -> None:
+    """Rebuild the comparison table and plots from run directories alone.
+
+    Each DIR is a comparison directory, a run directory, or a folder of run directories; several
+    are merged into one table (runs of one optimizer with different settings get separate rows).
+    """
+    if out is None:
+        if not is_comparison_dir(dirs[0]):
+            raise click.UsageError(f"--out is required: {dirs[0]} is not a comparison directory")
+        out = dirs[0]
+    runs = find_runs(dirs)
+    # Only runs whose config.json lacks the guide's ranges need the plugins (and their imports).
+    missing = {r.optimizer for r in runs if not (r.config.get("preset") or {}).get("expected")}
+    known = ctx.obj.registry.presets if missing else {}
+    presets = [known[name] for name in sorted(missing) if name in known]
+    publish(build_report(runs, fraction=target, expected=_expected(presets)), out)
+
+
+def _expected(presets) -> dict[str, dict]:
+    """The guide's ranges from the presets, for runs whose config.json does not carry them."""
+    return {p.name: p.expected.to_dict() for p in presets if p.expected is not None}
+
+
+def publish(result: Report, out: Path) -> None:
+    """Write the tables and plots into ``out`` and print the table."""
+    files = write_tables(result, out) + write_plots(result, out)
+    click.echo(terminal_table(result))
+    click.echo(f"\nwritten to {out}: {', '.join(f.name for f in files)}")

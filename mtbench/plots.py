@@ -1,0 +1,187 @@
+"""PNG figures of a comparison, drawn from run directories: losses, validation curves, final metrics.
+
+Figures are built on matplotlib's object API with the Agg canvas, so nothing needs a display and
+no global pyplot state is touched.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from .report import Group, Report
+
+LOSS_BINS = 200  # points per loss curve: each the mean of the steps in its bin (smoothing + thinning)
+DPI = 110
+
+
+def load_losses(run_dir: Path) -> dict[str, np.ndarray]:
+    """Step, classification and segmentation loss from metrics.jsonl; a replayed step keeps its last record."""
+    records: dict[int, tuple[float, float]] = {}
+    path = Path(run_dir) / "metrics.jsonl"
+    if path.is_file():
+        with open(path) as f:
+            for line in f:
+                try:
+                    rec = json.loads(line)
+                    records[int(rec["step"])] = (_finite(rec.get("loss_cls")), _finite(rec.get("loss_seg")))
+                except (ValueError, KeyError, TypeError):
+                    continue  # a line cut short by an interrupted run
+    steps = np.array(sorted(records), dtype=float)
+    values = np.array([records[int(s)] for s in steps], dtype=float).reshape(-1, 2)
+    return {"step": steps, "loss_cls": values[:, 0], "loss_seg": values[:, 1]}
+
+
+def _finite(value) -> float:
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        return math.nan
+    return x if math.isfinite(x) else math.nan
+
+
+def _binned(steps: np.ndarray, values: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """Mean of the finite values in each bin; NaN for an empty bin."""
+    keep = np.isfinite(values)
+    idx = np.clip(np.searchsorted(edges, steps[keep], side="right") - 1, 0, len(edges) - 2)
+    sums = np.bincount(idx, weights=values[keep], minlength=len(edges) - 1)
+    counts = np.bincount(idx, minlength=len(edges) - 1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
+
+
+def _band(curves: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Mean, min and max over seeds, ignoring seeds without a value at that point."""
+    stack = np.vstack(curves)
+    present = np.isfinite(stack).any(axis=0)
+    out = np.full((3, stack.shape[1]), np.nan)
+    if present.any():
+        sub = stack[:, present]
+        with np.errstate(invalid="ignore"):
+            out[0, present] = np.nanmean(sub, axis=0)
+            out[1, present] = np.nanmin(sub, axis=0)
+            out[2, present] = np.nanmax(sub, axis=0)
+    return out[0], out[1], out[2]
+
+
+def _colors(groups: Sequence[Group]) -> dict[str, tuple]:
+    from matplotlib import colormaps
+
+    cmap = colormaps["tab10" if len(groups) <= 10 else "tab20"]
+    return {g.label: cmap(i % cmap.N) for i, g in enumerate(groups)}
+
+
+def _save(fig: Figure, path: Path) -> Path:
+    FigureCanvasAgg(fig)
+    fig.savefig(path, dpi=DPI)
+    return path
+
+
+def plot_losses(groups: Sequence[Group], path: Path) -> Path:
+    """Training loss per task vs step: bin-mean smoothed, mean over seeds with a min-max band."""
+    losses = {g.label: [load_losses(r.path) for r in g.runs if r.path.is_dir()] for g in groups}
+    last = max((int(d["step"].max()) for ds in losses.values() for d in ds if len(d["step"])), default=1)
+    bins = min(LOSS_BINS, last)
+    edges = np.linspace(0.5, last + 0.5, bins + 1)
+    centers = (edges[:-1] + edges[1:]) / 2
+    colors = _colors(groups)
+    fig = Figure(figsize=(12, 4.5), layout="constrained")
+    for ax, key, title in zip(fig.subplots(1, 2), ("loss_cls", "loss_seg"),
+                              ("Classification loss (ImageNet)", "Segmentation loss (COCO)")):
+        for g in groups:
+            curves = [_binned(d["step"], d[key], edges) for d in losses[g.label] if len(d["step"])]
+            if not curves:
+                continue
+            mean, lo, hi = _band(curves)
+            ax.plot(centers, mean, color=colors[g.label], label=g.label, linewidth=1.4)
+            if len(curves) > 1:
+                ax.fill_between(centers, lo, hi, color=colors[g.label], alpha=0.2, linewidth=0)
+        ys = np.concatenate([line.get_ydata() for line in ax.lines] + [np.array([])])
+        ys = ys[np.isfinite(ys)]
+        if ys.size and ys.min() > 0 and ys.max() / ys.min() > 20:  # e.g. a scaled or diverging loss
+            ax.set_yscale("log")
+        ax.set_title(title)
+        ax.set_xlabel("optimizer step")
+        width = round(last / bins)
+        ax.set_ylabel("loss as logged" + (f" (mean over {width}-step bins)" if width > 1 else ""))
+        ax.grid(alpha=0.3)
+        if ax.lines:
+            ax.legend(fontsize="small")
+    fig.suptitle("Training loss per task (line: mean over seeds, band: min-max over seeds)")
+    return _save(fig, path)
+
+
+def plot_validation(groups: Sequence[Group], path: Path) -> Path:
+    """Validation top-1 and mIoU after each epoch, mean over seeds with a min-max band."""
+    colors = _colors(groups)
+    last = max((len(r.epochs) for g in groups for r in g.runs), default=1)
+    epochs = np.arange(1, last + 1)
+    fig = Figure(figsize=(12, 4.5), layout="constrained")
+    for ax, key, scale, title, ylabel in zip(
+            fig.subplots(1, 2), ("val_top1", "val_miou"), (100.0, 1.0),
+            ("Validation top-1 accuracy (ImageNet)", "Validation mIoU (COCO, 21 classes)"),
+            ("top-1 accuracy (%)", "mIoU (fraction)")):
+        for g in groups:
+            curves = []
+            for run in g.runs:
+                curve = np.full(last, np.nan)
+                for row in run.epochs:
+                    if row.get(key) is not None and 1 <= int(row["epoch"]) <= last:
+                        curve[int(row["epoch"]) - 1] = row[key] * scale
+                curves.append(curve)
+            if not curves or not np.isfinite(np.vstack(curves)).any():
+                continue
+            mean, lo, hi = _band(curves)
+            ax.plot(epochs, mean, marker="o", color=colors[g.label], label=g.label, linewidth=1.4)
+            if len(curves) > 1:
+                ax.fill_between(epochs, lo, hi, color=colors[g.label], alpha=0.2, linewidth=0)
+        ax.set_title(title)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(ylabel)
+        ax.set_xticks(epochs)
+        ax.grid(alpha=0.3)
+        if ax.lines:
+            ax.legend(fontsize="small")
+    fig.suptitle("Validation after each epoch (line: mean over seeds, band: min-max over seeds)")
+    return _save(fig, path)
+
+
+def plot_final(report: Report, path: Path) -> Path:
+    """Bars of the final top-1 and mIoU per optimizer, error bars one standard deviation over seeds."""
+    rows = report.rows
+    colors = _colors([r.group for r in rows])
+    x = np.arange(len(rows))
+    fig = Figure(figsize=(max(8, 1.3 * len(rows) + 4), 4.8), layout="constrained")
+    for ax, attr, scale, title, ylabel, fmt in zip(
+            fig.subplots(1, 2), ("top1", "miou"), (100.0, 1.0),
+            ("Final validation top-1", "Final validation mIoU"),
+            ("top-1 accuracy (%)", "mIoU (fraction)"), ("{:.1f}", "{:.3f}")):
+        stats = [getattr(r, attr) for r in rows]
+        heights = [s.mean * scale if s else 0.0 for s in stats]
+        errors = [s.std * scale if s and s.std is not None else 0.0 for s in stats]
+        ax.bar(x, heights, yerr=errors, capsize=4, color=[colors[r.group.label] for r in rows])
+        top = max([h + e for h, e in zip(heights, errors)] + [1e-9])
+        for xi, s, h, e in zip(x, stats, heights, errors):
+            ax.text(xi, h + e + 0.01 * top, fmt.format(h) if s else "failed",
+                    ha="center", va="bottom", fontsize="small")
+        ax.set_ylim(0, top * 1.15)
+        ax.set_xticks(x, [r.group.label for r in rows], rotation=30, ha="right")
+        ax.set_title(title)
+        ax.set_ylabel(ylabel)
+        ax.grid(axis="y", alpha=0.3)
+    fig.suptitle("Final metrics (bar: mean over seeds, error bar: ±1 std over seeds)")
+    return _save(fig, path)
+
+
+def write_plots(report: Report, out: Path) -> list[Path]:
+    """loss.png, validation.png and final.png in ``out``."""
+    out.mkdir(parents=True, exist_ok=True)
+    groups = [r.group for r in report.rows]
+    return [plot_losses(groups, out / "loss.png"), plot_validation(groups, out / "validation.png"),
+            plot_final(report, out / "final.png")]

@@ -1,0 +1,105 @@
+"""Hand-made run directories in the run-directory format, for testing report, convergence and plots."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+from typing import Sequence
+
+EXPECTED = {"top1": [0.55, 0.65], "miou": [0.03, 0.04], "convergence": "fast"}
+
+EPOCH_FIELDS = [
+    "epoch", "step", "train_loss_cls", "train_loss_seg", "val_top1", "val_top5",
+    "val_miou", "val_pixel_acc", "seconds",
+]
+
+
+def write_run(
+    run_dir: Path,
+    optimizer: str = "adam",
+    seed: int = 0,
+    curve: Sequence[tuple[float, float]] = ((0.2, 0.1), (0.5, 0.3), (0.7, 0.4)),
+    steps_per_epoch: int = 10,
+    seconds_per_step: float = 0.1,
+    status: str = "completed",
+    error: str | None = None,
+    loss_scale: tuple[float, float] = (1.0, 1.0),
+    expected: dict | None = EXPECTED,
+    init_sha: str | None = None,
+    peak_memory_mb: float = 123.0,
+    epochs: int | None = None,
+    hyperparams: dict | None = None,
+) -> Path:
+    """Write a run directory whose validation (top-1, mIoU) after each epoch follows ``curve``.
+
+    ``epochs`` is the configured epoch count (default: the length of ``curve``); a run with
+    status "running" or "failed" may have fewer rows in ``curve`` than configured epochs.
+    """
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    configured = epochs if epochs is not None else len(curve)
+    preset = {"name": optimizer, "title": optimizer.upper(), "per_task_gradients": False,
+              "defaults": {"lr": 0.001}}
+    if expected is not None:
+        preset["expected"] = expected
+    config = {
+        "optimizer": optimizer, "hyperparams": hyperparams or {"lr": 0.001}, "task_weights": [1.0, 1.0],
+        "loss_scale": list(loss_scale), "imagenet": None, "coco": None, "image_size": 32,
+        "limit_train": 16, "limit_val": 16, "epochs": configured, "batch_size": 8, "seed": seed,
+        "device": "cpu", "amp": "off", "workers": 0, "backbone": "resnet18", "weights": None,
+        "run_dir": str(run_dir), "on_nonfinite": "abort", "max_consecutive_skips": 10,
+        "preset": preset,
+    }
+    (run_dir / "config.json").write_text(json.dumps(config, indent=2))
+    (run_dir / "env.json").write_text(json.dumps({"python": "3.11", "torch": "2.x", "device": "cpu"}))
+
+    with open(run_dir / "metrics.jsonl", "w") as f:
+        for step in range(1, len(curve) * steps_per_epoch + 1):
+            loss_cls = 2.0 * math.exp(-step / 20) + 0.1
+            loss_seg = 1.0 * math.exp(-step / 30) + 0.05
+            f.write(json.dumps({
+                "step": step, "epoch": (step - 1) // steps_per_epoch + 1, "loss_cls": loss_cls,
+                "loss_seg": loss_seg, "loss": loss_cls + loss_seg,
+                "time": step * seconds_per_step, "skipped": False,
+            }) + "\n")
+
+    with open(run_dir / "epochs.csv", "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(EPOCH_FIELDS)
+        for i, (top1, miou) in enumerate(curve, 1):
+            step = i * steps_per_epoch
+            writer.writerow([i, step, 1.0 / i, 0.5 / i, top1, min(1.0, top1 + 0.2), miou,
+                             miou + 0.3, round(step * seconds_per_step, 6)])
+
+    final = curve[-1] if curve else (None, None)
+    steps = len(curve) * steps_per_epoch
+    summary = {
+        "optimizer": optimizer, "title": optimizer.upper(), "status": status, "error": error,
+        "seed": seed, "epochs": len(curve), "steps": steps,
+        "final_top1": final[0], "final_top5": None if final[0] is None else min(1.0, final[0] + 0.2),
+        "final_miou": final[1], "final_pixel_acc": None if final[1] is None else final[1] + 0.3,
+        "seconds_per_step": seconds_per_step, "total_seconds": steps * seconds_per_step,
+        "peak_memory_mb": peak_memory_mb, "skipped_steps": 0, "corrupt_images": 0,
+        "init_weights_sha256": init_sha or f"sha-seed{seed}", "task_weights": [1.0, 1.0],
+        "loss_scale": list(loss_scale),
+    }
+    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    return run_dir
+
+
+def write_comparison(
+    out: Path, curves: dict[str, Sequence[Sequence[tuple[float, float]]]], **kwargs
+) -> Path:
+    """A comparison directory: ``curves[optimizer][seed_index]`` is one run's validation curve."""
+    out = Path(out)
+    seeds = range(len(next(iter(curves.values()))))
+    for seed in seeds:
+        for name, per_seed in curves.items():
+            write_run(out / "runs" / f"{name}-seed{seed}", optimizer=name, seed=seed,
+                      curve=per_seed[seed], **kwargs)
+    (out / "comparison.json").write_text(json.dumps({
+        "format": 1, "optimizers": list(curves), "seeds": list(seeds), "settings": {},
+    }))
+    return out

@@ -1,0 +1,187 @@
+"""Reports from run directories: loading, aggregation over seeds, tables, plots and `mtbench report`."""
+
+import csv
+import json
+
+import pytest
+from click.testing import CliRunner
+from matplotlib.image import imread
+
+from fakeruns import write_comparison, write_run
+from mtbench.cli import main
+from mtbench.errors import MTBenchError
+from mtbench.plots import load_losses, write_plots
+from mtbench.report import (
+    build_report, find_runs, json_record, load_run, markdown, read_epochs, table_rows, terminal_table,
+    write_tables,
+)
+
+CURVES = {
+    "adam": [[(0.5, 0.3), (0.70, 0.40)], [(0.5, 0.3), (0.72, 0.42)]],
+    "sgd": [[(0.2, 0.1), (0.50, 0.30)], [(0.3, 0.1), (0.56, 0.28)]],
+}
+
+
+@pytest.fixture
+def comparison(tmp_path):
+    return write_comparison(tmp_path / "cmp", CURVES)
+
+
+def test_mean_and_std_over_seeds(comparison):
+    report = build_report(find_runs([comparison]))
+    adam, sgd = report.rows
+    assert adam.top1.mean == pytest.approx(0.71) and adam.top1.std == pytest.approx(0.0141421, rel=1e-4)
+    assert adam.top1.n == 2 and sgd.miou.mean == pytest.approx(0.29)
+    assert adam.sec_per_step.mean == pytest.approx(0.1) and adam.peak_mb.mean == 123
+    table = terminal_table(report)
+    assert "71.0±1.4%" in table and "0.410±0.014" in table and "Runs: 4 (2 optimizers x 2 seeds: 0, 1); epochs 2, batch size 8" in table
+
+
+def test_one_seed_has_no_spread(tmp_path):
+    report = build_report([load_run(write_run(tmp_path / "r", curve=[(0.25, 0.125)]))])
+    assert report.rows[0].top1.std is None
+    assert "25.0%" in terminal_table(report) and "±" not in terminal_table(report).split("\n\n")[1]
+
+
+def test_tables_written_and_parseable(comparison):
+    report = build_report(find_runs([comparison]))
+    files = write_tables(report, comparison)
+    assert [f.name for f in files] == ["report.md", "report.csv", "report.json"]
+    md = (comparison / "report.md").read_text()
+    assert md.startswith("# Optimizer comparison") and "| adam " in md and "guide top-1" in md
+    assert "real ImageNet + COCO" in md and "<= 1.25x fast" in md
+    rows = list(csv.DictReader(open(comparison / "report.csv")))
+    assert [r["optimizer"] for r in rows] == ["adam", "sgd"]
+    assert float(rows[0]["top1_mean"]) == pytest.approx(0.71) and rows[0]["guide_top1_lo"] == "0.55"
+    data = json.loads((comparison / "report.json").read_text())
+    assert data["target"]["fraction"] == 0.9 and data["rows"][1]["miou"]["n"] == 2
+    assert data["rows"][0]["runs"][1] == {
+        "seed": 1, "path": "runs/adam-seed1", "status": "completed", "error": None, "final_top1": 0.72,
+        "final_miou": 0.42, "init_weights_sha256": "sha-seed1", "loss_scale": [1.0, 1.0]}
+
+
+def test_plots_written_and_readable(comparison):
+    report = build_report(find_runs([comparison]))
+    files = write_plots(report, comparison)
+    assert [f.name for f in files] == ["loss.png", "validation.png", "final.png"]
+    for f in files:
+        image = imread(f)
+        assert image.ndim == 3 and image.shape[0] > 300 and image.shape[1] > 600
+        assert image.std() > 0.05  # something was drawn
+
+
+def test_failures_and_runs_that_never_started(tmp_path):
+    out = write_comparison(tmp_path / "cmp", CURVES)
+    write_run(out / "runs/sgd-seed1", optimizer="sgd", seed=1, curve=[(0.1, 0.05)], epochs=2, status="failed",
+              error="non-finite loss at step 12 in segmentation (loss_cls=2.1, loss_seg=nan)\nmore")
+    record = json.loads((out / "comparison.json").read_text())
+    record["optimizers"].append("adadelta")
+    (out / "comparison.json").write_text(json.dumps(record))
+    (out / "runs/adadelta-seed0").mkdir()
+    report = build_report(find_runs([out]))
+    status = {r.group.optimizer: r.status for r in report.rows}
+    assert status == {
+        "adam": "ok",
+        "sgd": "1/2 ok; seed 1: failed: non-finite loss at step 12 in segmentation (loss_cls=2.1, loss_seg=nan)",
+        "adadelta": "seed 0: failed: no summary.json (the run did not start); seed 1: not run"}
+    sgd = report.rows[1]
+    assert sgd.top1.n == 1 and sgd.top1.mean == pytest.approx(0.5)  # the failed seed is left out
+    assert "1/2" in terminal_table(report)
+    assert [r.path.name for r in report.failed_runs] == ["adadelta-seed0", "sgd-seed1", "adadelta-seed1"]
+
+
+def test_interrupted_run_reason(tmp_path):
+    run = load_run(write_run(tmp_path / "r", curve=[(0.1, 0.1)], epochs=3, status="running"))
+    assert run.reason == "interrupted after epoch 1"
+
+
+def test_loss_scale_shown_in_the_header(tmp_path):
+    out = write_comparison(tmp_path / "cmp", CURVES, loss_scale=(1.0, 100.0))
+    report = build_report(find_runs([out]))
+    assert "Loss scale: cls x1, seg x100 (stress test" in markdown(report)
+    assert "Loss scale: none" in markdown(build_report(find_runs([write_comparison(tmp_path / "plain", CURVES)])))
+
+
+def test_guide_ranges_from_config_or_fallback(tmp_path):
+    with_expected = load_run(write_run(tmp_path / "a", optimizer="adam"))
+    without = load_run(write_run(tmp_path / "b", optimizer="sgd", expected=None))
+    fallback = {"sgd": {"top1": [0.5, 0.6], "miou": [0.03, 0.04], "convergence": "slow"}}
+    report = build_report([with_expected, without], expected=fallback)
+    assert [r[-4:-1] for r in table_rows(report)] == [["55-65%", "0.03-0.04", "fast"], ["50-60%", "0.03-0.04", "slow"]]
+    assert json_record(report)["rows"][1]["guide_real_data"] == fallback["sgd"]
+    assert table_rows(build_report([without]))[0][-4:-1] == ["-", "-", "-"]
+
+
+def test_different_initial_weights_are_flagged(tmp_path):
+    runs = [load_run(write_run(tmp_path / "a", optimizer="adam", init_sha="x")),
+            load_run(write_run(tmp_path / "b", optimizer="sgd", init_sha="y"))]
+    assert "Initial weights: DIFFER between optimizers for seed 0" in terminal_table(build_report(runs))
+
+
+def test_runs_of_one_optimizer_with_other_settings_are_told_apart(tmp_path):
+    runs = [load_run(write_run(tmp_path / "a", optimizer="adam", hyperparams={"lr": 0.001})),
+            load_run(write_run(tmp_path / "b", optimizer="adam", hyperparams={"lr": 0.01})),
+            load_run(write_run(tmp_path / "c", optimizer="adam", seed=1, hyperparams={"lr": 0.01}))]
+    report = build_report(runs)
+    assert [(r.group.label, len(r.group.runs)) for r in report.rows] == [("adam (lr=0.001)", 1), ("adam (lr=0.01)", 2)]
+
+
+def test_epochs_and_losses_keep_the_last_record_of_a_replayed_step(tmp_path):
+    run_dir = write_run(tmp_path / "r", curve=[(0.1, 0.1), (0.2, 0.2)], steps_per_epoch=3)
+    with open(run_dir / "epochs.csv", "a") as f:
+        f.write("2,6,0.1,0.1,0.9,0.95,0.5,0.8,1.0\n")
+    with open(run_dir / "metrics.jsonl", "a") as f:
+        f.write(json.dumps({"step": 6, "epoch": 2, "loss_cls": 9.0, "loss_seg": float("nan")}) + "\n{\"step\": 7, \"ep")
+    epochs = read_epochs(run_dir / "epochs.csv")
+    assert [e["epoch"] for e in epochs] == [1, 2] and epochs[1]["val_top1"] == 0.9
+    losses = load_losses(run_dir)
+    assert list(losses["step"]) == [1, 2, 3, 4, 5, 6] and losses["loss_cls"][-1] == 9.0
+
+
+def test_find_runs_rejects_a_folder_without_runs(tmp_path):
+    with pytest.raises(MTBenchError, match="neither a run directory"):
+        find_runs([tmp_path])
+
+
+# -- `mtbench report` --------------------------------------------------------------------------
+
+def test_report_command_rebuilds_a_comparison(comparison):
+    result = CliRunner().invoke(main, ["report", str(comparison)])
+    assert result.exit_code == 0, result.output
+    assert "adam" in result.output and "71.0±1.4%" in result.output
+    assert f"written to {comparison}: report.md, report.csv, report.json, loss.png, validation.png, final.png" \
+        in result.output
+    assert (comparison / "final.png").is_file()
+
+
+def test_report_command_merges_run_directories(tmp_path, comparison):
+    single = write_run(tmp_path / "runs/adamw-x", optimizer="adamw", curve=[(0.3, 0.2), (0.6, 0.35)])
+    out = tmp_path / "merged"
+    result = CliRunner().invoke(main, ["report", str(comparison), str(single), "--out", str(out), "--target", "0.5"])
+    assert result.exit_code == 0, result.output
+    data = json.loads((out / "report.json").read_text())
+    assert [r["optimizer"] for r in data["rows"]] == ["adam", "sgd", "adamw"]
+    assert data["target"]["fraction"] == 0.5
+    assert CliRunner().invoke(main, ["report", str(tmp_path / "runs"), "--out", str(out)]).exit_code == 0
+
+
+def test_report_command_takes_the_guide_ranges_from_the_plugins_when_runs_lack_them(tmp_path):
+    run = write_run(tmp_path / "r", optimizer="adagrad", expected=None)
+    result = CliRunner().invoke(main, ["report", str(run), "--out", str(tmp_path / "o")])
+    assert result.exit_code == 0, result.output
+    row = json.loads((tmp_path / "o/report.json").read_text())["rows"][0]
+    assert row["guide_real_data"] == {"top1": [0.48, 0.58], "miou": [0.03, 0.04], "convergence": "slow"}
+
+
+def test_report_command_needs_out_for_run_directories(tmp_path):
+    single = write_run(tmp_path / "r", optimizer="adamw")
+    result = CliRunner().invoke(main, ["report", str(single)])
+    assert result.exit_code == 2
+    assert f"--out is required: {single} is not a comparison directory" in result.output
+
+
+def test_report_command_errors_are_one_line(tmp_path):
+    result = CliRunner().invoke(main, ["report", str(tmp_path), "--out", str(tmp_path / "o")])
+    assert result.exit_code == 1
+    assert result.output.startswith("Error: ") and "neither a run directory" in result.output
+    assert "Traceback" not in result.output
