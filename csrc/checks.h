@@ -1,0 +1,126 @@
+// Caller-error checks of the mtbench operators, shared by the CPU and CUDA backends.
+#pragma once
+
+#include <ATen/core/List.h>
+#include <ATen/core/Tensor.h>
+#include <c10/util/ArrayRef.h>
+
+#include <cmath>
+#include <optional>
+
+#include "mtadamv2_math.h"
+
+namespace mtbench {
+
+// The dtype in which kernels compute and keep state: float64 for float64 tensors, else float32.
+inline at::ScalarType opmath_dtype(at::ScalarType dtype) {
+  return dtype == at::kDouble ? at::kDouble : at::kFloat;
+}
+
+inline bool is_supported_dtype(at::ScalarType dtype) {
+  return dtype == at::kFloat || dtype == at::kDouble || dtype == at::kBFloat16 || dtype == at::kHalf;
+}
+
+inline void check_sq_norms_args(at::TensorList tensors) {
+  TORCH_CHECK(!tensors.empty(), "sq_norms: tensors must hold at least one tensor, got an empty list");
+  const at::Tensor& first = tensors[0];
+  for (size_t i = 0; i < tensors.size(); ++i) {
+    const at::Tensor& t = tensors[i];
+    TORCH_CHECK(t.layout() == at::kStrided, "sq_norms: tensors[", i, "] must be a strided tensor, got layout ",
+                t.layout());
+    TORCH_CHECK(is_supported_dtype(t.scalar_type()), "sq_norms: tensors[", i,
+                "] must be float32, float64, bfloat16 or float16, got ", t.scalar_type());
+    TORCH_CHECK(t.scalar_type() == first.scalar_type(), "sq_norms: tensors[", i, "] has dtype ",
+                t.scalar_type(), ", expected ", first.scalar_type(), " (the dtype of tensors[0])");
+    TORCH_CHECK(t.device() == first.device(), "sq_norms: tensors[", i, "] is on ", t.device(), ", expected ",
+                first.device(), " (the device of tensors[0])");
+  }
+}
+
+inline void check_range(const char* name, double value, double low, bool high_open, double high) {
+  const bool ok = value >= low && (high_open ? value < high : value <= high);
+  TORCH_CHECK(ok, "mtadamv2_: ", name, " must be in [", low, ", ", high, high_open ? ")" : "]", ", got ", value);
+}
+
+// Checks every argument of mtadamv2_ and returns the number of tasks.
+inline int64_t check_mtadamv2_args(at::TensorList params, const c10::List<std::optional<at::Tensor>>& grads,
+                                   at::TensorList exp_avgs, at::TensorList exp_avg_sqs, at::TensorList norm_avgs,
+                                   at::IntArrayRef steps, double lr, double beta1, double beta2,
+                                   double norm_beta, double eps, double weight_decay,
+                                   at::ArrayRef<double> task_weights) {
+  const double inf = INFINITY;
+  check_range("lr", lr, 0.0, true, inf);
+  check_range("beta1", beta1, 0.0, true, 1.0);
+  check_range("beta2", beta2, 0.0, true, 1.0);
+  check_range("norm_beta", norm_beta, 0.0, true, 1.0);
+  check_range("eps", eps, 0.0, true, inf);
+  check_range("weight_decay", weight_decay, 0.0, true, inf);
+  const int64_t num_tasks = static_cast<int64_t>(task_weights.size());
+  TORCH_CHECK(num_tasks >= 1 && num_tasks <= kMaxTasks, "mtadamv2_: task_weights must hold 1 to ", kMaxTasks,
+              " weights (one per task), got ", num_tasks);
+  for (int64_t t = 0; t < num_tasks; ++t) {
+    TORCH_CHECK(std::isfinite(task_weights[t]) && task_weights[t] >= 0, "mtadamv2_: task_weights[", t,
+                "] must be finite and >= 0, got ", task_weights[t]);
+  }
+  const int64_t num_params = static_cast<int64_t>(params.size());
+  TORCH_CHECK(static_cast<int64_t>(grads.size()) == num_tasks * num_params, "mtadamv2_: grads must hold ",
+              num_tasks * num_params, " entries (task-major, len(task_weights) * len(params)), got ",
+              grads.size());
+  TORCH_CHECK(static_cast<int64_t>(exp_avgs.size()) == num_params, "mtadamv2_: exp_avgs must hold ", num_params,
+              " tensors (one per param), got ", exp_avgs.size());
+  TORCH_CHECK(static_cast<int64_t>(exp_avg_sqs.size()) == num_params, "mtadamv2_: exp_avg_sqs must hold ",
+              num_params, " tensors (one per param), got ", exp_avg_sqs.size());
+  TORCH_CHECK(static_cast<int64_t>(norm_avgs.size()) == num_params, "mtadamv2_: norm_avgs must hold ",
+              num_params, " tensors (one per param), got ", norm_avgs.size());
+  TORCH_CHECK(static_cast<int64_t>(steps.size()) == num_params, "mtadamv2_: steps must hold ", num_params,
+              " values (one per param), got ", steps.size());
+  if (num_params == 0) return num_tasks;
+
+  const at::ScalarType dtype = params[0].scalar_type();
+  const at::ScalarType state_dtype = opmath_dtype(dtype);
+  const at::Device device = params[0].device();
+  TORCH_CHECK(is_supported_dtype(dtype), "mtadamv2_: params must be float32, float64, bfloat16 or float16, got ",
+              dtype);
+  auto check_tensor = [&](const at::Tensor& t, const char* name, int64_t i, at::ScalarType expected_dtype,
+                          at::IntArrayRef expected_shape) {
+    TORCH_CHECK(t.layout() == at::kStrided, "mtadamv2_: ", name, "[", i, "] must be strided, got layout ",
+                t.layout());
+    TORCH_CHECK(t.scalar_type() == expected_dtype, "mtadamv2_: ", name, "[", i, "] has dtype ", t.scalar_type(),
+                ", expected ", expected_dtype);
+    TORCH_CHECK(t.device() == device, "mtadamv2_: ", name, "[", i, "] is on ", t.device(), ", expected ", device,
+                " (the device of params[0])");
+    TORCH_CHECK(t.sizes() == expected_shape, "mtadamv2_: ", name, "[", i, "] has shape ", t.sizes(),
+                ", expected ", expected_shape);
+    TORCH_CHECK(t.is_contiguous(), "mtadamv2_: ", name, "[", i, "] must be contiguous");
+  };
+  std::vector<int64_t> state_shape;
+  for (int64_t i = 0; i < num_params; ++i) {
+    const at::Tensor& p = params[i];
+    check_tensor(p, "params", i, dtype, p.sizes());
+    for (int64_t t = 0; t < num_tasks; ++t) {
+      const std::optional<at::Tensor> g = grads.get(t * num_params + i);
+      if (g.has_value() && g->defined()) check_tensor(*g, "grads", t * num_params + i, dtype, p.sizes());
+    }
+    state_shape.assign({num_tasks});
+    state_shape.insert(state_shape.end(), p.sizes().begin(), p.sizes().end());
+    check_tensor(exp_avgs[i], "exp_avgs", i, state_dtype, state_shape);
+    check_tensor(exp_avg_sqs[i], "exp_avg_sqs", i, state_dtype, state_shape);
+    check_tensor(norm_avgs[i], "norm_avgs", i, state_dtype, {num_tasks});
+    TORCH_CHECK(steps[i] >= 1, "mtadamv2_: steps[", i, "] must be >= 1 (the count including this step), got ",
+                steps[i]);
+  }
+  return num_tasks;
+}
+
+// Per-tensor constants of the update (DESIGN §3 step 5), computed in double on the host.
+struct BiasCorrection {
+  double step_size;              // lr / (1 - beta1^k)
+  double bias_correction2_sqrt;  // sqrt(1 - beta2^k)
+};
+
+inline BiasCorrection bias_correction(int64_t step, double lr, double beta1, double beta2) {
+  const double k = static_cast<double>(step);
+  return {lr / (1.0 - std::pow(beta1, k)), std::sqrt(1.0 - std::pow(beta2, k))};
+}
+
+}  // namespace mtbench

@@ -1,0 +1,67 @@
+"""`mtbench bench`: the rows, the byte model, the output formats and one-line errors."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from mtbench import ops
+from mtbench.bench import run_bench
+from mtbench.cli import main
+
+TINY = ["--model", "squeezenet1_1", "--repeat", "1", "--device", "cpu"]
+
+
+@pytest.fixture(scope="module")
+def tiny_result():
+    return run_bench(model="squeezenet1_1", tasks=3, repeat=1, device="cpu", threads=1)
+
+
+def test_rows_and_byte_model(tiny_result):
+    rows = {row.name: row for row in tiny_result.rows}
+    expected = {"Adam (fused)", "Adam (foreach)", "MTAdamV2 (reference)"} | (
+        {"MTAdamV2 (fused)"} if ops.available() else set())
+    assert set(rows) == expected
+    assert tiny_result.num_params == 1_235_496 and tiny_result.num_tensors == 52
+    assert rows["Adam (fused)"].ratio == 1.0
+    # float32, T = 3: MTAdamV2 moves 2 + 6T = 20 floats per parameter where Adam moves 7.
+    assert rows["MTAdamV2 (reference)"].floor == pytest.approx(20 / 7)
+    assert rows["Adam (foreach)"].floor == 1.0
+    for row in rows.values():
+        assert row.median_ms > 0
+        assert row.gb_per_s == pytest.approx(row.floor * 7 * 4 * tiny_result.num_params / row.median_ms / 1e6)
+
+
+def test_command_prints_a_table():
+    result = CliRunner().invoke(main, ["bench", *TINY, "--threads", "1"])
+    assert result.exit_code == 0, result.output
+    assert "squeezenet1_1 shapes (1.24 M parameters in 52 tensors), T=2, float32 on cpu (1 CPU thread)" \
+        in result.output
+    assert "MTAdamV2 (reference)" in result.output and "2.00x" in result.output
+
+
+def test_command_json():
+    result = CliRunner().invoke(main, ["bench", *TINY, "--tasks", "1", "--threads", "1", "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert data["tasks"] == 1 and data["model"] == "squeezenet1_1" and data["threads"] == 1
+    assert {row["name"] for row in data["rows"]} >= {"Adam (fused)", "MTAdamV2 (reference)"}
+    assert all(set(row) == {"name", "median_ms", "gb_per_s", "ratio", "floor"} for row in data["rows"])
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--model", "resnet19"], "Error: unknown model 'resnet19'; did you mean 'resnet18'?"),
+    (["--model", "zzz"], "Error: unknown model 'zzz'; expected a torchvision classification model such as resnet18"),
+    (["--dtype", "float8"], "Error: unknown dtype 'float8'; expected one of float32, float64, bfloat16"),
+    (["--device", "tpu"], "Error: unknown device 'tpu'; expected cpu or cuda[:N]"),
+    (["--device", "meta"], "Error: device 'meta' is not supported; expected cpu or cuda[:N]"),
+    (["--tasks", "0"], "Error: tasks must be in 1..8, got 0"),
+    (["--repeat", "0"], "Error: repeat must be >= 1, got 0"),
+    (["--threads", "0"], "Error: threads must be >= 1, got 0"),
+])
+def test_bad_options_give_one_line(args, message):
+    result = CliRunner().invoke(main, ["bench", *args])
+    assert result.exit_code != 0
+    assert result.output.strip().splitlines() == [message]
