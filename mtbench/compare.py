@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -299,6 +300,32 @@ def run_comparison(plan: Sequence[PlannedRun], train_fn: Callable | None = None,
         outcomes.append(Outcome(run, "failed" if error else "completed", error))
     echo(f"{len(plan)} runs done in {_clock(time.monotonic() - start)}")
     return outcomes
+
+
+def torchrun_train(nproc: int, plugin_paths: Sequence[str] = ()) -> Callable[..., dict]:
+    """A ``train`` that runs each run as ``torchrun --nproc-per-node N -m mtbench run --resume DIR``.
+
+    The run's config.json is written first, so the launched processes read exactly this config
+    (a run directory without a checkpoint starts from scratch).
+    """
+    from .rundir import RunDir
+
+    def train_distributed(config, preset, *, resume, progress, echo) -> dict:
+        run = RunDir(config.run_dir)
+        run.create()
+        if not resume:
+            run.write_json("config.json", config.to_dict())
+        plugins = [arg for path in plugin_paths for arg in ("--plugin", path)]
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
+               "-m", "mtbench", *plugins, "run", "--resume", str(run.path)] + ([] if progress else ["--quiet"])
+        proc = subprocess.run(cmd, stdout=sys.stderr, stderr=subprocess.PIPE, text=True)
+        try:
+            return run.read_json("summary.json")
+        except (OSError, ValueError):
+            lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+            raise MTBenchError(f"torchrun exited with {proc.returncode}: {lines[-1] if lines else 'no output'}")
+
+    return train_distributed
 
 
 def _clock(seconds: float) -> str:

@@ -12,6 +12,7 @@ TASKS = ("cls", "seg")
 TASK_NAMES = {"cls": "classification", "seg": "segmentation"}
 NONFINITE_POLICIES = ("abort", "skip")
 AMP_MODES = ("off", "bf16", "fp16")
+BACKBONES = ("resnet18", "resnet34", "resnet50", "resnet101")
 
 
 @dataclass

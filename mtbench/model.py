@@ -9,9 +9,8 @@ import torch.nn.functional as F
 import torchvision
 from torch import nn
 
+from .config import BACKBONES
 from .errors import ConfigError
-
-BACKBONES = ("resnet18", "resnet34", "resnet50", "resnet101")
 
 
 class Backbone(nn.Module):

@@ -89,6 +89,27 @@ def masked_cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Te
     return total / (target != IGNORE_INDEX).sum().clamp_min(1)
 
 
+def reset_peak_rss() -> None:
+    """Start a new peak for this process's resident memory (Linux; elsewhere the peak is process-wide)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        pass
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory since the last reset_peak_rss (VmHWM), else since the process started."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 class Trainer:
     """One run: data, model, optimizer, the loop, validation and the run directory.
 
@@ -220,6 +241,7 @@ class Trainer:
     def fit(self, resume: bool) -> dict:
         run, config = self.run, self.config
         run.create()
+        reset_peak_rss()
         if resume and (run.checkpoints / "last.pt").exists():
             self._load(run.load_checkpoint())
             run.trim_logs(self.state["step"], self.state["epoch"])
@@ -456,7 +478,7 @@ class Trainer:
     def _peak_memory_mb(self) -> float:
         if self.device.type == "cuda":
             return torch.cuda.max_memory_allocated(self.device) / 2**20
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        return peak_rss_mb()
 
     def _write_summary(self, status: str, error: str | None = None) -> dict:
         v = self.last_val or {}

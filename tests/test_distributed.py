@@ -87,3 +87,17 @@ def test_a_distributed_run_writes_once_and_resumes(tmp_path):
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["status"] == "completed" and summary["epochs"] == 2 and summary["steps"] == 4
+
+
+def test_compare_runs_each_run_under_torchrun(tmp_path):
+    out = tmp_path / "cmp"
+    cmd = [sys.executable, "-m", "mtbench", "compare", "--optimizers", "sgd,mtadamv2", "--nproc-per-node", "2",
+           "--out", str(out), "--image-size", "32", "--limit-train", "16", "--limit-val", "8",
+           "--batch-size", "4", "--epochs", "1", "--quiet"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    for name in ("sgd", "mtadamv2"):
+        summary = json.loads((out / "runs" / f"{name}-seed0" / "summary.json").read_text())
+        assert summary["status"] == "completed" and summary["steps"] == 2
+    assert (out / "report.md").is_file()

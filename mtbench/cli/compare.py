@@ -9,7 +9,7 @@ from click.core import ParameterSource
 
 from ..compare import (
     comparison_record, default_directory, locate_runs, open_directory, parse_optimizers, parse_seeds,
-    plan_comparison, run_comparison, run_state, split_overrides,
+    plan_comparison, run_comparison, run_state, split_overrides, torchrun_train,
 )
 from ..errors import ConfigError, MTBenchError
 from ..plots import write_plots
@@ -39,10 +39,12 @@ table says which and why; the other runs are reported as usual).""")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="The comparison directory [default: comparisons/<hash of the settings>].")
 @click.option("--quiet", "-q", is_flag=True, help="No per-run progress bar.")
+@click.option("--nproc-per-node", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Run each run distributed: torchrun with this many processes (one per GPU, or gloo on CPU).")
 @run_options
 @click.pass_context
 def compare(ctx: click.Context, optimizers: str | None, seeds: str, out: Path | None, quiet: bool,
-            **options) -> None:
+            nproc_per_node: int, **options) -> None:
     """Train every optimizer from the same initial weights on the same data, for each seed, then
     write the comparison table and plots."""
     registry = ctx.obj.registry
@@ -76,7 +78,8 @@ def compare(ctx: click.Context, optimizers: str | None, seeds: str, out: Path | 
     _stderr(f"{len(names)} optimizers x {len(seed_list)} seed{'s' * (len(seed_list) > 1)} "
             f"({', '.join(map(str, seed_list))}) = {len(plan)} runs: {', '.join(names)}")
     try:
-        outcomes = run_comparison(plan, progress=not quiet, echo=_stderr)
+        train_fn = torchrun_train(nproc_per_node, ctx.obj.plugin_paths) if nproc_per_node > 1 else None
+        outcomes = run_comparison(plan, train_fn, progress=not quiet, echo=_stderr)
     except KeyboardInterrupt:
         _stderr(f"\ninterrupted; run the same command again to resume the comparison in {out}")
         ctx.exit(130)

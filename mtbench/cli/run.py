@@ -10,9 +10,8 @@ from pathlib import Path
 import click
 from click.core import ParameterSource
 
-from ..config import AMP_MODES, NONFINITE_POLICIES, RunConfig, parse_task_pair
+from ..config import AMP_MODES, BACKBONES, NONFINITE_POLICIES, RunConfig, parse_task_pair
 from ..errors import ConfigError
-from ..model import BACKBONES
 from ..presets import OptimizerPreset
 from .presets import format_settings
 
