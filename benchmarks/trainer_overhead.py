@@ -1,0 +1,95 @@
+"""Trainer overhead: a `mtbench run` step against a minimal hand-written PyTorch loop.
+
+Times, in one process and interleaved round by round (so machine noise hits all alike):
+  manual    the shortest correct multi-task step: two forwards, weighted loss, backward, Adam step
+  adam      Trainer._step with the adam preset (the same work plus NaN checks and bookkeeping)
+  mtadamv2  Trainer._step with the mtadamv2 preset (per-task gradients, MTAdamV2 step)
+on the same model, the same fixed batches (embedded data set, default sizes).
+
+    python benchmarks/trainer_overhead.py [--rounds 5] [--steps 10] [--batch-size 8] [--image-size 64]
+
+Targets: adam / manual <= 1.05; mtadamv2 / adam <= 1.15.
+"""
+
+import argparse
+import statistics
+import tempfile
+import time
+
+import torch
+import torch.nn.functional as F
+
+from mtbench.cli.run import build_config
+from mtbench.plugins import load_registry
+from mtbench.train import Trainer, masked_cross_entropy
+
+
+def batches(trainer, n):
+    it = zip(trainer._batches("cls", 1), trainer._batches("seg", 1))
+    return [tuple(t for pair in next(it) for t in pair) for _ in range(n)]
+
+
+def manual_step(model, opt, xc, yc, xs, ys):
+    out_c, out_s = model(xc, xs)
+    loss = 0.5 * F.cross_entropy(out_c, yc) + 0.5 * masked_cross_entropy(out_s, ys)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    return loss.item()
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--image-size", type=int, default=None)
+    args = parser.parse_args()
+
+    registry = load_registry()
+    tmp = tempfile.mkdtemp()
+    trainers = {}
+    for name in ("adam", "mtadamv2"):
+        preset = registry.get(name)
+        config = build_config(preset, f"{tmp}/{name}", batch_size=args.batch_size, image_size=args.image_size)
+        trainers[name] = Trainer(config, preset, config.run_dir, progress=False, echo=print)
+    data = batches(trainers["adam"], args.steps)
+    reference = trainers["adam"]
+    torch.manual_seed(0)
+    from mtbench.model import MultiTaskNet
+
+    model = MultiTaskNet(reference.config.backbone, reference.data.num_cls_outputs, reference.data.num_seg_classes)
+    model.train()
+    opt = torch.optim.Adam(model.parameters(), **reference.config.hyperparams)
+
+    def time_manual():
+        start = time.perf_counter()
+        for batch in data:
+            manual_step(model, opt, *batch)
+        return time.perf_counter() - start
+
+    def time_trainer(trainer):
+        start = time.perf_counter()
+        for batch in data:
+            trainer._step(*batch)
+        return time.perf_counter() - start
+
+    runners = {"manual": time_manual, "adam": lambda: time_trainer(trainers["adam"]),
+               "mtadamv2": lambda: time_trainer(trainers["mtadamv2"])}
+    for run in runners.values():  # warm-up: allocator, optimizer state
+        run()
+    times = {name: [] for name in runners}
+    for _ in range(args.rounds):
+        for name, run in runners.items():
+            times[name].append(run() / args.steps)
+    med = {name: statistics.median(t) for name, t in times.items()}
+    print(f"{torch.get_num_threads()} threads, batch {args.batch_size} per task, "
+          f"image size {reference.data.image_size}, {args.rounds} rounds x {args.steps} steps")
+    for name, value in med.items():
+        print(f"  {name:<9} {value * 1000:8.1f} ms/step")
+    print(f"  adam step in the trainer / manual loop: {med['adam'] / med['manual']:.3f}  (target <= 1.05)")
+    print(f"  mtadamv2 step / adam step:              {med['mtadamv2'] / med['adam']:.3f}  (target <= 1.15)")
+
+
+if __name__ == "__main__":
+    main()
