@@ -37,9 +37,9 @@ inline void check_sq_norms_args(at::TensorList tensors) {
   }
 }
 
-inline void check_range(const char* name, double value, double low, bool high_open, double high) {
-  const bool ok = value >= low && (high_open ? value < high : value <= high);
-  TORCH_CHECK(ok, "mtadamv2_: ", name, " must be in [", low, ", ", high, high_open ? ")" : "]", ", got ", value);
+// value in [low, high); NaN fails.
+inline void check_range(const char* name, double value, double low, double high) {
+  TORCH_CHECK(value >= low && value < high, "mtadamv2_: ", name, " must be in [", low, ", ", high, "), got ", value);
 }
 
 // Checks every argument of mtadamv2_ and returns the number of tasks.
@@ -49,12 +49,12 @@ inline int64_t check_mtadamv2_args(at::TensorList params, const c10::List<std::o
                                    double norm_beta, double eps, double weight_decay,
                                    at::ArrayRef<double> task_weights) {
   const double inf = INFINITY;
-  check_range("lr", lr, 0.0, true, inf);
-  check_range("beta1", beta1, 0.0, true, 1.0);
-  check_range("beta2", beta2, 0.0, true, 1.0);
-  check_range("norm_beta", norm_beta, 0.0, true, 1.0);
-  check_range("eps", eps, 0.0, true, inf);
-  check_range("weight_decay", weight_decay, 0.0, true, inf);
+  check_range("lr", lr, 0.0, inf);
+  check_range("beta1", beta1, 0.0, 1.0);
+  check_range("beta2", beta2, 0.0, 1.0);
+  check_range("norm_beta", norm_beta, 0.0, 1.0);
+  check_range("eps", eps, 0.0, inf);
+  check_range("weight_decay", weight_decay, 0.0, inf);
   const int64_t num_tasks = static_cast<int64_t>(task_weights.size());
   TORCH_CHECK(num_tasks >= 1 && num_tasks <= kMaxTasks, "mtadamv2_: task_weights must hold 1 to ", kMaxTasks,
               " weights (one per task), got ", num_tasks);
@@ -115,12 +115,12 @@ inline int64_t check_mtadamv2_args(at::TensorList params, const c10::List<std::o
 // Per-tensor constants of the update (DESIGN §3 step 5), computed in double on the host.
 struct BiasCorrection {
   double step_size;              // lr / (1 - beta1^k)
-  double bias_correction2_sqrt;  // sqrt(1 - beta2^k)
+  double inv_bias_correction2_sqrt;  // 1 / sqrt(1 - beta2^k)
 };
 
 inline BiasCorrection bias_correction(int64_t step, double lr, double beta1, double beta2) {
   const double k = static_cast<double>(step);
-  return {lr / (1.0 - std::pow(beta1, k)), std::sqrt(1.0 - std::pow(beta2, k))};
+  return {lr / (1.0 - std::pow(beta1, k)), 1.0 / std::sqrt(1.0 - std::pow(beta2, k))};
 }
 
 }  // namespace mtbench

@@ -70,13 +70,15 @@ C10_HOST_DEVICE inline void update_moments(V& exp_avg, V& exp_avg_sq, const V& g
 // Steps 4 (second half) and 5: the new parameter from the summed first moments and the largest
 // second moment over the tasks.
 // NOTE [max before sqrt]: D = max_t (sqrt(v_t) / sqrt(bc2) + eps) equals sqrt(max_t v_t) / sqrt(bc2)
-// + eps exactly, since sqrt, the division by a positive number and the addition are monotonic and
-// correctly rounded; taking the max first costs one square root per element instead of T.
+// + eps exactly, since sqrt, the scaling by a positive number and the addition are monotonic and
+// correctly rounded; taking the max first costs one square root per element instead of T. The
+// scaling multiplies by 1 / sqrt(bc2) rather than dividing: square roots and divisions share
+// one slow unit on CPUs, and this kernel would otherwise spend as long there as on memory.
 template <typename V>
 C10_HOST_DEVICE inline V updated_param(const V& param, const V& sum_exp_avg, const V& max_exp_avg_sq,
-                                       const V& decay, const V& step_size, const V& bias_correction2_sqrt,
+                                       const V& decay, const V& step_size, const V& inv_bias_correction2_sqrt,
                                        const V& eps) {
-  const V denom = vsqrt(max_exp_avg_sq) / bias_correction2_sqrt + eps;
+  const V denom = vsqrt(max_exp_avg_sq) * inv_bias_correction2_sqrt + eps;
   return param * decay - step_size * sum_exp_avg / denom;
 }
 

@@ -33,7 +33,7 @@ constexpr int64_t kBlockSize = 1024;
 static_assert(kChunkSize % kBlockSize == 0, "a chunk holds whole blocks");
 
 struct Chunk {
-  int64_t item;   // the tensor (or tensor and task) the chunk belongs to
+  int64_t item;   // the tensor the chunk belongs to
   int64_t begin;  // element range inside that tensor
   int64_t end;
   int64_t start;  // offset of `begin` in the concatenation of all items, for load balancing
@@ -90,9 +90,9 @@ inline void store_opmath(scalar_t* ptr, const opmath_vec<scalar_t>& value) {
 }
 
 // Equally long tensors whose sums of squares one pass computes together.
-// NOTE [interleaved streams]: the tasks' gradients of a parameter are read side by side rather
-// than one after the other: several concurrent streams keep more memory requests in flight,
-// which makes this read-only pass about 15% faster on a single core.
+// NOTE [interleaved streams]: the tasks' gradients of a parameter are read block by block side by
+// side rather than one tensor after the other: several concurrent streams keep more memory
+// requests in flight, which makes this read-only pass faster on a single core.
 template <typename scalar_t>
 struct Streams {
   const scalar_t* data[kMaxTasks];
@@ -107,25 +107,25 @@ void add_sums_of_squares(const Streams<scalar_t>& streams, int64_t begin, int64_
   constexpr int64_t kWidth = Vec::size();
   for (int64_t block = begin; block < end; block += kBlockSize) {
     const int64_t block_end = std::min(end, block + kBlockSize);
-    Vec acc0[kMaxTasks];
-    Vec acc1[kMaxTasks];
-    for (int k = 0; k < streams.count; ++k) acc0[k] = acc1[k] = Vec(opmath_t(0));
-    int64_t i = block;
-    for (; i + 2 * kWidth <= block_end; i += 2 * kWidth) {
-      for (int k = 0; k < streams.count; ++k) {
-        const Vec a = load_opmath(streams.data[k] + i);
-        const Vec b = load_opmath(streams.data[k] + i + kWidth);
-        acc0[k] = at::vec::fmadd(a, a, acc0[k]);
-        acc1[k] = at::vec::fmadd(b, b, acc1[k]);
-      }
-    }
     for (int k = 0; k < streams.count; ++k) {
+      const scalar_t* x = streams.data[k];
+      // Four accumulators: enough independent chains to hide the latency of the fused multiply-add.
+      Vec acc0(opmath_t(0)), acc1(opmath_t(0)), acc2(opmath_t(0)), acc3(opmath_t(0));
+      int64_t i = block;
+      for (; i + 4 * kWidth <= block_end; i += 4 * kWidth) {
+        const Vec a = load_opmath(x + i), b = load_opmath(x + i + kWidth);
+        const Vec c = load_opmath(x + i + 2 * kWidth), d = load_opmath(x + i + 3 * kWidth);
+        acc0 = at::vec::fmadd(a, a, acc0);
+        acc1 = at::vec::fmadd(b, b, acc1);
+        acc2 = at::vec::fmadd(c, c, acc2);
+        acc3 = at::vec::fmadd(d, d, acc3);
+      }
       opmath_t lanes[kWidth];
-      (acc0[k] + acc1[k]).store(lanes);
+      ((acc0 + acc1) + (acc2 + acc3)).store(lanes);
       opmath_t sum = 0;
       for (int64_t lane = 0; lane < kWidth; ++lane) sum += lanes[lane];
-      for (int64_t j = i; j < block_end; ++j) {
-        const opmath_t v = static_cast<opmath_t>(streams.data[k][j]);
+      for (; i < block_end; ++i) {
+        const opmath_t v = static_cast<opmath_t>(x[i]);
         sum += v * v;
       }
       sums[k] += sum;
@@ -184,7 +184,7 @@ struct ParamUpdate {
   opmath_t scale[kMaxTasks];
   int num_tasks;
   opmath_t step_size;
-  opmath_t bias_correction2_sqrt;
+  opmath_t inv_bias_correction2_sqrt;
 };
 
 template <typename opmath_t>
@@ -214,7 +214,7 @@ inline V updated_element(const ParamUpdate<scalar_t>& u, const Coefficients<V>& 
     max_exp_avg_sq = vmax(max_exp_avg_sq, v);
   }
   return updated_param(load(u.param + i), sum_exp_avg, max_exp_avg_sq, c.decay, V(u.step_size),
-                       V(u.bias_correction2_sqrt), c.eps);
+                       V(u.inv_bias_correction2_sqrt), c.eps);
 }
 
 template <typename scalar_t>
@@ -295,7 +295,7 @@ void mtadamv2_kernel(at::TensorList params, const c10::List<std::optional<at::Te
     }
     const BiasCorrection bc = bias_correction(steps[i], lr, beta1, beta2);
     u.step_size = static_cast<opmath_t>(bc.step_size);
-    u.bias_correction2_sqrt = static_cast<opmath_t>(bc.bias_correction2_sqrt);
+    u.inv_bias_correction2_sqrt = static_cast<opmath_t>(bc.inv_bias_correction2_sqrt);
     update_numel[i] = numels[i];
   }
 

@@ -38,7 +38,7 @@ struct TensorTable {
   opmath_t* norm_avg[kTensorsPerLaunch];
   int64_t numel[kTensorsPerLaunch];
   opmath_t step_size[kTensorsPerLaunch];
-  opmath_t bias_correction2_sqrt[kTensorsPerLaunch];
+  opmath_t inv_bias_correction2_sqrt[kTensorsPerLaunch];
   unsigned given[kTensorsPerLaunch];  // bit t: task t hands in a gradient
   int chunk_begin[kTensorsPerLaunch + 1];
   int num_tensors;
@@ -151,7 +151,7 @@ __global__ void __launch_bounds__(kThreads) update_kernel(TensorTable<scalar_t, 
       max_exp_avg_sq = vmax(max_exp_avg_sq, exp_avg_sq);
     }
     param[i] = static_cast<scalar_t>(updated_param(static_cast<opmath_t>(param[i]), sum_exp_avg, max_exp_avg_sq,
-                                                   c.decay, table.step_size[s], table.bias_correction2_sqrt[s],
+                                                   c.decay, table.step_size[s], table.inv_bias_correction2_sqrt[s],
                                                    c.eps));
   }
 }
@@ -278,7 +278,7 @@ void mtadamv2_kernel(at::TensorList params, const c10::List<std::optional<at::Te
       table.numel[s] = numels[i];
       const BiasCorrection bc = bias_correction(steps[i], lr, beta1, beta2);
       table.step_size[s] = static_cast<opmath_t>(bc.step_size);
-      table.bias_correction2_sqrt[s] = static_cast<opmath_t>(bc.bias_correction2_sqrt);
+      table.inv_bias_correction2_sqrt[s] = static_cast<opmath_t>(bc.inv_bias_correction2_sqrt);
       table.chunk_begin[s + 1] = table.chunk_begin[s] + num_chunks(numels[i]);
     }
     const int blocks = table.chunk_begin[table.num_tensors];
