@@ -20,13 +20,14 @@ from . import distributed
 
 from .config import TASK_NAMES, TASKS, RunConfig
 from .data import DataBundle, build_datasets, collate_skip_corrupt
+from .data.coco import IGNORE_INDEX
 from .errors import ConfigError, DataError, MTBenchError, NonFiniteLossError
 from .metrics import ConfusionMatrix, TopKAccuracy
 from .model import MultiTaskNet, load_weights
 from .presets import OptimizerPreset
 from .rundir import RunDir, environment
 
-IGNORE_INDEX = 255
+
 
 
 def resolve_device(name: str) -> torch.device:

@@ -1,10 +1,10 @@
 """The embedded default data set: small, deterministic, learnable, in the ImageNet and COCO layouts.
 
-Classification: each class is one polygon shape with a preferred hue (neighbouring classes'
-hues overlap, so colour alone is not enough), drawn once per image at a random size, angle
-and place on a noisy background with distractor strokes. Segmentation: 0-3 objects per image
-from the VOC classes, each class a shape and hue of its own, stored as COCO polygons under the
-real COCO category ids. Both are read by the same loaders as real data.
+Classification: each class is one polygon shape with a preferred hue (the hues of neighbouring
+classes overlap a little), drawn once per image at a random size, angle and place on a noisy
+background with distractor strokes. Segmentation: 0-3 objects per image from the first
+``seg_classes`` VOC classes, each class a shape and hue of its own, stored as COCO polygons
+under the real COCO category ids. Both are read by the same loaders as real data.
 
 Every image draws from its own RNG seeded with (seed, task, split, index), and the files are
 written in a fixed order with fixed encoder settings, so the output is the same bytes on every
@@ -31,10 +31,10 @@ from PIL import Image, ImageDraw
 from ..errors import DataError
 from .coco import VOC_CATEGORY_IDS
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 1  # part of the cache folder name: bump it when the drawing changes
 MANIFEST = "synthetic.json"
 
-# COCO 2017 names of the VOC categories, in VOC_CATEGORY_IDS order (background excluded).
+# COCO 2017 names of the VOC categories, by category id.
 _COCO_NAMES = {
     5: "airplane", 2: "bicycle", 16: "bird", 9: "boat", 44: "bottle", 6: "bus", 3: "car", 17: "cat",
     62: "chair", 21: "cow", 67: "dining table", 18: "dog", 19: "horse", 4: "motorcycle", 1: "person",
@@ -48,12 +48,12 @@ class SyntheticSpec:
 
     classes: int = 10  # classification classes
     train_per_class: int = 40
-    val_per_class: int = 10
-    seg_classes: int = 20  # the first seg_classes VOC classes appear in the segmentation images
+    val_per_class: int = 20
+    seg_classes: int = 10  # the first seg_classes VOC classes appear in the segmentation images
     seg_train: int = 400
     seg_val: int = 100
     image_size: int = 72  # stored images are image_size x image_size JPEG
-    hue_jitter: float = 0.06  # spread of an object's hue around its class hue: less is easier
+    hue_jitter: float = 0.035  # spread of an object's hue around its class hue: less is easier
     seed: int = 0
 
     def __post_init__(self):
@@ -131,10 +131,10 @@ def _background(rng: np.random.Generator, size: int) -> Image.Image:
     pixels = np.broadcast_to(top * (1 - ramp) + bottom * ramp, (size, size, 3))
     image = Image.fromarray(pixels.astype(np.uint8))
     draw = ImageDraw.Draw(image)
-    for _ in range(int(rng.integers(2, 6))):
+    for _ in range(int(rng.integers(1, 5))):
         x0, y0, x1, y1 = (float(v) for v in rng.uniform(0, size, 4))
         colour = _rgb(rng.uniform(), rng.uniform(0.2, 0.9), rng.uniform(0.3, 1.0))
-        draw.line([(x0, y0), (x1, y1)], fill=colour, width=int(rng.integers(1, 4)))
+        draw.line([(x0, y0), (x1, y1)], fill=colour, width=int(rng.integers(1, 3)))
     return image
 
 
@@ -171,7 +171,7 @@ def _write_classification(spec: SyntheticSpec, root: Path) -> dict[str, str]:
             for i in range(per_class):
                 rng = _rng(spec, 0, split_id, k * per_class + i)
                 image = _background(rng, size)
-                radius = rng.uniform(0.22, 0.42) * size
+                radius = rng.uniform(0.26, 0.44) * size
                 center = rng.uniform(radius * 0.6, size - radius * 0.6, 2)
                 polygon = _place(shape, center, radius, rng.uniform(0, 2 * np.pi))
                 _draw_object(ImageDraw.Draw(image), polygon, hue, spec, rng)
@@ -179,8 +179,8 @@ def _write_classification(spec: SyntheticSpec, root: Path) -> dict[str, str]:
     return {_wnid(k): f"{shape}, hue {hue:.2f}" for k, (shape, hue) in enumerate(styles)}
 
 
-def _seg_objects(rng: np.random.Generator, spec: SyntheticSpec) -> list[tuple[int, np.ndarray]]:
-    """(class index, polygon) of 0-3 objects whose bounding circles do not overlap."""
+def _seg_objects(rng: np.random.Generator, spec: SyntheticSpec, shapes: list[str]) -> list[tuple[int, np.ndarray]]:
+    """(class index, polygon) of 0-3 objects whose bounding circles do not overlap; class c has shape shapes[c-1]."""
     size = spec.image_size
     count = int(rng.choice(4, p=[0.05, 0.45, 0.35, 0.15]))
     placed: list[tuple[np.ndarray, float]] = []
@@ -193,7 +193,7 @@ def _seg_objects(rng: np.random.Generator, spec: SyntheticSpec) -> list[tuple[in
             center = rng.uniform(radius, size - radius, 2)
             if all(np.hypot(*(center - c)) > radius + r for c, r in placed):
                 placed.append((center, radius))
-                objects.append((cls, _place(_class_style(cls - 1, spec.seg_classes)[0], center, radius, angle)))
+                objects.append((cls, _place(shapes[cls - 1], center, radius, angle)))
                 break
     return objects
 
@@ -215,7 +215,7 @@ def _write_segmentation(spec: SyntheticSpec, root: Path) -> dict[str, str]:
             rng = _rng(spec, 1, split_id, i)
             image = _background(rng, size)
             draw = ImageDraw.Draw(image)
-            for cls, polygon in _seg_objects(rng, spec):
+            for cls, polygon in _seg_objects(rng, spec, [shape for shape, _ in styles]):
                 _draw_object(draw, polygon, styles[cls - 1][1], spec, rng)
                 x, y = polygon[:, 0], polygon[:, 1]
                 annotations.append({

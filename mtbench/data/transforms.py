@@ -12,9 +12,10 @@ import torch
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
+from .coco import IGNORE_INDEX
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-IGNORE_INDEX = 255
 
 # The classification reference evaluates a 224 crop of an image resized to 256.
 _VAL_RESIZE_RATIO = 256 / 224
