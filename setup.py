@@ -56,15 +56,20 @@ def cpu_flags() -> list[str]:
 def extension():
     sources = ["csrc/mtbench.cpp", *sorted(glob("csrc/cpu/*.cpp"))]
     # torch's vectorisation headers carry `#pragma unroll`, which g++ does not know.
-    cxx = ["-O3", "-Wno-unknown-pragmas", *cpu_flags()]
+    # NOTE [OpenMP]: at::parallel_for is a header template that runs serially unless the extension
+    # itself is compiled with OpenMP (ATen's OpenMP backend, which torch's CPU builds use). torch
+    # is imported first and its libgomp.so.1 is the one the loader reuses: one OpenMP runtime.
+    cxx = ["-O3", "-fopenmp", "-Wno-unknown-pragmas", *cpu_flags()]
+    link = ["-fopenmp"]
     if not want_cuda():
-        return CppExtension("mtbench._C", sources, extra_compile_args={"cxx": cxx})
+        return CppExtension("mtbench._C", sources, extra_compile_args={"cxx": cxx}, extra_link_args=link)
     if not os.environ.get("TORCH_CUDA_ARCH_LIST") and not torch.cuda.is_available():
         os.environ["TORCH_CUDA_ARCH_LIST"] = "8.0;9.0"
     return CUDAExtension(
         "mtbench._C",
         sources + sorted(glob("csrc/cuda/*.cu")),
         extra_compile_args={"cxx": cxx, "nvcc": ["-O3"]},
+        extra_link_args=link,
     )
 
 
