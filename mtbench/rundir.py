@@ -153,12 +153,23 @@ def environment(device: torch.device, ops_backend: str) -> dict:
         "torchvision": torchvision.__version__,
         "mtbench": __version__,
         "device": str(device),
-        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor(),
+        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else _cpu_name(),
         "cpu_threads": torch.get_num_threads(),
         "ops_backend": ops_backend,
         "git_commit": _git_commit(),
     }
     return info
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def _git_commit() -> str | None:

@@ -56,6 +56,17 @@ def main():
     trainer = Trainer(config, preset, config.run_dir, progress=False, echo=print)
     trainer.model.eval()
     snapshots = {}
+    counts = {"all_reduce": 0, "all_reduce_elements": 0, "broadcast": 0}
+    for name in ("all_reduce", "broadcast"):
+        real_collective = getattr(torch.distributed, name)
+
+        def counted(tensor, *a, _name=name, _real=real_collective, **k):
+            counts[_name] += 1
+            if _name == "all_reduce":
+                counts["all_reduce_elements"] += tensor.numel()
+            return _real(tensor, *a, **k)
+
+        setattr(torch.distributed, name, counted)
     try:
         for step, (xc, yc, xs, ys) in enumerate(fixed_batches(args.steps), 1):
             part = slice(rank * local, (rank + 1) * local)
@@ -67,8 +78,9 @@ def main():
         print(f"rank {rank} stopped: {exc}", flush=True)
         trainer.close()
         sys.exit(3)
+    per_step = {k: v / args.steps for k, v in counts.items()}
     torch.save({"params": [p.detach() for p in trainer.params], "optimizer": trainer.optimizer.state_dict(),
-                **snapshots},
+                "collectives_per_step": per_step, **snapshots},
                os.path.join(args.out, f"rank{rank}-of-{world}.pt"))
     trainer.close()
 

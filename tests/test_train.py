@@ -1,6 +1,7 @@
 """The trainer on the embedded data set, made tiny: files written, determinism, exact resume, faults."""
 
 import csv
+import math
 import json
 
 import pytest
@@ -224,3 +225,12 @@ def test_mtadamv2_task_weights_are_one_setting(tmp_path):
     with pytest.raises(ConfigError, match=r"--task-weights 0.3,0.7 disagrees with --set task_weights=0.2,0.8"):
         build_config(preset, tmp_path, task_weights="0.3,0.7", set_values=["task_weights=0.2,0.8"])
     assert "task_weights" not in build_config(REGISTRY.get("adam"), tmp_path, task_weights="0.3,0.7").hyperparams
+
+
+@pytest.mark.parametrize("optimizer", ["adamw", "mtadamv2"])
+def test_bf16_autocast_trains_on_cpu(tmp_path, optimizer):
+    summary = train(tiny_config(tmp_path / "run", optimizer, amp="bf16", device="cpu"), REGISTRY.get(optimizer),
+                    progress=False, echo=lambda s: None)
+    assert summary["status"] == "completed" and summary["steps"] == 2
+    first, last = metric_lines(tmp_path / "run")
+    assert all(math.isfinite(first[k]) and math.isfinite(last[k]) for k in ("loss_cls", "loss_seg"))
