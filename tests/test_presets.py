@@ -54,7 +54,7 @@ def take_step(opt, preset, problem):
     losses = problem.losses()
     opt.zero_grad(set_to_none=True)
     if preset.per_task_gradients:
-        params = problem.params()
+        params = [p for group in opt.param_groups for p in group["params"]]  # the optimizer's order
         grads = [torch.autograd.grad(loss, params, retain_graph=True, allow_unused=True) for loss in losses]
         opt.step([list(g) for g in grads])
     else:
