@@ -1,5 +1,6 @@
 """mtbench: compare PyTorch optimizers on multi-task learning (ImageNet classification + COCO segmentation)."""
 
+from . import ops  # registers torch.ops.mtbench.* (or warns once and falls back to pure PyTorch)
 from .plugins.hookspecs import hookimpl
 from .presets import Expected, OptimizerPreset, Param, standard_params
 
