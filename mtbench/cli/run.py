@@ -46,7 +46,6 @@ _RUN_OPTIONS = [
     click.option("--max-skips", type=int, default=10, show_default=True,
                  help="Consecutive skipped steps before a run counts as diverged."),
 ]
-RUN_OPTION_NAMES = [opt(lambda: None).__click_params__[0].name for opt in _RUN_OPTIONS]
 
 
 def run_options(func):
@@ -128,7 +127,7 @@ def choose_optimizer(registry) -> str:
 
 
 # Options a resumed run may still change: they do not alter what is computed.
-_RESUMABLE = {"epochs", "device", "workers", "quiet", "resume", "out"}
+_RESUMABLE = ("epochs", "device", "workers")
 
 
 @click.command()
@@ -179,7 +178,7 @@ def _resume_config(ctx: click.Context, registry, run_dir: Path, options: dict):
     data = RunDir(run_dir).read_json("config.json")
     data.pop("preset", None)
     data["run_dir"] = str(run_dir)
-    for name in ("epochs", "device", "workers"):
+    for name in _RESUMABLE:
         if ctx.get_parameter_source(name) == ParameterSource.COMMANDLINE:
             data[name] = options[name]
     config = RunConfig.from_dict(data)
