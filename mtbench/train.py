@@ -243,6 +243,8 @@ class Trainer:
         run, config = self.run, self.config
         run.create()
         reset_peak_rss()
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
         if resume and (run.checkpoints / "last.pt").exists():
             self._load(run.load_checkpoint())
             run.trim_logs(self.state["step"], self.state["epoch"])
