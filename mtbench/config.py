@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import ConfigError
+from .presets import format_value
 
 TASKS = ("cls", "seg")
 TASK_NAMES = {"cls": "classification", "seg": "segmentation"}
@@ -62,11 +63,11 @@ class RunConfig:
             raise ConfigError(f"--workers {self.workers!r} is not allowed: expected an integer >= 0")
         if len(self.task_weights) != 2 or any(w < 0 for w in self.task_weights) or sum(self.task_weights) <= 0:
             raise ConfigError(
-                f"--task-weights {_join(self.task_weights)} is not allowed: expected two weights >= 0, "
+                f"--task-weights {format_value(self.task_weights)} is not allowed: expected two weights >= 0, "
                 "not both 0, e.g. 0.5,0.5"
             )
         if len(self.loss_scale) != 2 or any(not s > 0 for s in self.loss_scale):
-            raise ConfigError(f"--loss-scale {_join(self.loss_scale)} is not allowed: expected positive factors")
+            raise ConfigError(f"--loss-scale {format_value(self.loss_scale)} is not allowed: expected positive factors")
         if self.on_nonfinite not in NONFINITE_POLICIES:
             raise ConfigError(f"--on-nonfinite {self.on_nonfinite!r}: expected one of {', '.join(NONFINITE_POLICIES)}")
         if self.amp not in AMP_MODES:
@@ -90,10 +91,6 @@ def _positive_int(name: str, value: Any, flag: str | None = None) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
         flag = flag or "--" + name.replace("_", "-")
         raise ConfigError(f"{flag} {value!r} is not allowed: expected a whole number > 0")
-
-
-def _join(values) -> str:
-    return ",".join(f"{v:g}" for v in values)
 
 
 def parse_task_pair(text: str, option: str, default: float) -> tuple[float, float]:

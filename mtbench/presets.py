@@ -101,10 +101,20 @@ class Param:
         return math.isfinite(x)
 
 
-def _show(value: Any) -> str:
+def format_value(value: Any) -> str:
+    """A hyperparameter as the user would type it after ``--set key=``: 0.9,0.999 / 1e-08 / true."""
     if isinstance(value, (tuple, list)):
-        return ",".join(f"{v:g}" if isinstance(v, float) else str(v) for v in value)
-    return repr(value)
+        return ",".join(format_value(v) for v in value)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def _show(value: Any) -> str:
+    """A value in an error message: sequences as typed, scalars as their repr."""
+    return format_value(value) if isinstance(value, (tuple, list)) else repr(value)
 
 
 def _unit(open_high: bool = True) -> Param:

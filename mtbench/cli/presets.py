@@ -6,19 +6,8 @@ import json
 
 import click
 
-from ..presets import OptimizerPreset
+from ..presets import OptimizerPreset, format_value
 from ..table import format_table
-
-
-def format_value(value) -> str:
-    """A hyperparameter as the user would type it after ``--set key=``."""
-    if isinstance(value, (tuple, list)):
-        return ",".join(format_value(v) for v in value)
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float):
-        return f"{value:g}"
-    return str(value)
 
 
 def format_settings(settings: dict) -> str:

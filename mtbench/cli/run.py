@@ -12,7 +12,7 @@ from click.core import ParameterSource
 
 from ..config import AMP_MODES, BACKBONES, NONFINITE_POLICIES, RunConfig, parse_task_pair
 from ..errors import ConfigError
-from ..presets import OptimizerPreset
+from ..presets import OptimizerPreset, format_value
 from .presets import format_settings
 
 # The options that shape a run; `compare` takes them too.
@@ -68,7 +68,7 @@ def build_config(preset: OptimizerPreset, run_dir: str | Path, **options) -> Run
             if weights and from_set != task_weights:
                 raise ConfigError(
                     f"--task-weights {weights} disagrees with --set task_weights="
-                    f"{','.join(f'{w:g}' for w in from_set)}; give one of them"
+                    f"{format_value(from_set)}; give one of them"
                 )
             task_weights = from_set
         hyperparams["task_weights"] = task_weights
