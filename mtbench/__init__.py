@@ -1,9 +1,31 @@
-"""mtbench: compare PyTorch optimizers on multi-task learning (ImageNet classification + COCO segmentation)."""
+"""mtbench: compare PyTorch optimizers on multi-task learning (ImageNet classification + COCO segmentation).
 
-from . import ops  # registers torch.ops.mtbench.* (or warns once and falls back to pure PyTorch)
+Importing the package is cheap (no torch): the names that need torch load on first use, so
+``mtbench --help`` and shell completion stay instant.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
 from .plugins.hookspecs import hookimpl
 from .presets import Expected, OptimizerPreset, Param, standard_params
 
 __version__ = "0.1.0"
 
-__all__ = ["Expected", "OptimizerPreset", "Param", "hookimpl", "standard_params", "__version__"]
+# public name -> module that defines it; imported (with torch) when the name is first used
+_LAZY = {
+    "MTAdamV2": "mtbench.optim",
+}
+
+__all__ = ["Expected", "OptimizerPreset", "Param", "hookimpl", "standard_params", "__version__", *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'mtbench' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
