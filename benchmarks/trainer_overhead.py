@@ -19,7 +19,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-from mtbench.cli.run import build_config
+from mtbench.config import build_config
 from mtbench.plugins import load_registry
 from mtbench.train import Trainer, masked_cross_entropy
 

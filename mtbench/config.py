@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+import math
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+from .data.sizes import MIN_IMAGE_SIZE
 from .errors import ConfigError
-from .presets import format_value
+from .presets import OptimizerPreset, format_value
 
 TASKS = ("cls", "seg")
+# Settings a resumed run may change: they do not alter what is computed.
+RESUMABLE_SETTINGS = ("run_dir", "epochs", "device", "workers", "tensorboard")
 TASK_NAMES = {"cls": "classification", "seg": "segmentation"}
 NONFINITE_POLICIES = ("abort", "skip")
 AMP_MODES = ("off", "bf16", "fp16")
@@ -41,7 +46,7 @@ class RunConfig:
     on_nonfinite: str = "abort"
     max_consecutive_skips: int = 10
     max_corrupt_images: int = 100
-    extra: dict[str, Any] = field(default_factory=dict)
+    tensorboard: bool = False
 
     def __post_init__(self) -> None:
         self.task_weights = tuple(float(w) for w in self.task_weights)
@@ -52,22 +57,35 @@ class RunConfig:
         """Raise ConfigError naming the first bad setting."""
         _positive_int("epochs", self.epochs)
         _positive_int("batch_size", self.batch_size, flag="--batch-size")
-        _positive_int("max_consecutive_skips", self.max_consecutive_skips)
+        _positive_int("max_consecutive_skips", self.max_consecutive_skips, flag="--max-skips")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed < 2**64:
+            raise ConfigError(f"--seed {self.seed!r} is not allowed: expected a whole number in [0, 2**64)")
         for name, value in (("image_size", self.image_size), ("limit_train", self.limit_train),
                             ("limit_val", self.limit_val)):
             if value is not None:
                 _positive_int(name, value)
-        if self.image_size is not None and self.image_size < 32:
-            raise ConfigError(f"--image-size {self.image_size} is too small: expected at least 32 pixels")
+        if self.image_size is not None and self.image_size < MIN_IMAGE_SIZE:
+            raise ConfigError(
+                f"--image-size {self.image_size} is too small: expected at least {MIN_IMAGE_SIZE} pixels"
+            )
         if not isinstance(self.workers, int) or self.workers < 0:
             raise ConfigError(f"--workers {self.workers!r} is not allowed: expected an integer >= 0")
-        if len(self.task_weights) != 2 or any(w < 0 for w in self.task_weights) or sum(self.task_weights) <= 0:
+        if (len(self.task_weights) != 2 or any(not 0 <= w < math.inf for w in self.task_weights)
+                or sum(self.task_weights) <= 0):
             raise ConfigError(
-                f"--task-weights {format_value(self.task_weights)} is not allowed: expected two weights >= 0, "
-                "not both 0, e.g. 0.5,0.5"
+                f"--task-weights {format_value(self.task_weights)} is not allowed: expected two finite weights "
+                ">= 0, not both 0, e.g. 0.5,0.5"
             )
-        if len(self.loss_scale) != 2 or any(not s > 0 for s in self.loss_scale):
-            raise ConfigError(f"--loss-scale {format_value(self.loss_scale)} is not allowed: expected positive factors")
+        if len(self.loss_scale) != 2 or any(not 0 < s < math.inf for s in self.loss_scale):
+            raise ConfigError(f"--loss-scale {format_value(self.loss_scale)} is not allowed: "
+                              "expected finite positive factors")
+        if self.image_size is not None and self.batch_size * backbone_output_side(self.image_size) ** 2 < 2:
+            # Training-mode BatchNorm needs two values per channel; at the backbone's last stage a
+            # batch holds batch_size * side**2 of them.
+            raise ConfigError(
+                f"--batch-size {self.batch_size} with --image-size {self.image_size} leaves one value per "
+                "channel at the backbone's last BatchNorm; use --batch-size 2 or more, or --image-size 64 or more"
+            )
         if self.on_nonfinite not in NONFINITE_POLICIES:
             raise ConfigError(f"--on-nonfinite {self.on_nonfinite!r}: expected one of {', '.join(NONFINITE_POLICIES)}")
         if self.amp not in AMP_MODES:
@@ -78,6 +96,9 @@ class RunConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "RunConfig":
+        data = dict(data)
+        if not data.get("extra", True):
+            del data["extra"]  # an empty field of configs written by mtbench 0.1.0
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - names)
         if unknown:
@@ -85,6 +106,14 @@ class RunConfig:
         hp = dict(data.get("hyperparams", {}))
         hp = {k: tuple(v) if isinstance(v, list) else v for k, v in hp.items()}
         return cls(**{**data, "hyperparams": hp})
+
+
+def backbone_output_side(image_size: int) -> int:
+    """The side of a ResNet's last feature map: five stride-2 stages (stem conv, max pool, layers 2-4)."""
+    side = image_size
+    for _ in range(5):
+        side = (side - 1) // 2 + 1
+    return side
 
 
 def _positive_int(name: str, value: Any, flag: str | None = None) -> None:
@@ -112,3 +141,46 @@ def parse_task_pair(text: str, option: str, default: float) -> tuple[float, floa
     if len(parts) != 2:
         raise ConfigError(f"{option} {text!r}: expected two numbers (classification,segmentation)")
     return parts[0], parts[1]
+
+
+def build_config(preset: "OptimizerPreset", run_dir: str | Path, **options) -> RunConfig:
+    """A validated RunConfig from `run_options` values; ConfigError names the first bad one."""
+    hyperparams = preset.resolve(options.get("set_values") or ())
+    given = [s.partition("=")[0].strip() for s in options.get("set_values") or ()]
+    weights = options.get("task_weights")
+    task_weights = parse_task_pair(weights, "--task-weights", 0.5) if weights else (0.5, 0.5)
+    if preset.param("task_weights") is not None:
+        # One setting, not two: the trainer's task weights are this optimizer's task_weights.
+        if "task_weights" in given:
+            from_set = tuple(hyperparams["task_weights"])
+            if weights and from_set != task_weights:
+                raise ConfigError(
+                    f"--task-weights {weights} disagrees with --set task_weights="
+                    f"{format_value(from_set)}; give one of them"
+                )
+            task_weights = from_set
+        hyperparams["task_weights"] = task_weights
+    loss_scale = options.get("loss_scale")
+    return RunConfig(
+        optimizer=preset.name,
+        hyperparams=hyperparams,
+        run_dir=str(run_dir),
+        task_weights=task_weights,
+        loss_scale=parse_task_pair(loss_scale, "--loss-scale", 1.0) if loss_scale else (1.0, 1.0),
+        imagenet=options.get("imagenet"),
+        coco=options.get("coco"),
+        image_size=options.get("image_size"),
+        limit_train=options.get("limit_train"),
+        limit_val=options.get("limit_val"),
+        epochs=options.get("epochs", 5),
+        batch_size=options.get("batch_size", 8),
+        seed=options.get("seed", 0),
+        device=options.get("device", "auto"),
+        amp=options.get("amp", "off"),
+        workers=options.get("workers", 0),
+        backbone=options.get("backbone", "resnet18"),
+        weights=options.get("weights"),
+        on_nonfinite=options.get("on_nonfinite", "abort"),
+        max_consecutive_skips=options.get("max_skips", 10),
+        tensorboard=options.get("tensorboard", False),
+    )

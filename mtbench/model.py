@@ -99,8 +99,12 @@ def _from_torchvision(key: str) -> str:
     return key
 
 
-def load_weights(model: nn.Module, path: str) -> None:
-    """Load a local checkpoint (a state dict, or a dict with ``model``) with ``weights_only=True``."""
+def load_weights(model: nn.Module, path: str) -> str | None:
+    """Load a local checkpoint (a state dict, or a dict with ``model``) with ``weights_only=True``.
+
+    Returns None when every tensor of the model was loaded, else a warning naming how many were and
+    which parts of the model keep their initial values.
+    """
     file = Path(path)
     if not file.is_file():
         raise ConfigError(f"--weights {path}: no such file")
@@ -112,6 +116,10 @@ def load_weights(model: nn.Module, path: str) -> None:
         state = state["model"]
     if not isinstance(state, dict):
         raise ConfigError(f"--weights {path}: expected a state dict, got {type(state).__name__}")
+    bad = next(((k, v) for k, v in state.items() if not isinstance(k, str) or not isinstance(v, torch.Tensor)), None)
+    if bad is not None:
+        raise ConfigError(f"--weights {path}: expected a state dict of name -> tensor, found key {bad[0]!r} "
+                          f"holding a {type(bad[1]).__name__}")
     if not any(k.startswith("backbone.") for k in state):
         state = {_from_torchvision(k): v for k, v in state.items()}
     try:
@@ -119,8 +127,19 @@ def load_weights(model: nn.Module, path: str) -> None:
     except RuntimeError as exc:
         detail = str(exc).strip().splitlines()[-1].strip()
         raise ConfigError(f"--weights {path}: does not fit the model: {detail}") from None
-    if unexpected or len(missing) == len(model.state_dict()):
+    keys = model.state_dict().keys()
+    if unexpected or len(missing) == len(keys):
         raise ConfigError(
             f"--weights {path}: does not match the model ({len(unexpected)} unexpected keys, "
             f"{len(missing)} missing), expected a checkpoint of this backbone"
         )
+    # Counted here rather than from `missing`, which leaves out BatchNorm's num_batches_tracked.
+    absent = [key for key in keys if key not in state]
+    if not absent:
+        return None
+    parts: dict[str, int] = {}
+    for key in absent:
+        part = key.split(".")[0]
+        parts[part] = parts.get(part, 0) + 1
+    where = ", ".join(f"{part} ({n} tensors)" for part, n in parts.items())
+    return f"--weights {path}: loaded {len(keys) - len(absent)} of {len(keys)} tensors; kept initial values for {where}"

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import resource
+import signal
 import statistics
+import threading
 import time
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from typing import Any, Callable, Iterator
 
 import torch
@@ -18,8 +21,9 @@ from torch.utils.data import DataLoader, DistributedSampler, Subset
 
 from . import distributed
 
-from .config import TASK_NAMES, TASKS, RunConfig
-from .data import DataBundle, build_datasets, collate_skip_corrupt
+from .board import Board
+from .config import RESUMABLE_SETTINGS, TASK_NAMES, TASKS, RunConfig
+from .data import DataBundle, SampleSeeds, SeededDataset, build_datasets, collate_skip_corrupt
 from .data.coco import IGNORE_INDEX
 from .errors import ConfigError, DataError, MTBenchError, NonFiniteLossError
 from .metrics import ConfusionMatrix, TopKAccuracy
@@ -90,6 +94,31 @@ def masked_cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Te
     return total / (target != IGNORE_INDEX).sum().clamp_min(1)
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM arrived: the run stops as on Ctrl-C, its summary saying so and how to resume."""
+
+
+@contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """Within the block, SIGTERM raises Terminated in the main thread (elsewhere it is left alone)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _finite_or_none(value: float) -> float | None:
+    return value if math.isfinite(value) else None
+
+
 def reset_peak_rss() -> None:
     """Start a new peak for this process's resident memory (Linux; elsewhere the peak is process-wide)."""
     try:
@@ -144,7 +173,9 @@ class Trainer:
         torch.manual_seed(config.seed)
         self.model = MultiTaskNet(config.backbone, self.data.num_cls_outputs, self.data.num_seg_classes)
         if config.weights:
-            load_weights(self.model, config.weights)
+            note = load_weights(self.model, config.weights)
+            if note:
+                self.echo(f"warning: {note}")
         self.init_digest = weights_digest(self.model)
         self.model.to(self.device)
         self.net = self._distribute()
@@ -156,9 +187,10 @@ class Trainer:
         self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(config.amp)
         self.scaler = torch.amp.GradScaler("cuda") if config.amp == "fp16" else None
         self.state = {"epoch": 0, "step": 0, "train_seconds": 0.0, "skipped_steps": 0,
-                      "consecutive_skips": 0, "corrupt_images": 0}
+                      "consecutive_skips": 0, "corrupt_images": 0, "peak_memory_mb": 0.0}
         self.step_times: list[float] = []
         self.last_val: dict[str, float] | None = None
+        self.board = Board()
 
     # -- setup -------------------------------------------------------------------------------
     def _distribute(self) -> torch.nn.Module:
@@ -182,17 +214,12 @@ class Trainer:
         return DistributedDataParallel(self.model, device_ids=ids)  # buffers follow rank 0 each forward
 
     def close(self) -> None:
+        self.board.close()
         if self.dist.enabled:
             distributed.shutdown()
 
     def _build_optimizer(self) -> torch.optim.Optimizer:
-        try:
-            return self.preset.factory(self.params, **self.config.hyperparams)
-        except (TypeError, ValueError) as exc:
-            raise ConfigError(
-                f"optimizer {self.preset.name!r} rejected its settings "
-                f"{self.config.hyperparams}: {str(exc).splitlines()[0]}"
-            ) from None
+        return self.preset.build(self.params, **self.config.hyperparams)
 
     def _autocast(self):
         if self.amp_dtype is None:
@@ -212,17 +239,23 @@ class Trainer:
         )
 
     def _batches(self, task: str, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """Endless batches of one task, this rank's share; each pass over the data has its own order."""
+        """Endless batches of one task, this rank's share; each pass over the data has its own order.
+
+        The order depends on (seed, epoch, task, pass) and each sample's augmentation on that and
+        its index alone (see data/seeding.py), whatever the optimizer or the number of workers.
+        """
         dataset = self.data.cls_train if task == "cls" else self.data.seg_train
         sampler = DistributedSampler(
             dataset, num_replicas=self.dist.world, rank=self.dist.rank, shuffle=True, drop_last=True,
             seed=_seed_for(self.config.seed, TASKS.index(task)) % 2**31,
         )
+        seeded = SeededDataset(dataset)
         pass_ = 0
         while True:
             sampler.set_epoch(epoch * 1000 + pass_)
-            seed = _seed_for(self.config.seed, epoch, TASKS.index(task), pass_, self.dist.rank)
-            for images, targets, n_corrupt in self._loader(dataset, sampler, seed, self.config.batch_size):
+            seed = _seed_for(self.config.seed, epoch, TASKS.index(task), pass_)
+            keys = SampleSeeds(sampler, dataset, seed)
+            for images, targets, n_corrupt in self._loader(seeded, keys, seed, self.config.batch_size):
                 self._count_corrupt(n_corrupt)
                 if len(images):
                     yield images, targets
@@ -247,20 +280,34 @@ class Trainer:
             torch.cuda.reset_peak_memory_stats(self.device)
         if resume and (run.checkpoints / "last.pt").exists():
             self._load(run.load_checkpoint())
+            done = self.state["epoch"]
+            if done > config.epochs:
+                raise ConfigError(f"{run.path} has already trained {done} epochs; --epochs {config.epochs} "
+                                  f"cannot shorten it (give --epochs {done} or more)")
+            if done == config.epochs:
+                self.echo(f"{run.path} has already completed its {done} epochs; nothing to do "
+                          f"(--epochs {done + 1} or more extends it)")
+                return self._finished_summary()
             run.trim_logs(self.state["step"], self.state["epoch"])
         else:
             for name in ("metrics.jsonl", "epochs.csv"):
                 run.file(name).unlink(missing_ok=True)
         from . import ops
 
+        self.echo(f"run directory: {run.path}")
+        if config.tensorboard and run.writable:
+            self.board = Board(run.file("tensorboard"), purge_step=self.state["step"] + 1)
         run.write_json("config.json", {**config.to_dict(), "preset": self._preset_info()})
         run.write_json("env.json", environment(self.device, ops.describe()))
         self._write_summary("running")
         try:
-            while self.state["epoch"] < config.epochs:
-                self._train_epoch(self.state["epoch"] + 1)
-        except KeyboardInterrupt:
-            self._write_summary("interrupted", "interrupted by the user")
+            with _sigterm_as_interrupt():
+                while self.state["epoch"] < config.epochs:
+                    self._train_epoch(self.state["epoch"] + 1)
+        except KeyboardInterrupt as exc:
+            why = "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted by the user"
+            self._write_summary("interrupted", f"{why} after {self.state['epoch']} of {config.epochs} epochs; "
+                                f"resume with: mtbench run --resume {run.path}")
             raise
         except MTBenchError as exc:
             self._write_summary("failed", str(exc))
@@ -274,26 +321,35 @@ class Trainer:
         from tqdm.auto import tqdm
 
         config = self.config
-        torch.manual_seed(_seed_for(config.seed, epoch, self.dist.rank))  # augmentation drawn in this process
+        # The step's own random draws; the data pipeline seeds itself per sample. The same on every
+        # rank, so a random choice made from the reduced gradients agrees across ranks.
+        torch.manual_seed(_seed_for(config.seed, epoch))
         self.model.train()
         batches = zip(self._batches("cls", epoch), self._batches("seg", epoch))
         sums = torch.zeros(2, dtype=torch.float64)
+        stepped = 0
         records = []
+        # disable=None: no bar off a terminal (CI logs, nohup, pipes), where the epoch lines suffice.
         bar = tqdm(total=self.steps_per_epoch, desc=f"epoch {epoch}/{config.epochs}", unit="step",
-                   disable=not self.progress, leave=False, dynamic_ncols=True)
+                   disable=None if self.progress else True, leave=False, dynamic_ncols=True)
         try:
             for _ in range(self.steps_per_epoch):
                 start = time.perf_counter()
                 (xc, yc), (xs, ys) = next(batches)
                 losses, skipped = self._step(xc, yc, xs, ys)
-                if not skipped:
-                    self.state["consecutive_skips"] = 0
                 elapsed = time.perf_counter() - start
                 self.step_times.append(elapsed)
                 self.state["step"] += 1
                 self.state["train_seconds"] += elapsed
-                sums += torch.tensor(losses, dtype=torch.float64)
-                records.append(self._step_record(epoch, losses, skipped))
+                record = self._step_record(epoch, losses, skipped)
+                records.append(record)
+                self.board.step(record)
+                if skipped:
+                    self._on_nonfinite(losses)  # after the step is recorded, so the logs count it
+                else:
+                    self.state["consecutive_skips"] = 0
+                    sums += torch.tensor(losses, dtype=torch.float64)
+                    stepped += 1
                 if len(records) >= 50:
                     self.run.append_metrics(records)
                     records = []
@@ -304,15 +360,20 @@ class Trainer:
             bar.close()
             self.run.append_metrics(records)
         self.last_val = self.validate()
-        mean = (sums / self.steps_per_epoch).tolist()  # already averaged over ranks
+        # The mean over the steps taken (skipped steps have no loss); already averaged over ranks.
+        mean = (sums / stepped).tolist() if stepped else [math.nan, math.nan]
         self.state["epoch"] = epoch
-        self.run.append_epoch({
+        row = {
             "epoch": epoch, "step": self.state["step"],
             "train_loss_cls": mean[0], "train_loss_seg": mean[1],
             **{f"val_{k}": v for k, v in self.last_val.items()},
             "seconds": round(self.state["train_seconds"], 3),
-        })
+        }
+        self.run.append_epoch(row)
+        self.board.epoch(row)
+        self.state["peak_memory_mb"] = self._peak_memory_mb()
         self.run.save_checkpoint(self._checkpoint())
+        self._write_summary("running")  # a run killed from here on still shows the epochs it finished
         v = self.last_val
         self.echo(
             f"epoch {epoch}/{config.epochs}  loss cls {mean[0]:.3f} seg {mean[1]:.3f}  "
@@ -322,10 +383,12 @@ class Trainer:
 
     def _step_record(self, epoch: int, losses: list[float], skipped: bool) -> dict:
         w, s = self.config.task_weights, self.config.loss_scale
+        loss = w[0] * s[0] * losses[0] + w[1] * s[1] * losses[1]
         return {
             "step": self.state["step"], "epoch": epoch,
-            "loss_cls": losses[0], "loss_seg": losses[1],
-            "loss": w[0] * s[0] * losses[0] + w[1] * s[1] * losses[1],
+            # metrics.jsonl is strict JSON: a non-finite loss is null (and the step marked skipped)
+            "loss_cls": _finite_or_none(losses[0]), "loss_seg": _finite_or_none(losses[1]),
+            "loss": _finite_or_none(loss),
             "time": round(self.state["train_seconds"], 4), "skipped": skipped,
         }
 
@@ -348,7 +411,7 @@ class Trainer:
                 loss_s = masked_cross_entropy(out_s, ys)
             losses = self._reduced_losses(loss_c, loss_s)
             if not all(math.isfinite(x) for x in losses):
-                return self._skip(losses)
+                return losses, True
             (s[0] * loss_c + s[1] * loss_s).backward()
             task_grads = [[leaf.grad for leaf in task] for task in leaves]
             if self.dist.enabled:
@@ -366,7 +429,7 @@ class Trainer:
             loss_s = masked_cross_entropy(out_s, ys)
         losses = self._reduced_losses(loss_c, loss_s)
         if not all(math.isfinite(x) for x in losses):
-            return self._skip(losses)
+            return losses, True
         self.optimizer.zero_grad(set_to_none=True)
         total = w[0] * s[0] * loss_c + w[1] * s[1] * loss_s
         if self.scaler is not None:
@@ -388,24 +451,23 @@ class Trainer:
     def _sync_buffers(self) -> None:
         distributed.broadcast_(list(self.model.buffers()))
 
-    def _skip(self, losses: list[float]) -> tuple[list[float], bool]:
+    def _on_nonfinite(self, losses: list[float]) -> None:
+        """Apply --on-nonfinite to a step whose loss was not finite (the step was not taken)."""
         bad = next(t for t, x in zip(TASKS, losses) if not math.isfinite(x))
-        step = self.state["step"] + 1
-        where = (f"non-finite loss at step {step} in {TASK_NAMES[bad]} "
+        where = (f"non-finite loss at step {self.state['step']} in {TASK_NAMES[bad]} "
                  f"(loss_cls={losses[0]}, loss_seg={losses[1]})")
+        self.state["skipped_steps"] += 1
+        self.state["consecutive_skips"] += 1
         if self.config.on_nonfinite == "abort":
             raise NonFiniteLossError(
                 f"{where}; stopped (--on-nonfinite abort). {self.run.path} keeps what was written; "
                 "try a lower lr or --on-nonfinite skip"
             )
-        self.state["skipped_steps"] += 1
-        self.state["consecutive_skips"] += 1
         if self.state["consecutive_skips"] > self.config.max_consecutive_skips:
             raise NonFiniteLossError(
                 f"{where}; {self.state['consecutive_skips']} consecutive steps skipped, more than "
-                f"{self.config.max_consecutive_skips}: the run diverged"
+                f"--max-skips {self.config.max_consecutive_skips}: the run diverged"
             )
-        return losses, True
 
     # -- validation --------------------------------------------------------------------------
     @torch.inference_mode()
@@ -452,6 +514,7 @@ class Trainer:
             "last_val": self.last_val,
             "rng_cpu": torch.get_rng_state(),
             "init_digest": self.init_digest,
+            "settings": self._settings(),
         }
         if self.device.type == "cuda":
             state["rng_cuda"] = torch.cuda.get_rng_state(self.device)
@@ -459,7 +522,20 @@ class Trainer:
             state["scaler"] = self.scaler.state_dict()
         return state
 
+    def _settings(self) -> dict[str, Any]:
+        """What the checkpoint's training state depends on: the config but the settings a resume may change."""
+        data = json.loads(json.dumps(self.config.to_dict(), default=list))
+        return {k: v for k, v in data.items() if k not in RESUMABLE_SETTINGS}
+
     def _load(self, ckpt: dict[str, Any]) -> None:
+        saved = ckpt.get("settings")
+        if saved is not None:
+            now = self._settings()
+            changed = [k for k in sorted(set(saved) | set(now)) if saved.get(k) != now.get(k)]
+            if changed:
+                diff = "; ".join(f"{k}: {saved.get(k)!r} in the checkpoint, {now.get(k)!r} now" for k in changed)
+                raise ConfigError(f"cannot resume {self.run.path}: its checkpoint was trained with other settings "
+                                  f"({diff}); was config.json edited? Start a new run instead")
         try:
             self.model.load_state_dict(ckpt["model"])
             self.optimizer.load_state_dict(ckpt["optimizer"])
@@ -479,9 +555,22 @@ class Trainer:
             self.scaler.load_state_dict(ckpt["scaler"])
 
     def _peak_memory_mb(self) -> float:
+        """The peak over the whole run, the parts before a resume included."""
         if self.device.type == "cuda":
-            return torch.cuda.max_memory_allocated(self.device) / 2**20
-        return peak_rss_mb()
+            now = torch.cuda.max_memory_allocated(self.device) / 2**20
+        else:
+            now = peak_rss_mb()
+        return max(now, self.state.get("peak_memory_mb") or 0.0)
+
+    def _finished_summary(self) -> dict:
+        """The summary of a run that has nothing left to train, read back rather than rewritten."""
+        try:
+            summary = self.run.read_json("summary.json")
+        except (OSError, ValueError):
+            summary = None
+        if isinstance(summary, dict) and summary.get("status") == "completed":
+            return summary
+        return self._write_summary("completed")
 
     def _write_summary(self, status: str, error: str | None = None) -> dict:
         v = self.last_val or {}

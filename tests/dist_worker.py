@@ -13,7 +13,7 @@ import sys
 import torch
 
 import mtbench.train as train_module
-from mtbench.cli.run import build_config
+from mtbench.config import build_config
 from mtbench.errors import NonFiniteLossError
 from mtbench.plugins import load_registry
 from mtbench.train import Trainer

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import mtbench.train as train_module
-from mtbench.cli.run import build_config
+from mtbench.config import build_config
 from mtbench.errors import ConfigError, NonFiniteLossError
 from mtbench.plugins import load_registry
 from mtbench.presets import OptimizerPreset
@@ -174,7 +174,10 @@ def test_a_nonfinite_loss_aborts_naming_step_and_task_and_keeps_the_run_director
         train(tiny_config(run_dir, epochs=2), REGISTRY.get("adam"), progress=False, echo=lambda s: None)
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["status"] == "failed" and "step 3" in summary["error"]
-    assert summary["epochs"] == 1 and len(metric_lines(run_dir)) == 2
+    # the failed step is logged too: strict JSON, its losses null
+    lines = metric_lines(run_dir)
+    assert summary["epochs"] == 1 and len(lines) == 3 and summary["skipped_steps"] == 1
+    assert lines[-1]["skipped"] and lines[-1]["loss_seg"] is None and lines[-1]["loss"] is None
     assert (run_dir / "checkpoints" / "last.pt").is_file() and len(epochs_rows(run_dir)) == 1
 
 
@@ -184,12 +187,15 @@ def test_skip_leaves_the_parameters_untouched_and_counts(tmp_path, monkeypatch):
     summary = train(tiny_config(run_dir, on_nonfinite="skip"), REGISTRY.get("adam"),
                     progress=False, echo=lambda s: None)
     assert summary["status"] == "completed" and summary["skipped_steps"] == 1
-    assert [r["skipped"] for r in metric_lines(run_dir)] == [False, True]
+    lines = metric_lines(run_dir)
+    assert [r["skipped"] for r in lines] == [False, True] and lines[1]["loss_seg"] is None
+    # the epoch's mean training loss is over the steps taken, not NaN
+    assert math.isfinite(float(epochs_rows(run_dir)[0]["train_loss_seg"]))
 
 
 def test_skip_gives_up_after_too_many_consecutive_skips(tmp_path, monkeypatch):
     monkeypatch.setattr(train_module, "masked_cross_entropy", nan_at(set(range(1, 100))))
-    with pytest.raises(NonFiniteLossError, match=r"3 consecutive steps skipped, more than 2: the run diverged"):
+    with pytest.raises(NonFiniteLossError, match=r"3 consecutive steps skipped, more than --max-skips 2: the run diverged"):
         train(tiny_config(tmp_path / "run", on_nonfinite="skip", max_skips=2, epochs=3), REGISTRY.get("adam"),
               progress=False, echo=lambda s: None)
 

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import os
 import sys
-import time
 from pathlib import Path
 
 import click
 from click.core import ParameterSource
 
-from ..config import AMP_MODES, BACKBONES, NONFINITE_POLICIES, RunConfig, parse_task_pair
+from ..config import AMP_MODES, BACKBONES, NONFINITE_POLICIES, RESUMABLE_SETTINGS, RunConfig, build_config
 from ..errors import ConfigError
-from ..presets import OptimizerPreset, format_value
+from ..rundir import create_run_dir
+from .configfile import config_option
 from .presets import format_settings
 
 # The options that shape a run; `compare` takes them too.
@@ -45,6 +45,8 @@ _RUN_OPTIONS = [
                  help="On a NaN/inf loss: stop, or skip the step (stopping after --max-skips in a row)."),
     click.option("--max-skips", type=int, default=10, show_default=True,
                  help="Consecutive skipped steps before a run counts as diverged."),
+    click.option("--tensorboard", is_flag=True,
+                 help="Also write TensorBoard event files (scalars per step and per epoch) to RUN_DIR/tensorboard."),
 ]
 
 
@@ -53,58 +55,6 @@ def run_options(func):
     for option in reversed(_RUN_OPTIONS):
         func = option(func)
     return func
-
-
-def build_config(preset: OptimizerPreset, run_dir: str | Path, **options) -> RunConfig:
-    """A validated RunConfig from `run_options` values; ConfigError names the first bad one."""
-    hyperparams = preset.resolve(options.get("set_values") or ())
-    given = [s.partition("=")[0].strip() for s in options.get("set_values") or ()]
-    weights = options.get("task_weights")
-    task_weights = parse_task_pair(weights, "--task-weights", 0.5) if weights else (0.5, 0.5)
-    if preset.param("task_weights") is not None:
-        # One setting, not two: the trainer's task weights are this optimizer's task_weights.
-        if "task_weights" in given:
-            from_set = tuple(hyperparams["task_weights"])
-            if weights and from_set != task_weights:
-                raise ConfigError(
-                    f"--task-weights {weights} disagrees with --set task_weights="
-                    f"{format_value(from_set)}; give one of them"
-                )
-            task_weights = from_set
-        hyperparams["task_weights"] = task_weights
-    loss_scale = options.get("loss_scale")
-    return RunConfig(
-        optimizer=preset.name,
-        hyperparams=hyperparams,
-        run_dir=str(run_dir),
-        task_weights=task_weights,
-        loss_scale=parse_task_pair(loss_scale, "--loss-scale", 1.0) if loss_scale else (1.0, 1.0),
-        imagenet=options.get("imagenet"),
-        coco=options.get("coco"),
-        image_size=options.get("image_size"),
-        limit_train=options.get("limit_train"),
-        limit_val=options.get("limit_val"),
-        epochs=options.get("epochs", 5),
-        batch_size=options.get("batch_size", 8),
-        seed=options.get("seed", 0),
-        device=options.get("device", "auto"),
-        amp=options.get("amp", "off"),
-        workers=options.get("workers", 0),
-        backbone=options.get("backbone", "resnet18"),
-        weights=options.get("weights"),
-        on_nonfinite=options.get("on_nonfinite", "abort"),
-        max_consecutive_skips=options.get("max_skips", 10),
-    )
-
-
-def new_run_dir(out: Path, name: str) -> Path:
-    """``OUT/<optimizer>-<timestamp>``, made unique."""
-    base = out / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    path, n = base, 1
-    while path.exists():
-        n += 1
-        path = base.with_name(f"{base.name}-{n}")
-    return path
 
 
 def _stdin_is_terminal() -> bool:
@@ -127,7 +77,7 @@ def choose_optimizer(registry) -> str:
 
 
 # Options a resumed run may still change: they do not alter what is computed.
-_RESUMABLE = ("epochs", "device", "workers")
+_RESUMABLE = tuple(s for s in RESUMABLE_SETTINGS if s != "run_dir")
 
 
 @click.command()
@@ -139,6 +89,7 @@ _RESUMABLE = ("epochs", "device", "workers")
 @click.option("--resume", type=click.Path(file_okay=False, path_type=Path), default=None, metavar="RUN_DIR",
               help="Continue an interrupted run from its last checkpoint (--epochs may extend it).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@config_option
 @click.pass_context
 def run(ctx: click.Context, optimizer: str | None, out: Path, resume: Path | None, quiet: bool, **options) -> None:
     """Train the shared network on both tasks with one optimizer and write a run directory."""
@@ -149,11 +100,18 @@ def run(ctx: click.Context, optimizer: str | None, out: Path, resume: Path | Non
         config, preset = _resume_config(ctx, registry, resume, options)
     else:
         preset = registry.get(optimizer or choose_optimizer(registry))
-        config = build_config(preset, new_run_dir(out, preset.name), **options)
+        config = build_config(preset, "", **options)
+        config.run_dir = str(create_run_dir(out, preset.name))  # made now, after the settings are checked
     echo = click.echo if int(os.environ.get("RANK", "0")) == 0 else (lambda *a, **k: None)
     echo(f"{preset.title}: {format_settings(config.hyperparams)}")
-    echo(f"run directory: {config.run_dir}")
-    summary = train(config, preset, resume=resume is not None, progress=not quiet, echo=echo)
+    try:
+        summary = train(config, preset, resume=resume is not None, progress=not quiet, echo=echo)
+    except KeyboardInterrupt:
+        if Path(config.run_dir, "config.json").is_file():
+            echo(f"\ninterrupted; resume with: mtbench run --resume {config.run_dir}", err=True)
+        else:
+            echo("\ninterrupted", err=True)
+        ctx.exit(130)
     echo(
         f"final: top-1 {summary['final_top1']:.1%}  top-5 {summary['final_top5']:.1%}  "
         f"mIoU {summary['final_miou']:.3f}  pixel acc {summary['final_pixel_acc']:.1%}  "
@@ -172,6 +130,8 @@ def _resume_config(ctx: click.Context, registry, run_dir: Path, options: dict):
         name for name in list(options) + ["optimizer"]
         if name not in _RESUMABLE and ctx.get_parameter_source(name) == ParameterSource.COMMANDLINE
     ]
+    if ctx.default_map:
+        changed.append("config")
     if changed:
         flags = ", ".join("--" + n.replace("_", "-").replace("set-values", "set") for n in changed)
         raise ConfigError(f"--resume continues the run with its own settings; drop {flags}")
