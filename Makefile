@@ -6,6 +6,8 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 SOURCES := pyproject.toml setup.py $(wildcard csrc/*.h csrc/*.cpp csrc/*/*.cpp csrc/*/*.cu csrc/*/*.cuh)
 export MAX_JOBS ?= 2
+# The one pin of torch; pyproject.toml only states the oldest versions that work.
+TORCH := torch==2.14.1 torchvision==0.29.1
 
 .PHONY: setup run test compare bench clean
 
@@ -13,9 +15,9 @@ setup: $(VENV)/.installed
 
 $(VENV)/.installed: $(SOURCES)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q torch==2.14.1 torchvision==0.29.1
+	$(BIN)/python -m pip install -q $(TORCH)
 	$(BIN)/python -m pip install -q setuptools wheel pybind11 ninja
-	$(BIN)/python -m pip install -q --no-build-isolation -e '.[test]'
+	$(BIN)/python -m pip install -q --no-build-isolation -e '.[test,tensorboard]'
 	touch $@
 
 run: setup  ## train MTAdamV2 on the embedded data set
