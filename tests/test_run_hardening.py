@@ -235,3 +235,11 @@ def test_help_does_not_import_torch(args):
 def test_config_rejects_a_seed_beyond_64_bits(tmp_path):
     with pytest.raises(ConfigError, match=r"--seed -1 is not allowed"):
         build_config(REGISTRY.get("adam"), tmp_path, seed=-1)
+
+
+def test_shell_completion_completes_commands_and_options_without_torch():
+    code = ("import sys\nfrom mtbench.cli import main\ntry:\n    main(prog_name='mtbench')\nexcept SystemExit:\n"
+            "    pass\nprint('torch' in sys.modules)")
+    env = {**os.environ, "_MTBENCH_COMPLETE": "bash_complete", "COMP_WORDS": "mtbench run --opt", "COMP_CWORD": "2"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    assert "plain,--optimizer" in out.stdout.splitlines() and out.stdout.splitlines()[-1] == "False", out.stdout
