@@ -8,9 +8,11 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from fakedata import CAR, DOG, PERSON, VOC, box_polygon, coco_split, corrupt, make_coco, mixed_image_annotations
+from fakedata import (CAR, DOG, PERSON, VOC, box_polygon, coco_split, compressed_rle, corrupt, make_coco,
+                      mixed_image_annotations, region, uncompressed_rle)
 from mtbench.data import CorruptImageWarning, collate_skip_corrupt
-from mtbench.data.coco import VOC_CATEGORY_IDS, CocoSegmentation, check_layout, label_map, voc_annotation
+from mtbench.data.coco import (VOC_CATEGORY_IDS, CocoSegmentation, check_layout, compressed_counts, label_map,
+                               voc_annotation)
 from mtbench.data.transforms import IMAGENET_MEAN, IMAGENET_STD, segmentation_transform
 from mtbench.errors import DataError
 
@@ -128,11 +130,11 @@ def test_image_size_disagreeing_with_annotations_is_skipped(coco):
     root, _ = coco
     ann = root / "annotations" / "instances_val2017.json"
     data = json.loads(ann.read_text())
-    data["images"][0]["height"] = 30
+    data["images"][1]["height"] = 30  # image 3: polygons only, which fit any size
     ann.write_text(json.dumps(data))
     ds = CocoSegmentation(root, "val", segmentation_transform(32, train=False))
-    with pytest.warns(CorruptImageWarning, match="the annotations say 32x30"):
-        assert ds[2] is None
+    with pytest.warns(CorruptImageWarning, match="000000000003.jpg: image is 32x32, the annotations say 32x30"):
+        assert ds[0] is None
 
 
 def test_dataloader_with_workers(coco):
@@ -214,3 +216,125 @@ def test_dog_mask_scales_with_nearest_interpolation(coco):
     ds = CocoSegmentation(root, "train", segmentation_transform(64, train=False))
     _, mask = ds[0]  # a dog box on a 32x32 image, resized to 64x64: values stay class ids
     assert set(mask.unique().tolist()) == {0, VOC[DOG]}
+
+
+def _edit_val(root, edit):
+    """Rewrite the val instances file after ``edit(data)``; image 7's annotations have ids 1-7 (see fakedata)."""
+    ann = root / "annotations" / "instances_val2017.json"
+    data = json.loads(ann.read_text())
+    edit(data)
+    ann.write_text(json.dumps(data))
+
+
+def _set_segmentation(ann_id, segm):
+    def edit(data):
+        next(a for a in data["annotations"] if a["id"] == ann_id)["segmentation"] = segm
+    return edit
+
+
+def _set_image(image_id, **fields):
+    def edit(data):
+        next(i for i in data["images"] if i["id"] == image_id).update(fields)
+    return edit
+
+
+def _set_rle(ann_id, **fields):
+    def edit(data):
+        next(a for a in data["annotations"] if a["id"] == ann_id)["segmentation"].update(fields)
+    return edit
+
+
+NAN, INF = float("nan"), float("inf")
+BIG_COUNTS = {"counts": [0, 64 * 64]}  # a full 64x64 mask on a 32x32 image
+
+
+@pytest.mark.parametrize("edit, message", [
+    (_set_segmentation(1, [[0, 0, NAN, 0, 12, 12, 0, 12]]),
+     r"annotation 1 \(image 7\): polygon 0 has the non-finite x coordinate nan$"),
+    (_set_segmentation(1, [[0, 0, 12, 0, 12, 12], [0, 0, 12, -INF, 12, 12]]),
+     r"annotation 1 \(image 7\): polygon 1 has the non-finite y coordinate -inf$"),
+    (_set_segmentation(1, [[0, 0, 1e9, 0, 12, 12]]),
+     r"polygon 0 has the x coordinate 1000000000\.0, far outside the 32x32 image \(expected -32\.\.64\)$"),
+    (_set_segmentation(2, [[0, 0, 12, 0, 12, 12, 0]]),
+     r"annotation 2 \(image 7\): polygon 0 has an odd number of coordinates \(7\); expected x,y pairs$"),
+    (_set_segmentation(1, [[0, 0, "12", 0, 12, 12]]),
+     r"polygon 0 has the coordinate '12' \(a str\); expected numbers$"),
+    (_set_segmentation(1, [[0, 0, True, 0, 12, 12]]), r"polygon 0 has the coordinate True \(a bool\)"),
+    (_set_segmentation(1, [5]), r"polygon 0 is 5 \(a int\); expected a list of x,y coordinates$"),
+    (_set_segmentation(1, 5),
+     r"annotation 1 \(image 7\): segmentation is 5 \(a int\); expected a list of polygons or an RLE dict"),
+    (_set_segmentation(1, None), r"annotation 1 \(image 7\): segmentation is None \(a NoneType\)"),
+    (_set_rle(3, size=[64, 64]),
+     r"annotation 3 \(image 7\): RLE size \[64, 64\] does not match the image's \[height, width\] \[32, 32\]$"),
+    (_set_rle(3, size="big"), r"RLE size is 'big' \(a str\); expected \[height, width\]$"),
+    (_set_rle(4, **BIG_COUNTS), r"annotation 4 \(image 7\): RLE run lengths cover 4096 pixels; "
+                                r"the 32x32 image has 1024$"),
+    (_set_rle(4, counts=[0, 5]), r"RLE run lengths cover 5 pixels; the 32x32 image has 1024$"),
+    (_set_rle(4, counts=[0, -5, 1029]), r"RLE counts hold -5 \(a int\); expected run lengths"),
+    (_set_rle(4, counts=[0, 1024.0]), r"RLE counts hold 1024\.0 \(a float\); expected run lengths"),
+    (_set_rle(4, counts=7), r"RLE counts is 7 \(a int\); expected a list of run lengths or a compressed string$"),
+    (_set_rle(3, counts="\x7f\x7f~~"), r"annotation 3 \(image 7\): RLE counts .* is not a COCO compressed RLE"),
+    (_set_rle(3, counts="P"), r"RLE counts 'P' is not a COCO compressed RLE string$"),  # a count left unfinished
+    (_set_rle(3, counts=compressed_rle(np.ones((64, 64), bool))["counts"]),
+     r"RLE run lengths cover 4096 pixels; the 32x32 image has 1024$"),
+    (_set_image(3, id=7), r"lists image id 7 twice; image ids must be unique$"),
+    (_set_image(5, height=0), r"image 5 \(000000000005\.jpg\) has height 0 and width 32; expected whole numbers > 0$"),
+    (_set_image(5, width=-32), r"image 5 \(000000000005\.jpg\) has height 32 and width -32"),
+    (_set_image(5, height="32"), r"image 5 \(000000000005\.jpg\) has height '32' and width 32"),
+    (_set_image(5, height=32.5), r"image 5 \(000000000005\.jpg\) has height 32\.5 and width 32"),
+    (_set_image(5, height=10**6, width=10**6),
+     r"image 5 \(000000000005\.jpg\) is listed as 1000000x1000000 pixels, more than the \d+ that PIL decodes$"),
+])
+def test_unsafe_annotations_are_refused_when_the_file_is_read(coco, edit, message):
+    root, _ = coco
+    _edit_val(root, edit)
+    with pytest.raises(DataError, match=r"instances_val2017\.json.*" + message) as info:
+        CocoSegmentation(root, "val", segmentation_transform(32, train=False))
+    assert "\n" not in str(info.value)
+
+
+def test_an_annotation_without_id_is_named_by_its_position(coco):
+    root, _ = coco
+
+    def edit(data):
+        del data["annotations"][0]["id"]
+        data["annotations"][0]["segmentation"] = {"size": [32, 32]}
+    _edit_val(root, edit)
+    with pytest.raises(DataError, match=r"annotation #0 \(image 7\): RLE counts is None"):
+        CocoSegmentation(root, "val", segmentation_transform(32, train=False))
+
+
+def test_broken_geometry_outside_the_voc_classes_is_never_read(coco):
+    root, expected = coco
+    _edit_val(root, _set_segmentation(6, [[0, 0, NAN, 0, 1e12, 12, 0]]))  # the toothbrush
+    ds = CocoSegmentation(root, "val", segmentation_transform(32, train=False))
+    np.testing.assert_array_equal(ds[2][1].numpy(), expected[7])
+
+
+def test_polygons_may_stray_a_little_outside_the_image(coco):
+    root, _ = coco
+    _edit_val(root, _set_segmentation(9, [[-32, -32, 64, -32, 64, 64, -32, 64]]))  # a person on image 3
+    ds = CocoSegmentation(root, "val", segmentation_transform(32, train=False))
+    assert bool((ds[0][1] == VOC[PERSON]).all())
+
+
+def test_compressed_counts_read_what_pycocotools_writes():
+    rng = np.random.default_rng(0)
+    masks = [np.zeros((7, 9), bool), np.ones((40, 50), bool), rng.random((40, 50)) < 0.5,
+             region(300, 200, slice(3, 290), slice(100, 101))]
+    blobs = np.zeros((60, 70), bool)
+    for _ in range(6):
+        y, x, h, w = rng.integers(0, 50, 4)
+        blobs[y:y + h, x:x + w] ^= True
+    for mask in masks + [blobs]:
+        assert compressed_counts(compressed_rle(mask)["counts"]) == uncompressed_rle(mask)["counts"]
+
+
+def test_duplicate_image_ids_never_share_masks(tmp_path):
+    pixels = np.zeros((16, 16, 3), np.uint8)
+    images = [{"id": 1, "file_name": "a.png", "pixels": pixels,
+               "annotations": [{"category_id": DOG, "segmentation": box_polygon(0, 0, 16, 16)}]},
+              {"id": 1, "file_name": "b.png", "pixels": pixels}]
+    coco_split(tmp_path, "train", images)
+    with pytest.raises(DataError, match=r"instances_train2017\.json lists image id 1 twice"):
+        CocoSegmentation(tmp_path, "train", segmentation_transform(16, train=False))

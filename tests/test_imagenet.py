@@ -5,10 +5,13 @@ import warnings
 
 import pytest
 import torch
+from PIL import Image
 
 from fakedata import corrupt, make_coco, make_imagenet, noise_image, write_image
+from mtbench.config import RunConfig
 from mtbench.data import CorruptImageWarning, build_datasets, collate_skip_corrupt
 from mtbench.data.imagenet import ImageNetClassification, find_classes
+from mtbench.data.sizes import MIN_IMAGE_SIZE
 from mtbench.data.transforms import classification_transform
 from mtbench.errors import ConfigError, DataError
 
@@ -147,8 +150,9 @@ def test_build_datasets_on_real_layouts(tmp_path):
     assert bundle.cls_classes == WNIDS and bundle.num_cls_outputs == 1000 and bundle.num_seg_classes == 21
     assert (len(bundle.cls_train), len(bundle.cls_val), len(bundle.seg_train), len(bundle.seg_val)) == (6, 2, 2, 2)
     assert bundle.cls_train[0][0].shape == (3, 224, 224)
-    small = build_datasets(imagenet=str(imagenet), coco=str(coco), image_size=16)
-    assert small.seg_val[0][1].shape == (16, 16) and small.imagenet_dir == imagenet
+    small = build_datasets(imagenet=str(imagenet), coco=str(coco), image_size=32)
+    assert small.seg_val[0][1].shape == (32, 32) and small.imagenet_dir == imagenet
+    assert small.cls_holdout is None and small.seg_holdout is None
 
 
 @pytest.mark.parametrize("kwargs, message", [
@@ -156,8 +160,32 @@ def test_build_datasets_on_real_layouts(tmp_path):
     ({"coco": "x"}, r"coco data given without imagenet data"),
     ({"limit_train": 0}, r"limit_train must be a positive number of images, got 0"),
     ({"limit_val": 2.5}, r"limit_val must be a positive number of images, got 2\.5"),
-    ({"image_size": 8}, r"image size must be an integer of at least 16 pixels, got 8"),
+    ({"image_size": 16}, r"image size must be an integer of at least 32 pixels, got 16"),
+    ({"image_size": 32.0}, r"image size must be an integer of at least 32 pixels, got 32\.0"),
 ])
 def test_build_datasets_rejects_bad_options(kwargs, message):
     with pytest.raises(ConfigError, match=message):
         build_datasets(**kwargs)
+
+
+def test_the_data_and_the_run_config_agree_on_the_smallest_image(tmp_path):
+    imagenet, (coco, _) = make_imagenet(tmp_path / "imagenet"), make_coco(tmp_path / "coco")
+    assert MIN_IMAGE_SIZE == 32  # ResNet downsamples by 32
+    assert build_datasets(imagenet=imagenet, coco=coco, image_size=MIN_IMAGE_SIZE).image_size == MIN_IMAGE_SIZE
+    assert RunConfig("sgd", {}, str(tmp_path / "run"), image_size=MIN_IMAGE_SIZE).image_size == MIN_IMAGE_SIZE
+    with pytest.raises(ConfigError, match=f"at least {MIN_IMAGE_SIZE} pixels"):
+        build_datasets(imagenet=imagenet, coco=coco, image_size=MIN_IMAGE_SIZE - 1)
+    with pytest.raises(ConfigError, match=f"at least {MIN_IMAGE_SIZE} pixels"):
+        RunConfig("sgd", {}, str(tmp_path / "run"), image_size=MIN_IMAGE_SIZE - 1)
+
+
+def test_an_image_too_large_to_decode_counts_as_corrupt(imagenet, monkeypatch):
+    ds = _dataset(imagenet, "val", train=False)
+    big = imagenet / "val" / WNIDS[0] / "huge.png"
+    write_image(big, noise_image(0, 32, 32))
+    ds.samples.insert(1, (str(big), 0))
+    # PIL refuses images over twice this many pixels (DecompressionBombError): 32x32 is, 16x16 is not.
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 300)
+    with pytest.warns(CorruptImageWarning, match=r"huge\.png: cannot read image: .*exceeds limit"):
+        images, labels, n_corrupt = collate_skip_corrupt([ds[0], ds[1]])
+    assert n_corrupt == 1 and images.shape == (1, 3, 8, 8)

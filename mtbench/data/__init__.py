@@ -1,6 +1,31 @@
-"""Datasets of both tasks: real ImageNet + COCO folders or the embedded synthetic set."""
+"""Datasets of both tasks: real ImageNet + COCO folders or the embedded synthetic set.
 
-from .bundle import DataBundle, build_datasets
-from .common import CorruptImageWarning, collate_skip_corrupt
+The public names load on first use (with torch), so light modules of this package, such as
+``sizes``, can be imported by the configuration without importing torch.
+"""
 
-__all__ = ["CorruptImageWarning", "DataBundle", "build_datasets", "collate_skip_corrupt"]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+# public name -> module that defines it
+_LAZY = {
+    "CorruptImageWarning": "mtbench.data.common",
+    "DataBundle": "mtbench.data.bundle",
+    "SampleSeeds": "mtbench.data.seeding",
+    "SeededDataset": "mtbench.data.seeding",
+    "build_datasets": "mtbench.data.bundle",
+    "collate_skip_corrupt": "mtbench.data.common",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'mtbench.data' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value

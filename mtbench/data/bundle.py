@@ -1,4 +1,4 @@
-"""The four datasets of a run, real or synthetic, chosen from the data options."""
+"""The datasets of a run (train, validation and optionally holdout of both tasks), real or synthetic."""
 
 from __future__ import annotations
 
@@ -10,17 +10,20 @@ from torch.utils.data import Dataset
 from ..errors import ConfigError
 from .coco import NUM_CLASSES, CocoSegmentation, check_layout
 from .common import check_limit
+from .holdout import check_holdout, split_holdout
 from .imagenet import NUM_OUTPUTS, ImageNetClassification, find_classes
+from .sizes import MIN_IMAGE_SIZE, REAL_IMAGE_SIZE, SYNTHETIC_IMAGE_SIZE
 from .synthetic import ensure_synthetic
 from .transforms import classification_transform, segmentation_transform
-
-REAL_IMAGE_SIZE = 224
-SYNTHETIC_IMAGE_SIZE = 64
 
 
 @dataclass
 class DataBundle:
-    """Train and validation datasets of both tasks, and what the model needs to know about them."""
+    """Train, validation and (optionally) holdout datasets of both tasks, and what the model needs to know about them.
+
+    The holdout datasets are the selection split (None without one): images taken out of the
+    training sets, read with the validation transform.
+    """
 
     cls_train: Dataset
     cls_val: Dataset
@@ -33,6 +36,8 @@ class DataBundle:
     coco_dir: Path
     num_cls_outputs: int = NUM_OUTPUTS
     num_seg_classes: int = NUM_CLASSES
+    cls_holdout: Dataset | None = None
+    seg_holdout: Dataset | None = None
 
 
 def build_datasets(
@@ -42,11 +47,14 @@ def build_datasets(
     limit_train: int | None = None,
     limit_val: int | None = None,
     cache_dir: str | Path | None = None,
+    holdout: float | None = None,
 ) -> DataBundle:
     """Datasets of real ImageNet + COCO folders, or of the synthetic set (in the cache) when neither is given.
 
     ``image_size`` defaults to 224 on real data and 64 on synthetic data; ``limit_train`` and
-    ``limit_val`` cap the images per task (deterministic subsets). Layout problems raise DataError.
+    ``limit_val`` cap the images per task (deterministic subsets). ``holdout`` (a fraction in
+    [0, 1)) moves that part of each task's training set, after the limit, into the holdout
+    datasets (see ``holdout.py``). Layout problems raise DataError.
     """
     if (imagenet is None) != (coco is None):
         given, missing = ("imagenet", "coco") if coco is None else ("coco", "imagenet")
@@ -55,8 +63,11 @@ def build_datasets(
         )
     check_limit("limit_train", limit_train)
     check_limit("limit_val", limit_val)
-    if image_size is not None and (isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 16):
-        raise ConfigError(f"image size must be an integer of at least 16 pixels, got {image_size!r}")
+    holdout = check_holdout(holdout)
+    if image_size is not None and (
+        isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < MIN_IMAGE_SIZE
+    ):
+        raise ConfigError(f"image size must be an integer of at least {MIN_IMAGE_SIZE} pixels, got {image_size!r}")
     synthetic = imagenet is None
     if synthetic:
         imagenet, coco = ensure_synthetic(cache_dir)
@@ -65,7 +76,7 @@ def build_datasets(
 
     classes = find_classes(imagenet)
     check_layout(coco)
-    return DataBundle(
+    bundle = DataBundle(
         cls_train=ImageNetClassification(imagenet, "train", classes, classification_transform(size, True), limit_train),
         cls_val=ImageNetClassification(imagenet, "val", classes, classification_transform(size, False), limit_val),
         seg_train=CocoSegmentation(coco, "train", segmentation_transform(size, True), limit_train),
@@ -76,3 +87,11 @@ def build_datasets(
         imagenet_dir=imagenet,
         coco_dir=coco,
     )
+    if holdout:
+        bundle.cls_train, bundle.cls_holdout = split_holdout(
+            bundle.cls_train, holdout, bundle.cls_val.transform, "classification"
+        )
+        bundle.seg_train, bundle.seg_holdout = split_holdout(
+            bundle.seg_train, holdout, bundle.seg_val.transform, "segmentation"
+        )
+    return bundle

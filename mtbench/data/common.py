@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import copy
 import warnings
 from pathlib import Path
+from typing import Callable
 
 import torch
 from PIL import Image
-from torch.utils.data import default_collate
+from torch.utils.data import Dataset, default_collate
 from torchvision import tv_tensors
 from torchvision.transforms.v2 import functional as F
 
@@ -32,8 +34,9 @@ class ImageReader:
         try:
             with Image.open(path) as img:
                 rgb = img.convert("RGB")
-        except (OSError, ValueError, SyntaxError) as exc:
-            # PIL reports truncated or malformed files with any of these; UnidentifiedImageError is an OSError.
+        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+            # PIL reports truncated or malformed files with any of these; UnidentifiedImageError is an
+            # OSError. An image too large to decode safely is as unusable as a broken one.
             self.warn(path, f"cannot read image: {exc}")
             return None
         return F.pil_to_tensor(rgb).as_subclass(tv_tensors.Image)
@@ -44,6 +47,35 @@ class ImageReader:
         if key not in self._warned:
             self._warned.add(key)
             warnings.warn(f"skipping {key}: {reason}", CorruptImageWarning, stacklevel=3)
+
+
+def max_image_pixels() -> int | None:
+    """The most pixels an image may have: beyond it PIL refuses to decode (DecompressionBombError)."""
+    return None if Image.MAX_IMAGE_PIXELS is None else 2 * Image.MAX_IMAGE_PIXELS
+
+
+class ImageDataset(Dataset):
+    """Samples whose first field is the path of an image file under ``root``, and their transform."""
+
+    def __init__(self, root: str | Path, split: str, transform: Callable, samples: list[tuple]):
+        self.root = Path(root)
+        self.split = split
+        self.transform = transform
+        self.samples = samples
+        self._reader = ImageReader()
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def sample_key(self, index: int) -> str:
+        """The image's path relative to the data root: names the sample wherever the data set lies."""
+        return Path(self.samples[index][0]).relative_to(self.root).as_posix()
+
+    def with_samples(self, samples: list[tuple], transform: Callable) -> "ImageDataset":
+        """The same split restricted to ``samples`` (a part of this one's), read with ``transform``."""
+        part = copy.copy(self)
+        part.samples, part.transform, part._reader = samples, transform, ImageReader()
+        return part
 
 
 def check_limit(name: str, value: int | None) -> int | None:

@@ -11,10 +11,8 @@ import os
 from pathlib import Path
 from typing import Callable
 
-from torch.utils.data import Dataset
-
 from ..errors import DataError
-from .common import ImageReader
+from .common import ImageDataset
 
 NUM_OUTPUTS = 1000
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
@@ -68,19 +66,12 @@ def scan_split(root: Path, split: str, classes: list[str], limit: int | None) ->
     return balanced[:limit]
 
 
-class ImageNetClassification(Dataset):
+class ImageNetClassification(ImageDataset):
     """One split of an ImageFolder tree: (image [3,S,S] float32, label int), or None for a corrupt file."""
 
     def __init__(self, root: str | Path, split: str, classes: list[str], transform: Callable, limit: int | None = None):
-        self.root = Path(root)
-        self.split = split
+        super().__init__(root, split, transform, scan_split(Path(root), split, classes, limit))
         self.classes = classes
-        self.transform = transform
-        self.samples = scan_split(self.root, split, classes, limit)
-        self._reader = ImageReader()
-
-    def __len__(self) -> int:
-        return len(self.samples)
 
     def __getitem__(self, index: int):
         path, label = self.samples[index]

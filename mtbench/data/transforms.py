@@ -1,7 +1,8 @@
 """Train and validation transforms of the torchvision classification and segmentation references.
 
-All random draws come from torch's global RNG (through torchvision.transforms.v2), so a seeded
-generator in the main process and DataLoader's per-worker seeding make augmentation reproducible.
+All random draws come from torch's default CPU generator (through torchvision.transforms.v2);
+the trainer seeds it per sample (``seeding.py``), so augmentation does not depend on which
+DataLoader worker loads a sample.
 Segmentation transforms take the image and a ``tv_tensors.Mask`` together, so both see the same
 resize, crop and flip; masks are resized with nearest interpolation and padded with 255 (ignored).
 """
