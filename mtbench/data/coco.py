@@ -29,6 +29,7 @@ checked: the others are never rasterised.
 from __future__ import annotations
 
 import json
+import math
 import os
 import reprlib
 from pathlib import Path
@@ -101,15 +102,20 @@ def _polygons_problem(polygons: list, height: int, width: int) -> str | None:
             return f"polygon {i} is {_described(poly)}; expected a list of x,y coordinates"
         if len(poly) % 2:
             return f"polygon {i} has an odd number of coordinates ({len(poly)}); expected x,y pairs"
-        bad = next((v for v in poly if type(v) not in (int, float)), None)
-        if bad is not None:
+        try:
+            finite = all(map(math.isfinite, poly))
+        except TypeError:
+            bad = next(v for v in poly if not isinstance(v, (int, float)))
             return f"polygon {i} has the coordinate {_described(bad)}; expected numbers"
+        except OverflowError:  # an integer beyond the float range
+            bad = next(v for v in poly if isinstance(v, int) and not -(2**1023) < v < 2**1023)
+            return f"polygon {i} has the coordinate {reprlib.repr(bad)}, far outside the {width}x{height} image"
+        if not finite:
+            j = next(j for j, v in enumerate(poly) if not math.isfinite(v))
+            return f"polygon {i} has the non-finite {'xy'[j % 2]} coordinate {poly[j]}"
         for axis, values, size in (("x", poly[0::2], width), ("y", poly[1::2], height)):
-            # NaN fails both comparisons, so it is caught here too.
-            if not all(-size <= v <= 2 * size for v in values):
+            if values and (min(values) < -size or max(values) > 2 * size):
                 v = next(v for v in values if not -size <= v <= 2 * size)
-                if v != v or v in (float("inf"), float("-inf")):
-                    return f"polygon {i} has the non-finite {axis} coordinate {v}"
                 return (f"polygon {i} has the {axis} coordinate {v}, far outside the {width}x{height} image "
                         f"(expected {-size}..{2 * size})")
     return None
