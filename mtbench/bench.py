@@ -26,7 +26,6 @@ from .presets import did_you_mean
 from .table import format_table
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16}
-MAX_TASKS = 8  # the most tasks one fused MTAdamV2 call takes (kMaxTasks in csrc/mtadamv2_math.h)
 
 
 @dataclass(frozen=True)
@@ -117,8 +116,8 @@ def run_bench(model: str = "resnet18", tasks: int = 2, dtype: str = "float32", d
 def _run_bench(model: str, tasks: int, dtype: str, device: str, repeat: int) -> BenchResult:
     if dtype not in DTYPES:
         raise ConfigError(f"unknown dtype {dtype!r}; expected one of {', '.join(DTYPES)}")
-    if not 1 <= tasks <= MAX_TASKS:
-        raise ConfigError(f"tasks must be in 1..{MAX_TASKS}, got {tasks}")
+    if not 1 <= tasks <= ops.MAX_TASKS:  # the fused row takes one compiled call
+        raise ConfigError(f"tasks must be in 1..{ops.MAX_TASKS}, got {tasks}")
     if repeat < 1:
         raise ConfigError(f"repeat must be >= 1, got {repeat}")
     torch_device = _device(device)
@@ -131,7 +130,7 @@ def _run_bench(model: str, tasks: int, dtype: str, device: str, repeat: int) -> 
                   for _ in range(tasks)]
     numel = sum(p.numel() for p in params)
     param_size = torch.empty((), dtype=torch_dtype).element_size()
-    state_size = 8 if torch_dtype == torch.float64 else 4
+    state_size = ops.state_dtype(torch_dtype).itemsize
     adam_bytes = numel * 7 * param_size
     mtadam_bytes = numel * ((2 + 2 * tasks) * param_size + 4 * tasks * state_size)
 

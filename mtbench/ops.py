@@ -1,7 +1,8 @@
-"""The compiled operators (torch.ops.mtbench.*), loaded at import, with pure-PyTorch fallbacks.
+"""The compiled operators (torch.ops.mtbench.*), loaded at import, and the facts their callers share.
 
-When the extension is not built or does not load, one warning says why and every wrapper here
-computes the same result in plain PyTorch.
+When the extension is not built or does not load, one warning says why; sq_norms then computes the
+same result in plain PyTorch, and MTAdamV2 steps with its reference implementation (the optimizer
+picks: this module knows nothing above it).
 """
 
 from __future__ import annotations
@@ -12,7 +13,15 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["available", "cuda_available", "describe", "mtadamv2_", "sq_norms", "supports"]
+__all__ = ["MAX_TASKS", "available", "cuda_available", "describe", "mtadamv2_", "sq_norms", "state_dtype", "supports"]
+
+MAX_TASKS = 8  # the most tasks one mtadamv2_ call takes (kMaxTasks in csrc/mtadamv2_math.h)
+
+
+def state_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The dtype that results and optimizer state are kept in for tensors of `dtype`: float64 for
+    float64, float32 (opmath) for everything narrower. csrc/checks.h holds the C++ twin."""
+    return torch.float64 if dtype == torch.float64 else torch.float32
 
 
 def _load() -> tuple[str | None, str | None]:
@@ -39,8 +48,7 @@ else:
 
     @torch.library.register_fake("mtbench::sq_norms")
     def _sq_norms_fake(tensors):
-        dtype = torch.float64 if tensors[0].dtype == torch.float64 else torch.float32
-        return tensors[0].new_empty(len(tensors), dtype=dtype)
+        return tensors[0].new_empty(len(tensors), dtype=state_dtype(tensors[0].dtype))
 
     @torch.library.register_fake("mtbench::mtadamv2_")
     def _mtadamv2_fake(params, grads, exp_avgs, exp_avg_sqs, norm_avgs, steps, lr, beta1, beta2, norm_beta, eps,
@@ -73,10 +81,6 @@ def describe() -> str:
     return f"compiled ops: {backends} ({library.parent.name}/{library.name})"
 
 
-def _opmath(dtype: torch.dtype) -> torch.dtype:
-    return torch.float64 if dtype == torch.float64 else torch.float32
-
-
 def sq_norms(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
     """Squared L2 norm of each tensor (float64 for float64 tensors, else float32); all on one device."""
     tensors = list(tensors)
@@ -84,20 +88,16 @@ def sq_norms(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
         return torch.empty(0)
     if supports(tensors[0].device):
         return torch.ops.mtbench.sq_norms(tensors)
-    dtype = _opmath(tensors[0].dtype)
+    dtype = state_dtype(tensors[0].dtype)
     return torch.stack([torch.linalg.vector_norm(t, dtype=dtype).square() for t in tensors])
 
 
 def mtadamv2_(params, grads, exp_avgs, exp_avg_sqs, norm_avgs, steps, *, lr, beta1, beta2, norm_beta, eps,
               weight_decay, task_weights) -> None:
     """One fused MTAdamV2 step (arguments as torch.ops.mtbench.mtadamv2_, documented in
-    mtbench.optim.reference.mtadamv2_); the reference implementation where no kernel fits."""
-    args = (params, grads, exp_avgs, exp_avg_sqs, norm_avgs, steps)
-    hyper = dict(lr=lr, beta1=beta1, beta2=beta2, norm_beta=norm_beta, eps=eps, weight_decay=weight_decay,
-                 task_weights=task_weights)
-    if params and supports(params[0].device):
-        torch.ops.mtbench.mtadamv2_(*args, **hyper)
-    else:
-        from .optim.reference import mtadamv2_ as reference_step
-
-        reference_step(*args, **hyper)
+    mtbench.optim.reference.mtadamv2_). Callers check supports(device) first; without a kernel for
+    the parameters' device this raises RuntimeError."""
+    if params and not supports(params[0].device):
+        raise RuntimeError(f"no compiled mtadamv2_ kernel for {params[0].device.type} tensors ({describe()})")
+    torch.ops.mtbench.mtadamv2_(params, grads, exp_avgs, exp_avg_sqs, norm_avgs, steps, lr, beta1, beta2, norm_beta,
+                                eps, weight_decay, task_weights)

@@ -4,7 +4,8 @@ from mtbench import Expected, OptimizerPreset, Param, hookimpl, standard_params
 
 
 def _mtadamv2(params, **hyperparams):
-    from mtbench.optim import MTAdamV2
+    # Imported here, not above: mtbench.MTAdamV2 loads torch, which listing the presets does not need.
+    from mtbench import MTAdamV2
 
     return MTAdamV2(params, **hyperparams)
 

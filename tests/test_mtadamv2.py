@@ -317,7 +317,7 @@ def test_lowers_a_loss():
 
 CONSTRUCTOR_ERRORS = [
     (dict(lr=-1.0), ValueError, r"lr must be >= 0.0, got -1.0"),
-    (dict(lr="fast"), TypeError, r"lr must be a number, got 'fast'"),
+    (dict(lr="fast"), TypeError, r"lr must be a real number or a 1-element tensor, got 'fast'"),
     (dict(betas=(1.0, 0.9)), ValueError, r"betas\[0\] must be in \[0.0, 1.0\), got 1.0"),
     (dict(betas=(0.9,)), ValueError, r"betas must be a pair"),
     (dict(norm_beta=1.5), ValueError, r"norm_beta must be in \[0.0, 1.0\), got 1.5"),
@@ -355,7 +355,10 @@ STEP_ERRORS = [
     (lambda p: [[torch.ones(2, device="meta")], [None]], ValueError,
      r"task_grads\[0\]\[0\] is on meta; expected cpu"),
     (lambda p: [["grad"], [None]], TypeError, r"task_grads\[0\]\[0\] must be a tensor or None, got str"),
-    (lambda p: lambda: 0.0, TypeError, r"pass a closure as closure="),
+    (lambda p: [[torch.ones(2).to_sparse()], [None]], RuntimeError,
+     r"MTAdamV2 does not support sparse gradients \(task_grads\[0\]\[0\]\)"),
+    (lambda p: {"task": [p.grad]}, TypeError, r"task_grads must be a sequence of 2 gradient lists, one per task, "
+                                              r"got dict"),
 ]
 
 
@@ -379,5 +382,68 @@ def test_fused_needs_the_compiled_ops_for_the_device():
         MTAdamV2(params, impl="fused")
 
 
-def test_per_task_gradients_flag():
-    assert MTAdamV2.per_task_gradients is True
+@pytest.mark.parametrize("impl", ["reference", pytest.param("fused", marks=needs_ops)])
+@pytest.mark.parametrize("key, value, message", [
+    ("lr", -1.0, r"lr must be >= 0.0, got -1.0"),
+    ("betas", (0.9, 1.0), r"betas\[1\] must be in \[0.0, 1.0\), got 1.0"),
+    ("task_weights", (0.5,), r"task_weights of a parameter group must hold 2 weights"),
+])
+def test_step_refused_on_a_changed_hyperparameter_changes_nothing(impl, key, value, message):
+    params = make_params(torch.float32, "cpu")
+    opt = make_optimizer(params, VARIANTS[2], 2, impl)
+    opt.step(grads_for(opt, params, make_grads(params, 2, 0)))
+    before = copy.deepcopy(opt.state_dict())
+    values = [p.detach().clone() for p in params]
+    opt.param_groups[1][key] = value  # as a scheduler or a user could, after construction
+    with pytest.raises(ValueError, match=message):
+        opt.step(grads_for(opt, params, make_grads(params, 2, 1)))
+    assert all(torch.equal(p, v) for p, v in zip(params, values))
+    torch.testing.assert_close(opt.state_dict()["state"], before["state"], rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("num_tasks", [ops.MAX_TASKS + 1, ops.MAX_TASKS + 3])
+def test_auto_takes_the_reference_beyond_the_fused_task_limit(num_tasks):
+    opt_auto, opt_reference, _ = run_pair(torch.float32, "cpu", VARIANTS[0], num_tasks, impls=("auto", "reference"),
+                                          steps=4)
+    assert_same_trajectory(opt_auto, opt_reference, torch.float32)
+    assert all(state["step"].item() == 4 for state in opt_auto.state.values())
+
+
+def test_fused_refuses_more_tasks_than_one_call_takes():
+    with pytest.raises(ValueError, match=rf"impl='fused' takes at most {ops.MAX_TASKS} tasks \(one compiled call\), "
+                                         rf"got {ops.MAX_TASKS + 1} task weights; use impl='auto'"):
+        MTAdamV2([torch.nn.Parameter(torch.ones(2))], task_weights=[0.1] * (ops.MAX_TASKS + 1), impl="fused")
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=str)
+def test_low_precision_state_dict_keeps_float32_state_through_hooks(dtype):
+    param = torch.nn.Parameter(torch.randn(8, dtype=dtype))
+    opt = MTAdamV2([param], impl="reference")
+    opt.step([[torch.randn(8, dtype=dtype)], [torch.randn(8, dtype=dtype)]])
+    saved = opt.state_dict()
+    fresh_param = torch.nn.Parameter(param.detach().clone())
+    fresh = MTAdamV2([fresh_param], impl="reference")
+    seen = {}
+
+    def post_hook(optimizer):  # sees the state as loaded, and may change it
+        seen.update(optimizer.state[fresh_param])
+        optimizer.state[fresh_param]["norm_avg"].fill_(2.0)
+
+    fresh.register_load_state_dict_post_hook(post_hook)
+    fresh.load_state_dict(saved)
+    for key in ("step", "exp_avg", "exp_avg_sq"):
+        assert seen[key].dtype == torch.float32 and torch.equal(seen[key], opt.state[param][key]), key
+    assert (fresh.state[fresh_param]["norm_avg"] == 2.0).all()
+
+
+def test_state_dict_with_mis_shaped_state_is_refused():
+    param = torch.nn.Parameter(torch.ones(3))
+    opt = MTAdamV2([param], impl="reference")
+    opt.step([[torch.ones(3)], [torch.ones(3)]])
+    saved = copy.deepcopy(opt.state_dict())
+    saved["state"][0]["exp_avg"] = torch.zeros(2, 4)
+    with pytest.raises(ValueError, match=r"exp_avg of parameter 0 has shape \(2, 4\); expected \(2, 3\)"):
+        MTAdamV2([torch.nn.Parameter(torch.ones(3))], impl="reference").load_state_dict(saved)
+    del saved["state"][0]["exp_avg"]
+    with pytest.raises(ValueError, match=r"state of parameter 0 lacks exp_avg; expected step, exp_avg"):
+        MTAdamV2([torch.nn.Parameter(torch.ones(3))], impl="reference").load_state_dict(saved)

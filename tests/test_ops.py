@@ -28,8 +28,13 @@ ODD_TENSORS = {
 
 
 def expected_sq_norms(tensors):
-    dtype = torch.float64 if tensors[0].dtype == torch.float64 else torch.float32
-    return torch.stack([t.to(torch.float64).square().sum() for t in tensors]).to(dtype)
+    return torch.stack([t.to(torch.float64).square().sum() for t in tensors]).to(ops.state_dtype(tensors[0].dtype))
+
+
+@pytest.mark.parametrize("dtype, expected", [(torch.float64, torch.float64), (torch.float32, torch.float32),
+                                             (torch.bfloat16, torch.float32), (torch.float16, torch.float32)], ids=str)
+def test_state_dtype_is_opmath(dtype, expected):
+    assert ops.state_dtype(dtype) is expected
 
 
 @pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=needs_cuda_ops)])
@@ -39,7 +44,7 @@ def test_sq_norms_matches_pytorch_on_odd_shapes(device, dtype, rtol):
     torch.manual_seed(0)
     tensors = [make(dtype).to(device) for make in ODD_TENSORS.values()]
     result = ops.sq_norms(tensors)
-    assert result.dtype == (torch.float64 if dtype == torch.float64 else torch.float32)
+    assert result.dtype == ops.state_dtype(dtype)
     assert result.device == tensors[0].device
     torch.testing.assert_close(result, expected_sq_norms(tensors).to(device), rtol=rtol, atol=0)
 
@@ -53,7 +58,7 @@ def test_sq_norms_fallback_matches(monkeypatch):
 
 def mtadamv2_args(num_tasks=2, dtype=torch.float32, device="cpu", shapes=((3, 4), (), (0,), (17,))):
     """Arguments of torch.ops.mtbench.mtadamv2_ for a first step; task 1 skips the second tensor."""
-    state_dtype = torch.float64 if dtype == torch.float64 else torch.float32
+    state_dtype = ops.state_dtype(dtype)
     params = [torch.randn(s, dtype=dtype, device=device) for s in shapes]
     grads = [None if (t == 1 and i == 1) else torch.randn(s, dtype=dtype, device=device)
              for t in range(num_tasks) for i, s in enumerate(shapes)]
@@ -106,7 +111,8 @@ OP_ERRORS = [
     ("mtadamv2_", with_change(5, lambda steps: [0, 1, 1, 1]), r"steps\[0\] must be >= 1"),
     ("mtadamv2_", with_change(6, lambda lr: -1.0), r"lr must be in \[0, inf\), got -1"),
     ("mtadamv2_", with_change(8, lambda beta2: 1.0), r"beta2 must be in \[0, 1\), got 1"),
-    ("mtadamv2_", with_change(12, lambda weights: [0.5] * 9), r"task_weights must hold 1 to 8 weights"),
+    ("mtadamv2_", with_change(12, lambda weights: [0.5] * (ops.MAX_TASKS + 1)),
+     rf"task_weights must hold 1 to {ops.MAX_TASKS} weights \(one per task\), got {ops.MAX_TASKS + 1}"),
     ("mtadamv2_", with_change(12, lambda weights: [0.5, float("inf")]), r"task_weights\[1\] must be finite"),
 ]
 
@@ -120,6 +126,17 @@ def test_op_errors(op, make_args, message):
         getattr(torch.ops.mtbench, op)(*args)
     if before is not None:  # a rejected call changes nothing
         assert all(torch.equal(a, b) for a, b in zip(args[0], before))
+
+
+def test_mtadamv2_wrapper_has_no_fallback(monkeypatch):
+    # Choosing the reference where no kernel fits is the optimizer's business, not the binding's.
+    monkeypatch.setattr(ops, "supports", lambda device: False)
+    args = mtadamv2_args()
+    before = [p.clone() for p in args[0]]
+    hyper = dict(zip(["lr", "beta1", "beta2", "norm_beta", "eps", "weight_decay", "task_weights"], args[6:]))
+    with pytest.raises(RuntimeError, match=r"no compiled mtadamv2_ kernel for cpu tensors \(compiled ops: "):
+        ops.mtadamv2_(*args[:6], **hyper)
+    assert all(torch.equal(a, b) for a, b in zip(args[0], before))
 
 
 @needs_ops
