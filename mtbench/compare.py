@@ -5,6 +5,7 @@ Layout of a comparison directory::
     comparison.json          the optimizers, seeds and resolved settings (checked on resume)
     runs/<optimizer>-seed<k>/ one run directory per optimizer and seed, written by the trainer
     report.md/.csv/.json, *.png   written by `mtbench report` (and at the end of `mtbench compare`)
+    .lock                    while a `mtbench compare` works in it: a second one is turned away
 
 The trainer builds the model under the seed before any optimizer exists and draws the data order
 from the seed, so for each seed every optimizer starts from the same weights and sees the same
@@ -25,9 +26,11 @@ from typing import Callable, Mapping, Sequence
 
 from .config import RunConfig
 from .errors import ConfigError, MTBenchError
+from .locks import LOCK_FILE, DirLock
 from .plugins import Registry
-from .presets import OptimizerPreset
-from .report import COMPARISON_FILE, RUNS_DIR, run_name
+from .presets import OptimizerPreset, format_value
+from .report import COMPARISON_FILE, RUNS_DIR, flatten, run_name
+from .rundir import CONFIG_FILE, SUMMARY_FILE, RunDir, RunFileError, atomic_write_text, read_json
 
 COMPARISON_FORMAT = 1
 # Settings left out of comparison.json: they differ between the runs of one comparison by design
@@ -173,28 +176,48 @@ def locate_runs(plan: Sequence[PlannedRun], out: Path) -> list[PlannedRun]:
         run.config, run_dir=str(out / RUNS_DIR / run_name(run.optimizer, run.seed)))) for run in plan]
 
 
-def open_directory(out: Path, record: dict) -> bool:
-    """Create the comparison directory or check that it holds this same comparison.
+def open_directory(out: Path, record: dict, wait: bool = False,
+                   on_wait: Callable[[str], None] | None = None) -> tuple[DirLock, bool]:
+    """Create the comparison directory, or check that it holds this same comparison, and lock it.
 
-    Returns True when resuming an existing one; raises ConfigError naming the first differing
-    settings when ``out`` holds another comparison, or something that is not a comparison.
+    Returns the held lock (release it when the comparison is done) and True when resuming an
+    existing comparison. Raises ConfigError naming the first differing settings when ``out`` holds
+    another comparison, or something that is not a comparison; LockedError (naming the holder) when
+    another process works in it, unless ``wait`` (then ``on_wait(holder)`` is called and it blocks).
     """
+    _check_directory(out, record)  # before creating anything in a folder that is not ours
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"cannot create the comparison directory {out}: {exc.strerror or exc}") from None
+    lock = DirLock(out, hint="two comparisons cannot share one directory; wait for the other to finish, "
+                              "use --wait to wait for it, or choose another --out").acquire(wait, on_wait=on_wait)
+    try:
+        resumed = _check_directory(out, record)  # again: the holder we waited for may have written it
+        if not resumed:
+            atomic_write_text(out / COMPARISON_FILE, json.dumps(record, indent=2) + "\n")
+    except BaseException:
+        lock.release()
+        raise
+    return lock, resumed
+
+
+def _check_directory(out: Path, record: dict) -> bool:
+    """True when ``out`` holds this comparison, False when it is absent or empty; else ConfigError."""
     path = out / COMPARISON_FILE
     if path.is_file():
         try:
-            old = json.loads(path.read_text())
-        except ValueError:
-            raise ConfigError(f"{path} is not valid JSON; choose another --out") from None
+            old = read_json(path)
+        except RunFileError as exc:
+            raise ConfigError(f"{exc}; choose another --out") from None
         difference = describe_difference(old, record)
         if difference:
             raise ConfigError(f"{out} holds a comparison with other settings ({difference}); "
                               "choose another --out, or repeat that comparison's options to resume it")
         return True
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+    if out.exists() and (not out.is_dir() or any(p.name != LOCK_FILE for p in out.iterdir())):
         raise ConfigError(f"{out} exists and is not a comparison directory (no {COMPARISON_FILE}); "
                           "choose another --out")
-    out.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(record, indent=2) + "\n")
     return False
 
 
@@ -208,14 +231,14 @@ def describe_difference(old: dict, new: dict, limit: int = 3) -> str | None:
     old_s, new_s = old.get("settings") or {}, new.get("settings") or {}
     per_key: dict[str, list[str]] = {}
     for name in new_s:
-        a, b = _flatten(old_s.get(name, {})), _flatten(new_s[name])
+        a, b = flatten(old_s.get(name, {})), flatten(new_s[name])
         for key in sorted(a.keys() | b.keys()):
             if a.get(key) != b.get(key):
                 per_key.setdefault(key, []).append(name)
     diffs = []
     for key, names in per_key.items():
         first = names[0]
-        a, b = _flatten(old_s.get(first, {})).get(key), _flatten(new_s[first]).get(key)
+        a, b = flatten(old_s.get(first, {})).get(key), flatten(new_s[first]).get(key)
         where = key if len(names) == len(new_s) else f"{', '.join(names)} {key}"
         diffs.append(f"{where}: {_show(b)} now, {_show(a)} there")
     if not diffs:
@@ -223,20 +246,8 @@ def describe_difference(old: dict, new: dict, limit: int = 3) -> str | None:
     return "; ".join(diffs[:limit]) + (f"; and {len(diffs) - limit} more" if len(diffs) > limit else "")
 
 
-def _flatten(d: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in d.items():
-        if isinstance(v, dict) and v:
-            out.update(_flatten(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
-
-
 def _show(value) -> str:
-    if isinstance(value, list):
-        return ",".join(map(str, value))
-    return "unset" if value is None else str(value)
+    return "unset" if value is None else format_value(value)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -254,15 +265,14 @@ class Outcome:
 
 def run_state(run_dir: Path) -> str:
     """'completed', 'resume' (a checkpoint to continue from) or 'new' (the trainer starts it afresh)."""
+    run = RunDir(run_dir)
     try:
-        status = json.loads((run_dir / "summary.json").read_text()).get("status")
-    except (OSError, ValueError):
-        status = None
+        status = run.read_json(SUMMARY_FILE).get("status")
+    except RunFileError:
+        status = None  # a summary.json cut short: the checkpoint decides
     if status == "completed":
         return "completed"
-    if (run_dir / "checkpoints" / "last.pt").is_file():
-        return "resume"
-    return "new"
+    return "resume" if run.has_checkpoint() else "new"
 
 
 def run_comparison(plan: Sequence[PlannedRun], train_fn: Callable | None = None, progress: bool = True,
@@ -308,20 +318,18 @@ def torchrun_train(nproc: int, plugin_paths: Sequence[str] = ()) -> Callable[...
     The run's config.json is written first, so the launched processes read exactly this config
     (a run directory without a checkpoint starts from scratch).
     """
-    from .rundir import RunDir
-
     def train_distributed(config, preset, *, resume, progress, echo) -> dict:
         run = RunDir(config.run_dir)
-        run.create()
-        if not resume:
-            run.write_json("config.json", config.to_dict())
+        with run.lock():  # released before torchrun starts: its rank 0 takes the lock in turn
+            if not resume:
+                run.write_json(CONFIG_FILE, config.to_dict())
         plugins = [arg for path in plugin_paths for arg in ("--plugin", path)]
         cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
                "-m", "mtbench", *plugins, "run", "--resume", str(run.path)] + ([] if progress else ["--quiet"])
         proc = subprocess.run(cmd, stdout=sys.stderr, stderr=subprocess.PIPE, text=True)
         try:
-            return run.read_json("summary.json")
-        except (OSError, ValueError):
+            return run.read_json(SUMMARY_FILE)
+        except RunFileError:
             lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
             raise MTBenchError(f"torchrun exited with {proc.returncode}: {lines[-1] if lines else 'no output'}")
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
+from .rundir import EpochRow
+
 TARGET_FRACTION = 0.9
 # Convergence labels from steps-to-target relative to the fastest optimizer: (label, largest ratio).
 THRESHOLDS = (("fast", 1.25), ("medium", 2.0), ("slow", 3.0))
@@ -57,15 +59,15 @@ def convergence_target(finals: Sequence[tuple[float | None, float | None]],
     return Target(fraction, top1_ref, miou_ref, fraction * best)
 
 
-def first_reach(epochs: Sequence[dict], target: Target) -> tuple[float, float] | None:
+def first_reach(epochs: Sequence[EpochRow], target: Target) -> tuple[float, float] | None:
     """(steps, seconds) at the end of the first epoch whose validation reaches the target, or None.
 
     Per-epoch granularity, no interpolation between epochs.
     """
     for row in epochs:
-        joint = target.joint(row.get("val_top1"), row.get("val_miou"))
+        joint = target.joint(row.val_top1, row.val_miou)
         if joint is not None and joint >= target.score - 1e-12:
-            return row.get("step"), row.get("seconds")
+            return row.step, row.seconds
     return None
 
 

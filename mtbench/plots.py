@@ -6,7 +6,6 @@ no global pyplot state is touched.
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Sequence
@@ -16,34 +15,24 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from .report import Group, Report
+from .rundir import atomic_writer, finite_number, read_metrics
 
 LOSS_BINS = 200  # points per loss curve: each the mean of the steps in its bin (smoothing + thinning)
 DPI = 110
 
 
 def load_losses(run_dir: Path) -> dict[str, np.ndarray]:
-    """Step, classification and segmentation loss from metrics.jsonl; a replayed step keeps its last record."""
-    records: dict[int, tuple[float, float]] = {}
-    path = Path(run_dir) / "metrics.jsonl"
-    if path.is_file():
-        with open(path) as f:
-            for line in f:
-                try:
-                    rec = json.loads(line)
-                    records[int(rec["step"])] = (_finite(rec.get("loss_cls")), _finite(rec.get("loss_seg")))
-                except (ValueError, KeyError, TypeError):
-                    continue  # a line cut short by an interrupted run
-    steps = np.array(sorted(records), dtype=float)
-    values = np.array([records[int(s)] for s in steps], dtype=float).reshape(-1, 2)
+    """Step, classification and segmentation loss per step (NaN where not finite), from the run's log."""
+    records = read_metrics(run_dir)
+    steps = np.array([r["step"] for r in records], dtype=float)
+    values = np.array([[_or_nan(r.get("loss_cls")), _or_nan(r.get("loss_seg"))] for r in records],
+                      dtype=float).reshape(-1, 2)
     return {"step": steps, "loss_cls": values[:, 0], "loss_seg": values[:, 1]}
 
 
-def _finite(value) -> float:
-    try:
-        x = float(value)
-    except (TypeError, ValueError):
-        return math.nan
-    return x if math.isfinite(x) else math.nan
+def _or_nan(value) -> float:
+    x = finite_number(value)
+    return math.nan if x is None else x
 
 
 def _binned(steps: np.ndarray, values: np.ndarray, edges: np.ndarray) -> np.ndarray:
@@ -79,7 +68,8 @@ def _colors(groups: Sequence[Group]) -> dict[str, tuple]:
 
 def _save(fig: Figure, path: Path) -> Path:
     FigureCanvasAgg(fig)
-    fig.savefig(path, dpi=DPI)
+    with atomic_writer(path, binary=True) as f:
+        fig.savefig(f, dpi=DPI, format="png")
     return path
 
 
@@ -132,8 +122,9 @@ def plot_validation(groups: Sequence[Group], path: Path) -> Path:
             for run in g.runs:
                 curve = np.full(last, np.nan)
                 for row in run.epochs:
-                    if row.get(key) is not None and 1 <= int(row["epoch"]) <= last:
-                        curve[int(row["epoch"]) - 1] = row[key] * scale
+                    value = getattr(row, key)
+                    if value is not None and 1 <= row.epoch <= last:
+                        curve[row.epoch - 1] = value * scale
                 curves.append(curve)
             if not curves or not np.isfinite(np.vstack(curves)).any():
                 continue

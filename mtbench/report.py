@@ -1,7 +1,7 @@
 """Comparison reports from run directories: loading, aggregation over seeds, convergence, tables.
 
-Everything here reads run directories (config.json, summary.json, epochs.csv) and nothing else, so a
-report can be rebuilt long after the runs, from comparison directories or single runs alike.
+Everything here reads run directories (through mtbench.rundir) and nothing else, so a report can be
+rebuilt long after the runs, from comparison directories or single runs alike.
 """
 
 from __future__ import annotations
@@ -19,6 +19,11 @@ from .convergence import (
     thresholds_text,
 )
 from .errors import MTBenchError
+from .presets import format_value
+from .rundir import (
+    CONFIG_FILE, ENV_FILE, EPOCHS_FILE, SUMMARY_FILE, EpochRow, RunFileError, atomic_write_text, finite_number,
+    read_epochs, read_json,
+)
 from .table import format_table
 
 COMPARISON_FILE = "comparison.json"
@@ -45,14 +50,17 @@ class Run:
     seed: int | None
     config: dict = field(default_factory=dict)
     summary: dict | None = None
-    epochs: list[dict] = field(default_factory=list)
+    epochs: list[EpochRow] = field(default_factory=list)
     env: dict = field(default_factory=dict)
     failure: str | None = None  # why a run that left no summary.json failed, when the caller knows
+    problems: dict[str, str] = field(default_factory=dict)  # file name -> "is missing", "is not valid JSON"...
 
     @property
     def status(self) -> str:
         if self.summary is None:
-            return "not run" if not self.path.exists() else "no summary"
+            if not self.path.exists():
+                return "not run"
+            return "no summary" if self.problems.get(SUMMARY_FILE, "is missing") == "is missing" else "bad summary"
         return str(self.summary.get("status") or "unknown")
 
     @property
@@ -61,23 +69,36 @@ class Run:
 
     @property
     def reason(self) -> str:
-        """Why the run did not complete, in one line: 'failed: <error>', 'interrupted ...' or 'not run'."""
+        """Why the run did not complete, in one line: 'failed: <error>', 'interrupted ...', 'not run', or
+        what is wrong with summary.json and what epochs.csv shows was done."""
         if self.summary is None:
             if self.failure:
                 return f"failed: {self.failure}"
-            return "not run" if not self.path.exists() else "failed: no summary.json (the run did not start)"
+            if not self.path.exists():
+                return "not run"
+            return f"{SUMMARY_FILE} {self.problems.get(SUMMARY_FILE, 'is missing')}; {self.progress}"
         if self.status in ("running", "interrupted"):  # "running" left behind: the process was killed
             done = self.summary.get("epochs")
             return f"interrupted after epoch {done}" if done else "interrupted before the first epoch ended"
         error = self.summary.get("error")
         return "failed: " + (str(error).splitlines()[0] if error else f"status {self.status}")
 
+    @property
+    def progress(self) -> str:
+        """What epochs.csv shows was done, for a run whose summary does not say."""
+        if not self.epochs:
+            return f"{EPOCHS_FILE} shows no finished epoch"
+        last, n, planned = self.epochs[-1], len(self.epochs), self.config.get("epochs")
+        done = f"{n} of {planned} epochs" if planned else f"{n} epoch{'s' * (n != 1)}"
+        step = f", step {last.step}" if last.step is not None else ""
+        return f"{EPOCHS_FILE} shows {done} done (last: epoch {last.epoch}{step})"
+
     def final(self, key: str) -> float | None:
-        return _number((self.summary or {}).get(key))
+        return finite_number((self.summary or {}).get(key))
 
 
 def is_run_dir(path: Path) -> bool:
-    return (path / "config.json").is_file() or (path / "summary.json").is_file()
+    return (path / CONFIG_FILE).is_file() or (path / SUMMARY_FILE).is_file()
 
 
 def is_comparison_dir(path: Path) -> bool:
@@ -85,30 +106,30 @@ def is_comparison_dir(path: Path) -> bool:
 
 
 def load_run(path: Path, optimizer: str | None = None, seed: int | None = None) -> Run:
-    """Read a run directory; a missing or unreadable file leaves its part empty.
+    """Read a run directory; a missing or unreadable file leaves its part empty and says why in ``problems``.
 
     ``optimizer`` and ``seed`` stand in when neither config.json nor summary.json names them.
     """
     path = Path(path)
-    config = _read_json(path / "config.json") or {}
-    summary = _read_json(path / "summary.json")
+    problems: dict[str, str] = {}
+
+    def read(name: str) -> dict | None:
+        try:
+            return read_json(path / name)
+        except RunFileError as exc:
+            problems[name] = exc.problem
+            return None
+
+    config = read(CONFIG_FILE) or {}
+    summary = read(SUMMARY_FILE)
+    env = read(ENV_FILE) or {}
+    try:
+        epochs = read_epochs(path)
+    except RunFileError as exc:
+        problems[EPOCHS_FILE], epochs = exc.problem, []
     optimizer = config.get("optimizer") or (summary or {}).get("optimizer") or optimizer or path.name
     seed = config.get("seed", (summary or {}).get("seed", seed))
-    return Run(path, optimizer, seed, config, summary, read_epochs(path / "epochs.csv"),
-               _read_json(path / "env.json") or {})
-
-
-def read_epochs(path: Path) -> list[dict]:
-    """The rows of epochs.csv with numbers parsed, one per epoch (a repeated epoch keeps its last row)."""
-    if not path.is_file():
-        return []
-    rows: dict[int, dict] = {}
-    with open(path, newline="") as f:
-        for raw in csv.DictReader(f):
-            row = {k: _number(v) for k, v in raw.items() if k}
-            if row.get("epoch") is not None:
-                rows[int(row["epoch"])] = row
-    return [rows[e] for e in sorted(rows)]
+    return Run(path, optimizer, seed, config, summary, epochs, env, problems=problems)
 
 
 def find_runs(paths: Iterable[Path]) -> list[Run]:
@@ -136,29 +157,15 @@ def find_runs(paths: Iterable[Path]) -> list[Run]:
 
 
 def _comparison_runs(path: Path) -> list[Run]:
-    record = _read_json(path / COMPARISON_FILE) or {}
+    try:
+        record = read_json(path / COMPARISON_FILE)
+    except RunFileError:
+        record = {}  # the plan is unreadable: report the run directories that are there
     planned = [(o, s) for s in record.get("seeds", []) for o in record.get("optimizers", [])]
     runs = [load_run(path / RUNS_DIR / run_name(o, s), o, s) for o, s in planned]
     known = {r.path.name for r in runs}
     extra = sorted(p for p in (path / RUNS_DIR).glob("*") if p.name not in known and is_run_dir(p))
     return runs + [load_run(p) for p in extra]
-
-
-def _read_json(path: Path) -> dict | None:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-
-
-def _number(value) -> float | None:
-    if value is None or value == "":
-        return None
-    try:
-        x = float(value)
-    except (TypeError, ValueError):
-        return None
-    return x if math.isfinite(x) else None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -222,12 +229,12 @@ def group_runs(runs: Sequence[Run]) -> list[Group]:
         by_name.setdefault(group.optimizer, []).append(group)
     for same in by_name.values():
         if len(same) > 1:
-            flats = [_flatten(g.runs[0].config) for g in same]
+            flats = [flatten(g.runs[0].config) for g in same]
             differ = [k for k in flats[0].keys() | set().union(*flats)
                       if k.split(".")[0] not in _PER_RUN_KEYS and len({repr(f.get(k)) for f in flats}) > 1]
             for group, flat in zip(same, flats):
                 group.label = group.optimizer + " (" + ", ".join(
-                    f"{k.split('.')[-1]}={_plain(flat.get(k))}" for k in sorted(differ)) + ")"
+                    f"{k.split('.')[-1]}={format_value(flat.get(k))}" for k in sorted(differ)) + ")"
     return list(groups.values())
 
 
@@ -235,20 +242,15 @@ def _signature(config: dict) -> str:
     return json.dumps({k: v for k, v in config.items() if k not in _PER_RUN_KEYS}, sort_keys=True)
 
 
-def _flatten(d: dict, prefix: str = "") -> dict:
+def flatten(settings: dict, prefix: str = "") -> dict:
+    """Nested settings as one level, keyed by dotted paths (``hyperparams.lr``); an empty dict is a value."""
     out = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out.update(_flatten(v, f"{prefix}{k}."))
+    for k, v in settings.items():
+        if isinstance(v, dict) and v:
+            out.update(flatten(v, f"{prefix}{k}."))
         else:
             out[f"{prefix}{k}"] = v
     return out
-
-
-def _plain(value) -> str:
-    if isinstance(value, (list, tuple)):
-        return ",".join(_plain(v) for v in value)
-    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -361,7 +363,7 @@ def _header(runs: Sequence[Run], groups: Sequence[Group]) -> list[str]:
     optimizers = len({g.optimizer for g in groups})
     lines.append(f"Runs: {len(runs)} ({optimizers} optimizers x {len(seeds)} seed{'s' * (len(seeds) != 1)}: "
                  f"{', '.join(map(str, seeds)) or '-'}); "
-                 + ", ".join(f"{k} {_plain(v)}" for k, v in settings if v is not None))
+                 + ", ".join(f"{k} {format_value(v)}" for k, v in settings if v is not None))
     scales = {tuple(_loss_scale(r)) for r in runs if _loss_scale(r) is not None}
     if scales and scales != {(1.0, 1.0)}:
         shown = "; ".join(f"cls x{s[0]:g}, seg x{s[1]:g}" for s in sorted(scales))
@@ -537,5 +539,5 @@ def write_tables(report: Report, out: Path) -> list[Path]:
     files = {"report.md": markdown(report), "report.csv": csv_text(report),
              "report.json": json.dumps(json_record(report, out), indent=2) + "\n"}
     for name, text in files.items():
-        (out / name).write_text(text)
+        atomic_write_text(out / name, text)
     return [out / name for name in files]

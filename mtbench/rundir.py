@@ -1,38 +1,286 @@
-"""The run directory: config, environment, per-step metrics, per-epoch table, summary, checkpoints.
+"""The run directory: the one owner of its layout, and the only code that reads and writes it.
 
-Every file is written so that a crash at any moment leaves the previous version intact (JSON and
-checkpoints via a temporary file and ``os.replace``; the line-oriented logs are appended and
-trimmed back to the last checkpoint on resume).
+Layout::
+
+    config.json   the resolved RunConfig (+ the preset)      env.json     versions, device, commit
+    summary.json  how the run ended and its final metrics     epochs.csv   one row per epoch (EpochRow)
+    metrics.jsonl one record per optimizer step               checkpoints/last.pt   the train state
+    .lock         while a process works in the directory (see mtbench.locks)
+
+Every whole-file write goes through one atomic writer (a temporary file beside the target, then
+``os.replace``), so a crash at any moment leaves the previous version intact; the line-oriented logs
+are appended and trimmed back to the last checkpoint on resume. Files and folders get the
+permissions the umask allows, as files written by any other program would. Importing this module
+does not import torch (``mtbench report`` reads run directories without it).
 """
 
 from __future__ import annotations
 
 import csv
+import dataclasses
+import io
 import json
+import math
 import os
 import platform
+import secrets
 import subprocess
-import tempfile
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import IO, TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
-import torch
+from .errors import ConfigError, MTBenchError
+from .locks import DirLock
 
-from .errors import ConfigError
+if TYPE_CHECKING:
+    import torch
 
-EPOCH_COLUMNS = [
-    "epoch", "step", "train_loss_cls", "train_loss_seg",
-    "val_top1", "val_top5", "val_miou", "val_pixel_acc", "seconds",
-]
+CONFIG_FILE = "config.json"
+ENV_FILE = "env.json"
+SUMMARY_FILE = "summary.json"
+EPOCHS_FILE = "epochs.csv"
+METRICS_FILE = "metrics.jsonl"
+CHECKPOINT_DIR = "checkpoints"
+LAST_CHECKPOINT = "last.pt"
+# The files written whole (atomically): a killed writer may leave ".<name>.<random>" beside them.
+_ATOMIC_FILES = (CONFIG_FILE, ENV_FILE, SUMMARY_FILE, EPOCHS_FILE, METRICS_FILE)
+
+
+@dataclass(frozen=True)
+class EpochRow:
+    """One row of epochs.csv: the state at the end of one epoch (None where the file has no value)."""
+
+    epoch: int
+    step: int | None
+    train_loss_cls: float | None
+    train_loss_seg: float | None
+    val_top1: float | None
+    val_top5: float | None
+    val_miou: float | None
+    val_pixel_acc: float | None
+    seconds: float | None
+
+
+EPOCH_COLUMNS = [f.name for f in dataclasses.fields(EpochRow)]
+
+
+class RunFileError(MTBenchError):
+    """A file of a run directory that is missing, empty, cut short or unreadable."""
+
+    def __init__(self, path: Path, problem: str):
+        super().__init__(f"{path} {problem}")
+        self.path = path
+        self.problem = problem  # "is missing", "is not valid JSON (...)", ...
+
+
+# ---------------------------------------------------------------------------------------------
+# Writing: one atomic writer, folders and temporary files with the umask's permissions
+
+
+def _new_temp_file(path: Path) -> tuple[int, Path]:
+    """Create ``.<name>.<random>`` beside ``path``; mode 0666 lets the umask decide (mkstemp's is 0600)."""
+    while True:
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}")
+        try:
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), tmp
+        except FileExistsError:
+            continue
+
+
+def make_temp_dir(parent: str | os.PathLike, prefix: str) -> Path:
+    """A new, uniquely named folder ``parent/<prefix><random>`` with the umask's permissions.
+
+    For staging a folder that is renamed into place when complete: ``tempfile.mkdtemp`` makes it
+    0700, which the renamed folder would keep.
+    """
+    while True:
+        path = Path(parent) / f"{prefix}{secrets.token_hex(4)}"
+        try:
+            path.mkdir(0o777)
+            return path
+        except FileExistsError:
+            continue
+
+
+def _os_error(exc: BaseException | None) -> OSError | None:
+    """The OSError behind an exception (torch's zip writer wraps a failed write in a RuntimeError)."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, OSError):
+            return exc
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+@contextmanager
+def atomic_writer(path: str | os.PathLike, binary: bool = False, what: str | None = None) -> Iterator[IO]:
+    """A file object whose content replaces ``path`` in one step when the block ends without error.
+
+    On any error the temporary file is removed and ``path`` keeps its previous content; a failed
+    write (disk full, file-size limit, ...) becomes a one-line MTBenchError that says so. ``what``
+    names the file in that message (default: its name).
+    """
+    path = Path(path)
+    try:
+        fd, tmp = _new_temp_file(path)
+    except OSError as exc:
+        raise MTBenchError(f"cannot write {path}: {exc.strerror or exc}") from None
+    try:
+        with os.fdopen(fd, "wb" if binary else "w", **({} if binary else {"encoding": "utf-8"})) as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())  # the data is on disk before the name points at it
+        os.replace(tmp, path)
+    except BaseException as exc:
+        tmp.unlink(missing_ok=True)
+        cause = _os_error(exc)
+        if cause is None:
+            raise
+        kept = f"the previous {what or path.name} is intact" if path.exists() else "nothing was written"
+        raise MTBenchError(f"writing {path} failed ({cause.strerror or cause}); {kept}") from None
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    with atomic_writer(path) as f:
+        f.write(text)
+
+
+def _run_dir_stamp() -> str:
+    return time.strftime("%Y%m%d-%H%M%S")
+
+
+def create_run_dir(out: str | os.PathLike, optimizer: str, stamp: str | None = None) -> Path:
+    """Create and return a new run directory ``out/<optimizer>-<stamp>`` (parents too).
+
+    ``stamp`` defaults to the current time to the second. The folder is made with a plain
+    ``mkdir`` that fails when the name exists, so two runs started at once never share one: the
+    second gets ``-2``, the next ``-3``, and so on.
+    """
+    base = Path(out) / f"{optimizer}-{stamp or _run_dir_stamp()}"
+    path, n = base, 1
+    try:
+        base.parent.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise ConfigError(f"cannot write the run directory {path}: {base.parent} is not a folder") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot write the run directory {path}: {exc.strerror or exc}") from None
+    try:
+        while True:
+            try:
+                path.mkdir()
+                return path
+            except FileExistsError:
+                n += 1
+                path = base.with_name(f"{base.name}-{n}")
+    except OSError as exc:
+        raise ConfigError(f"cannot write the run directory {path}: {exc.strerror or exc}") from None
+
+
+@contextmanager
+def _appending(path: Path) -> Iterator[IO]:
+    try:
+        with open(path, "a", newline="", encoding="utf-8") as f:
+            yield f
+    except OSError as exc:
+        raise MTBenchError(f"cannot write {path}: {exc.strerror or exc}") from None
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading: what was written, with missing and cut-short files told apart
+
+
+def read_json(path: str | os.PathLike) -> dict:
+    """A JSON object from a run or comparison directory; RunFileError says what is wrong with it."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise RunFileError(path, "is missing") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise RunFileError(path, f"cannot be read ({getattr(exc, 'strerror', None) or exc})") from None
+    if not text.strip():
+        raise RunFileError(path, "is empty")
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise RunFileError(path, f"is not valid JSON (cut short? {exc})") from None
+    if not isinstance(data, dict):
+        raise RunFileError(path, f"holds a JSON {type(data).__name__}, not an object")
+    return data
+
+
+def finite_number(value: Any) -> float | None:
+    """A float from a log or summary field; None for an empty, unparsable or non-finite value."""
+    if value is None or value == "":
+        return None
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        return None
+    return x if math.isfinite(x) else None
+
+
+def read_epochs(run_dir: str | os.PathLike) -> list[EpochRow]:
+    """The rows of epochs.csv, one per epoch (a repeated epoch keeps its last row); [] without the file.
+
+    A row cut short by a killed run reads its missing values as None.
+    """
+    path = Path(run_dir) / EPOCHS_FILE
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            raw_rows = list(csv.DictReader(f))
+    except FileNotFoundError:
+        return []
+    except OSError as exc:
+        raise RunFileError(path, f"cannot be read ({exc.strerror or exc})") from None
+    rows: dict[int, EpochRow] = {}
+    for raw in raw_rows:
+        values = {k: finite_number(raw.get(k)) for k in EPOCH_COLUMNS}
+        if values["epoch"] is None:
+            continue
+        values["epoch"] = int(values["epoch"])
+        values["step"] = None if values["step"] is None else int(values["step"])
+        rows[values["epoch"]] = EpochRow(**values)
+    return [rows[e] for e in sorted(rows)]
+
+
+def _parse_records(lines: Iterable[str]) -> Iterator[tuple[int, str, dict]]:
+    """(step, line, record) for each whole line of metrics.jsonl; a line cut short is skipped."""
+    for line in lines:
+        try:
+            record = json.loads(line)
+            yield int(record["step"]), line, record
+        except (ValueError, KeyError, TypeError):
+            continue
+
+
+def read_metrics(run_dir: str | os.PathLike) -> list[dict]:
+    """The per-step records of metrics.jsonl in step order; a replayed step keeps its last record."""
+    path = Path(run_dir) / METRICS_FILE
+    try:
+        with open(path, encoding="utf-8") as f:
+            records = {step: record for step, _, record in _parse_records(f)}
+    except FileNotFoundError:
+        return []
+    except OSError as exc:
+        raise RunFileError(path, f"cannot be read ({exc.strerror or exc})") from None
+    return [records[s] for s in sorted(records)]
+
+
+# ---------------------------------------------------------------------------------------------
+# One run directory
 
 
 class RunDir:
     """One run's folder and the files in it. With ``writable=False`` (every rank of a distributed
-    run but rank 0) it only reads: the write methods do nothing."""
+    run but rank 0) it only reads: the write methods do nothing and ``lock`` takes no lock."""
 
     def __init__(self, path: str | os.PathLike, writable: bool = True):
         self.path = Path(path)
-        self.checkpoints = self.path / "checkpoints"
+        self.checkpoints = self.path / CHECKPOINT_DIR
         self.writable = writable
 
     def create(self) -> None:
@@ -47,6 +295,38 @@ class RunDir:
         except OSError as exc:
             raise ConfigError(f"cannot write the run directory {self.path}: {exc.strerror or exc}") from None
 
+    def lock(self, wait: bool = False, on_wait: Callable[[str], None] | None = None) -> DirLock:
+        """Create the folder, lock it for this process and remove what killed writers left in it.
+
+        Returns the held lock (``with run.lock(): ...`` releases it); LockedError names the process
+        that holds it. Every rank but 0 gets a lock it does not hold: only rank 0 writes.
+        """
+        lock = DirLock(self.path, hint="two processes cannot write one run directory; "
+                                       "wait for the other to finish")
+        if not self.writable:
+            return lock
+        self.create()
+        lock.acquire(wait=wait, on_wait=on_wait)
+        self.remove_stale_temp_files()
+        return lock
+
+    def remove_stale_temp_files(self) -> list[Path]:
+        """Delete the temporary files of writes that never finished (a checkpoint's can be tens of MB).
+
+        Call it only while holding the lock: another writer's temporary files are not stale.
+        """
+        stale = [p for name in _ATOMIC_FILES for p in self.path.glob(f".{name}.*")]
+        stale += self.checkpoints.glob(".*.pt.*")
+        stale.append(self.path / ".write-test")
+        removed = []
+        for path in stale:
+            try:
+                path.unlink()
+                removed.append(path)
+            except FileNotFoundError:
+                pass
+        return removed
+
     def file(self, name: str) -> Path:
         return self.path / name
 
@@ -55,78 +335,90 @@ class RunDir:
             return
         atomic_write_text(self.file(name), json.dumps(data, indent=2, default=_jsonable) + "\n")
 
-    def read_json(self, name: str) -> Any:
-        with open(self.file(name)) as f:
-            return json.load(f)
+    def read_json(self, name: str) -> dict:
+        """A JSON file of the run; RunFileError when it is missing, empty or cut short."""
+        return read_json(self.file(name))
 
     def append_metrics(self, records: Iterable[dict]) -> None:
         if not self.writable:
             return
-        with open(self.file("metrics.jsonl"), "a") as f:
+        with _appending(self.file(METRICS_FILE)) as f:
             for record in records:
                 f.write(json.dumps(record) + "\n")
 
     def append_epoch(self, row: dict) -> None:
+        """Add one row to epochs.csv; ``row`` has a value for every name in EPOCH_COLUMNS."""
         if not self.writable:
             return
-        path = self.file("epochs.csv")
+        path = self.file(EPOCHS_FILE)
         new = not path.exists()
-        with open(path, "a", newline="") as f:
+        with _appending(path) as f:
             writer = csv.DictWriter(f, fieldnames=EPOCH_COLUMNS)
             if new:
                 writer.writeheader()
             writer.writerow({k: row[k] for k in EPOCH_COLUMNS})
 
+    def clear_logs(self) -> None:
+        """Remove metrics.jsonl and epochs.csv: a run that starts afresh in this folder."""
+        if not self.writable:
+            return
+        for name in (METRICS_FILE, EPOCHS_FILE):
+            self.file(name).unlink(missing_ok=True)
+
     def trim_logs(self, last_step: int, last_epoch: int) -> None:
-        """Drop log lines written after the checkpoint a resumed run starts from."""
+        """Drop log lines written after the checkpoint a resumed run starts from (and lines cut short)."""
         if not self.writable:
             return
-        metrics = self.file("metrics.jsonl")
+        metrics = self.file(METRICS_FILE)
         if metrics.exists():
-            lines = [ln for ln in metrics.read_text().splitlines() if ln.strip()]
-            kept = [ln for ln in lines if json.loads(ln)["step"] <= last_step]
-            atomic_write_text(metrics, "".join(ln + "\n" for ln in kept))
-        epochs = self.file("epochs.csv")
+            with open(metrics, encoding="utf-8") as f:
+                kept = [line for step, line, _ in _parse_records(f) if step <= last_step]
+            atomic_write_text(metrics, "".join(line.rstrip("\n") + "\n" for line in kept))
+        epochs = self.file(EPOCHS_FILE)
         if epochs.exists():
-            with open(epochs, newline="") as f:
-                rows = [r for r in csv.DictReader(f) if int(r["epoch"]) <= last_epoch]
-            epochs.unlink()
-            for row in rows:
-                self.append_epoch(row)
+            with open(epochs, newline="", encoding="utf-8") as f:
+                header, *rows = list(csv.reader(f)) or [EPOCH_COLUMNS]
+            at = header.index("epoch")
+            out = io.StringIO()
+            writer = csv.writer(out)
+            writer.writerow(header)
+            writer.writerows(r for r in rows if len(r) == len(header) and r[at].isdigit()
+                             and int(r[at]) <= last_epoch)
+            atomic_write_text(epochs, out.getvalue())
 
-    def save_checkpoint(self, state: dict, name: str = "last.pt") -> None:
+    def has_checkpoint(self, name: str = LAST_CHECKPOINT) -> bool:
+        return (self.checkpoints / name).is_file()
+
+    def save_checkpoint(self, state: dict, name: str = LAST_CHECKPOINT) -> None:
+        """Write ``state`` with torch.save, atomically: a failed write leaves the previous checkpoint."""
         if not self.writable:
             return
-        target = self.checkpoints / name
-        fd, tmp = tempfile.mkstemp(dir=self.checkpoints, prefix=f".{name}.")
-        os.close(fd)
-        try:
-            torch.save(state, tmp)
-            os.replace(tmp, target)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        import torch
 
-    def load_checkpoint(self, name: str = "last.pt") -> dict:
+        with atomic_writer(self.checkpoints / name, binary=True, what="checkpoint") as f:
+            torch.save(state, f)
+
+    def load_checkpoint(self, name: str = LAST_CHECKPOINT) -> dict:
         """Read a checkpoint with ``weights_only=True``: a checkpoint from elsewhere cannot run code."""
+        import torch
+
         path = self.checkpoints / name
         if not path.is_file():
             raise ConfigError(f"cannot resume {self.path}: no checkpoint at {path} (no epoch finished yet?)")
+        size = path.stat().st_size
+        damaged = (f"cannot resume from {path}: it is {{}}: the run was killed while writing it, or the "
+                   "disk filled up? Remove it to start the run again from scratch")
+        if size == 0:
+            raise ConfigError(damaged.format("empty (0 bytes)"))
         try:
             return torch.load(path, map_location="cpu", weights_only=True)
+        except EOFError:
+            raise ConfigError(damaged.format(f"truncated ({size} bytes)")) from None
         except Exception as exc:
-            raise ConfigError(f"cannot resume from {path}: {type(exc).__name__}: {str(exc).splitlines()[0]}") from None
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+            if isinstance(exc, RuntimeError) and "PytorchStreamReader" in str(exc):  # the zip ends early
+                raise ConfigError(damaged.format(f"truncated or damaged ({size} bytes)")) from None
+            first = (str(exc).splitlines() or ["(no message)"])[0]
+            raise ConfigError(f"cannot resume from {path}: {type(exc).__name__}: {first}") from None
 
 
 def _jsonable(value: Any) -> Any:
@@ -134,13 +426,14 @@ def _jsonable(value: Any) -> Any:
         return list(value)
     if isinstance(value, Path):
         return str(value)
-    if isinstance(value, torch.Tensor):
+    if hasattr(value, "tolist"):  # tensors and arrays, without importing torch here
         return value.tolist()
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
 def environment(device: torch.device, ops_backend: str) -> dict:
     """Versions, device and the code revision, for env.json."""
+    import torch
     import torchvision
 
     from . import __version__

@@ -8,12 +8,9 @@ import math
 from pathlib import Path
 from typing import Sequence
 
-EXPECTED = {"top1": [0.55, 0.65], "miou": [0.03, 0.04], "convergence": "fast"}
+from mtbench.rundir import CONFIG_FILE, ENV_FILE, EPOCH_COLUMNS, EPOCHS_FILE, METRICS_FILE, SUMMARY_FILE
 
-EPOCH_FIELDS = [
-    "epoch", "step", "train_loss_cls", "train_loss_seg", "val_top1", "val_top5",
-    "val_miou", "val_pixel_acc", "seconds",
-]
+EXPECTED = {"top1": [0.55, 0.65], "miou": [0.03, 0.04], "convergence": "fast"}
 
 
 def write_run(
@@ -52,10 +49,10 @@ def write_run(
         "run_dir": str(run_dir), "on_nonfinite": "abort", "max_consecutive_skips": 10,
         "preset": preset,
     }
-    (run_dir / "config.json").write_text(json.dumps(config, indent=2))
-    (run_dir / "env.json").write_text(json.dumps({"python": "3.11", "torch": "2.x", "device": "cpu"}))
+    (run_dir / CONFIG_FILE).write_text(json.dumps(config, indent=2))
+    (run_dir / ENV_FILE).write_text(json.dumps({"python": "3.11", "torch": "2.x", "device": "cpu"}))
 
-    with open(run_dir / "metrics.jsonl", "w") as f:
+    with open(run_dir / METRICS_FILE, "w") as f:
         for step in range(1, len(curve) * steps_per_epoch + 1):
             loss_cls = 2.0 * math.exp(-step / 20) + 0.1
             loss_seg = 1.0 * math.exp(-step / 30) + 0.05
@@ -65,9 +62,9 @@ def write_run(
                 "time": step * seconds_per_step, "skipped": False,
             }) + "\n")
 
-    with open(run_dir / "epochs.csv", "w", newline="") as f:
+    with open(run_dir / EPOCHS_FILE, "w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(EPOCH_FIELDS)
+        writer.writerow(EPOCH_COLUMNS)
         for i, (top1, miou) in enumerate(curve, 1):
             step = i * steps_per_epoch
             writer.writerow([i, step, 1.0 / i, 0.5 / i, top1, min(1.0, top1 + 0.2), miou,
@@ -85,7 +82,7 @@ def write_run(
         "init_weights_sha256": init_sha or f"sha-seed{seed}", "task_weights": [1.0, 1.0],
         "loss_scale": list(loss_scale),
     }
-    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    (run_dir / SUMMARY_FILE).write_text(json.dumps(summary, indent=2))
     return run_dir
 
 

@@ -6,15 +6,21 @@ for real on tiny data.
 
 import csv
 import json
+import os
+import socket
+import stat
+import threading
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
 from fakeruns import write_run
+import mtbench.cli.compare as cli_compare
 from mtbench.cli import main
 from mtbench.compare import describe_difference, parse_optimizers, parse_seeds, split_overrides
 from mtbench.errors import ConfigError, NonFiniteLossError
+from mtbench.locks import LOCK_FILE, DirLock
 from mtbench.plugins import load_registry
 
 
@@ -224,6 +230,54 @@ def test_shared_set_goes_to_the_optimizers_that_accept_it(tmp_path, fake):
     assert settings["adam"]["hyperparams"]["lr"] == 0.01 and settings["sgd"]["hyperparams"]["lr"] == 0.01
     assert "Loss scale: cls x1, seg x100" in result.output
     assert "Loss scale: cls x1, seg x100" in (out / "report.md").read_text()
+
+
+def test_a_second_compare_on_a_directory_in_use_stops_and_names_the_holder(tmp_path, fake):
+    out = tmp_path / "cmp"
+    out.mkdir()
+    holder = DirLock(out).acquire(command="mtbench compare --optimizers adam --out cmp")
+    try:
+        result = compare("--optimizers", "adam", "--out", str(out))
+    finally:
+        holder.release()
+    assert result.exit_code == 1
+    assert f"Error: {out} is in use by another process (pid {os.getpid()} on {socket.gethostname()}, since " \
+        in result.output
+    assert "command: mtbench compare --optimizers adam --out cmp); two comparisons cannot share one " \
+           "directory; wait for the other to finish, use --wait to wait for it, or choose another --out" \
+        in result.output
+    assert fake.calls == [] and not (out / "comparison.json").exists()
+
+
+def test_compare_with_wait_runs_after_the_holder_is_done(tmp_path, fake, monkeypatch):
+    out = tmp_path / "cmp"
+    assert compare("--optimizers", "adam", "--out", str(out)).exit_code == 0
+    assert not (out / LOCK_FILE).exists()  # released when the command ended
+    holder = DirLock(out).acquire(command="the first compare")
+    stderr = cli_compare._stderr
+
+    def release_once_waiting(line):
+        if line.startswith("waiting for"):
+            threading.Timer(0.3, holder.release).start()
+        stderr(line)
+
+    monkeypatch.setattr(cli_compare, "_stderr", release_once_waiting)
+    result = compare("--optimizers", "adam", "--out", str(out), "--wait")
+    assert result.exit_code == 0, result.output
+    assert f"waiting for {out} (pid {os.getpid()} on " in result.output
+    assert "command: the first compare)" in result.output
+    assert "[1/1] adam seed 0: completed before, skipped" in result.output
+
+
+def test_comparison_files_follow_the_umask(tmp_path, fake):
+    old = os.umask(0o027)
+    try:
+        assert compare("--optimizers", "adam", "--out", str(tmp_path / "cmp")).exit_code == 0
+    finally:
+        os.umask(old)
+    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in (tmp_path / "cmp").iterdir()}
+    assert modes == {"comparison.json": 0o640, "runs": 0o750, "report.md": 0o640, "report.csv": 0o640,
+                     "report.json": 0o640, "loss.png": 0o640, "validation.png": 0o640, "final.png": 0o640}
 
 
 @pytest.mark.parametrize("args, message", [

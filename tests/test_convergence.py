@@ -5,11 +5,13 @@ import pytest
 from fakeruns import write_run
 from mtbench.convergence import NOT_REACHED, Target, convergence_label, convergence_target, first_reach
 from mtbench.report import build_report, load_run, notes
+from mtbench.rundir import EpochRow
 
 
 def rows(*points, steps_per_epoch=10, seconds_per_step=0.5):
-    return [{"epoch": e, "step": e * steps_per_epoch, "seconds": e * steps_per_epoch * seconds_per_step,
-             "val_top1": t, "val_miou": m} for e, (t, m) in enumerate(points, 1)]
+    return [EpochRow(epoch=e, step=e * steps_per_epoch, train_loss_cls=None, train_loss_seg=None,
+                     val_top1=t, val_top5=None, val_miou=m, val_pixel_acc=None,
+                     seconds=e * steps_per_epoch * seconds_per_step) for e, (t, m) in enumerate(points, 1)]
 
 
 def test_target_is_a_fraction_of_the_best_final_joint_score():

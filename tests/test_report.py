@@ -2,6 +2,8 @@
 
 import csv
 import json
+import subprocess
+import sys
 
 import pytest
 from click.testing import CliRunner
@@ -12,9 +14,10 @@ from mtbench.cli import main
 from mtbench.errors import MTBenchError
 from mtbench.plots import load_losses, write_plots
 from mtbench.report import (
-    build_report, find_runs, json_record, load_run, markdown, read_epochs, table_rows, terminal_table,
+    build_report, find_runs, json_record, load_run, markdown, table_rows, terminal_table,
     write_tables,
 )
+from mtbench.rundir import read_epochs
 
 CURVES = {
     "adam": [[(0.5, 0.3), (0.70, 0.40)], [(0.5, 0.3), (0.72, 0.42)]],
@@ -83,7 +86,7 @@ def test_failures_and_runs_that_never_started(tmp_path):
     assert status == {
         "adam": "ok",
         "sgd": "1/2 ok; seed 1: failed: non-finite loss at step 12 in segmentation (loss_cls=2.1, loss_seg=nan)",
-        "adadelta": "seed 0: failed: no summary.json (the run did not start); seed 1: not run"}
+        "adadelta": "seed 0: summary.json is missing; epochs.csv shows no finished epoch; seed 1: not run"}
     sgd = report.rows[1]
     assert sgd.top1.n == 1 and sgd.top1.mean == pytest.approx(0.5)  # the failed seed is left out
     assert "1/2" in terminal_table(report)
@@ -132,8 +135,8 @@ def test_epochs_and_losses_keep_the_last_record_of_a_replayed_step(tmp_path):
         f.write("2,6,0.1,0.1,0.9,0.95,0.5,0.8,1.0\n")
     with open(run_dir / "metrics.jsonl", "a") as f:
         f.write(json.dumps({"step": 6, "epoch": 2, "loss_cls": 9.0, "loss_seg": float("nan")}) + "\n{\"step\": 7, \"ep")
-    epochs = read_epochs(run_dir / "epochs.csv")
-    assert [e["epoch"] for e in epochs] == [1, 2] and epochs[1]["val_top1"] == 0.9
+    epochs = read_epochs(run_dir)
+    assert [e.epoch for e in epochs] == [1, 2] and epochs[1].val_top1 == 0.9
     losses = load_losses(run_dir)
     assert list(losses["step"]) == [1, 2, 3, 4, 5, 6] and losses["loss_cls"][-1] == 9.0
 
@@ -185,3 +188,47 @@ def test_report_command_errors_are_one_line(tmp_path):
     assert result.exit_code == 1
     assert result.output.startswith("Error: ") and "neither a run directory" in result.output
     assert "Traceback" not in result.output
+
+
+# -- damaged run directories say what is true ---------------------------------------------------
+
+@pytest.mark.parametrize("damage, problem", [
+    (lambda path: path.unlink(), "summary.json is missing"),
+    (lambda path: path.write_text(path.read_text()[:40]), "summary.json is not valid JSON (cut short? "),
+    (lambda path: path.write_text(""), "summary.json is empty"),
+])
+def test_a_run_whose_summary_is_gone_or_cut_short_says_so(tmp_path, damage, problem):
+    run_dir = write_run(tmp_path / "runs/adam-x", curve=[(0.2, 0.1), (0.5, 0.3)], epochs=3, steps_per_epoch=10)
+    damage(run_dir / "summary.json")
+    (row,) = build_report(find_runs([tmp_path / "runs"])).rows
+    assert row.status.startswith(problem)
+    assert row.status.endswith("; epochs.csv shows 2 of 3 epochs done (last: epoch 2, step 20)")
+    assert "did not start" not in row.status and "\n" not in row.status
+    result = CliRunner().invoke(main, ["report", str(run_dir), "--out", str(tmp_path / "o")])
+    assert result.exit_code == 0, result.output
+    assert problem in result.output and "epochs.csv shows 2 of 3 epochs done" in result.output
+
+
+def test_a_run_without_summary_or_epochs_says_no_epoch_finished(tmp_path):
+    run_dir = write_run(tmp_path / "r", curve=[(0.2, 0.1)])
+    (run_dir / "summary.json").unlink()
+    (run_dir / "epochs.csv").unlink()
+    run = load_run(run_dir)
+    assert run.status == "no summary"
+    assert run.reason == "summary.json is missing; epochs.csv shows no finished epoch"
+
+
+def test_report_over_a_hundred_runs_is_fast_and_needs_no_torch(tmp_path):
+    curves = {f"opt{i}": [[(0.2 + 0.05 * i, 0.1), (0.4 + 0.05 * i, 0.2), (0.5 + 0.04 * i, 0.3)]] * 10
+              for i in range(10)}
+    out = write_comparison(tmp_path / "cmp", curves, steps_per_epoch=100)
+    # CPU seconds of the whole command, imports included: other processes on the machine do not count
+    code = ("import sys, time; from mtbench.cli import main\n"
+            "try:\n    main(['report', sys.argv[1]])\nexcept SystemExit as exc:\n    assert exc.code == 0, exc.code\n"
+            "print('seconds', time.process_time(), 'torch', 'torch' in sys.modules, file=sys.stderr)")
+    result = subprocess.run([sys.executable, "-c", code, str(out)], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    _, seconds, _, torch_loaded = result.stderr.split()
+    assert torch_loaded == "False"
+    assert float(seconds) < 5.0
+    assert len(json.loads((out / "report.json").read_text())["rows"]) == 10

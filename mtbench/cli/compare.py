@@ -15,7 +15,9 @@ from ..errors import ConfigError, MTBenchError
 from ..plots import write_plots
 from ..convergence import TARGET_FRACTION
 from ..report import Report, build_report, find_runs, is_comparison_dir, terminal_table, write_tables
-from .run import build_config, run_options
+from ..config import build_config
+from .configfile import config_option
+from .run import run_options
 
 
 def _stderr(line: str) -> None:
@@ -30,8 +32,9 @@ def _stderr(line: str) -> None:
 The comparison directory holds comparison.json (the settings), runs/<optimizer>-seed<k>/ and the
 report (report.md/.csv/.json, loss.png, validation.png, final.png). Running the same command again
 skips the completed runs and runs the others again, from their last checkpoint where they have one;
-a directory made with other settings is refused. The exit status is 1 when any run failed (the
-table says which and why; the other runs are reported as usual).""")
+a directory made with other settings is refused, and so is one that another `mtbench compare` is
+working in (--wait waits for it instead). The exit status is 1 when any run failed (the table says
+which and why; the other runs are reported as usual).""")
 @click.option("--optimizers", default=None, metavar="A,B,...",
               help="Optimizers to compare, comma-separated [default: every discovered preset].")
 @click.option("--seeds", default="1", show_default=True, metavar="N | S1,S2,...",
@@ -39,12 +42,16 @@ table says which and why; the other runs are reported as usual).""")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="The comparison directory [default: comparisons/<hash of the settings>].")
 @click.option("--quiet", "-q", is_flag=True, help="No per-run progress bar.")
+@click.option("--wait", is_flag=True,
+              help="When another process is working in the comparison directory, wait for it to finish "
+                   "instead of stopping.")
 @click.option("--nproc-per-node", type=click.IntRange(min=1), default=1, show_default=True,
               help="Run each run distributed: torchrun with this many processes (one per GPU, or gloo on CPU).")
 @run_options
+@config_option
 @click.pass_context
 def compare(ctx: click.Context, optimizers: str | None, seeds: str, out: Path | None, quiet: bool,
-            nproc_per_node: int, **options) -> None:
+            wait: bool, nproc_per_node: int, **options) -> None:
     """Train every optimizer from the same initial weights on the same data, for each seed, then
     write the comparison table and plots."""
     registry = ctx.obj.registry
@@ -69,7 +76,9 @@ def compare(ctx: click.Context, optimizers: str | None, seeds: str, out: Path | 
         preset, "", **{**options, "seed": seed, "set_values": overrides[preset.name]}))
     record = comparison_record(plan)
     out = out or default_directory(record)
-    resumed = open_directory(out, record)
+    lock, resumed = open_directory(out, record, wait=wait,
+                                   on_wait=lambda holder: _stderr(f"waiting for {out} ({holder})"))
+    ctx.call_on_close(lock.release)  # held until the report is written, whichever way the command ends
     plan = locate_runs(plan, out)
 
     done = sum(run_state(run.run_dir) == "completed" for run in plan)

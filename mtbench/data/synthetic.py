@@ -21,7 +21,6 @@ import hashlib
 import json
 import os
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +28,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from ..errors import DataError
+from ..rundir import make_temp_dir
 from .coco import VOC_CATEGORY_IDS
 
 FORMAT_VERSION = 1  # part of the cache folder name: bump it when the drawing changes
@@ -273,7 +273,7 @@ def ensure_synthetic(cache_dir: str | Path | None = None, spec: SyntheticSpec = 
     if not (final / MANIFEST).is_file():
         try:
             final.parent.mkdir(parents=True, exist_ok=True)
-            staging = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
+            staging = make_temp_dir(final.parent, f".{final.name}.")
         except OSError as exc:
             raise DataError(f"cannot create the data cache {final.parent}: {exc.strerror or exc}; "
                             "set MTBENCH_CACHE to a writable folder") from None
