@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from .methods import Method, MethodPreset
 from .plugins.hookspecs import hookimpl
 from .presets import Expected, OptimizerPreset, Param, standard_params
 
@@ -17,9 +18,13 @@ __version__ = "0.1.0"
 # public name -> module that defines it; imported (with torch) when the name is first used
 _LAZY = {
     "MTAdamV2": "mtbench.optim",
+    "build_method": "mtbench.methods",
 }
 
-__all__ = ["Expected", "OptimizerPreset", "Param", "hookimpl", "standard_params", "__version__", *_LAZY]
+__all__ = [
+    "Expected", "Method", "MethodPreset", "OptimizerPreset", "Param", "hookimpl", "standard_params",
+    "__version__", *_LAZY,
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -1,11 +1,15 @@
-"""Optimizer presets: the data a plugin hands to mtbench, and the typed `--set key=value` overrides."""
+"""Optimizer presets: the data a plugin hands to mtbench, and the typed `--set key=value` overrides.
+
+``Preset`` holds what every kind of preset shares (typed settings, the one guarded call of the
+plugin's factory); ``OptimizerPreset`` here and ``mtbench.methods.MethodPreset`` build on it.
+"""
 
 from __future__ import annotations
 
 import difflib
 import math
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, ClassVar, Iterable, Mapping, Sequence
 
 from .errors import ConfigError
 
@@ -43,7 +47,7 @@ class Param:
             n = f"{self.length} " if self.length else ""
             return f"{n}comma-separated values, each {rng}"
         if self.kind is int:
-            return rng.replace("a number", "an integer")
+            return rng.replace("any number", "any integer").replace("a number", "an integer")
         return rng
 
     def check(self, key: str, value: Any) -> Any:
@@ -101,15 +105,36 @@ class Param:
         return math.isfinite(x)
 
 
-def format_value(value: Any) -> str:
-    """A hyperparameter as the user would type it after ``--set key=``: 0.9,0.999 / 1e-08 / true."""
+def format_value(value: Any, exact: bool = False) -> str:
+    """A hyperparameter as the user would type it after ``--set key=``: 0.9,0.999 / 1e-08 / true.
+
+    ``exact`` writes floats with all their digits (for a value read back, as in a replayed config).
+    """
     if isinstance(value, (tuple, list)):
-        return ",".join(format_value(v) for v in value)
+        return ",".join(format_value(v, exact) for v in value)
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, float):
-        return f"{value:g}"
+        return repr(value) if exact else f"{value:g}"
     return str(value)
+
+
+def format_settings(settings: Mapping[str, Any]) -> str:
+    """Settings as the user would type them: ``lr=0.001 betas=0.9,0.999``."""
+    return " ".join(f"{k}={format_value(v)}" for k, v in settings.items())
+
+
+def first_line(exc: BaseException) -> str:
+    """An exception in one line: its type and the first line of its message."""
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+
+
+def failure_reason(exc: BaseException) -> str:
+    """What plugin code did, for a message: ``called sys.exit(3)`` or ``raised Type: message``."""
+    if isinstance(exc, SystemExit):
+        return f"called sys.exit({'' if exc.code is None else repr(exc.code)})"
+    return f"raised {first_line(exc)}"
 
 
 def _show(value: Any) -> str:
@@ -154,8 +179,72 @@ class Expected:
         return {"top1": list(self.top1), "miou": list(self.miou), "convergence": self.convergence}
 
 
+class Preset:
+    """What both kinds of preset share: settings with defaults, resolved against ``--set`` overrides,
+    and the one place a plugin's factory is called.
+
+    A subclass is a frozen dataclass with the fields ``name``, ``factory``, ``defaults``, ``params``
+    and ``source``; ``KIND`` names it in messages; ``STANDARD`` gives the Param of a default that
+    ``params`` does not cover (else the Param is inferred from the default's type).
+    """
+
+    KIND: ClassVar[str] = "preset"
+    STANDARD: ClassVar[Mapping[str, Param]] = {}
+
+    def param(self, key: str) -> Param | None:
+        """The Param that checks ``key``, or None when this preset does not accept it."""
+        if key in self.params:
+            return self.params[key]
+        if key in self.defaults:
+            return self.STANDARD.get(key) or _infer_param(self.defaults[key])
+        return None
+
+    def accepted_keys(self) -> list[str]:
+        return sorted(set(self.defaults) | set(self.params))
+
+    def resolve(self, overrides: Mapping[str, Any] | Iterable[str] = ()) -> dict[str, Any]:
+        """Preset defaults with ``overrides`` applied and checked: user > preset > the factory's own.
+
+        ``overrides`` is a mapping of typed values or an iterable of ``key=value`` strings.
+        """
+        pairs = overrides.items() if isinstance(overrides, Mapping) else _split_pairs(overrides)
+        resolved = {k: self.param(k).check(k, v) for k, v in self.defaults.items()}
+        for key, value in pairs:
+            spec = self.param(key)
+            if spec is None:
+                raise ConfigError(
+                    f"unknown setting {key!r} for {self.KIND} {self.name!r}; "
+                    f"accepted: {', '.join(self.accepted_keys()) or 'none'}"
+                )
+            resolved[key] = spec.parse(key, value) if isinstance(value, str) else spec.check(key, value)
+        return resolved
+
+    def label(self) -> str:
+        """The preset and, when the registry recorded it, the plugin that brought it."""
+        origin = f" from plugin {self.source}" if self.source else ""
+        return f"{self.KIND} {self.name!r}{origin}"
+
+    def _call_factory(self, *args: Any, **settings: Any) -> Any:
+        """``factory(*args, **settings)``; whatever goes wrong in plugin code becomes one ConfigError line."""
+        try:
+            return self.factory(*args, **settings)
+        except (TypeError, ValueError) as exc:
+            # The factory's own argument checks: the settings are what is wrong, not the plugin.
+            raise ConfigError(
+                f"{self.label()} rejected its settings {format_settings(settings) or '(none)'}: "
+                f"{first_line(exc)}"
+            ) from None
+        except (Exception, SystemExit) as exc:  # a plugin's sys.exit() must not end mtbench silently
+            raise ConfigError(f"{self.label()} could not be built: its factory {failure_reason(exc)}") from None
+
+    def _returned(self, obj: Any, expected: str) -> ConfigError:
+        """The error for a factory that returned ``obj`` where ``expected`` was due."""
+        what = "None" if obj is None else type(obj).__name__
+        return ConfigError(f"{self.label()} could not be built: its factory returned {what}, expected {expected}")
+
+
 @dataclass(frozen=True)
-class OptimizerPreset:
+class OptimizerPreset(Preset):
     """One optimizer with its tuned settings, as a plugin declares it.
 
     ``factory(params, **hyperparams)`` builds the optimizer; ``defaults`` holds the tuned
@@ -163,7 +252,11 @@ class OptimizerPreset:
     ``--set`` accepts beyond ``defaults`` (kinds from STANDARD_PARAMS otherwise).
     ``per_task_gradients`` says that ``step(task_grads)`` takes each task's gradients apart.
     ``order`` places the preset in listings and the run menu (ties keep discovery order).
+    ``source`` is filled in by the registry: the plugin that brought the preset and where from.
     """
+
+    KIND: ClassVar[str] = "optimizer"
+    STANDARD: ClassVar[Mapping[str, Param]] = STANDARD_PARAMS
 
     name: str
     title: str
@@ -174,34 +267,16 @@ class OptimizerPreset:
     params: Mapping[str, Param] = field(default_factory=dict)
     expected: Expected | None = None
     order: int = 100
+    source: str = field(default="", compare=False)
 
-    def param(self, key: str) -> Param | None:
-        """The Param that checks ``key``, or None when this preset does not accept it."""
-        if key in self.params:
-            return self.params[key]
-        if key in self.defaults:
-            return STANDARD_PARAMS.get(key) or _infer_param(self.defaults[key])
-        return None
+    def build(self, params: Any, **hyperparams: Any) -> Any:
+        """The optimizer over ``params`` (tensors or param groups); ConfigError when the plugin fails."""
+        import torch
 
-    def accepted_keys(self) -> list[str]:
-        return sorted(set(self.defaults) | set(self.params))
-
-    def resolve(self, overrides: Mapping[str, Any] | Iterable[str] = ()) -> dict[str, Any]:
-        """Preset defaults with ``overrides`` applied and checked: user > preset > optimizer.
-
-        ``overrides`` is a mapping of typed values or an iterable of ``key=value`` strings.
-        """
-        pairs = overrides.items() if isinstance(overrides, Mapping) else _split_pairs(overrides)
-        resolved = {k: self.param(k).check(k, v) for k, v in self.defaults.items()}
-        for key, value in pairs:
-            spec = self.param(key)
-            if spec is None:
-                raise ConfigError(
-                    f"unknown setting {key!r} for optimizer {self.name!r}; "
-                    f"accepted: {', '.join(self.accepted_keys()) or 'none'}"
-                )
-            resolved[key] = spec.parse(key, value) if isinstance(value, str) else spec.check(key, value)
-        return resolved
+        optimizer = self._call_factory(params, **hyperparams)
+        if not isinstance(optimizer, torch.optim.Optimizer):
+            raise self._returned(optimizer, "a torch.optim.Optimizer")
+        return optimizer
 
 
 def _infer_param(value: Any) -> Param:
@@ -224,20 +299,23 @@ def _split_pairs(items: Iterable[str]) -> list[tuple[str, str]]:
     return pairs
 
 
-def validate_preset(preset: Any) -> OptimizerPreset:
-    """Check what a plugin returned; raise ValueError with the reason when it is not a usable preset."""
-    if not isinstance(preset, OptimizerPreset):
-        raise ValueError(f"returned {type(preset).__name__}, expected mtbench.OptimizerPreset")
-    if not preset.name or not preset.name.replace("_", "").replace("-", "").isalnum() or preset.name != preset.name.lower():
-        raise ValueError(f"preset name {preset.name!r} must be lower-case letters, digits, '_' or '-'")
+def validate_preset(preset: Any, kind: type[Preset] = OptimizerPreset) -> Any:
+    """Check what a plugin returned; raise ValueError with the reason when it is not a usable ``kind``."""
+    if not isinstance(preset, kind):
+        raise ValueError(f"returned {type(preset).__name__}, expected mtbench.{kind.__name__}")
+    name = preset.name
+    if not isinstance(name, str) or not name.replace("_", "").replace("-", "").isalnum() or name != name.lower():
+        raise ValueError(f"{kind.KIND} name {preset.name!r} must be lower-case letters, digits, '_' or '-'")
     if not callable(preset.factory):
-        raise ValueError(f"preset {preset.name!r}: factory is not callable")
+        raise ValueError(f"{kind.KIND} {preset.name!r}: factory is not callable")
     if not isinstance(preset.defaults, Mapping):
-        raise ValueError(f"preset {preset.name!r}: defaults must be a dict")
+        raise ValueError(f"{kind.KIND} {preset.name!r}: defaults must be a dict")
+    if not isinstance(preset.params, Mapping):
+        raise ValueError(f"{kind.KIND} {preset.name!r}: params must be a dict of mtbench.Param")
     try:
         preset.resolve()
     except ConfigError as exc:
-        raise ValueError(f"preset {preset.name!r}: bad default: {exc}") from None
+        raise ValueError(f"{kind.KIND} {preset.name!r}: bad default: {exc}") from None
     return preset
 
 

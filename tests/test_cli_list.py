@@ -17,7 +17,7 @@ def invoke(args):
 def test_list_json_has_the_eight_guide_settings_value_by_value():
     result = invoke(["list", "--json"])
     assert result.exit_code == 0, result.output
-    records = json.loads(result.output)
+    records = json.loads(result.output)["optimizers"]
     assert [r["name"] for r in records] == list(EXPECTED_SETTINGS)
     for record in records:
         want = {k: list(v) if isinstance(v, tuple) else v for k, v in EXPECTED_SETTINGS[record["name"]].items()}
@@ -49,6 +49,30 @@ def test_list_verbose_shows_descriptions():
     assert result.exit_code == 0
     assert "adadelta: Adadelta with rho 0.9." in result.output
     assert "accepts --set amsgrad, betas, eps, lr, weight_decay" in result.output
+    assert "\nsum: The plain weighted sum of the task losses" in result.output
+    assert "accepts --set nothing" in result.output
+
+
+def test_list_shows_the_methods_after_the_optimizers():
+    result = invoke(["list"])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    header = next(i for i, line in enumerate(lines) if line.split()[:2] == ["#", "method"])
+    assert header > next(i for i, line in enumerate(lines) if " mtadamv2 " in line)
+    assert lines[header].split() == ["#", "method", "title", "needs", "settings", "plugin"]
+    row = lines[header + 2]
+    assert row.split()[:2] == ["1", "sum"]  # the default comes first
+    assert " Weighted sum " in row and " grads " in row and row.endswith(" sum")
+    assert "methods turn the per-task gradients into the one gradient" in result.output
+
+
+def test_list_json_has_the_methods():
+    result = invoke(["list", "--json"])
+    assert result.exit_code == 0, result.output
+    methods = {m["name"]: m for m in json.loads(result.output)["methods"]}
+    assert methods["sum"]["needs_grads"] is True and methods["sum"]["needs_losses"] is False
+    assert methods["sum"]["defaults"] == {} and methods["sum"]["accepts"] == []
+    assert methods["sum"]["source"].startswith("'sum' (entry point mtbench_plugins.sum_method")
 
 
 def test_plugins_lists_sources_and_the_ops_backend():
@@ -56,6 +80,9 @@ def test_plugins_lists_sources_and_the_ops_backend():
     assert result.exit_code == 0, result.output
     assert result.output.splitlines()[0].startswith("compiled ops:")
     assert "entry point mtbench_plugins.mtadamv2" in result.output
+    lines = result.output.splitlines()
+    assert lines[1].split() == ["plugin", "optimizers", "methods", "source"]
+    assert next(line for line in lines if line.startswith("sum ")).split()[:3] == ["sum", "-", "sum"]
 
 
 @pytest.mark.parametrize(

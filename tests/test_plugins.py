@@ -52,7 +52,7 @@ def test_an_installed_plugin_package_appears_in_list_without_changing_mtbench(tm
     monkeypatch.syspath_prepend(str(tmp_path))
     result = invoke(["list", "--json"])
     assert result.exit_code == 0, result.output
-    records = {r["name"]: r for r in json.loads(result.output)}
+    records = {r["name"]: r for r in json.loads(result.output)["optimizers"]}
     assert len(records) == 9
     assert records["lion"]["defaults"] == {"lr": 1e-4, "momentum": 0.5}
     assert "entry point lion_plugin from mtbench-lion 1.0" in records["lion"]["source"]
@@ -133,3 +133,105 @@ def test_a_bad_plugin_path_is_reported(tmp_path):
     text.write_text("")
     (failure,) = load_registry([text], environ={}).failures
     assert "not a .py file or a folder of them" in str(failure)
+
+
+FACTORY_PLUGIN = '''
+from mtbench import OptimizerPreset, hookimpl
+
+
+def factory(params, lr):
+    {body}
+
+
+@hookimpl
+def mtbench_optimizers():
+    return [OptimizerPreset(name="boom", title="Boom", factory=factory, defaults={"lr": 0.1})]
+'''
+
+
+@pytest.mark.parametrize(
+    "body, message",
+    [
+        ("raise RuntimeError('no kernel for this device')",
+         "could not be built: its factory raised RuntimeError: no kernel for this device"),
+        ("return None", "its factory returned None, expected a torch.optim.Optimizer"),
+        ("return [1, 2]", "its factory returned list, expected a torch.optim.Optimizer"),
+        ("import sys; sys.exit(4)", "could not be built: its factory called sys.exit(4)"),
+    ],
+)
+def test_a_factory_that_fails_is_a_config_error_naming_plugin_and_preset(tmp_path, body, message):
+    import torch
+
+    from mtbench.errors import ConfigError
+
+    path = write_plugin(tmp_path, "boom_plugin", "x", body=FACTORY_PLUGIN.replace("{body}", body))
+    preset = load_registry([path], environ={}).get("boom")
+    with pytest.raises(ConfigError) as info:
+        preset.build([torch.zeros(2, requires_grad=True)], **preset.resolve())
+    text = str(info.value)
+    assert text.startswith(f"optimizer 'boom' from plugin 'boom_plugin' (file {path})")
+    assert message in text and "\n" not in text
+
+
+def test_a_factory_that_rejects_its_settings_says_so():
+    import torch
+
+    from mtbench.errors import ConfigError
+
+    preset = load_registry(environ={}).get("adam")
+    with pytest.raises(ConfigError, match=r"optimizer 'adam' from plugin 'adam' \(entry point mtbench_plugins.adam"
+                       r".*\) rejected its settings lr=0.001 betas=2,0.999 eps=1e-08: ValueError: Invalid beta parameter"):
+        preset.build([torch.zeros(2, requires_grad=True)], lr=0.001, betas=(2.0, 0.999), eps=1e-8)
+    opt = preset.build([torch.zeros(2, requires_grad=True)], **preset.resolve())
+    assert isinstance(opt, torch.optim.Adam)
+
+
+def test_run_reports_a_failing_factory_in_one_line(tmp_path):
+    path = write_plugin(tmp_path / "plugins", "boom_plugin", "x",
+                        body=FACTORY_PLUGIN.replace("{body}", "raise RuntimeError('out of memory')"))
+    out = tmp_path / "runs"
+    result = invoke(["--plugin", str(path), "run", "-o", "boom", "--out", str(out), "--image-size", "32",
+                     "--limit-train", "16", "--limit-val", "8", "--epochs", "1", "--quiet"])
+    assert result.exit_code == 1, result.output
+    assert "Error: optimizer 'boom' from plugin 'boom_plugin'" in result.output
+    assert "its factory raised RuntimeError: out of memory" in result.output
+    assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize(
+    "body, reason",
+    [
+        ("import sys\nsys.exit(3)\n", "called sys.exit(3) while loading"),
+        ("raise SystemExit('bad python')\n", "called sys.exit('bad python') while loading"),
+        ("import sys\nfrom mtbench import hookimpl\n\n@hookimpl\ndef mtbench_optimizers():\n    sys.exit()\n",
+         "mtbench_optimizers() called sys.exit()"),
+    ],
+)
+def test_a_plugin_that_calls_sys_exit_is_reported_and_the_rest_keeps_working(tmp_path, body, reason):
+    write_plugin(tmp_path, "quitter", "x", body=body)
+    write_plugin(tmp_path, "good", "lion")
+    result = invoke(["--plugin", str(tmp_path), "list"])
+    assert result.exit_code == 0, result.output
+    assert f"warning: plugin 'quitter' (file {tmp_path / 'quitter.py'}): {reason}" in result.output
+    assert " lion " in result.output and "9 optimizers" in result.output
+
+
+def test_a_disabled_optimizer_is_called_disabled_not_unknown(tmp_path):
+    registry = load_registry(environ={"MTBENCH_DISABLE_PLUGINS": "adam"})
+    with pytest.raises(Exception, match=r"^optimizer 'adam' is disabled by \$MTBENCH_DISABLE_PLUGINS$"):
+        registry.get("adam")
+    result = invoke(["run", "-o", "adam", "--out", str(tmp_path)], env={"MTBENCH_DISABLE_PLUGINS": "adam"})
+    assert result.exit_code == 1
+    assert "optimizer 'adam' is disabled by $MTBENCH_DISABLE_PLUGINS" in result.output
+    assert "did you mean" not in result.output
+
+
+def test_a_missing_path_in_mtbench_plugins_is_called_missing(tmp_path):
+    missing = tmp_path / "x" / "y"
+    write_plugin(tmp_path / "ok", "alpha", "alpha")
+    registry = load_registry(environ={"MTBENCH_PLUGINS": os.pathsep.join([str(missing), str(tmp_path / "ok")])})
+    assert [str(f) for f in registry.failures] == [f"MTBENCH_PLUGINS: {missing} does not exist"]
+    assert "alpha" in registry.names()
+    result = invoke(["list"], env={"MTBENCH_PLUGINS": str(missing)})
+    assert result.exit_code == 0
+    assert f"warning: MTBENCH_PLUGINS: {missing} does not exist" in result.output

@@ -191,3 +191,23 @@ def test_a_preset_param_narrows_what_set_accepts():
     assert preset.resolve(["lr=0.4"])["lr"] == 0.4
     with pytest.raises(ConfigError, match=r"lr=0.6 is out of range: expected a number in \(0, 0.5\]"):
         preset.resolve(["lr=0.6"])
+
+
+@pytest.mark.parametrize(
+    "preset, message",
+    [
+        (OptimizerPreset(name=5, title="Five", factory=torch.optim.SGD), r"optimizer name 5 must be lower-case"),
+        (OptimizerPreset(name="Adam2", title="A", factory=torch.optim.SGD), r"optimizer name 'Adam2' must be"),
+        (OptimizerPreset(name="x", title="X", factory="SGD"), r"optimizer 'x': factory is not callable"),
+        (OptimizerPreset(name="x", title="X", factory=torch.optim.SGD, params=[Param(float)]),
+         r"optimizer 'x': params must be a dict of mtbench.Param"),
+        (OptimizerPreset(name="x", title="X", factory=torch.optim.SGD, defaults={"lr": -1.0}),
+         r"optimizer 'x': bad default: lr=-1.0 is out of range"),
+        ("adam", r"returned str, expected mtbench.OptimizerPreset"),
+    ],
+)
+def test_validate_preset_says_what_is_wrong(preset, message):
+    from mtbench.presets import validate_preset
+
+    with pytest.raises(ValueError, match=message):
+        validate_preset(preset)

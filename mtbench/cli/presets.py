@@ -6,12 +6,9 @@ import json
 
 import click
 
-from ..presets import OptimizerPreset, format_value
+from ..methods import MethodPreset
+from ..presets import OptimizerPreset, format_settings
 from ..table import format_table
-
-
-def format_settings(settings: dict) -> str:
-    return " ".join(f"{k}={format_value(v)}" for k, v in settings.items())
 
 
 def _expected_cells(preset: OptimizerPreset) -> list[str]:
@@ -21,34 +18,62 @@ def _expected_cells(preset: OptimizerPreset) -> list[str]:
     return [f"{e.top1[0]:.0%}-{e.top1[1]:.0%}", f"{e.miou[0]:.2f}-{e.miou[1]:.2f}", e.convergence]
 
 
-def preset_record(preset: OptimizerPreset, source: str) -> dict:
-    """The JSON form of a preset, as `mtbench list --json` prints it."""
+def _json_defaults(defaults) -> dict:
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in defaults.items()}
+
+
+def _plugin_name(preset) -> str:
+    """The plugin part of a preset's source: ``'adam' (entry point ...)`` -> ``adam``."""
+    return preset.source.split(" ")[0].strip("'")
+
+
+def preset_record(preset: OptimizerPreset) -> dict:
+    """The JSON form of an optimizer preset, as `mtbench list --json` prints it."""
     return {
         "name": preset.name,
         "title": preset.title,
-        "defaults": {k: list(v) if isinstance(v, tuple) else v for k, v in preset.defaults.items()},
+        "defaults": _json_defaults(preset.defaults),
         "per_task_gradients": preset.per_task_gradients,
-        "source": source,
+        "source": preset.source,
         "expected": preset.expected.to_dict() if preset.expected else None,
         "accepts": preset.accepted_keys(),
         "description": preset.description,
     }
 
 
+def method_record(method: MethodPreset) -> dict:
+    """The JSON form of a method, as `mtbench list --json` prints it."""
+    return {
+        "name": method.name,
+        "title": method.title,
+        "defaults": _json_defaults(method.defaults),
+        "needs_grads": method.needs_grads,
+        "needs_losses": method.needs_losses,
+        "source": method.source,
+        "accepts": method.accepted_keys(),
+        "description": method.description,
+    }
+
+
 @click.command("list")
-@click.option("--json", "as_json", is_flag=True, help="Print the presets as JSON.")
-@click.option("--verbose", "-v", is_flag=True, help="Add each preset's description.")
+@click.option("--json", "as_json", is_flag=True,
+              help='Print {"optimizers": [...], "methods": [...]} as JSON.')
+@click.option("--verbose", "-v", is_flag=True, help="Add each preset's description and the settings it accepts.")
 @click.pass_obj
 def list_command(app, as_json: bool, verbose: bool) -> None:
-    """List the optimizer presets with their tuned settings and the guide's expected results."""
+    """List the optimizer presets (tuned settings, the guide's expected results), then the
+    multi-task gradient methods."""
     registry = app.registry
     if as_json:
-        records = [preset_record(p, registry.sources[n]) for n, p in registry.presets.items()]
+        records = {
+            "optimizers": [preset_record(p) for p in registry.presets.values()],
+            "methods": [method_record(m) for m in registry.methods.values()],
+        }
         click.echo(json.dumps(records, indent=2))
         return
     rows = [
         [i, name, p.title, format_settings(p.defaults), "yes" if p.per_task_gradients else "no",
-         *_expected_cells(p), registry.sources[name].split(" ")[0].strip("'")]
+         *_expected_cells(p), _plugin_name(p)]
         for i, (name, p) in enumerate(registry.presets.items(), 1)
     ]
     headers = ["#", "name", "title", "settings", "per-task", "top-1*", "mIoU*", "convergence*", "plugin"]
@@ -62,6 +87,20 @@ def list_command(app, as_json: bool, verbose: bool) -> None:
             click.echo(f"\n{name}: {p.description}\n  accepts --set {', '.join(p.accepted_keys())}")
     click.echo(f"\n{len(rows)} optimizers; run one with `mtbench run --optimizer NAME [--set key=value]`.")
 
+    methods = [
+        [i, name, m.title, m.needs(), format_settings(m.defaults) or "-", _plugin_name(m)]
+        for i, (name, m) in enumerate(registry.methods.items(), 1)
+    ]
+    click.echo("\n" + format_table(["#", "method", "title", "needs", "settings", "plugin"], methods))
+    if verbose:
+        for name, m in registry.methods.items():
+            keys = ", ".join(f"method.{key}" for key in m.accepted_keys()) or "nothing"
+            click.echo(f"\n{name}: {m.description}\n  accepts --set {keys}")
+    click.echo(
+        f"\n{len(methods)} methods turn the per-task gradients into the one gradient a single-gradient "
+        "optimizer steps on; choose one with `--method NAME [--set method.key=value]`."
+    )
+
 
 @click.command("plugins")
 @click.pass_obj
@@ -71,8 +110,8 @@ def plugins_command(app) -> None:
 
     registry = app.registry
     click.echo(ops.describe())
-    rows = [[p.name, ", ".join(p.presets) or "-", p.source] for p in registry.plugins]
-    click.echo(format_table(["plugin", "optimizers", "source"], rows))
+    rows = [[p.name, ", ".join(p.presets) or "-", ", ".join(p.methods) or "-", p.source] for p in registry.plugins]
+    click.echo(format_table(["plugin", "optimizers", "methods", "source"], rows))
     if registry.disabled:
         click.echo(f"\ndisabled by $MTBENCH_DISABLE_PLUGINS: {', '.join(registry.disabled)}")
     if registry.failures:

@@ -1,9 +1,10 @@
-"""The hooks a plugin may implement (project name ``mtbench``)."""
+"""The hooks a plugin may implement (project name ``mtbench``); a plugin implements one or both."""
 
 from __future__ import annotations
 
 import pluggy
 
+from ..methods import MethodPreset
 from ..presets import OptimizerPreset
 
 PROJECT = "mtbench"
@@ -18,4 +19,14 @@ def mtbench_optimizers() -> list[OptimizerPreset]:
     Called once per plugin when the registry loads (at the first command that needs optimizers).
     Each preset's ``name`` must be unique across all plugins; a duplicate is reported as an error
     naming both plugins and the later one is dropped.
+    """
+
+
+@hookspec
+def mtbench_methods() -> list[MethodPreset]:
+    """Return the multi-task gradient methods this plugin brings (see ``mtbench.methods.Method``).
+
+    Called once per plugin when the registry loads, right after ``mtbench_optimizers`` where the
+    plugin has both. Method names are unique across all plugins, apart from optimizer names; a
+    duplicate is reported as an error naming both plugins and the later one is dropped.
     """

@@ -1,7 +1,8 @@
-"""The plugin registry: finds optimizer plugins, isolates the broken ones, indexes their presets."""
+"""The plugin registry: finds plugins, isolates the broken ones, indexes their optimizers and methods."""
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import os
 import sys
@@ -14,56 +15,86 @@ from typing import Any, Iterable, Mapping
 import pluggy
 
 from ..errors import ConfigError
-from ..presets import OptimizerPreset, did_you_mean, validate_preset
+from ..methods import MethodPreset
+from ..presets import OptimizerPreset, Preset, did_you_mean, failure_reason, first_line, validate_preset
 from . import hookspecs
 
 ENV_PLUGINS = "MTBENCH_PLUGINS"
 ENV_DISABLE = "MTBENCH_DISABLE_PLUGINS"
 
+# Each hook and the kind of preset it returns, in the order the registry calls them.
+HOOKS: dict[str, type[Preset]] = {"mtbench_optimizers": OptimizerPreset, "mtbench_methods": MethodPreset}
+
 
 @dataclass(frozen=True)
 class PluginInfo:
-    """A plugin that loaded: its name, where it came from and the presets it brought."""
+    """A plugin that loaded: its name, where it came from and the optimizers and methods it brought."""
 
     name: str
     source: str
     presets: tuple[str, ...]
+    methods: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
 class PluginFailure:
-    """A plugin that could not be used, and why; the other plugins stay usable."""
+    """A plugin that could not be used, and why; the other plugins stay usable.
+
+    ``name`` is empty for a plugin path that names no plugin (then ``source`` says where the path
+    was given).
+    """
 
     name: str
     source: str
     reason: str
 
     def __str__(self) -> str:
+        if not self.name:
+            return f"{self.source}: {self.reason}"
         return f"plugin {self.name!r} ({self.source}): {self.reason}"
 
 
 @dataclass
 class Registry:
-    """The optimizer presets of all loaded plugins, in discovery order."""
+    """The optimizer presets and methods of all loaded plugins, each table in listing order."""
 
     presets: dict[str, OptimizerPreset] = field(default_factory=dict)
-    sources: dict[str, str] = field(default_factory=dict)
+    methods: dict[str, MethodPreset] = field(default_factory=dict)
     plugins: list[PluginInfo] = field(default_factory=list)
     failures: list[PluginFailure] = field(default_factory=list)
     disabled: list[str] = field(default_factory=list)
 
+    @property
+    def sources(self) -> dict[str, str]:
+        """Optimizer name -> the plugin that brought it and where from."""
+        return {name: preset.source for name, preset in self.presets.items()}
+
     def get(self, name: str) -> OptimizerPreset:
-        """The preset called ``name``; ConfigError with the closest name when there is none."""
-        try:
-            return self.presets[name]
-        except KeyError:
-            pass
-        hint = did_you_mean(name, list(self.presets)) if name else ""
-        known = ", ".join(self.presets) or "none"
-        raise ConfigError(f"unknown optimizer {name!r}{hint} (available: {known}; mtbench list shows all)")
+        """The optimizer preset called ``name``; ConfigError saying why when there is none."""
+        return self._find(self.presets, OptimizerPreset.KIND, name)
+
+    def get_method(self, name: str) -> MethodPreset:
+        """The method called ``name``; ConfigError saying why when there is none."""
+        return self._find(self.methods, MethodPreset.KIND, name)
 
     def names(self) -> list[str]:
         return list(self.presets)
+
+    def method_names(self) -> list[str]:
+        return list(self.methods)
+
+    def _find(self, table: Mapping[str, Preset], kind: str, name: str) -> Any:
+        try:
+            return table[name]
+        except KeyError:
+            pass
+        # Built-in plugins are named after their preset, and a disabled plugin never imports, so
+        # the plugin name is all there is to tell a disabled preset from a mistyped one.
+        if name in self.disabled:
+            raise ConfigError(f"{kind} {name!r} is disabled by ${ENV_DISABLE}")
+        hint = did_you_mean(name, list(table)) if name else ""
+        known = ", ".join(table) or "none"
+        raise ConfigError(f"unknown {kind} {name!r}{hint} (available: {known}; mtbench list shows all)")
 
 
 def load_registry(
@@ -75,8 +106,8 @@ def load_registry(
     """
     env = os.environ if environ is None else environ
     disabled = {n.strip() for n in env.get(ENV_DISABLE, "").split(",") if n.strip()}
-    local = [Path(p) for p in paths]
-    local += [Path(p) for p in env.get(ENV_PLUGINS, "").split(os.pathsep) if p.strip()]
+    local = [(Path(p), "--plugin") for p in paths]
+    local += [(Path(p.strip()), ENV_PLUGINS) for p in env.get(ENV_PLUGINS, "").split(os.pathsep) if p.strip()]
 
     registry = Registry()
     pm = pluggy.PluginManager(hookspecs.PROJECT)
@@ -99,70 +130,89 @@ def load_registry(
                 PluginFailure(name, source, f"a plugin named {name!r} is already loaded ({loaded[name]})")
             )
             continue
+        # A broken plugin must not take the others down; SystemExit included, or a plugin's
+        # sys.exit() would end mtbench without a word. KeyboardInterrupt still stops everything.
         try:
             module = load()
             pm.register(module, name=name)
-        except Exception as exc:  # a broken plugin must not take the others down
-            registry.failures.append(PluginFailure(name, source, _reason(exc)))
+        except (Exception, SystemExit) as exc:
+            reason = f"{failure_reason(exc)} while loading" if isinstance(exc, SystemExit) else first_line(exc)
+            registry.failures.append(PluginFailure(name, source, reason))
             continue
         loaded[name] = source
         _collect(pm, name, source, registry)
-    registry.presets = dict(sorted(registry.presets.items(), key=lambda item: item[1].order))
+    registry.presets = _ordered(registry.presets)
+    registry.methods = _ordered(registry.methods)
     return registry
 
 
 def _collect(pm: pluggy.PluginManager, name: str, source: str, registry: Registry) -> None:
-    impls = [i for i in pm.hook.mtbench_optimizers.get_hookimpls() if i.plugin_name == name]
-    if not impls:
-        registry.failures.append(
-            PluginFailure(name, source, "defines no @mtbench.hookimpl mtbench_optimizers()")
-        )
-        return
-    try:
-        returned = impls[0].function()
-        presets = [validate_preset(p) for p in _as_list(returned)]
-    except Exception as exc:
-        registry.failures.append(PluginFailure(name, source, _reason(exc)))
-        return
-    kept = []
-    for preset in presets:
-        if preset.name in registry.presets:
-            registry.failures.append(
-                PluginFailure(
-                    name,
-                    source,
-                    f"optimizer {preset.name!r} is already defined by plugin "
-                    f"{registry.sources[preset.name]}; this one is ignored",
-                )
-            )
+    """Call the plugin's hooks and index what they return; a plugin with one bad hook brings nothing."""
+    found: dict[type[Preset], list[Preset]] = {}
+    for hook, kind in HOOKS.items():
+        impls = [i for i in getattr(pm.hook, hook).get_hookimpls() if i.plugin_name == name]
+        if not impls:
             continue
-        registry.presets[preset.name] = preset
-        registry.sources[preset.name] = f"{name!r} ({source})"
-        kept.append(preset.name)
-    registry.plugins.append(PluginInfo(name, source, tuple(kept)))
+        try:
+            returned = impls[0].function()
+        except (Exception, SystemExit) as exc:
+            registry.failures.append(PluginFailure(name, source, f"{hook}() {failure_reason(exc)}"))
+            return
+        try:
+            found[kind] = [validate_preset(p, kind) for p in _as_list(returned, hook, kind)]
+        except Exception as exc:  # malformed plugin data (a name that is no str, ...) fails here too
+            registry.failures.append(PluginFailure(name, source, first_line(exc)))
+            return
+    if not found:
+        hooks = " or ".join(f"{hook}()" for hook in HOOKS)
+        registry.failures.append(PluginFailure(name, source, f"defines no @mtbench.hookimpl {hooks}"))
+        return
+
+    plugin = f"{name!r} ({source})"
+    kept: dict[type[Preset], list[str]] = {kind: [] for kind in HOOKS.values()}
+    for kind, presets in found.items():
+        table = registry.presets if kind is OptimizerPreset else registry.methods
+        for preset in presets:
+            if preset.name in table:
+                registry.failures.append(
+                    PluginFailure(
+                        name,
+                        source,
+                        f"{kind.KIND} {preset.name!r} is already defined by plugin "
+                        f"{table[preset.name].source}; this one is ignored",
+                    )
+                )
+                continue
+            table[preset.name] = dataclasses.replace(preset, source=plugin)
+            kept[kind].append(preset.name)
+    registry.plugins.append(PluginInfo(name, source, tuple(kept[OptimizerPreset]), tuple(kept[MethodPreset])))
 
 
-def _as_list(returned: Any) -> list:
-    if isinstance(returned, OptimizerPreset):
+def _as_list(returned: Any, hook: str, kind: type[Preset]) -> list:
+    if isinstance(returned, kind):
         return [returned]
     if not isinstance(returned, (list, tuple)):
-        raise ValueError(
-            f"mtbench_optimizers() returned {type(returned).__name__}, expected a list of OptimizerPreset"
-        )
+        raise ValueError(f"{hook}() returned {type(returned).__name__}, expected a list of {kind.__name__}")
     return list(returned)
 
 
-def _expand(paths: list[Path], registry: Registry) -> list[Path]:
+def _ordered(table: dict[str, Any]) -> dict[str, Any]:
+    """Listing order: each preset's ``order``, ties in discovery order."""
+    return dict(sorted(table.items(), key=lambda item: item[1].order))
+
+
+def _expand(paths: list[tuple[Path, str]], registry: Registry) -> list[Path]:
+    """The plugin files that ``paths`` name; each path is given with where it came from, for errors."""
     files = []
-    for path in paths:
+    for path, origin in paths:
         if path.is_dir():
             files += sorted(p for p in path.glob("*.py") if not p.name.startswith("_"))
         elif path.suffix == ".py" and path.is_file():
             files.append(path)
+        elif not path.exists():
+            registry.failures.append(PluginFailure("", origin, f"{path} does not exist"))
         else:
-            registry.failures.append(
-                PluginFailure(path.stem or str(path), f"path {path}", "not a .py file or a folder of them")
-            )
+            registry.failures.append(PluginFailure("", origin, f"{path} is not a .py file or a folder of them"))
     return files
 
 
@@ -179,8 +229,3 @@ def _import_file(path: Path) -> ModuleType:
         sys.modules.pop(module_name, None)
         raise
     return module
-
-
-def _reason(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__

@@ -1,0 +1,104 @@
+"""Multi-task gradient methods: the contract a plugin implements and how mtbench builds one.
+
+A method (PCGrad, UPGrad, MGDA, uncertainty weighting, ...) turns the per-task gradients, and
+where it needs them the task losses, into the one gradient a single-gradient optimizer steps on.
+A plugin declares it as a ``MethodPreset`` returned by its ``mtbench_methods()`` hook. This
+module imports no torch: the names are public in ``mtbench`` and importing it must stay cheap.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Mapping, Protocol, Sequence
+
+from .errors import ConfigError
+from .presets import Param, Preset
+
+if TYPE_CHECKING:
+    from torch import Tensor
+
+# What every method object must have; ``parameters`` is optional but must be callable when present.
+REQUIRED = ("combine", "state_dict", "load_state_dict")
+
+
+class Method(Protocol):
+    """The object a ``MethodPreset``'s factory returns; the trainer calls it once per step.
+
+    Optional, looked up with ``getattr``:
+
+    - ``parameters()``: learnable tensors (loss weights, say) that the run's optimizer trains as a
+      parameter group of their own; ``combine`` sets their ``.grad``.
+    - ``last_weights``: the task weights used by the last ``combine`` (a 1-d tensor of T values),
+      or None when the method has no weights to show.
+    """
+
+    def combine(
+        self, task_grads: Sequence[Sequence[Tensor | None]], losses: Tensor, step: int
+    ) -> list[Tensor | None]:
+        """The gradient to step on, one entry per parameter.
+
+        ``task_grads[t][i]`` is task t's gradient of parameter i, or None where task t does not
+        reach it; ``losses`` is the 1-d tensor of the T task losses, already scaled by the task
+        weights; ``step`` counts from 1. An entry is None where no task reaches the parameter.
+        """
+
+    def state_dict(self) -> dict[str, Any]:
+        """What ``load_state_dict`` needs to continue identically; saved in the run's checkpoint."""
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore what ``state_dict`` returned."""
+
+
+@dataclass(frozen=True)
+class MethodPreset(Preset):
+    """One multi-task gradient method with its settings, as a plugin declares it.
+
+    ``factory(num_tasks, **settings)`` builds the ``Method``; ``defaults`` holds its settings under
+    the factory's keyword names and ``params`` says what ``--set method.key=value`` accepts (a
+    default without a Param accepts values of its own type). ``needs_grads``: ``combine`` reads
+    the per-task gradients; ``needs_losses``: it reads the task losses. ``description`` is one
+    paragraph naming the paper. ``order`` places the method in listings (ties keep discovery
+    order). ``source`` is filled in by the registry: the plugin that brought it and where from.
+    """
+
+    KIND: ClassVar[str] = "method"
+
+    name: str
+    title: str
+    factory: Callable[..., Any]
+    defaults: Mapping[str, Any] = field(default_factory=dict)
+    params: Mapping[str, Param] = field(default_factory=dict)
+    description: str = ""
+    needs_grads: bool = True
+    needs_losses: bool = False
+    order: int = 100
+    source: str = field(default="", compare=False)
+
+    def needs(self) -> str:
+        """What ``combine`` reads, in words: ``grads``, ``losses``, ``grads+losses`` or ``-``."""
+        parts = [what for what, needed in (("grads", self.needs_grads), ("losses", self.needs_losses)) if needed]
+        return "+".join(parts) or "-"
+
+    def build(self, num_tasks: int, **settings: Any) -> Method:
+        """The method object for ``num_tasks`` tasks; ConfigError when the plugin fails or returns
+        something that is not a Method."""
+        if isinstance(num_tasks, bool) or not isinstance(num_tasks, int) or num_tasks < 1:
+            raise ConfigError(f"{self.label()}: num_tasks={num_tasks!r} is not allowed: expected an integer >= 1")
+        method = self._call_factory(num_tasks, **settings)
+        missing = [name for name in REQUIRED if not callable(getattr(method, name, None))]
+        if hasattr(method, "parameters") and not callable(method.parameters):
+            missing.append("parameters")
+        if missing:
+            raise self._returned(method, f"an object with callable {', '.join(missing)}")
+        return method
+
+
+def build_method(name: str, num_tasks: int = 2, **settings: Any) -> Method:
+    """Build the method called ``name`` from the installed plugins and ``$MTBENCH_PLUGINS``.
+
+    ``settings`` override the preset's defaults and are checked as ``--set method.key=value`` is.
+    """
+    from .plugins import load_registry
+
+    preset = load_registry().get_method(name)
+    return preset.build(num_tasks, **preset.resolve(settings))
