@@ -94,8 +94,8 @@ def list_command(app, as_json: bool, verbose: bool) -> None:
     click.echo("\n" + format_table(["#", "method", "title", "needs", "settings", "plugin"], methods))
     if verbose:
         for name, m in registry.methods.items():
-            keys = ", ".join(f"method.{key}" for key in m.accepted_keys()) or "nothing"
-            click.echo(f"\n{name}: {m.description}\n  accepts --set {keys}")
+            keys = ", ".join(f"method.{key}" for key in m.accepted_keys())
+            click.echo(f"\n{name}: {m.description}\n  " + (f"accepts --set {keys}" if keys else "accepts no settings"))
     click.echo(
         f"\n{len(methods)} methods turn the per-task gradients into the one gradient a single-gradient "
         "optimizer steps on; choose one with `--method NAME [--set method.key=value]`."
