@@ -50,7 +50,7 @@ def test_list_verbose_shows_descriptions():
     assert "adadelta: Adadelta with rho 0.9." in result.output
     assert "accepts --set amsgrad, betas, eps, lr, weight_decay" in result.output
     assert "\nsum: The plain weighted sum of the task losses" in result.output
-    assert "sum, which gives the same gradient.\n  accepts no settings" in result.output
+    assert "which gives the same gradient.\n  accepts no settings" in result.output
 
 
 def test_list_shows_the_methods_after_the_optimizers():
