@@ -19,6 +19,13 @@ __version__ = "0.1.0"
 _LAZY = {
     "MTAdamV2": "mtbench.optim",
     "build_method": "mtbench.methods",
+    "AggregationMethod": "mtbench.aggregation",
+    "GramianWeightingMethod": "mtbench.aggregation",
+    "JacobianMethod": "mtbench.aggregation",
+    "LossWeightingMethod": "mtbench.aggregation",
+    "MethodRng": "mtbench.aggregation",
+    "TaskGradients": "mtbench.aggregation",
+    "check_task_vector": "mtbench.aggregation",
 }
 
 __all__ = [
