@@ -409,3 +409,20 @@ def test_rows_of_one_buffer_take_the_compiled_route_with_the_same_result(layout,
     got = build("upgrad", num_tasks).combine(buffer_rows(separate), LOSSES[:num_tasks], 1)
     assert calls == ["gramian", "weighted_sum_"]
     assert_grads_equal(got, expected, tol=1e-12)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_on_cuda_random_methods_draw_from_their_own_generators():
+    grads = [[g.cuda() if g is not None else None for g in row] for row in make_grads("mixed", 2)]
+    torch.cuda.manual_seed(9)
+    torch.manual_seed(9)
+    expected = reference(jd.GradDrop(), grads)  # torch.rand on the gradients' device
+    before = torch.cuda.get_rng_state()
+    method = build("graddrop", 3, seed=9)
+    got = method.combine(grads, LOSSES.cuda(), 1)
+    assert torch.equal(torch.cuda.get_rng_state(), before)
+    assert_grads_equal(got, expected)
+    resumed = build("graddrop", 3, seed=0)
+    resumed.load_state_dict(roundtrip(method.state_dict()))
+    assert_grads_equal(resumed.combine(grads, LOSSES.cuda(), 2), method.combine(grads, LOSSES.cuda(), 2), tol=0)
