@@ -1,6 +1,7 @@
 // Caller-error checks of the mtbench operators, shared by the CPU and CUDA backends.
 #pragma once
 
+#include <ATen/TensorGeometry.h>
 #include <ATen/core/List.h>
 #include <ATen/core/Tensor.h>
 #include <c10/util/ArrayRef.h>
@@ -110,6 +111,74 @@ inline int64_t check_mtadamv2_args(at::TensorList params, const c10::List<std::o
                 steps[i]);
   }
   return num_tasks;
+}
+
+// Checks that every task_grads[i] is a [T, *shape_i] tensor of `dtype` on `device`; `origin` names
+// where T, the dtype and the device come from, for the messages.
+inline void check_task_grads(const char* op, at::TensorList task_grads, int64_t num_tasks, at::ScalarType dtype,
+                             at::Device device, const char* origin) {
+  for (size_t i = 0; i < task_grads.size(); ++i) {
+    const at::Tensor& g = task_grads[i];
+    TORCH_CHECK(g.layout() == at::kStrided, op, ": task_grads[", i, "] must be strided, got layout ", g.layout());
+    TORCH_CHECK(g.dim() >= 1 && g.size(0) == num_tasks, op, ": task_grads[", i, "] has shape ", g.sizes(),
+                ", expected ", num_tasks, " tasks in its first dimension ([T, *shape], T from ", origin, ")");
+    TORCH_CHECK(g.scalar_type() == dtype, op, ": task_grads[", i, "] has dtype ", g.scalar_type(), ", expected ",
+                dtype, " (the dtype of ", origin, ")");
+    TORCH_CHECK(g.device() == device, op, ": task_grads[", i, "] is on ", g.device(), ", expected ", device,
+                " (the device of ", origin, ")");
+  }
+}
+
+// Checks the arguments of gramian and returns the number of tasks.
+inline int64_t check_gramian_args(at::TensorList task_grads) {
+  TORCH_CHECK(!task_grads.empty(),
+              "gramian: task_grads must hold at least one tensor ([T, *shape] per parameter), got an empty list");
+  const at::Tensor& first = task_grads[0];
+  TORCH_CHECK(first.dim() >= 1 && first.size(0) >= 1 && first.size(0) <= kMaxTasks,
+              "gramian: task_grads[0] must have shape [T, *shape] with 1 to ", kMaxTasks, " tasks T, got shape ",
+              first.sizes());
+  TORCH_CHECK(is_supported_dtype(first.scalar_type()),
+              "gramian: task_grads[0] must be float32, float64, bfloat16 or float16, got ", first.scalar_type());
+  check_task_grads("gramian", task_grads, first.size(0), first.scalar_type(), first.device(), "task_grads[0]");
+  return first.size(0);
+}
+
+// Checks the arguments of weighted_sum_ and returns the number of tasks.
+inline int64_t check_weighted_sum_args(at::TensorList out, at::TensorList task_grads, const at::Tensor& weights) {
+  TORCH_CHECK(weights.layout() == at::kStrided && weights.dim() == 1 && weights.size(0) >= 1 &&
+                  weights.size(0) <= kMaxTasks,
+              "weighted_sum_: weights must be a 1-D tensor of 1 to ", kMaxTasks, " task weights, got shape ",
+              weights.sizes());
+  TORCH_CHECK(is_supported_dtype(weights.scalar_type()),
+              "weighted_sum_: weights must be float32, float64, bfloat16 or float16, got ", weights.scalar_type());
+  TORCH_CHECK(out.size() == task_grads.size(), "weighted_sum_: out must hold ", task_grads.size(),
+              " tensors (one per entry of task_grads), got ", out.size());
+  const int64_t num_tasks = weights.size(0);
+  if (task_grads.empty()) return num_tasks;
+  const at::ScalarType dtype = task_grads[0].scalar_type();
+  TORCH_CHECK(is_supported_dtype(dtype), "weighted_sum_: task_grads[0] must be float32, float64, bfloat16 or "
+              "float16, got ", dtype);
+  check_task_grads("weighted_sum_", task_grads, num_tasks, dtype, weights.device(), "weights");
+  for (size_t i = 0; i < out.size(); ++i) {
+    const at::Tensor& o = out[i];
+    TORCH_CHECK(o.layout() == at::kStrided, "weighted_sum_: out[", i, "] must be strided, got layout ", o.layout());
+    TORCH_CHECK(o.sizes() == task_grads[i].sizes().slice(1), "weighted_sum_: out[", i, "] has shape ", o.sizes(),
+                ", expected ", task_grads[i].sizes().slice(1), " (task_grads[", i, "] without its task dimension)");
+    TORCH_CHECK(o.scalar_type() == dtype, "weighted_sum_: out[", i, "] has dtype ", o.scalar_type(), ", expected ",
+                dtype, " (the dtype of task_grads)");
+    TORCH_CHECK(o.device() == weights.device(), "weighted_sum_: out[", i, "] is on ", o.device(), ", expected ",
+                weights.device(), " (the device of weights)");
+    TORCH_CHECK(o.is_contiguous(), "weighted_sum_: out[", i, "] must be contiguous");
+  }
+  return num_tasks;
+}
+
+// NOTE [dense rows]: the trainer hands each parameter's task gradients as a view buf[:, a:b] of
+// its [T, N] buffer, reshaped: rows lie N elements apart but each row is dense. The kernels read
+// such a tensor in place as T row pointers, row t at data + t * stride(0); any other layout is
+// copied to a contiguous one first.
+inline at::Tensor with_dense_rows(const at::Tensor& g) {
+  return at::geometry_is_contiguous(g.sizes().slice(1), g.strides().slice(1)) ? g : g.contiguous();
 }
 
 // Per-tensor constants of the update (DESIGN §3 step 5), computed in double on the host.

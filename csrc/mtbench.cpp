@@ -28,4 +28,12 @@ TORCH_LIBRARY(mtbench, m) {
       "mtadamv2_(Tensor(a!)[] params, Tensor?[] grads, Tensor(b!)[] exp_avgs, Tensor(c!)[] exp_avg_sqs, "
       "Tensor(d!)[] norm_avgs, int[] steps, float lr, float beta1, float beta2, float norm_beta, "
       "float eps, float weight_decay, float[] task_weights) -> ()");
+  // The Gramian route of multi-task gradient methods; task_grads[i] is [T, *shape_i], parameter i's
+  // gradient for each of the T tasks (1 <= T <= 8).
+  //   gramian: G[a, b] = sum_i <task_grads[i][a], task_grads[i][b]>, [T, T] in opmath (float64 for
+  //   float64 inputs, else float32).
+  m.def("gramian(Tensor[] task_grads) -> Tensor");
+  //   weighted_sum_: out[i] = sum_t weights[t] * task_grads[i][t]; out[i] contiguous, shape_i, the dtype of
+  //   task_grads; weights [T] on the same device.
+  m.def("weighted_sum_(Tensor(a!)[] out, Tensor[] task_grads, Tensor weights) -> ()");
 }

@@ -1,103 +1,22 @@
 // CPU kernels of the mtbench operators: at::vec main loops with scalar tails, at::parallel_for over
-// fixed chunks, math in opmath (float32 for bfloat16/float16 tensors).
+// fixed chunks, math in opmath (float32 for bfloat16/float16 tensors). The kernels of the Gramian
+// route live in gramian_cpu.cpp; this file registers every CPU kernel.
 
 #include <ATen/Dispatch.h>
-#include <ATen/OpMathType.h>
-#include <ATen/Parallel.h>
-#include <ATen/cpu/vec/functional.h>
-#include <ATen/cpu/vec/vec.h>
 #include <ATen/ops/empty.h>
 #include <torch/library.h>
 
-#include <algorithm>
 #include <array>
 #include <vector>
 
 #include "../checks.h"
 #include "../mtadamv2_math.h"
+#include "cpu_kernels.h"
 
 namespace mtbench {
 namespace {
 
-using at::vec::Vectorized;
-
-// NOTE [chunks]: both passes cut every tensor into chunks of at most kChunkSize elements and
-// threads take whole chunks. A chunk's result never depends on the thread count, so norms and
-// updates are bit-reproducible on any number of threads, and a resumed run continues exactly.
-constexpr int64_t kChunkSize = 1 << 15;
-
-// NOTE [norm accumulation]: squares are summed in opmath over blocks of kBlockSize elements and
-// the block sums in double: float32 rounding error stays near what a block of 1024 elements
-// gives, however large the tensor, at the cost of one double addition per block.
-constexpr int64_t kBlockSize = 1024;
-static_assert(kChunkSize % kBlockSize == 0, "a chunk holds whole blocks");
-
-struct Chunk {
-  int64_t item;   // the tensor the chunk belongs to
-  int64_t begin;  // element range inside that tensor
-  int64_t end;
-  int64_t start;  // offset of `begin` in the concatenation of all items, for load balancing
-};
-
-// Chunks of every item in order; an item of size 0 has none.
-std::vector<Chunk> make_chunks(const std::vector<int64_t>& sizes) {
-  std::vector<Chunk> chunks;
-  int64_t start = 0;
-  for (int64_t item = 0; item < static_cast<int64_t>(sizes.size()); ++item) {
-    for (int64_t begin = 0; begin < sizes[item]; begin += kChunkSize) {
-      const int64_t end = std::min(sizes[item], begin + kChunkSize);
-      chunks.push_back({item, begin, end, start});
-      start += end - begin;
-    }
-  }
-  return chunks;
-}
-
-// Runs fn(chunk) for every chunk; threads get equal shares of elements, not of chunks, since
-// chunks range from a handful of elements (biases, norms) to kChunkSize.
-template <typename F>
-void for_each_chunk(const std::vector<Chunk>& chunks, const F& fn) {
-  if (chunks.empty()) return;
-  const int64_t total = chunks.back().start + (chunks.back().end - chunks.back().begin);
-  at::parallel_for(0, total, kChunkSize, [&](int64_t begin, int64_t end) {
-    auto it = std::lower_bound(chunks.begin(), chunks.end(), begin,
-                               [](const Chunk& c, int64_t offset) { return c.start < offset; });
-    for (; it != chunks.end() && it->start < end; ++it) fn(*it);
-  });
-}
-
-template <typename scalar_t>
-using opmath_vec = Vectorized<at::opmath_type<scalar_t>>;
-
-template <typename scalar_t>
-inline opmath_vec<scalar_t> load_opmath(const scalar_t* ptr) {
-  if constexpr (std::is_same_v<scalar_t, at::opmath_type<scalar_t>>) {
-    return Vectorized<scalar_t>::loadu(ptr);
-  } else {
-    Vectorized<float> out;
-    at::vec::load_to_float(ptr, out);
-    return out;
-  }
-}
-
-template <typename scalar_t>
-inline void store_opmath(scalar_t* ptr, const opmath_vec<scalar_t>& value) {
-  if constexpr (std::is_same_v<scalar_t, at::opmath_type<scalar_t>>) {
-    value.store(ptr);
-  } else {
-    at::vec::convert_from_float<scalar_t>(value, value).store(ptr, Vectorized<float>::size());
-  }
-}
-
-// Equally long tensors whose sums of squares one pass computes together.
-// NOTE [interleaved streams]: the tasks' gradients of a parameter are read block by block side by
-// side rather than one tensor after the other: several concurrent streams keep more memory
-// requests in flight, which makes this read-only pass faster on a single core.
-template <typename scalar_t>
-struct Streams {
-  const scalar_t* data[kMaxTasks];
-  int count = 0;
-};
+using namespace cpu;
 
 // Adds the sum of squares of each stream over [begin, end) to sums[k].
 template <typename scalar_t>
@@ -120,10 +39,7 @@ void add_sums_of_squares(const Streams<scalar_t>& streams, int64_t begin, int64_
         acc2 = at::vec::fmadd(c, c, acc2);
         acc3 = at::vec::fmadd(d, d, acc3);
       }
-      opmath_t lanes[kWidth];
-      ((acc0 + acc1) + (acc2 + acc3)).store(lanes);
-      opmath_t sum = 0;
-      for (int64_t lane = 0; lane < kWidth; ++lane) sum += lanes[lane];
+      opmath_t sum = sum_lanes((acc0 + acc1) + (acc2 + acc3));
       for (; i < block_end; ++i) {
         const opmath_t v = static_cast<opmath_t>(x[i]);
         sum += v * v;
@@ -325,6 +241,8 @@ void mtadamv2_cpu(at::TensorList params, const c10::List<std::optional<at::Tenso
 TORCH_LIBRARY_IMPL(mtbench, CPU, m) {
   m.impl("sq_norms", &sq_norms_cpu);
   m.impl("mtadamv2_", &mtadamv2_cpu);
+  m.impl("gramian", &gramian_cpu);
+  m.impl("weighted_sum_", &weighted_sum_cpu);
 }
 
 }  // namespace mtbench

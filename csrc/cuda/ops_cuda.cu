@@ -1,5 +1,6 @@
 // CUDA kernels of the mtbench operators: multi-tensor launches on the current stream, math in
-// opmath (float32 for bfloat16/float16 tensors), no host synchronisation.
+// opmath (float32 for bfloat16/float16 tensors), no host synchronisation. The kernels of the
+// Gramian route live in gramian_cuda.cu; this file registers every CUDA kernel.
 
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
@@ -15,19 +16,12 @@
 
 #include "../checks.h"
 #include "../mtadamv2_math.h"
+#include "cuda_kernels.cuh"
 
 namespace mtbench {
 namespace {
 
-constexpr int kThreads = 256;
-constexpr int kWarps = kThreads / 32;
-constexpr int64_t kChunkSize = 16384;  // elements per block
-
-// NOTE [multi-tensor launches]: parameters are often many small tensors (biases, norms), so
-// every launch covers up to kTensorsPerLaunch of them: the table of pointers travels by value
-// as a kernel argument (no host-to-device copy), and block b finds its tensor through the
-// prefix sums of the tensors' chunk counts. The table must stay below the 4 KiB argument limit.
-constexpr int kTensorsPerLaunch = 16;
+using namespace gpu;
 
 template <typename scalar_t, typename opmath_t>
 struct TensorTable {
@@ -51,27 +45,6 @@ struct Coefficients {
   opmath_t weights[kMaxTasks];
   opmath_t norm_beta, beta1, one_minus_beta1, beta2, one_minus_beta2, decay, eps;
 };
-
-template <typename Table>
-__device__ inline int tensor_of_block(const Table& table, int block) {
-  int s = 0;
-  while (block >= table.chunk_begin[s + 1]) ++s;
-  return s;
-}
-
-// The sum over the block, valid in thread 0; the fixed tree keeps it deterministic.
-__device__ inline double block_sum(double value) {
-  __shared__ double warp_sums[kWarps];
-  for (int offset = 16; offset > 0; offset /= 2) value += __shfl_down_sync(0xffffffffu, value, offset);
-  if (threadIdx.x % 32 == 0) warp_sums[threadIdx.x / 32] = value;
-  __syncthreads();
-  value = threadIdx.x < kWarps ? warp_sums[threadIdx.x] : 0.0;
-  if (threadIdx.x < 32) {
-    for (int offset = 16; offset > 0; offset /= 2) value += __shfl_down_sync(0xffffffffu, value, offset);
-  }
-  __syncthreads();  // warp_sums is reused by the next call
-  return value;
-}
 
 // Pass 1: partials[block * num_tasks + t] = sum of squares of task t's gradient over the block's chunk.
 template <typename scalar_t, typename opmath_t>
@@ -154,22 +127,6 @@ __global__ void __launch_bounds__(kThreads) update_kernel(TensorTable<scalar_t, 
                                                    c.decay, table.step_size[s], table.inv_bias_correction2_sqrt[s],
                                                    c.eps));
   }
-}
-
-int num_chunks(int64_t numel) { return static_cast<int>((numel + kChunkSize - 1) / kChunkSize); }
-
-// Splits `items` into launches of at most kTensorsPerLaunch tensors; returns the most chunks any launch has.
-std::vector<std::vector<int64_t>> launches_of(const std::vector<int64_t>& items, const std::vector<int64_t>& numels,
-                                              int* max_chunks) {
-  std::vector<std::vector<int64_t>> launches;
-  *max_chunks = 0;
-  for (size_t k = 0; k < items.size(); k += kTensorsPerLaunch) {
-    launches.emplace_back(items.begin() + k, items.begin() + std::min(items.size(), k + kTensorsPerLaunch));
-    int chunks = 0;
-    for (int64_t item : launches.back()) chunks += num_chunks(numels[item]);
-    *max_chunks = std::max(*max_chunks, chunks);
-  }
-  return launches;
 }
 
 at::Tensor sq_norms_cuda(at::TensorList tensors) {
@@ -316,6 +273,8 @@ void mtadamv2_cuda(at::TensorList params, const c10::List<std::optional<at::Tens
 TORCH_LIBRARY_IMPL(mtbench, CUDA, m) {
   m.impl("sq_norms", &sq_norms_cuda);
   m.impl("mtadamv2_", &mtadamv2_cuda);
+  m.impl("gramian", &gramian_cuda);
+  m.impl("weighted_sum_", &weighted_sum_cuda);
 }
 
 }  // namespace mtbench
