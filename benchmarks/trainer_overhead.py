@@ -2,8 +2,8 @@
 
 Times, in one process and interleaved round by round (so machine noise hits all alike):
   manual    the shortest correct multi-task step: two forwards, weighted loss, backward, Adam step
-  adam      Trainer._step with the adam preset (the same work plus NaN checks and bookkeeping)
-  mtadamv2  Trainer._step with the mtadamv2 preset (per-task gradients, MTAdamV2 step)
+  adam      Trainer.step with the adam preset (the same work plus NaN checks and bookkeeping)
+  mtadamv2  Trainer.step with the mtadamv2 preset (per-task gradients, MTAdamV2 step)
 on the same model, the same fixed batches (embedded data set, default sizes).
 
     python benchmarks/trainer_overhead.py [--rounds 5] [--steps 10] [--batch-size 8] [--image-size 64]
@@ -25,7 +25,7 @@ from mtbench.train import Trainer, masked_cross_entropy
 
 
 def batches(trainer, n):
-    it = zip(trainer._batches("cls", 1), trainer._batches("seg", 1))
+    it = trainer.epoch_batches(1)
     return [tuple(t for pair in next(it) for t in pair) for _ in range(n)]
 
 
@@ -71,7 +71,7 @@ def main():
     def time_trainer(trainer):
         start = time.perf_counter()
         for batch in data:
-            trainer._step(*batch)
+            trainer.step(*batch, epoch=1)
         return time.perf_counter() - start
 
     runners = {"manual": time_manual, "adam": lambda: time_trainer(trainers["adam"]),

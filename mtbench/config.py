@@ -4,16 +4,21 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .data.sizes import MIN_IMAGE_SIZE
 from .errors import ConfigError
-from .presets import OptimizerPreset, format_value
+
+if TYPE_CHECKING:
+    from .methods import MethodPreset
+    from .presets import OptimizerPreset
+from .presets import format_value
 
 TASKS = ("cls", "seg")
 # Settings a resumed run may change: they do not alter what is computed.
+SUM_METHOD = "sum"  # the plain weighted loss: the default multi-task method
 RESUMABLE_SETTINGS = ("run_dir", "epochs", "device", "workers", "tensorboard")
 TASK_NAMES = {"cls": "classification", "seg": "segmentation"}
 NONFINITE_POLICIES = ("abort", "skip")
@@ -47,6 +52,9 @@ class RunConfig:
     max_consecutive_skips: int = 10
     max_corrupt_images: int = 100
     tensorboard: bool = False
+    method: str = SUM_METHOD
+    method_settings: dict[str, Any] = field(default_factory=dict)
+    holdout: float = 0.0
 
     def __post_init__(self) -> None:
         self.task_weights = tuple(float(w) for w in self.task_weights)
@@ -86,6 +94,8 @@ class RunConfig:
                 f"--batch-size {self.batch_size} with --image-size {self.image_size} leaves one value per "
                 "channel at the backbone's last BatchNorm; use --batch-size 2 or more, or --image-size 64 or more"
             )
+        if isinstance(self.holdout, bool) or not isinstance(self.holdout, (int, float)) or not 0 <= self.holdout < 1:
+            raise ConfigError(f"--holdout {self.holdout!r} is not allowed: expected a fraction in [0, 1), e.g. 0.1")
         if self.on_nonfinite not in NONFINITE_POLICIES:
             raise ConfigError(f"--on-nonfinite {self.on_nonfinite!r}: expected one of {', '.join(NONFINITE_POLICIES)}")
         if self.amp not in AMP_MODES:
@@ -106,6 +116,16 @@ class RunConfig:
         hp = dict(data.get("hyperparams", {}))
         hp = {k: tuple(v) if isinstance(v, list) else v for k, v in hp.items()}
         return cls(**{**data, "hyperparams": hp})
+
+
+def _method_settings(method: "MethodPreset | None", items: list[str], seed: int) -> dict[str, Any]:
+    """The method's settings; a method that draws random numbers takes the run's seed unless one is set."""
+    if method is None:
+        return {}
+    settings = method.resolve(items)
+    if method.param("seed") is not None and not any(s.partition("=")[0].strip() == "seed" for s in items):
+        settings["seed"] = seed
+    return settings
 
 
 def backbone_output_side(image_size: int) -> int:
@@ -143,10 +163,22 @@ def parse_task_pair(text: str, option: str, default: float) -> tuple[float, floa
     return parts[0], parts[1]
 
 
-def build_config(preset: "OptimizerPreset", run_dir: str | Path, **options) -> RunConfig:
-    """A validated RunConfig from `run_options` values; ConfigError names the first bad one."""
-    hyperparams = preset.resolve(options.get("set_values") or ())
-    given = [s.partition("=")[0].strip() for s in options.get("set_values") or ()]
+def build_config(preset: "OptimizerPreset", run_dir: str | Path, method_preset: "MethodPreset | None" = None,
+                 **options) -> RunConfig:
+    """A validated RunConfig from `run_options` values; ConfigError names the first bad one.
+
+    ``method_preset`` is the multi-task method (None: ``sum``, the plain weighted loss);
+    ``--set method.key=value`` items are its settings, the others the optimizer's.
+    """
+    method = method_preset
+    items = list(options.get("set_values") or ())
+    method_items = [s.partition(".")[2] for s in items if s.startswith("method.")]
+    items = [s for s in items if not s.startswith("method.")]
+    if method_items and method is None:
+        raise ConfigError(f"--set method.{method_items[0]}: the method sum takes no settings; "
+                          "choose a method with --method (mtbench list shows them)")
+    hyperparams = preset.resolve(items)
+    given = [s.partition("=")[0].strip() for s in items]
     weights = options.get("task_weights")
     task_weights = parse_task_pair(weights, "--task-weights", 0.5) if weights else (0.5, 0.5)
     if preset.param("task_weights") is not None:
@@ -183,4 +215,7 @@ def build_config(preset: "OptimizerPreset", run_dir: str | Path, **options) -> R
         on_nonfinite=options.get("on_nonfinite", "abort"),
         max_consecutive_skips=options.get("max_skips", 10),
         tensorboard=options.get("tensorboard", False),
+        method=method.name if method is not None else SUM_METHOD,
+        method_settings=_method_settings(method, method_items, options.get("seed", 0)),
+        holdout=options.get("holdout") or 0.0,
     )

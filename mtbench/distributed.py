@@ -74,6 +74,12 @@ def all_reduce_mean_(tensors: list[torch.Tensor]) -> None:
         t.copy_(reduced)
 
 
+def all_reduce_mean_in_place_(tensor: torch.Tensor) -> None:
+    """Average one contiguous tensor over all ranks in place (a per-task gradient buffer)."""
+    dist.all_reduce(tensor)
+    tensor.div_(dist.get_world_size())
+
+
 def broadcast_(tensors: list[torch.Tensor], src: int = 0) -> None:
     """Give every rank ``src``'s values of the tensors, grouped by dtype: one collective per dtype."""
     by_dtype: dict[torch.dtype, list[torch.Tensor]] = {}

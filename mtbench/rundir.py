@@ -60,6 +60,11 @@ class EpochRow:
     val_top5: float | None
     val_miou: float | None
     val_pixel_acc: float | None
+    # the held-out selection split (--holdout); empty without one
+    holdout_top1: float | None
+    holdout_top5: float | None
+    holdout_miou: float | None
+    holdout_pixel_acc: float | None
     seconds: float | None
 
 
@@ -347,7 +352,7 @@ class RunDir:
                 f.write(json.dumps(record) + "\n")
 
     def append_epoch(self, row: dict) -> None:
-        """Add one row to epochs.csv; ``row`` has a value for every name in EPOCH_COLUMNS."""
+        """Add one row to epochs.csv (a column ``row`` lacks stays empty)."""
         if not self.writable:
             return
         path = self.file(EPOCHS_FILE)
@@ -356,7 +361,7 @@ class RunDir:
             writer = csv.DictWriter(f, fieldnames=EPOCH_COLUMNS)
             if new:
                 writer.writeheader()
-            writer.writerow({k: row[k] for k in EPOCH_COLUMNS})
+            writer.writerow({k: row.get(k) for k in EPOCH_COLUMNS})
 
     def clear_logs(self) -> None:
         """Remove metrics.jsonl and epochs.csv: a run that starts afresh in this folder."""
@@ -377,13 +382,13 @@ class RunDir:
         epochs = self.file(EPOCHS_FILE)
         if epochs.exists():
             with open(epochs, newline="", encoding="utf-8") as f:
-                header, *rows = list(csv.reader(f)) or [EPOCH_COLUMNS]
-            at = header.index("epoch")
+                rows = list(csv.DictReader(f))
+            # Rewritten with today's columns, so the rows appended next line up with the header.
             out = io.StringIO()
-            writer = csv.writer(out)
-            writer.writerow(header)
-            writer.writerows(r for r in rows if len(r) == len(header) and r[at].isdigit()
-                             and int(r[at]) <= last_epoch)
+            writer = csv.DictWriter(out, fieldnames=EPOCH_COLUMNS, extrasaction="ignore")
+            writer.writeheader()
+            writer.writerows(r for r in rows if None not in r.values() and (r.get("epoch") or "").isdigit()
+                             and int(r["epoch"]) <= last_epoch)
             atomic_write_text(epochs, out.getvalue())
 
     def has_checkpoint(self, name: str = LAST_CHECKPOINT) -> bool:

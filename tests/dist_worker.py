@@ -12,7 +12,7 @@ import sys
 
 import torch
 
-import mtbench.train as train_module
+import mtbench.training.gradients as gradients_module
 from mtbench.config import build_config
 from mtbench.errors import NonFiniteLossError
 from mtbench.plugins import load_registry
@@ -41,14 +41,14 @@ def main():
     local = GLOBAL_BATCH // world
 
     if rank == args.nan_rank:
-        real = train_module.masked_cross_entropy
+        real = gradients_module.masked_cross_entropy
         calls = {"n": 0}
 
         def nan_on_second_call(logits, target):
             calls["n"] += 1
             return real(logits, target) * (float("nan") if calls["n"] == 2 else 1.0)
 
-        train_module.masked_cross_entropy = nan_on_second_call
+        gradients_module.masked_cross_entropy = nan_on_second_call
 
     preset = load_registry(environ={}).get(args.optimizer)
     config = build_config(preset, os.path.join(args.out, "run"), image_size=32, limit_train=16, limit_val=8,
@@ -70,8 +70,7 @@ def main():
     try:
         for step, (xc, yc, xs, ys) in enumerate(fixed_batches(args.steps), 1):
             part = slice(rank * local, (rank + 1) * local)
-            trainer._step(xc[part], yc[part], xs[part], ys[part])
-            trainer.state["step"] = step
+            trainer.step(xc[part], yc[part], xs[part], ys[part], epoch=1)
             if step == 1:
                 snapshots["after_first_step"] = copy.deepcopy(trainer.optimizer.state_dict())
     except NonFiniteLossError as exc:

@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-import mtbench.train as train_module
+import mtbench.training.gradients as gradients_module
 from mtbench.config import build_config
 from mtbench.errors import ConfigError, NonFiniteLossError
 from mtbench.plugins import load_registry
@@ -87,7 +87,7 @@ def test_a_resumed_run_ends_bit_identical_to_an_uninterrupted_one(tmp_path, monk
 
     # Interrupt in the middle of epoch 2: the step after the 3rd raises.
     calls = {"n": 0}
-    real_step = Trainer._step
+    real_step = Trainer.step
 
     def interrupted(self, *args):
         calls["n"] += 1
@@ -96,12 +96,12 @@ def test_a_resumed_run_ends_bit_identical_to_an_uninterrupted_one(tmp_path, monk
         return real_step(self, *args)
 
     part = tmp_path / "part"
-    monkeypatch.setattr(Trainer, "_step", interrupted)
+    monkeypatch.setattr(Trainer, "step", interrupted)
     with pytest.raises(KeyboardInterrupt):
         train(tiny_config(part, optimizer, epochs=3), preset, progress=False, echo=lambda s: None)
     assert json.loads((part / "summary.json").read_text())["status"] == "interrupted"
     assert len(metric_lines(part)) == 3
-    monkeypatch.setattr(Trainer, "_step", real_step)
+    monkeypatch.setattr(Trainer, "step", real_step)
 
     train(tiny_config(part, optimizer, epochs=3), preset, resume=True, progress=False, echo=lambda s: None)
     assert epochs_rows(part) == epochs_rows(tmp_path / "whole")
@@ -133,16 +133,16 @@ def test_per_task_gradients_are_each_tasks_own_gradient(tmp_path):
     config = build_config(preset, tmp_path / "r", **TINY)
     trainer = Trainer(config, preset, config.run_dir, progress=False, echo=print)
     torch.manual_seed(0)
-    (xc, yc), (xs, ys) = next(zip(trainer._batches("cls", 1), trainer._batches("seg", 1)))
+    (xc, yc), (xs, ys) = next(trainer.epoch_batches(1))
     trainer.model.train()
     state = {k: v.clone() for k, v in trainer.model.state_dict().items()}
-    trainer._step(xc, yc, xs, ys)
+    trainer.step(xc, yc, xs, ys, epoch=1)
     (task_grads,) = trainer.optimizer.received
 
     trainer.model.load_state_dict(state)  # the same BatchNorm statistics as in the step
     model, params = trainer.model, trainer.params
     loss_c = torch.nn.functional.cross_entropy(model(xc)[0], yc)
-    loss_s = train_module.masked_cross_entropy(model(None, xs)[1], ys)
+    loss_s = gradients_module.masked_cross_entropy(model(None, xs)[1], ys)
     for task, loss in enumerate((loss_c, loss_s)):
         expected = torch.autograd.grad(loss, params, allow_unused=True)
         for name, got, want in zip(trainer.names, task_grads[task], expected):
@@ -157,7 +157,7 @@ def test_per_task_gradients_are_each_tasks_own_gradient(tmp_path):
 def nan_at(steps):
     """A segmentation loss that is NaN at the given (1-based) call numbers."""
     calls = {"n": 0}
-    real = train_module.masked_cross_entropy
+    real = gradients_module.masked_cross_entropy
 
     def loss(logits, target):
         calls["n"] += 1
@@ -168,7 +168,7 @@ def nan_at(steps):
 
 
 def test_a_nonfinite_loss_aborts_naming_step_and_task_and_keeps_the_run_directory(tmp_path, monkeypatch):
-    monkeypatch.setattr(train_module, "masked_cross_entropy", nan_at({3}))
+    monkeypatch.setattr(gradients_module, "masked_cross_entropy", nan_at({3}))
     run_dir = tmp_path / "run"
     with pytest.raises(NonFiniteLossError, match=r"non-finite loss at step 3 in segmentation .*--on-nonfinite skip"):
         train(tiny_config(run_dir, epochs=2), REGISTRY.get("adam"), progress=False, echo=lambda s: None)
@@ -182,7 +182,7 @@ def test_a_nonfinite_loss_aborts_naming_step_and_task_and_keeps_the_run_director
 
 
 def test_skip_leaves_the_parameters_untouched_and_counts(tmp_path, monkeypatch):
-    monkeypatch.setattr(train_module, "masked_cross_entropy", nan_at({2}))
+    monkeypatch.setattr(gradients_module, "masked_cross_entropy", nan_at({2}))
     run_dir = tmp_path / "run"
     summary = train(tiny_config(run_dir, on_nonfinite="skip"), REGISTRY.get("adam"),
                     progress=False, echo=lambda s: None)
@@ -194,7 +194,7 @@ def test_skip_leaves_the_parameters_untouched_and_counts(tmp_path, monkeypatch):
 
 
 def test_skip_gives_up_after_too_many_consecutive_skips(tmp_path, monkeypatch):
-    monkeypatch.setattr(train_module, "masked_cross_entropy", nan_at(set(range(1, 100))))
+    monkeypatch.setattr(gradients_module, "masked_cross_entropy", nan_at(set(range(1, 100))))
     with pytest.raises(NonFiniteLossError, match=r"3 consecutive steps skipped, more than --max-skips 2: the run diverged"):
         train(tiny_config(tmp_path / "run", on_nonfinite="skip", max_skips=2, epochs=3), REGISTRY.get("adam"),
               progress=False, echo=lambda s: None)

@@ -9,7 +9,9 @@ from pathlib import Path
 import click
 from click.core import ParameterSource
 
-from ..config import AMP_MODES, BACKBONES, NONFINITE_POLICIES, RESUMABLE_SETTINGS, RunConfig, build_config
+from ..config import (
+    AMP_MODES, BACKBONES, NONFINITE_POLICIES, RESUMABLE_SETTINGS, SUM_METHOD, RunConfig, build_config,
+)
 from ..errors import ConfigError
 from ..rundir import create_run_dir
 from .configfile import config_option
@@ -45,6 +47,12 @@ _RUN_OPTIONS = [
                  help="On a NaN/inf loss: stop, or skip the step (stopping after --max-skips in a row)."),
     click.option("--max-skips", type=int, default=10, show_default=True,
                  help="Consecutive skipped steps before a run counts as diverged."),
+    click.option("--method", default="sum", show_default=True, metavar="NAME",
+                 help="Multi-task method that combines the tasks' gradients (mtbench list shows them); "
+                      "its settings: --set method.key=value."),
+    click.option("--holdout", type=float, default=None, metavar="FRACTION",
+                 help="Hold out this fraction of each task's training images as a selection split, "
+                      "evaluated each epoch beside the test split [run: 0; compare: 0.1]."),
     click.option("--tensorboard", is_flag=True,
                  help="Also write TensorBoard event files (scalars per step and per epoch) to RUN_DIR/tensorboard."),
 ]
@@ -100,12 +108,14 @@ def run(ctx: click.Context, optimizer: str | None, out: Path, resume: Path | Non
         config, preset = _resume_config(ctx, registry, resume, options)
     else:
         preset = registry.get(optimizer or choose_optimizer(registry))
-        config = build_config(preset, "", **options)
+        config = build_config(preset, "", method_preset(registry, options["method"]), **options)
         config.run_dir = str(create_run_dir(out, preset.name))  # made now, after the settings are checked
+    method = method_preset(registry, config.method)
     echo = click.echo if int(os.environ.get("RANK", "0")) == 0 else (lambda *a, **k: None)
-    echo(f"{preset.title}: {format_settings(config.hyperparams)}")
+    described = f" + {method.title}: {format_settings(config.method_settings)}" if method else ""
+    echo(f"{preset.title}: {format_settings(config.hyperparams)}{described}")
     try:
-        summary = train(config, preset, resume=resume is not None, progress=not quiet, echo=echo)
+        summary = train(config, preset, method=method, resume=resume is not None, progress=not quiet, echo=echo)
     except KeyboardInterrupt:
         if Path(config.run_dir, "config.json").is_file():
             echo(f"\ninterrupted; resume with: mtbench run --resume {config.run_dir}", err=True)
@@ -119,6 +129,11 @@ def run(ctx: click.Context, optimizer: str | None, out: Path, resume: Path | Non
         f"peak memory {summary['peak_memory_mb']:.0f} MB)"
     )
     echo(f"written: {config.run_dir}/summary.json")
+
+
+def method_preset(registry, name: str):
+    """The MethodPreset of ``name``, or None for ``sum`` (the plain weighted loss the trainer computes itself)."""
+    return None if name == SUM_METHOD else registry.get_method(name)
 
 
 def _resume_config(ctx: click.Context, registry, run_dir: Path, options: dict):

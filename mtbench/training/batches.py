@@ -1,0 +1,73 @@
+"""The data streams of a run: endless training batches per task, and evaluation batches per split."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Callable, Iterator
+
+import torch
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
+
+from ..config import TASKS, RunConfig
+from ..data import SampleSeeds, SeededDataset, collate_skip_corrupt
+from ..distributed import Dist
+
+
+def seed_for(*parts: int) -> int:
+    """A 63-bit seed derived from integers: one independent stream per (seed, epoch, task, pass)."""
+    digest = hashlib.sha256(",".join(map(str, parts)).encode()).digest()
+    return int.from_bytes(digest[:8], "little") >> 1
+
+
+class Batches:
+    """Loaders over one run's data sets, this rank's share of each.
+
+    ``on_corrupt(n)`` hears of every batch that lost n corrupt images (the run counts them).
+    """
+
+    def __init__(self, config: RunConfig, dist: Dist, device: torch.device, on_corrupt: Callable[[int], None]):
+        self.config, self.dist, self.device = config, dist, device
+        self.on_corrupt = on_corrupt
+
+    def _loader(self, dataset: Dataset, sampler, seed: int, batch_size: int, drop_last: bool) -> DataLoader:
+        return DataLoader(
+            dataset,
+            batch_size=batch_size,
+            sampler=sampler,
+            drop_last=drop_last,
+            num_workers=self.config.workers,
+            collate_fn=collate_skip_corrupt,
+            pin_memory=self.device.type == "cuda",
+            generator=torch.Generator().manual_seed(seed),
+        )
+
+    def _kept(self, loader: DataLoader) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        for images, targets, n_corrupt in loader:
+            if n_corrupt:
+                self.on_corrupt(n_corrupt)
+            if len(images):
+                yield images, targets
+
+    def train(self, task: str, dataset: Dataset, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Endless batches of one task; each pass over the data has its own order.
+
+        The order depends on (seed, epoch, task, pass) and each sample's augmentation on that and
+        its index alone (see data/seeding.py), whatever the optimizer or the number of workers.
+        """
+        sampler = DistributedSampler(
+            dataset, num_replicas=self.dist.world, rank=self.dist.rank, shuffle=True, drop_last=True,
+            seed=seed_for(self.config.seed, TASKS.index(task)) % 2**31,
+        )
+        seeded = SeededDataset(dataset)
+        pass_ = 0
+        while True:
+            sampler.set_epoch(epoch * 1000 + pass_)
+            seed = seed_for(self.config.seed, epoch, TASKS.index(task), pass_)
+            keys = SampleSeeds(sampler, dataset, seed)
+            yield from self._kept(self._loader(seeded, keys, seed, self.config.batch_size, drop_last=True))
+            pass_ += 1
+
+    def evaluation(self, dataset: Dataset) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """One pass over this rank's shard of an evaluation split, in order."""
+        shard = Subset(dataset, range(self.dist.rank, len(dataset), self.dist.world))
+        return self._kept(self._loader(shard, None, 0, self.config.batch_size * 2, drop_last=False))

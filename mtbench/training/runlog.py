@@ -1,0 +1,111 @@
+"""What a run tells: per-step records (metrics.jsonl), epoch rows (epochs.csv), the summary, the console."""
+
+from __future__ import annotations
+
+import math
+import statistics
+from typing import Callable
+
+from ..board import Board
+from ..config import RunConfig
+from ..rundir import RunDir, RunFileError
+from .checkpoint import TrainState
+from .gradients import StepResult
+
+_FLUSH_EVERY = 50  # step records buffered between appends to metrics.jsonl
+
+
+def _finite_or_none(value: float) -> float | None:
+    return value if math.isfinite(value) else None
+
+
+class RunLog:
+    """Writes the run directory's logs and summary (rank 0 only: RunDir ignores writes elsewhere)."""
+
+    def __init__(self, run: RunDir, config: RunConfig, identity: dict, echo: Callable[[str], None]):
+        self.run, self.config, self.echo = run, config, echo
+        self.identity = identity  # optimizer, title, method: the first fields of summary.json
+        self.board = Board()
+        self.records: list[dict] = []
+
+    def open(self, state: TrainState) -> None:
+        """Start TensorBoard (``--tensorboard``) from the state's step: later events are dropped, as logs are trimmed."""
+        if self.config.tensorboard and self.run.writable:
+            self.board = Board(self.run.file("tensorboard"), purge_step=state.counters["step"] + 1)
+
+    def close(self) -> None:
+        self.flush()
+        self.board.close()
+
+    def step(self, state: TrainState, epoch: int, result: StepResult) -> None:
+        w, s = self.config.task_weights, self.config.loss_scale
+        losses = result.losses
+        record = {
+            "step": state.counters["step"], "epoch": epoch,
+            # metrics.jsonl is strict JSON: a non-finite loss is null (and the step marked skipped)
+            "loss_cls": _finite_or_none(losses[0]), "loss_seg": _finite_or_none(losses[1]),
+            "loss": _finite_or_none(w[0] * s[0] * losses[0] + w[1] * s[1] * losses[1]),
+            "time": round(state.counters["train_seconds"], 4), "skipped": not result.taken,
+            **{k: (None if v is None else _finite_or_none(v)) for k, v in result.diagnostics.items()},
+        }
+        self.records.append(record)
+        self.board.step(record)
+        if len(self.records) >= _FLUSH_EVERY:
+            self.flush()
+
+    def flush(self) -> None:
+        self.run.append_metrics(self.records)
+        self.records = []
+
+    def epoch(self, state: TrainState, epoch: int, mean_losses: list[float]) -> None:
+        c, v, h = state.counters, state.last_val, state.last_holdout or {}
+        row = {
+            "epoch": epoch, "step": c["step"],
+            "train_loss_cls": mean_losses[0], "train_loss_seg": mean_losses[1],
+            **{f"val_{k}": x for k, x in v.items()},
+            **{f"holdout_{k}": x for k, x in h.items()},
+            "seconds": round(c["train_seconds"], 3),
+        }
+        self.run.append_epoch(row)
+        self.board.epoch(row)
+        held = f"  holdout top-1 {h['top1']:.1%} mIoU {h['miou']:.3f}" if h else ""
+        self.echo(
+            f"epoch {epoch}/{self.config.epochs}  loss cls {mean_losses[0]:.3f} seg {mean_losses[1]:.3f}  "
+            f"top-1 {v['top1']:.1%} top-5 {v['top5']:.1%}  mIoU {v['miou']:.3f} "
+            f"pixel acc {v['pixel_acc']:.1%}{held}  {c['train_seconds']:.1f}s"
+        )
+
+    def summary(self, status: str, state: TrainState, *, init_digest: str, device: str, peak_memory_mb: float,
+                error: str | None = None) -> dict:
+        """Write summary.json; the ``final_*`` figures are the test (validation) split's."""
+        c, v, h = state.counters, state.last_val or {}, state.last_holdout or {}
+        summary = {
+            **self.identity,
+            "status": status,
+            "error": error,
+            "seed": self.config.seed,
+            "epochs": c["epoch"],
+            "steps": c["step"],
+            **{f"final_{k}": v.get(k) for k in ("top1", "top5", "miou", "pixel_acc")},
+            **{f"holdout_{k}": h.get(k) for k in ("top1", "top5", "miou", "pixel_acc")},
+            "seconds_per_step": statistics.median(state.step_times) if state.step_times else None,
+            "total_seconds": round(c["train_seconds"], 3),
+            "peak_memory_mb": round(peak_memory_mb, 1),
+            "skipped_steps": c["skipped_steps"],
+            "corrupt_images": c["corrupt_images"],
+            "init_weights_sha256": init_digest,
+            "task_weights": list(self.config.task_weights),
+            "loss_scale": list(self.config.loss_scale),
+            "holdout": self.config.holdout,
+            "device": device,
+        }
+        self.run.write_json("summary.json", summary)
+        return summary
+
+    def finished_summary(self) -> dict | None:
+        """The summary of a run that completed, read back (None when there is none to trust)."""
+        try:
+            summary = self.run.read_json("summary.json")
+        except RunFileError:
+            return None
+        return summary if summary.get("status") == "completed" else None
