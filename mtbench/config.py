@@ -23,6 +23,7 @@ RESUMABLE_SETTINGS = ("run_dir", "epochs", "device", "workers", "tensorboard")
 TASK_NAMES = {"cls": "classification", "seg": "segmentation"}
 NONFINITE_POLICIES = ("abort", "skip")
 AMP_MODES = ("off", "bf16", "fp16")
+SCHEDULES = ("constant", "cosine", "step")  # see training/schedule.py
 BACKBONES = ("resnet18", "resnet34", "resnet50", "resnet101")
 
 
@@ -55,6 +56,8 @@ class RunConfig:
     method: str = SUM_METHOD
     method_settings: dict[str, Any] = field(default_factory=dict)
     holdout: float = 0.0
+    schedule: str = "constant"
+    warmup_epochs: int = 0
 
     def __post_init__(self) -> None:
         self.task_weights = tuple(float(w) for w in self.task_weights)
@@ -96,6 +99,12 @@ class RunConfig:
             )
         if isinstance(self.holdout, bool) or not isinstance(self.holdout, (int, float)) or not 0 <= self.holdout < 1:
             raise ConfigError(f"--holdout {self.holdout!r} is not allowed: expected a fraction in [0, 1), e.g. 0.1")
+        if self.schedule not in SCHEDULES:
+            raise ConfigError(f"--schedule {self.schedule!r}: expected one of {', '.join(SCHEDULES)}")
+        if isinstance(self.warmup_epochs, bool) or not isinstance(self.warmup_epochs, int) \
+                or not 0 <= self.warmup_epochs < self.epochs:
+            raise ConfigError(f"--warmup-epochs {self.warmup_epochs!r} is not allowed: expected a whole number "
+                              f"in [0, --epochs {self.epochs})")
         if self.on_nonfinite not in NONFINITE_POLICIES:
             raise ConfigError(f"--on-nonfinite {self.on_nonfinite!r}: expected one of {', '.join(NONFINITE_POLICIES)}")
         if self.amp not in AMP_MODES:
@@ -218,4 +227,6 @@ def build_config(preset: "OptimizerPreset", run_dir: str | Path, method_preset: 
         method=method.name if method is not None else SUM_METHOD,
         method_settings=_method_settings(method, method_items, options.get("seed", 0)),
         holdout=options.get("holdout") or 0.0,
+        schedule=options.get("schedule", "constant"),
+        warmup_epochs=options.get("warmup_epochs", 0),
     )

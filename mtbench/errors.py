@@ -15,3 +15,11 @@ class DataError(MTBenchError):
 
 class NonFiniteLossError(MTBenchError):
     """Training produced a NaN or infinite loss and the policy says stop."""
+
+
+class RunStopped(MTBenchError):
+    """A caller ended a run early on purpose (e.g. a tuner pruning a trial); ``status`` goes to summary.json."""
+
+    def __init__(self, message: str, status: str = "pruned"):
+        super().__init__(message)
+        self.status = status

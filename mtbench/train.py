@@ -22,7 +22,7 @@ from torch.nn.parallel import DistributedDataParallel
 from . import distributed
 from .config import SUM_METHOD, TASKS, TASK_NAMES, RunConfig
 from .data import DataBundle, build_datasets
-from .errors import ConfigError, DataError, MTBenchError, NonFiniteLossError
+from .errors import ConfigError, DataError, MTBenchError, NonFiniteLossError, RunStopped
 from .model import MultiTaskNet, load_weights
 from .presets import OptimizerPreset
 from .rundir import RunDir, environment
@@ -35,6 +35,7 @@ from .training.gradients import (
     masked_cross_entropy,
 )
 from .training.runlog import RunLog
+from .training.schedule import build_scheduler
 
 __all__ = ["Trainer", "masked_cross_entropy", "resolve_device", "train", "weights_digest"]
 
@@ -65,15 +66,18 @@ def train(
     resume: bool = False,
     progress: bool = True,
     echo: Callable[[str], None] = print,
+    on_epoch: Callable[[dict], None] | None = None,
 ) -> dict:
     """Train one run into ``config.run_dir`` and return its summary.
 
     ``method`` is the MethodPreset of ``config.method`` (None: looked up in the plugin registry).
     With ``resume``, continue from the run directory's last checkpoint (from scratch when it has
     none). Whatever happens, the run directory keeps what was written and ``summary.json`` says how
-    the run ended.
+    the run ended. ``on_epoch(summary)`` hears of every finished epoch (after its checkpoint); it may
+    raise RunStopped to end the run there, e.g. a tuner pruning a trial.
     """
     trainer = Trainer(config, preset, config.run_dir, method=method, progress=progress, echo=echo)
+    trainer.on_epoch = on_epoch
     try:
         return trainer.fit(resume)
     finally:
@@ -195,11 +199,16 @@ class Trainer:
             else OptimizerTaskGradients(ctx) if preset.per_task_gradients else CombinedLoss(ctx))
         per_step = config.batch_size * self.dist.world
         self.steps_per_epoch = max(len(self.data.cls_train) // per_step, len(self.data.seg_train) // per_step)
+        self.scheduler = None
+        if config.schedule != "constant" or config.warmup_epochs:
+            self.scheduler = build_scheduler(self.optimizer, config.schedule, config.epochs * self.steps_per_epoch,
+                                             config.warmup_epochs * self.steps_per_epoch)
         self.state = TrainState()
         self.batches = Batches(config, self.dist, self.device, self._count_corrupt)
         self.log = RunLog(self.run, config, {"optimizer": preset.name, "title": preset.title,
                                              "method": config.method}, self.echo)
         self._lock = None
+        self.on_epoch: Callable[[dict], None] | None = None
 
     def _distribute(self, per_task: bool) -> torch.nn.Module:
         """The module the training step calls: the model itself, or it wrapped for several processes.
@@ -252,7 +261,7 @@ class Trainer:
             torch.cuda.reset_peak_memory_stats(self.device)
         if resume and run.has_checkpoint():
             digest = checkpoint.restore(run.load_checkpoint(), self.state, config, self.model, self.optimizer,
-                                        self.strategy, self.scaler, self.device, str(run.path))
+                                        self.strategy, self.scaler, self.scheduler, self.device, str(run.path))
             self.init_digest = digest or self.init_digest
             done = counters["epoch"]
             if done > config.epochs:
@@ -280,6 +289,9 @@ class Trainer:
             why = "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted by the user"
             self._summary("interrupted", f"{why} after {counters['epoch']} of {config.epochs} epochs; "
                                          f"resume with: mtbench run --resume {run.path}")
+            raise
+        except RunStopped as exc:
+            self._summary(exc.status, str(exc))
             raise
         except MTBenchError as exc:
             self._summary("failed", str(exc))
@@ -324,14 +336,18 @@ class Trainer:
         self.log.epoch(state, epoch, (sums / taken).tolist() if taken else [math.nan, math.nan])
         counters["peak_memory_mb"] = self._peak_memory_mb()
         self.run.save_checkpoint(checkpoint.capture(state, config, self.model, self.optimizer, self.strategy,
-                                                    self.scaler, self.device, self.init_digest))
-        self._summary("running")  # a run killed from here on still shows the epochs it finished
+                                                    self.scaler, self.scheduler, self.device, self.init_digest))
+        summary = self._summary("running")  # a run killed from here on still shows the epochs it finished
+        if self.on_epoch is not None:
+            self.on_epoch(summary)
 
     def step(self, xc, yc, xs, ys, epoch: int, start: float | None = None) -> StepResult:
         """One optimizer step on one batch of each task, counted and logged (``start``: when its batch was asked for)."""
         start = time.perf_counter() if start is None else start
         counters = self.state.counters
         result = self.strategy.step(xc, yc, xs, ys, counters["step"] + 1)
+        if self.scheduler is not None:
+            self.scheduler.step()  # by step number, taken or skipped: the lr depends on the step alone
         elapsed = time.perf_counter() - start
         self.state.step_times.append(elapsed)
         counters["step"] += 1

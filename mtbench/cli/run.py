@@ -10,7 +10,7 @@ import click
 from click.core import ParameterSource
 
 from ..config import (
-    AMP_MODES, BACKBONES, NONFINITE_POLICIES, RESUMABLE_SETTINGS, SUM_METHOD, RunConfig, build_config,
+    AMP_MODES, BACKBONES, NONFINITE_POLICIES, RESUMABLE_SETTINGS, SCHEDULES, SUM_METHOD, RunConfig, build_config,
 )
 from ..errors import ConfigError
 from ..rundir import create_run_dir
@@ -53,6 +53,10 @@ _RUN_OPTIONS = [
     click.option("--holdout", type=float, default=None, metavar="FRACTION",
                  help="Hold out this fraction of each task's training images as a selection split, "
                       "evaluated each epoch beside the test split [run: 0; compare: 0.1]."),
+    click.option("--schedule", type=click.Choice(SCHEDULES), default="constant", show_default=True,
+                 help="Learning-rate schedule over the run: constant, cosine (to 0) or step (x0.1 at 1/3 and 2/3)."),
+    click.option("--warmup-epochs", type=int, default=0, show_default=True,
+                 help="Epochs of linear lr warm-up before the schedule."),
     click.option("--tensorboard", is_flag=True,
                  help="Also write TensorBoard event files (scalars per step and per epoch) to RUN_DIR/tensorboard."),
 ]

@@ -30,8 +30,8 @@ def settings(config: RunConfig) -> dict[str, Any]:
     return {k: v for k, v in data.items() if k not in RESUMABLE_SETTINGS}
 
 
-def capture(state: TrainState, config: RunConfig, model, optimizer, strategy, scaler, device: torch.device,
-            init_digest: str) -> dict[str, Any]:
+def capture(state: TrainState, config: RunConfig, model, optimizer, strategy, scaler, scheduler,
+            device: torch.device, init_digest: str) -> dict[str, Any]:
     """Everything a resume restores, as a dict of tensors and plain values (loadable with weights_only)."""
     ckpt = {
         "model": model.state_dict(),
@@ -49,11 +49,15 @@ def capture(state: TrainState, config: RunConfig, model, optimizer, strategy, sc
         ckpt["rng_cuda"] = torch.cuda.get_rng_state(device)
     if scaler is not None:
         ckpt["scaler"] = scaler.state_dict()
+    if scheduler is not None:
+        # The lr schedule is laid out over --epochs: a resume must keep them to continue it exactly.
+        ckpt["scheduler"] = scheduler.state_dict()
+        ckpt["schedule_epochs"] = config.epochs
     return ckpt
 
 
 def restore(ckpt: dict[str, Any], state: TrainState, config: RunConfig, model, optimizer, strategy, scaler,
-            device: torch.device, where: str) -> str | None:
+            scheduler, device: torch.device, where: str) -> str | None:
     """Load ``ckpt`` into the run's parts; returns the initial-weights digest it recorded.
 
     ConfigError when the checkpoint was trained with other settings (an edited config.json) or
@@ -67,10 +71,16 @@ def restore(ckpt: dict[str, Any], state: TrainState, config: RunConfig, model, o
             diff = "; ".join(f"{k}: {saved.get(k)!r} in the checkpoint, {now.get(k)!r} now" for k in changed)
             raise ConfigError(f"cannot resume {where}: its checkpoint was trained with other settings "
                               f"({diff}); was config.json edited? Start a new run instead")
+    planned = ckpt.get("schedule_epochs")
+    if planned is not None and planned != config.epochs:
+        raise ConfigError(f"cannot resume {where} with --epochs {config.epochs}: its --schedule {config.schedule} "
+                          f"is laid out over {planned} epochs; resume with --epochs {planned}")
     try:
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         strategy.load_state_dict(ckpt.get("gradients") or {})
+        if scheduler is not None:
+            scheduler.load_state_dict(ckpt["scheduler"])
     except (KeyError, RuntimeError, ValueError, TypeError) as exc:
         raise ConfigError(
             f"cannot resume {where}: its checkpoint does not fit this run "
