@@ -56,6 +56,12 @@ def test_bad_values_are_one_line_errors_before_a_run_directory_exists(tmp_path, 
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
 
 
+def test_a_run_refused_by_the_trainer_leaves_no_empty_directory(tmp_path):
+    result = invoke(["run", "-o", "adam", *TINY, "--batch-size", "64", "--out", str(tmp_path / "runs")])
+    assert result.exit_code == 1 and "is larger than the classification training set" in result.output
+    assert not any((tmp_path / "runs").iterdir())
+
+
 def test_the_largest_seed_trains(tmp_path):
     config = build_config(REGISTRY.get("adam"), tmp_path / "r", image_size=32, limit_train=8, limit_val=4,
                           batch_size=4, epochs=1, seed=2**64 - 1)
@@ -111,7 +117,7 @@ def test_resuming_a_completed_run_changes_nothing(tmp_path):
 
 def test_ctrl_c_says_how_to_resume(tmp_path, monkeypatch):
     def interrupted(config, *args, **kwargs):
-        os.makedirs(config.run_dir)
+        os.makedirs(config.run_dir, exist_ok=True)
         open(os.path.join(config.run_dir, "config.json"), "w").close()
         raise KeyboardInterrupt
 

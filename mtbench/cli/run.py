@@ -12,7 +12,7 @@ from click.core import ParameterSource
 from ..config import (
     AMP_MODES, BACKBONES, NONFINITE_POLICIES, RESUMABLE_SETTINGS, SCHEDULES, SUM_METHOD, RunConfig, build_config,
 )
-from ..errors import ConfigError
+from ..errors import ConfigError, MTBenchError
 from ..rundir import create_run_dir
 from .configfile import config_option
 from .presets import format_settings
@@ -120,6 +120,10 @@ def run(ctx: click.Context, optimizer: str | None, out: Path, resume: Path | Non
     echo(f"{preset.title}: {format_settings(config.hyperparams)}{described}")
     try:
         summary = train(config, preset, method=method, resume=resume is not None, progress=not quiet, echo=echo)
+    except MTBenchError:
+        if resume is None:
+            _remove_if_unused(Path(config.run_dir))
+        raise
     except KeyboardInterrupt:
         if Path(config.run_dir, "config.json").is_file():
             echo(f"\ninterrupted; resume with: mtbench run --resume {config.run_dir}", err=True)
@@ -133,6 +137,17 @@ def run(ctx: click.Context, optimizer: str | None, out: Path, resume: Path | Non
         f"peak memory {summary['peak_memory_mb']:.0f} MB)"
     )
     echo(f"written: {config.run_dir}/summary.json")
+
+
+def _remove_if_unused(run_dir: Path) -> None:
+    """Remove a new run directory that a run refused before writing anything into it."""
+    try:
+        if not any(p for p in run_dir.rglob("*") if p.is_file()):
+            for folder in sorted(run_dir.rglob("*"), reverse=True):
+                folder.rmdir()
+            run_dir.rmdir()
+    except OSError:
+        pass
 
 
 def method_preset(registry, name: str):
