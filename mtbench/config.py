@@ -57,11 +57,13 @@ class RunConfig:
     method_settings: dict[str, Any] = field(default_factory=dict)
     holdout: float = 0.0
     schedule: str = "constant"
+    tasks: tuple[str, ...] = TASKS
     warmup_epochs: int = 0
 
     def __post_init__(self) -> None:
         self.task_weights = tuple(float(w) for w in self.task_weights)
         self.loss_scale = tuple(float(s) for s in self.loss_scale)
+        self.tasks = tuple(self.tasks)
         self.validate()
 
     def validate(self) -> None:
@@ -99,6 +101,9 @@ class RunConfig:
             )
         if isinstance(self.holdout, bool) or not isinstance(self.holdout, (int, float)) or not 0 <= self.holdout < 1:
             raise ConfigError(f"--holdout {self.holdout!r} is not allowed: expected a fraction in [0, 1), e.g. 0.1")
+        if not self.tasks or len(set(self.tasks)) != len(self.tasks) or not set(self.tasks) <= set(TASKS):
+            raise ConfigError(f"--tasks {','.join(map(str, self.tasks))} is not allowed: expected cls, seg or cls,seg")
+        self.tasks = tuple(t for t in TASKS if t in self.tasks)
         if self.schedule not in SCHEDULES:
             raise ConfigError(f"--schedule {self.schedule!r}: expected one of {', '.join(SCHEDULES)}")
         if isinstance(self.warmup_epochs, bool) or not isinstance(self.warmup_epochs, int) \
@@ -228,5 +233,6 @@ def build_config(preset: "OptimizerPreset", run_dir: str | Path, method_preset: 
         method_settings=_method_settings(method, method_items, options.get("seed", 0)),
         holdout=options.get("holdout") or 0.0,
         schedule=options.get("schedule", "constant"),
+        tasks=tuple(t.strip() for t in (options.get("tasks") or ",".join(TASKS)).split(",")),
         warmup_epochs=options.get("warmup_epochs", 0),
     )

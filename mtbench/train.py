@@ -8,6 +8,7 @@ training state a resume needs (checkpoint) and what a run writes (runlog).
 from __future__ import annotations
 
 import hashlib
+import itertools
 import math
 import resource
 import signal
@@ -151,6 +152,9 @@ class Trainer:
         elif method is None:
             method = _registry_method(config.method)
         _check_method(preset, config.method)
+        if len(config.tasks) == 1 and (preset.per_task_gradients or config.method != SUM_METHOD):
+            raise ConfigError(f"--tasks {config.tasks[0]} trains one task alone: it needs a single-gradient optimizer "
+                              f"and --method sum, not {preset.name!r} with --method {config.method}")
         self.dist, self.device = distributed.init(resolve_device(config.device))
         main = self.dist.is_main
         self.run = RunDir(run_dir, writable=main)
@@ -228,7 +232,8 @@ class Trainer:
             # DDP would not reduce gradients that land on the per-task aliases: the [T, N] buffer is.
             return self.model
         ids = [self.device.index] if self.device.type == "cuda" else None
-        return DistributedDataParallel(self.model, device_ids=ids)  # buffers follow rank 0 each forward
+        # buffers follow rank 0 each forward; a single-task run leaves the other head without gradients
+        return DistributedDataParallel(self.model, device_ids=ids, find_unused_parameters=len(self.config.tasks) == 1)
 
     def close(self) -> None:
         self.log.close()
@@ -320,11 +325,10 @@ class Trainer:
                 (xc, yc), (xs, ys) = next(batches)
                 result = self.step(xc, yc, xs, ys, epoch, start)
                 if result.taken:
-                    sums += torch.tensor(result.losses, dtype=torch.float64)
+                    sums += torch.tensor([x or 0.0 for x in result.losses], dtype=torch.float64)
                     taken += 1
                 bar.update(1)
-                bar.set_postfix(cls=f"{result.losses[0]:.3f}", seg=f"{result.losses[1]:.3f}",
-                                img_s=f"{2 * len(xc) / state.step_times[-1]:.0f}")
+                bar.set_postfix(**{t: "-" if x is None else f"{x:.3f}" for t, x in zip(TASKS, result.losses)})
         finally:
             bar.close()
             self.log.flush()
@@ -333,7 +337,8 @@ class Trainer:
             state.last_holdout = self.evaluate(self.data.cls_holdout, self.data.seg_holdout)
         counters["epoch"] = epoch
         # The mean over the steps taken (a skipped step has no loss); already averaged over ranks.
-        self.log.epoch(state, epoch, (sums / taken).tolist() if taken else [math.nan, math.nan])
+        means = (sums / taken).tolist() if taken else [math.nan, math.nan]
+        self.log.epoch(state, epoch, [m if t in config.tasks else None for t, m in zip(TASKS, means)])
         counters["peak_memory_mb"] = self._peak_memory_mb()
         self.run.save_checkpoint(checkpoint.capture(state, config, self.model, self.optimizer, self.strategy,
                                                     self.scaler, self.scheduler, self.device, self.init_digest))
@@ -360,9 +365,11 @@ class Trainer:
         return result
 
     def epoch_batches(self, epoch: int) -> Iterator[tuple[tuple[torch.Tensor, torch.Tensor], ...]]:
-        """Pairs (classification batch, segmentation batch) of one epoch, endless."""
-        return zip(self.batches.train("cls", self.data.cls_train, epoch),
-                   self.batches.train("seg", self.data.seg_train, epoch))
+        """Pairs (classification batch, segmentation batch) of one epoch, endless; (None, None) for a
+        task the run does not train."""
+        sets = {"cls": self.data.cls_train, "seg": self.data.seg_train}
+        return zip(*(self.batches.train(task, sets[task], epoch) if task in self.config.tasks
+                     else itertools.repeat((None, None)) for task in TASKS))
 
     def evaluate(self, cls_set, seg_set) -> dict[str, float]:
         return evaluate(self.model, cls_set, seg_set, self.batches, self.data.num_seg_classes, self._autocast)
@@ -370,7 +377,7 @@ class Trainer:
     def _on_nonfinite(self, losses: list[float]) -> None:
         """Apply --on-nonfinite to a step whose loss was not finite (the step was not taken)."""
         counters = self.state.counters
-        bad = next(t for t, x in zip(TASKS, losses) if not math.isfinite(x))
+        bad = next(t for t, x in zip(TASKS, losses) if x is not None and not math.isfinite(x))
         where = (f"non-finite loss at step {counters['step']} in {TASK_NAMES[bad]} "
                  f"(loss_cls={losses[0]}, loss_seg={losses[1]})")
         counters["skipped_steps"] += 1

@@ -53,6 +53,9 @@ _RUN_OPTIONS = [
     click.option("--holdout", type=float, default=None, metavar="FRACTION",
                  help="Hold out this fraction of each task's training images as a selection split, "
                       "evaluated each epoch beside the test split [run: 0; compare: 0.1]."),
+    click.option("--tasks", default="cls,seg", show_default=True, metavar="cls|seg|cls,seg",
+                 help="Train one task alone (a single-task baseline: the other head untouched, its loss not "
+                      "computed, --task-weights not applied) or both."),
     click.option("--schedule", type=click.Choice(SCHEDULES), default="constant", show_default=True,
                  help="Learning-rate schedule over the run: constant, cosine (to 0) or step (x0.1 at 1/3 and 2/3)."),
     click.option("--warmup-epochs", type=int, default=0, show_default=True,

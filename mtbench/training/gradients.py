@@ -42,7 +42,7 @@ def task_losses(out_c: torch.Tensor, yc: torch.Tensor, out_s: torch.Tensor, ys: 
 class StepResult:
     """The raw task losses (averaged over ranks), whether the step was taken, and what it measured."""
 
-    losses: list[float]
+    losses: list[float | None]  # None for a task the run does not train (--tasks)
     taken: bool
     diagnostics: dict[str, float | None] = field(default_factory=dict)
 
@@ -62,12 +62,15 @@ class StepContext:
     autocast: Callable[[], AbstractContextManager]
     scaler: Any = None
 
-    def reduced(self, loss_c: torch.Tensor, loss_s: torch.Tensor) -> list[float]:
-        """The task losses averaged over ranks: a NaN on any rank is a NaN on all, so all decide alike."""
-        losses = torch.stack([loss_c.detach().float(), loss_s.detach().float()])
+    def reduced(self, loss_c: torch.Tensor | None, loss_s: torch.Tensor | None) -> list[float | None]:
+        """The task losses averaged over ranks (None for a task not trained): a NaN on any rank is a
+        NaN on all, so all decide alike."""
+        computed = [loss for loss in (loss_c, loss_s) if loss is not None]
+        losses = torch.stack([loss.detach().float() for loss in computed])
         if self.dist.enabled:
             distributed.all_reduce_mean_([losses])
-        return losses.tolist()
+        values = iter(losses.tolist())
+        return [None if loss is None else next(values) for loss in (loss_c, loss_s)]
 
     def to_device(self, *tensors: torch.Tensor) -> list[torch.Tensor]:
         return [t.to(self.device, non_blocking=True) for t in tensors]
@@ -91,21 +94,47 @@ class GradientStrategy:
         pass
 
 
+def all_finite(losses: list[float | None]) -> bool:
+    return all(math.isfinite(x) for x in losses if x is not None)
+
+
 class CombinedLoss(GradientStrategy):
-    """``w_cls * s_cls * L_cls + w_seg * s_seg * L_seg``, one backward pass, ``optimizer.step()``."""
+    """``w_cls * s_cls * L_cls + w_seg * s_seg * L_seg``, one backward pass, ``optimizer.step()``.
+
+    A single-task run (``--tasks cls`` or ``seg``) computes only its task, with weight 1.
+    """
 
     def step(self, xc, yc, xs, ys, step: int) -> StepResult:
         ctx = self.ctx
-        xc, yc, xs, ys = ctx.to_device(xc, yc, xs, ys)
         w, s = ctx.config.task_weights, ctx.config.loss_scale
+        if len(ctx.config.tasks) == 1:
+            return self._single_task(xc, yc, xs, ys, s)
+        xc, yc, xs, ys = ctx.to_device(xc, yc, xs, ys)
         with ctx.autocast():
             out_c, out_s = ctx.net(xc, xs)
             loss_c, loss_s = task_losses(out_c, yc, out_s, ys)
         losses = ctx.reduced(loss_c, loss_s)
-        if not all(math.isfinite(x) for x in losses):
+        if not all_finite(losses):
             return StepResult(losses, False)
+        return self._backward(w[0] * s[0] * loss_c + w[1] * s[1] * loss_s, losses)
+
+    def _single_task(self, xc, yc, xs, ys, s) -> StepResult:
+        ctx = self.ctx
+        with ctx.autocast():
+            if ctx.config.tasks == ("cls",):
+                xc, yc = ctx.to_device(xc, yc)
+                loss_c, loss_s = F.cross_entropy(ctx.net(xc, None)[0].float(), yc), None
+            else:
+                xs, ys = ctx.to_device(xs, ys)
+                loss_c, loss_s = None, masked_cross_entropy(ctx.net(None, xs)[1], ys)
+        losses = ctx.reduced(loss_c, loss_s)
+        if not all_finite(losses):
+            return StepResult(losses, False)
+        return self._backward(s[0] * loss_c if loss_c is not None else s[1] * loss_s, losses)
+
+    def _backward(self, total: torch.Tensor, losses: list[float | None]) -> StepResult:
+        ctx = self.ctx
         ctx.optimizer.zero_grad(set_to_none=True)
-        total = w[0] * s[0] * loss_c + w[1] * s[1] * loss_s
         if ctx.scaler is not None:
             ctx.scaler.scale(total).backward()
             ctx.scaler.step(ctx.optimizer)
@@ -156,7 +185,7 @@ class TaskGradients:
             loss_c, loss_s = task_losses(out_c, yc, out_s, ys)
         losses = ctx.reduced(loss_c, loss_s)
         weighted = torch.tensor([w * x for w, x in zip(weights, losses)], dtype=torch.float64)
-        if not all(math.isfinite(x) for x in losses):
+        if not all_finite(losses):
             return losses, weighted, None
         (weights[0] * loss_c + weights[1] * loss_s).backward()
         if self.reach is None:

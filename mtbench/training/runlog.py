@@ -15,8 +15,12 @@ from .gradients import StepResult
 _FLUSH_EVERY = 50  # step records buffered between appends to metrics.jsonl
 
 
-def _finite_or_none(value: float) -> float | None:
-    return value if math.isfinite(value) else None
+def _finite_or_none(value: float | None) -> float | None:
+    return value if value is not None and math.isfinite(value) else None
+
+
+def _show(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
 
 
 class RunLog:
@@ -44,9 +48,10 @@ class RunLog:
             "step": state.counters["step"], "epoch": epoch,
             # metrics.jsonl is strict JSON: a non-finite loss is null (and the step marked skipped)
             "loss_cls": _finite_or_none(losses[0]), "loss_seg": _finite_or_none(losses[1]),
-            "loss": _finite_or_none(w[0] * s[0] * losses[0] + w[1] * s[1] * losses[1]),
+            "loss": _finite_or_none(sum(w[t] * s[t] * x for t, x in enumerate(losses) if x is not None)
+                                    if len(self.config.tasks) > 1 else next(x for x in losses if x is not None)),
             "time": round(state.counters["train_seconds"], 4), "skipped": not result.taken,
-            **{k: (None if v is None else _finite_or_none(v)) for k, v in result.diagnostics.items()},
+            **{k: _finite_or_none(v) for k, v in result.diagnostics.items()},
         }
         self.records.append(record)
         self.board.step(record)
@@ -70,7 +75,7 @@ class RunLog:
         self.board.epoch(row)
         held = f"  holdout top-1 {h['top1']:.1%} mIoU {h['miou']:.3f}" if h else ""
         self.echo(
-            f"epoch {epoch}/{self.config.epochs}  loss cls {mean_losses[0]:.3f} seg {mean_losses[1]:.3f}  "
+            f"epoch {epoch}/{self.config.epochs}  loss cls {_show(mean_losses[0])} seg {_show(mean_losses[1])}  "
             f"top-1 {v['top1']:.1%} top-5 {v['top5']:.1%}  mIoU {v['miou']:.3f} "
             f"pixel acc {v['pixel_acc']:.1%}{held}  {c['train_seconds']:.1f}s"
         )
@@ -97,6 +102,8 @@ class RunLog:
             "task_weights": list(self.config.task_weights),
             "loss_scale": list(self.config.loss_scale),
             "holdout": self.config.holdout,
+            "tasks": list(self.config.tasks),
+            "method_settings": dict(self.config.method_settings),
             "device": device,
         }
         self.run.write_json("summary.json", summary)
