@@ -31,9 +31,12 @@ class RunLog:
         self.identity = identity  # optimizer, title, method: the first fields of summary.json
         self.board = Board()
         self.records: list[dict] = []
+        self.opened = False  # steps taken outside Trainer.fit (tests, benchmarks) are not logged
 
     def open(self, state: TrainState) -> None:
-        """Start TensorBoard (``--tensorboard``) from the state's step: later events are dropped, as logs are trimmed."""
+        """Start logging; TensorBoard (``--tensorboard``) from the state's step: later events are dropped,
+        as the logs are trimmed."""
+        self.opened = True
         if self.config.tensorboard and self.run.writable:
             self.board = Board(self.run.file("tensorboard"), purge_step=state.counters["step"] + 1)
 
@@ -42,6 +45,8 @@ class RunLog:
         self.board.close()
 
     def step(self, state: TrainState, epoch: int, result: StepResult) -> None:
+        if not self.opened:
+            return
         w, s = self.config.task_weights, self.config.loss_scale
         losses = result.losses
         record = {
@@ -59,6 +64,8 @@ class RunLog:
             self.flush()
 
     def flush(self) -> None:
+        if not self.records:
+            return
         self.run.append_metrics(self.records)
         self.records = []
 
