@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import Callable, TypeVar
 from datetime import timedelta
 
 import torch
@@ -14,6 +15,8 @@ from .errors import ConfigError
 
 # Seconds a collective waits for a rank before the others give up with an error.
 TIMEOUT_ENV = "MTBENCH_DIST_TIMEOUT"
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -58,6 +61,20 @@ def init(device: torch.device) -> tuple[Dist, torch.device]:
         timeout = timedelta(seconds=float(os.environ.get(TIMEOUT_ENV, "600")))
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo", timeout=timeout)
     return Dist(rank, world, local_rank), device
+
+
+def from_rank0(make: Callable[[], T], device: torch.device) -> T:
+    """``make()`` run on rank 0 only, its result given to every rank (joining the process group first).
+
+    One process: just ``make()``. Used for what only rank 0 may do but all ranks must know, such
+    as creating the run directory.
+    """
+    if not launched_by_torchrun():
+        return make()
+    dist_info, _ = init(device)
+    value = [make() if dist_info.is_main else None]
+    dist.broadcast_object_list(value, src=0)
+    return value[0]
 
 
 def shutdown() -> None:

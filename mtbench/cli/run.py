@@ -116,7 +116,7 @@ def run(ctx: click.Context, optimizer: str | None, out: Path, resume: Path | Non
     else:
         preset = registry.get(optimizer or choose_optimizer(registry))
         config = build_config(preset, "", method_preset(registry, options["method"]), **options)
-        config.run_dir = str(create_run_dir(out, preset.name))  # made now, after the settings are checked
+        config.run_dir = _new_run_dir(out, preset.name, config.device)  # made now, after the settings are checked
     method = method_preset(registry, config.method)
     echo = click.echo if int(os.environ.get("RANK", "0")) == 0 else (lambda *a, **k: None)
     described = f" + {method.title}: {format_settings(config.method_settings)}" if method else ""
@@ -140,6 +140,14 @@ def run(ctx: click.Context, optimizer: str | None, out: Path, resume: Path | Non
         f"peak memory {summary['peak_memory_mb']:.0f} MB)"
     )
     echo(f"written: {config.run_dir}/summary.json")
+
+
+def _new_run_dir(out: Path, name: str, device: str) -> str:
+    """A new run directory; under torchrun rank 0 makes it and every rank gets its name."""
+    from ..distributed import from_rank0
+    from ..train import resolve_device
+
+    return from_rank0(lambda: str(create_run_dir(out, name)), resolve_device(device))
 
 
 def _remove_if_unused(run_dir: Path) -> None:
