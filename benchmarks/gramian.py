@@ -2,7 +2,7 @@
 
 The T = 2 per-task gradients lie in one [T, N] buffer, each parameter's a view buf[:, a:b] (the
 trainer's layout), and the combined gradient goes to per-parameter views of one flat [N] buffer.
-Timed in one process, interleaved round by round (mtbench.bench's timing), on a torchvision
+Timed in one process, interleaved round by round (mtbench.bench.median_ms), on a torchvision
 model's shapes:
 
   one-pass sum, torch.add per parameter  out_i = g0_i + 1.5 * g1_i: the least a weighted sum moves
@@ -28,7 +28,7 @@ import math
 import torch
 
 from mtbench import ops
-from mtbench.bench import _median_ms, parameter_shapes
+from mtbench.bench import median_ms, parameter_shapes
 from mtbench.table import format_table
 
 
@@ -90,7 +90,7 @@ def main():
         ("Gramian route, torch per parameter", gramian_route_per_parameter, route),
         ("Gramian route, torch on the buffer", gramian_route_on_buffer, route),
     ]
-    times = _median_ms([step for _, step, _ in candidates], args.repeat, device)
+    times = median_ms([step for _, step, _ in candidates], args.repeat, device)
     element_size = buf.element_size()
     table = [[name, f"{ms:.2f}", f"{elements * numel * element_size / (ms * 1e-3) / 1e9:.1f}", f"{ms / times[0]:.2f}x",
               f"{elements / one_pass:.2f}x"] for (name, _, elements), ms in zip(candidates, times)]

@@ -1,5 +1,6 @@
 """The optimizer-step benchmark (DESIGN §7): MTAdamV2 fused and reference against torch.optim.Adam,
-timed in one process on the parameter shapes of a torchvision model.
+timed in one process on the parameter shapes of a torchvision model; and the method benchmark: a
+multi-task method's full combine against the one-pass weighted sum of the task gradients.
 
 Byte model (what one step must move through memory, per parameter element):
   Adam:      read p, g, m, v and write p, m, v: 3 tensors of the parameter dtype and 4 of the state
@@ -8,6 +9,10 @@ Byte model (what one step must move through memory, per parameter element):
              writes p and each task's m, v: 2 + 2T tensors of the parameter dtype and 4T of the
              state dtype (float32, float64 for float64 parameters). For float32 and T = 2 that is
              14 floats against Adam's 7, so 2.0 is the floor of the time ratio.
+  A method:  any method must at least read the T gradients and write their combination (T + 1
+             elements per parameter element), which the one-pass weighted sum does. A Gramian
+             method (UPGrad, MGDA, ...) reads the gradients once more for the Gramian: (2T + 1) /
+             (T + 1) = 5/3 for T = 2, under the target of 2.0.
 """
 
 from __future__ import annotations
@@ -20,12 +25,15 @@ from dataclasses import asdict, dataclass
 import torch
 
 from . import ops
+from .aggregation import weighted_sum
 from .errors import ConfigError
+from .methods import MethodPreset
 from .optim import MTAdamV2
 from .presets import did_you_mean
 from .table import format_table
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16}
+METHOD_TARGET = 2.0  # a method's combine against the one-pass weighted sum (the Gramian route's floor: 5/3)
 
 
 @dataclass(frozen=True)
@@ -37,6 +45,26 @@ class BenchRow:
     gb_per_s: float
     ratio: float
     floor: float
+
+
+@dataclass(frozen=True)
+class MethodBenchResult:
+    """A method's full combine against the one-pass weighted sum, on the same [T, N] gradient buffer."""
+
+    method: str
+    title: str
+    model: str
+    num_params: int
+    num_tensors: int
+    tasks: int
+    dtype: str
+    device: str
+    repeat: int
+    threads: int
+    weighted_sum_ms: float
+    combine_ms: float
+    ratio: float
+    target: float
 
 
 @dataclass(frozen=True)
@@ -77,7 +105,7 @@ def _device(name: str) -> torch.device:
     return device
 
 
-def _median_ms(steps: list[Callable[[], None]], repeat: int, device: torch.device) -> list[float]:
+def median_ms(steps: list[Callable[[], None]], repeat: int, device: torch.device) -> list[float]:
     """Median wall time of each step function over `repeat` rounds, after two warm-up calls each
     (which also create the optimizer state).
 
@@ -99,30 +127,54 @@ def _median_ms(steps: list[Callable[[], None]], repeat: int, device: torch.devic
     return [1e3 * statistics.median(row_times) for row_times in times]
 
 
-def run_bench(model: str = "resnet18", tasks: int = 2, dtype: str = "float32", device: str = "cpu",
-              repeat: int = 20, threads: int | None = None) -> BenchResult:
-    """Times one step of each optimizer on the same parameters and gradients; `threads` sets torch's
-    intra-op threads for the run (default: as torch has them)."""
+def task_gradient_buffer(shapes: list[torch.Size], tasks: int, dtype: torch.dtype, device: torch.device,
+                         generator: torch.Generator) -> list[list[torch.Tensor]]:
+    """Random per-task gradients laid out as the trainer holds them (training/gradients.py
+    TaskGradients): ``grads[t][i]`` is a view of row t of one contiguous ``[T, N]`` buffer, shaped as
+    parameter i."""
+    total = sum(s.numel() for s in shapes)
+    buffer = torch.randn(tasks, total, generator=generator).to(device, dtype)
+    grads: list[list[torch.Tensor]] = [[] for _ in range(tasks)]
+    offset = 0
+    for shape in shapes:
+        for t in range(tasks):
+            grads[t].append(buffer[t, offset:offset + shape.numel()].view(shape))
+        offset += shape.numel()
+    return grads
+
+
+def _with_threads(threads: int | None, run: Callable[[], object]):
+    """``run()`` with torch's intra-op threads set to ``threads`` (None: as torch has them)."""
     if threads is not None and threads < 1:
         raise ConfigError(f"threads must be >= 1, got {threads}")
     previous = torch.get_num_threads()
     torch.set_num_threads(threads or previous)
     try:
-        return _run_bench(model, tasks, dtype, device, repeat)
+        return run()
     finally:
         torch.set_num_threads(previous)
 
 
-def _run_bench(model: str, tasks: int, dtype: str, device: str, repeat: int) -> BenchResult:
+def _checked(model: str, tasks: int, dtype: str, device: str, repeat: int):
+    """(device, dtype, parameter shapes) of a benchmark's options; ConfigError naming the first bad one."""
     if dtype not in DTYPES:
         raise ConfigError(f"unknown dtype {dtype!r}; expected one of {', '.join(DTYPES)}")
     if not 1 <= tasks <= ops.MAX_TASKS:  # the fused row takes one compiled call
         raise ConfigError(f"tasks must be in 1..{ops.MAX_TASKS}, got {tasks}")
     if repeat < 1:
         raise ConfigError(f"repeat must be >= 1, got {repeat}")
-    torch_device = _device(device)
-    torch_dtype = DTYPES[dtype]
-    shapes = parameter_shapes(model)
+    return _device(device), DTYPES[dtype], parameter_shapes(model)
+
+
+def run_bench(model: str = "resnet18", tasks: int = 2, dtype: str = "float32", device: str = "cpu",
+              repeat: int = 20, threads: int | None = None) -> BenchResult:
+    """Times one step of each optimizer on the same parameters and gradients; `threads` sets torch's
+    intra-op threads for the run (default: as torch has them)."""
+    return _with_threads(threads, lambda: _run_bench(model, tasks, dtype, device, repeat))
+
+
+def _run_bench(model: str, tasks: int, dtype: str, device: str, repeat: int) -> BenchResult:
+    torch_device, torch_dtype, shapes = _checked(model, tasks, dtype, device, repeat)
 
     generator = torch.Generator().manual_seed(0)
     params = [torch.randn(s, generator=generator).to(torch_device, torch_dtype) for s in shapes]
@@ -147,12 +199,41 @@ def _run_bench(model: str, tasks: int, dtype: str, device: str, repeat: int) -> 
                   ("MTAdamV2 (reference)", mtadamv2("reference"), mtadam_bytes)]
     if ops.supports(torch_device):
         candidates.insert(0, ("MTAdamV2 (fused)", mtadamv2("fused"), mtadam_bytes))
-    times = _median_ms([step for _, step, _ in candidates], repeat, torch_device)
+    times = median_ms([step for _, step, _ in candidates], repeat, torch_device)
     baseline = times[[name for name, _, _ in candidates].index("Adam (fused)")]
     rows = [BenchRow(name, ms, nbytes / (ms * 1e-3) / 1e9, ms / baseline, nbytes / adam_bytes)
             for (name, _, nbytes), ms in zip(candidates, times)]
     return BenchResult(model, numel, len(params), tasks, dtype, str(torch_device), repeat, torch.get_num_threads(),
                        rows)
+
+
+def run_method_bench(method: MethodPreset, model: str = "resnet18", tasks: int = 2, dtype: str = "float32",
+                     device: str = "cpu", repeat: int = 20, threads: int | None = None) -> MethodBenchResult:
+    """Times ``method``'s full combine (its default settings) against the one-pass weighted sum of the
+    task gradients, both on the same ``[T, N]`` buffer, every parameter reached by every task."""
+    return _with_threads(threads, lambda: _run_method_bench(method, model, tasks, dtype, device, repeat))
+
+
+def _run_method_bench(method: MethodPreset, model: str, tasks: int, dtype: str, device: str,
+                      repeat: int) -> MethodBenchResult:
+    torch_device, torch_dtype, shapes = _checked(model, tasks, dtype, device, repeat)
+    grads = task_gradient_buffer(shapes, tasks, torch_dtype, torch_device, torch.Generator().manual_seed(0))
+    built = method.build(tasks, **method.resolve({}))
+    for p in (built.parameters() if hasattr(built, "parameters") else ()):
+        p.data = p.data.to(torch_device)  # as the trainer moves a method's own loss weights
+    weights = torch.full((tasks,), 1.0 / tasks, device=torch_device)
+    losses = torch.ones(tasks, device=torch_device)
+    step = 0
+
+    def combine() -> None:
+        nonlocal step
+        step += 1  # a method may depend on the step (DWA's window, say): count as the trainer does
+        built.combine(grads, losses, step)
+
+    baseline_ms, combine_ms = median_ms([lambda: weighted_sum(grads, weights), combine], repeat, torch_device)
+    return MethodBenchResult(method.name, method.title, model, sum(s.numel() for s in shapes), len(shapes), tasks,
+                             dtype, str(torch_device), repeat, torch.get_num_threads(), baseline_ms, combine_ms,
+                             combine_ms / baseline_ms, METHOD_TARGET)
 
 
 def format_result(result: BenchResult) -> str:
@@ -167,6 +248,20 @@ def format_result(result: BenchResult) -> str:
     return "\n".join([title, "", format_table(headers, rows), "", note])
 
 
-def result_json(result: BenchResult) -> dict:
+def format_method_result(result: MethodBenchResult) -> str:
+    """The method result as a titled plain-text table, with the ratio against its target."""
+    title = (f"multi-task method combine, {result.model} shapes ({result.num_params / 1e6:.2f} M parameters in "
+             f"{result.num_tensors} tensors), T={result.tasks}, {result.dtype} on {result.device} "
+             f"({result.threads} CPU thread{'s' if result.threads != 1 else ''}), the task gradients as rows of one "
+             f"[T, N] buffer, median of {result.repeat} rounds; {ops.describe()}")
+    rows = [["weighted sum (one pass)", f"{result.weighted_sum_ms:.2f}", "1.00x"],
+            [f"{result.title} combine", f"{result.combine_ms:.2f}", f"{result.ratio:.2f}x"]]
+    verdict = "met" if result.ratio <= result.target else "missed"
+    note = (f"{result.method}: {result.ratio:.2f}x the one-pass weighted sum (target: at most "
+            f"{result.target:.1f}x, {verdict})")
+    return "\n".join([title, "", format_table(["step", "ms", "vs weighted sum"], rows), "", note])
+
+
+def result_json(result: BenchResult | MethodBenchResult) -> dict:
     """The result as plain data for --json."""
     return asdict(result)

@@ -1,15 +1,18 @@
-"""`mtbench bench`: the rows, the byte model, the output formats and one-line errors."""
+"""`mtbench bench`: the rows, the byte model, the output formats and one-line errors; --method."""
 
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
+import torch
 from click.testing import CliRunner
 
 from mtbench import ops
-from mtbench.bench import run_bench
+from mtbench.bench import run_bench, run_method_bench, task_gradient_buffer
 from mtbench.cli import main
+from mtbench.plugins import load_registry
 
 TINY = ["--model", "squeezenet1_1", "--repeat", "1", "--device", "cpu"]
 
@@ -65,3 +68,48 @@ def test_bad_options_give_one_line(args, message):
     result = CliRunner().invoke(main, ["bench", *args])
     assert result.exit_code != 0
     assert result.output.strip().splitlines() == [message]
+
+
+# -- --method: a multi-task method's combine against the one-pass weighted sum ------------------
+
+def test_task_gradients_are_rows_of_one_buffer():
+    shapes = [torch.Size([3, 2]), torch.Size([]), torch.Size([5])]
+    grads = task_gradient_buffer(shapes, 2, torch.float32, torch.device("cpu"), torch.Generator().manual_seed(0))
+    base = grads[0][0].untyped_storage().data_ptr()
+    offsets = [0, 6, 7]
+    for t in range(2):
+        for shape, offset, g in zip(shapes, offsets, grads[t]):
+            assert g.shape == shape and g.is_contiguous()
+            assert g.untyped_storage().data_ptr() == base and g.storage_offset() == t * 12 + offset
+
+
+@pytest.mark.parametrize("name", ["upgrad", "pcgrad", "uncertainty"])
+def test_method_bench(name):
+    method = load_registry().get_method(name)
+    result = run_method_bench(method, model="squeezenet1_1", tasks=2, repeat=1, device="cpu", threads=1)
+    assert (result.method, result.num_params, result.num_tensors, result.tasks) == (name, 1_235_496, 52, 2)
+    assert result.weighted_sum_ms > 0 and result.combine_ms > 0 and result.target == 2.0
+    assert result.ratio == pytest.approx(result.combine_ms / result.weighted_sum_ms)
+
+
+def test_method_command_prints_the_ratio_and_the_target():
+    result = CliRunner().invoke(main, ["bench", *TINY, "--threads", "1", "--method", "upgrad"])
+    assert result.exit_code == 0, result.output
+    assert "multi-task method combine, squeezenet1_1 shapes (1.24 M parameters in 52 tensors), T=2, float32 on " \
+           "cpu (1 CPU thread), the task gradients as rows of one [T, N] buffer" in result.output
+    assert "weighted sum (one pass)" in result.output and "UPGrad combine" in result.output
+    assert re.search(r"^upgrad: \d+\.\d\dx the one-pass weighted sum \(target: at most 2\.0x, (met|missed)\)$",
+                     result.output, re.MULTILINE)
+    data = json.loads(CliRunner().invoke(main, ["bench", *TINY, "--method", "pcgrad", "--json"]).output)
+    assert data["method"] == "pcgrad" and data["title"] == "PCGrad" and data["ratio"] > 0
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--method", "pcgard"], "Error: unknown method 'pcgard'; did you mean 'pcgrad'? (available: sum, "),
+    (["--method", "upgrad", "--tasks", "9"], "Error: tasks must be in 1..8, got 9"),
+])
+def test_method_bad_options_give_one_line(args, message):
+    result = CliRunner().invoke(main, ["bench", *TINY, *args])
+    assert result.exit_code != 0
+    (line,) = result.output.strip().splitlines()
+    assert line.startswith(message)
