@@ -6,6 +6,7 @@ from pathlib import Path
 
 from .errors import ConfigError
 
+TENSORBOARD_DIR = "tensorboard"  # inside the run directory
 STEP_SCALARS = ("loss_cls", "loss_seg", "loss")
 
 

@@ -26,7 +26,7 @@ from .data import DataBundle, build_datasets
 from .errors import ConfigError, DataError, MTBenchError, NonFiniteLossError, RunStopped
 from .model import MultiTaskNet, load_weights
 from .presets import OptimizerPreset
-from .rundir import RunDir, environment
+from .rundir import CONFIG_FILE, ENV_FILE, RunDir, environment
 from .training import checkpoint
 from .training.batches import Batches, seed_for
 from .training.checkpoint import TrainState
@@ -283,8 +283,8 @@ class Trainer:
 
         self.echo(f"run directory: {run.path}")
         self.log.open(self.state)
-        run.write_json("config.json", {**config.to_dict(), "preset": self._preset_info()})
-        run.write_json("env.json", environment(self.device, ops.describe()))
+        run.write_json(CONFIG_FILE, {**config.to_dict(), "preset": self._preset_info()})
+        run.write_json(ENV_FILE, environment(self.device, ops.describe()))
         self._summary("running")
         try:
             with _sigterm_as_interrupt():

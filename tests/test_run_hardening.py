@@ -249,3 +249,17 @@ def test_shell_completion_completes_commands_and_options_without_torch():
     env = {**os.environ, "_MTBENCH_COMPLETE": "bash_complete", "COMP_WORDS": "mtbench run --opt", "COMP_CWORD": "2"}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
     assert "plain,--optimizer" in out.stdout.splitlines() and out.stdout.splitlines()[-1] == "False", out.stdout
+
+
+@pytest.mark.slow
+def test_a_run_directory_in_use_is_refused_naming_the_holder(tmp_path):
+    proc, run_dir = _start_run(tmp_path)
+    try:
+        result = invoke(["run", "--resume", str(run_dir), "--quiet", "--epochs", "60"])
+        assert result.exit_code == 1, result.output
+        assert f"{run_dir} is in use by another process" in result.output and f"pid {proc.pid}" in result.output
+        assert "Traceback" not in result.output
+    finally:
+        proc.kill()
+        proc.communicate(timeout=60)
+    assert summary_of(run_dir)["status"] == "running"  # the refused process wrote nothing

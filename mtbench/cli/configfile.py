@@ -66,9 +66,12 @@ def _from_run_config(data: Any, path: Path) -> dict[str, Any]:
     for name, value in data.items():
         if name in _NOT_OPTIONS or value is None:
             continue
+        if name == "method_settings":
+            continue  # below, with the optimizer's settings
         key = _FIELD_OPTIONS.get(name, name.replace("_", "-"))
         if name == "hyperparams":
             value = [f"{k}={format_value(v, exact=True)}" for k, v in value.items()]
+            value += [f"method.{k}={format_value(v, exact=True)}" for k, v in data.get("method_settings", {}).items()]
         values[key] = value
     return values
 

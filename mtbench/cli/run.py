@@ -13,7 +13,7 @@ from ..config import (
     AMP_MODES, BACKBONES, NONFINITE_POLICIES, RESUMABLE_SETTINGS, SCHEDULES, SUM_METHOD, RunConfig, build_config,
 )
 from ..errors import ConfigError, MTBenchError
-from ..rundir import create_run_dir
+from ..rundir import CONFIG_FILE, create_run_dir
 from .configfile import config_option
 from .presets import format_settings
 
@@ -128,7 +128,7 @@ def run(ctx: click.Context, optimizer: str | None, out: Path, resume: Path | Non
             _remove_if_unused(Path(config.run_dir))
         raise
     except KeyboardInterrupt:
-        if Path(config.run_dir, "config.json").is_file():
+        if Path(config.run_dir, CONFIG_FILE).is_file():
             echo(f"\ninterrupted; resume with: mtbench run --resume {config.run_dir}", err=True)
         else:
             echo("\ninterrupted", err=True)
@@ -169,7 +169,7 @@ def method_preset(registry, name: str):
 def _resume_config(ctx: click.Context, registry, run_dir: Path, options: dict):
     from ..rundir import RunDir
 
-    if not (run_dir / "config.json").is_file():
+    if not (run_dir / CONFIG_FILE).is_file():
         raise ConfigError(f"--resume {run_dir}: not a run directory (no config.json)")
     changed = [
         name for name in list(options) + ["optimizer"]
@@ -180,7 +180,7 @@ def _resume_config(ctx: click.Context, registry, run_dir: Path, options: dict):
     if changed:
         flags = ", ".join("--" + n.replace("_", "-").replace("set-values", "set") for n in changed)
         raise ConfigError(f"--resume continues the run with its own settings; drop {flags}")
-    data = RunDir(run_dir).read_json("config.json")
+    data = RunDir(run_dir).read_json(CONFIG_FILE)
     data.pop("preset", None)
     data["run_dir"] = str(run_dir)
     for name in _RESUMABLE:

@@ -6,9 +6,9 @@ import math
 import statistics
 from typing import Callable
 
-from ..board import Board
+from ..board import TENSORBOARD_DIR, Board
 from ..config import RunConfig
-from ..rundir import RunDir, RunFileError
+from ..rundir import SUMMARY_FILE, RunDir, RunFileError
 from .checkpoint import TrainState
 from .gradients import StepResult
 
@@ -38,7 +38,7 @@ class RunLog:
         as the logs are trimmed."""
         self.opened = True
         if self.config.tensorboard and self.run.writable:
-            self.board = Board(self.run.file("tensorboard"), purge_step=state.counters["step"] + 1)
+            self.board = Board(self.run.file(TENSORBOARD_DIR), purge_step=state.counters["step"] + 1)
 
     def close(self) -> None:
         self.flush()
@@ -113,13 +113,13 @@ class RunLog:
             "method_settings": dict(self.config.method_settings),
             "device": device,
         }
-        self.run.write_json("summary.json", summary)
+        self.run.write_json(SUMMARY_FILE, summary)
         return summary
 
     def finished_summary(self) -> dict | None:
         """The summary of a run that completed, read back (None when there is none to trust)."""
         try:
-            summary = self.run.read_json("summary.json")
+            summary = self.run.read_json(SUMMARY_FILE)
         except RunFileError:
             return None
         return summary if summary.get("status") == "completed" else None
