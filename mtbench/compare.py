@@ -1,14 +1,22 @@
-"""Running a comparison: every optimizer for every seed, in one resumable comparison directory.
+"""Running a comparison: every row for every seed, in one resumable comparison directory.
+
+A comparison is a list of rows, each run once per seed. A row is an optimizer with a multi-task
+method, task weights and the tasks it trains, and has a role:
+
+    adam            "row"       method sum, the comparison's task weights, both tasks
+    adam+pcgrad     "row"       a multi-task method other than sum (--methods)
+    adam@w0.3       "sweep"     a point of the scalarization front: task weights (0.3, 0.7)
+    adam[cls]       "baseline"  a single-task baseline for Delta-m (--single-task)
 
 Layout of a comparison directory::
 
-    comparison.json          the optimizers, seeds and resolved settings (checked on resume)
-    runs/<optimizer>-seed<k>/ one run directory per optimizer and seed, written by the trainer
+    comparison.json          the rows, seeds and resolved settings (checked on resume)
+    runs/<row>-seed<k>/      one run directory per row and seed, written by the trainer
     report.md/.csv/.json, *.png   written by `mtbench report` (and at the end of `mtbench compare`)
     .lock                    while a `mtbench compare` works in it: a second one is turned away
 
-The trainer builds the model under the seed before any optimizer exists and draws the data order
-from the seed, so for each seed every optimizer starts from the same weights and sees the same
+The trainer builds the model under the seed before any optimizer or method exists and draws the
+data order from the seed, so for each seed every row starts from the same weights and sees the same
 batches; summary.json's ``init_weights_sha256`` records it and the report checks it.
 """
 
@@ -24,9 +32,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
-from .config import RunConfig
+from .config import SUM_METHOD, TASKS, RunConfig
 from .errors import ConfigError, MTBenchError
 from .locks import LOCK_FILE, DirLock
+from .methods import MethodPreset
 from .plugins import Registry
 from .presets import OptimizerPreset, format_value
 from .report import COMPARISON_FILE, RUNS_DIR, flatten, run_name
@@ -36,6 +45,8 @@ COMPARISON_FORMAT = 1
 # Settings left out of comparison.json: they differ between the runs of one comparison by design
 # (run_dir, seed), or change only speed, so a comparison may resume with another value (workers).
 _NOT_RECORDED = ("run_dir", "seed", "workers")
+ROLES = ("row", "sweep", "baseline")
+DEFAULT_HOLDOUT = 0.1  # compare selects on a holdout split by default; a single run holds out nothing
 
 
 def parse_seeds(text: str, first: int = 0) -> tuple[int, ...]:
@@ -59,6 +70,17 @@ def parse_seeds(text: str, first: int = 0) -> tuple[int, ...]:
     return tuple(values)
 
 
+def _names(text: str, example: str) -> list[str]:
+    """The names of a comma list, each once; ConfigError for an empty list or a repeated name."""
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    if not names:
+        raise ConfigError(f"{text!r} is empty: expected a comma list such as {example} (mtbench list shows all)")
+    repeated = next((n for i, n in enumerate(names) if n in names[:i]), None)
+    if repeated is not None:
+        raise ConfigError(f"{repeated!r} is listed twice")
+    return names
+
+
 def parse_optimizers(text: str | None, registry: Registry) -> list[str]:
     """The names in a comma list (None: every discovered preset), each checked against the registry."""
     if text is None:
@@ -66,54 +88,183 @@ def parse_optimizers(text: str | None, registry: Registry) -> list[str]:
         if not names:
             raise ConfigError("no optimizer presets were found (mtbench plugins shows why)")
         return names
-    names = [n.strip() for n in text.split(",") if n.strip()]
-    if not names:
-        raise ConfigError(f"{text!r} is empty: expected a comma list such as adam,sgd "
-                          "(mtbench list shows all)")
-    seen = set()
+    names = _names(text, "adam,sgd")
     for name in names:
-        if name in seen:
-            raise ConfigError(f"{name!r} is listed twice")
-        seen.add(name)
         registry.get(name)  # ConfigError with a did-you-mean for an unknown name
     return names
 
 
-def split_overrides(items: Sequence[str],
-                    presets: Mapping[str, OptimizerPreset]) -> tuple[dict[str, list[str]], list[str]]:
-    """Share ``--set`` items out to the compared optimizers.
+def parse_methods(text: str, registry: Registry) -> list[str]:
+    """The multi-task methods of a comma list (``sum`` is the plain weighted loss), each checked."""
+    names = _names(text, "sum,pcgrad")
+    for name in names:
+        registry.get_method(name)  # ConfigError with a did-you-mean for an unknown name
+    return names
 
-    ``name.key=value`` goes to optimizer ``name`` only; ``key=value`` goes to every compared
-    optimizer that accepts ``key`` and is an error when none does. Per-optimizer items come after
-    the shared ones, so they win. Returns the items per optimizer and a note for each shared item
-    that only some optimizers take.
+
+def parse_sweep(text: str) -> tuple[float, ...]:
+    """The weights w of ``--task-weights-sweep 0.1,0.3``: each a number in (0, 1), the tasks getting (w, 1-w)."""
+    items = [t.strip() for t in text.split(",")]
+    if not any(items):
+        raise ConfigError(f"{text!r} is empty: expected weights in (0, 1) such as 0.1,0.3,0.5,0.7,0.9")
+    weights: list[float] = []
+    for item in items:
+        try:
+            w = float(item)
+        except ValueError:
+            raise ConfigError(f"{item!r} is not a number: expected weights in (0, 1) such as "
+                              "0.1,0.3,0.5,0.7,0.9") from None
+        if not 0 < w < 1:  # also refuses nan
+            raise ConfigError(f"{item} is out of range: expected each weight w in (0, 1), the tasks "
+                              "getting w and 1-w")
+        if w in weights:
+            raise ConfigError(f"{item} is listed twice")
+        weights.append(w)
+    return tuple(weights)
+
+
+# ---------------------------------------------------------------------------------------------
+# Rows
+
+
+@dataclass(frozen=True)
+class Row:
+    """One line of a comparison: an optimizer with a method, task weights and tasks; run for each seed."""
+
+    name: str
+    optimizer: str
+    method: str = SUM_METHOD
+    task_weights: tuple[float, float] | None = None  # None: the comparison's --task-weights
+    tasks: tuple[str, ...] = TASKS
+    role: str = "row"
+
+    def options(self) -> dict[str, str]:
+        """The run options (as `mtbench run` names them) this row sets over the comparison's."""
+        options = {"tasks": ",".join(self.tasks)}
+        if self.task_weights is not None:
+            options["task_weights"] = ",".join(repr(w) for w in self.task_weights)
+        return options
+
+    def record(self, config: RunConfig) -> dict:
+        """The row as comparison.json lists it, with the task weights and tasks its runs use."""
+        return {"name": self.name, "optimizer": self.optimizer, "method": self.method,
+                "task_weights": list(config.task_weights), "tasks": list(config.tasks), "role": self.role}
+
+
+def plan_rows(optimizers: Mapping[str, OptimizerPreset], methods: Sequence[str], sweep: Sequence[float] = (),
+              baseline: OptimizerPreset | None = None) -> tuple[list[Row], list[str]]:
+    """The rows of a comparison, and a note for each optimizer left out of some of them.
+
+    Every optimizer with every method (an optimizer that takes the per-task gradients itself
+    composes with ``sum`` only); each single-gradient optimizer with ``sum`` at task weights
+    (w, 1-w) for each w of ``sweep``; with ``baseline``, one single-task row per task. ConfigError
+    when no optimizer-method pair is left, or the sweep or the baseline cannot be run.
     """
+    rows, notes = [], []
+    for name, preset in optimizers.items():
+        left_out = [m for m in methods if preset.per_task_gradients and m != SUM_METHOD]
+        if left_out:
+            notes.append(f"{name} with {', '.join(left_out)} left out: {name} takes the tasks' gradients apart and "
+                         "balances them itself, so it composes with the method sum only")
+        rows += [Row(name if m == SUM_METHOD else f"{name}+{m}", name, m) for m in methods if m not in left_out]
+    if not rows:
+        raise ConfigError(f"no row left to compare: {', '.join(optimizers)} with {', '.join(methods)} do not "
+                          "compose; add sum to --methods or a single-gradient optimizer such as adam to --optimizers")
+    if sweep:
+        swept = [name for name, preset in optimizers.items() if not preset.per_task_gradients]
+        if not swept:
+            raise ConfigError(f"--task-weights-sweep weights the loss of a single-gradient optimizer; "
+                              f"{', '.join(optimizers)} take per-task gradients (add one such as adam)")
+        if len(swept) < len(optimizers):
+            notes.append("the task-weight sweep leaves out " + ", ".join(n for n in optimizers if n not in swept)
+                         + " (per-task gradients: no weighted loss to sweep)")
+        rows += [Row(f"{name}@w{format_value(w)}", name, SUM_METHOD, (w, round(1 - w, 12)), TASKS, "sweep")
+                 for name in swept for w in sweep]
+    if baseline is not None:
+        if baseline.per_task_gradients:
+            raise ConfigError(f"--baseline {baseline.name} takes per-task gradients: a single-task baseline needs "
+                              "a single-gradient optimizer such as adam")
+        rows += [Row(f"{baseline.name}[{task}]", baseline.name, SUM_METHOD,
+                     tuple(1.0 if t == task else 0.0 for t in TASKS), (task,), "baseline") for task in TASKS]
+    seen: set[str] = set()
+    for row in rows:
+        if row.name in seen:  # a plugin's preset name with + @ or [ in it
+            raise ConfigError(f"two rows would both be named {row.name!r}; compare the optimizers in two "
+                              "comparisons, or rename one of the presets")
+        seen.add(row.name)
+    return rows, notes
+
+
+@dataclass
+class Overrides:
+    """``--set`` items shared out: ``key=value`` items per optimizer and per method (its settings)."""
+
+    optimizers: dict[str, list[str]]
+    methods: dict[str, list[str]]
+    notes: list[str]
+
+    def for_row(self, row: Row) -> list[str]:
+        """The row's items as build_config takes them (a method's settings as ``method.key=value``)."""
+        return self.optimizers[row.optimizer] + [f"method.{item}" for item in self.methods.get(row.method, [])]
+
+
+def split_overrides(items: Sequence[str], presets: Mapping[str, OptimizerPreset],
+                    methods: Mapping[str, MethodPreset | None] | None = None) -> Overrides:
+    """Share ``--set`` items out to the compared optimizers and methods (None stands for ``sum``).
+
+    ``name.key=value`` goes to optimizer ``name`` only, or is a setting of method ``name`` in its
+    rows; ``method.key=value`` goes to every compared method that accepts ``key``; ``key=value``
+    goes to every compared optimizer that accepts ``key``. Either shared form is an error when none
+    accepts the key and gets a note when only some do. Scoped items come after the shared ones, so
+    they win.
+    """
+    methods = methods or {}
+    settled = {name: m for name, m in methods.items() if m is not None}  # the methods that take settings
     shared: dict[str, list[str]] = {name: [] for name in presets}
     scoped: dict[str, list[str]] = {name: [] for name in presets}
+    method_shared: dict[str, list[str]] = {name: [] for name in settled}
+    method_scoped: dict[str, list[str]] = {name: [] for name in settled}
     notes = []
+
+    def share(item, key, value, table, out, kind):
+        takers = [name for name, preset in table.items() if preset.param(key) is not None]
+        if not table:
+            raise ConfigError(f"--set {item}: the compared methods ({', '.join(methods) or SUM_METHOD}) take no "
+                              "settings; add a method with --methods (mtbench list shows them)")
+        if not takers:
+            raise ConfigError(f"--set {item}: none of the compared {kind}s accepts {key!r} "
+                              "(mtbench list -v shows what each accepts)")
+        if len(takers) < len(table):
+            notes.append(f"--set {item} applies to {', '.join(takers)} only (the others do not accept {key!r})")
+        for name in takers:
+            out[name].append(f"{key}={value}")
+
     for item in items:
         key, sep, value = item.partition("=")
         key = key.strip()
         if not sep or not key:
-            raise ConfigError(f"bad setting {item!r}: expected key=value or optimizer.key=value, "
-                              "e.g. adam.lr=0.01")
-        if "." in key:
-            name, _, sub = key.partition(".")
-            if name not in presets:
-                raise ConfigError(f"--set {item}: {name!r} is not one of the compared optimizers "
-                                  f"({', '.join(presets)})")
-            scoped[name].append(f"{sub}={value}")
+            raise ConfigError(f"bad setting {item!r}: expected key=value, optimizer.key=value or "
+                              "method.key=value, e.g. adam.lr=0.01")
+        if "." not in key:
+            share(item, key, value, presets, shared, "optimizer")
             continue
-        takers = [name for name, preset in presets.items() if preset.param(key) is not None]
-        if not takers:
-            raise ConfigError(f"--set {item}: none of the compared optimizers accepts {key!r} "
-                              f"(mtbench list -v shows what each accepts)")
-        if len(takers) < len(presets):
-            notes.append(f"--set {item} applies to {', '.join(takers)} only "
-                         f"(the others do not accept {key!r})")
-        for name in takers:
-            shared[name].append(f"{key}={value}")
-    return {name: shared[name] + scoped[name] for name in presets}, notes
+        name, _, sub = key.partition(".")
+        if name == "method":
+            share(item, sub, value, settled, method_shared, "method")
+        elif name in presets and name in methods:
+            raise ConfigError(f"--set {item}: {name!r} names both a compared optimizer and a compared method")
+        elif name in presets:
+            scoped[name].append(f"{sub}={value}")
+        elif name in settled:
+            method_scoped[name].append(f"{sub}={value}")
+        elif name in methods:
+            raise ConfigError(f"--set {item}: the method {name} takes no settings")
+        else:
+            also = f" or methods ({', '.join(settled)})" if settled else ""
+            raise ConfigError(f"--set {item}: {name!r} is not one of the compared optimizers "
+                              f"({', '.join(presets)}){also}")
+    return Overrides({name: shared[name] + scoped[name] for name in presets},
+                     {name: method_shared[name] + method_scoped[name] for name in settled}, notes)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -122,46 +273,81 @@ def split_overrides(items: Sequence[str],
 
 @dataclass
 class PlannedRun:
-    """One optimizer and seed of a comparison, with its resolved config."""
+    """One row and seed of a comparison, with its optimizer, its method (None: sum) and its resolved config."""
 
-    optimizer: str
+    row: Row
     seed: int
     preset: OptimizerPreset
+    method: MethodPreset | None
     config: RunConfig
+
+    @property
+    def name(self) -> str:
+        return self.row.name
+
+    @property
+    def optimizer(self) -> str:
+        return self.row.optimizer
 
     @property
     def run_dir(self) -> Path:
         return Path(self.config.run_dir)
 
 
-def plan_comparison(presets: Mapping[str, OptimizerPreset], seeds: Sequence[int],
-                    make_config: Callable[[OptimizerPreset, int], RunConfig]) -> list[PlannedRun]:
-    """Every optimizer for every seed, seed by seed (an interrupted comparison has whole seeds done).
+def plan_comparison(rows: Sequence[Row], presets: Mapping[str, OptimizerPreset],
+                    methods: Mapping[str, MethodPreset | None], seeds: Sequence[int],
+                    make_config: Callable[[Row, OptimizerPreset, MethodPreset | None, int], RunConfig]
+                    ) -> list[PlannedRun]:
+    """Every row for every seed, seed by seed (an interrupted comparison has whole seeds done).
 
-    ``make_config(preset, seed)`` builds and checks each run's config; its ConfigError gets the
-    optimizer's name in front.
+    ``make_config(row, preset, method, seed)`` builds and checks each run's config; its ConfigError
+    gets the row's name in front.
     """
     plan = []
     for seed in seeds:
-        for name, preset in presets.items():
+        for row in rows:
+            preset, method = presets[row.optimizer], methods[row.method]
             try:
-                config = make_config(preset, seed)
+                config = make_config(row, preset, method, seed)
             except ConfigError as exc:
-                raise ConfigError(f"{name}: {exc}") from None
-            plan.append(PlannedRun(name, seed, preset, config))
+                raise ConfigError(f"{row.name}: {exc}") from None
+            plan.append(PlannedRun(row, seed, preset, method, config))
     return plan
 
 
 def comparison_record(plan: Sequence[PlannedRun]) -> dict:
-    """What comparison.json holds: the optimizers, the seeds and each optimizer's resolved settings."""
-    settings = {}
+    """What comparison.json holds: the optimizers, the rows, the seeds and each row's resolved settings.
+
+    ``optimizers`` lists the compared optimizers (those of the rows with role "row"); a baseline's
+    optimizer appears in its rows only.
+    """
+    settings: dict[str, dict] = {}
+    rows: dict[str, dict] = {}
+    seeded: dict[str, bool] = {}  # row -> its method's seed has been each run's seed so far
     for run in plan:
         config = json.loads(json.dumps(run.config.to_dict(), default=str))
-        settings.setdefault(run.optimizer, {k: v for k, v in config.items() if k not in _NOT_RECORDED})
+        settings.setdefault(run.name, {k: v for k, v in config.items() if k not in _NOT_RECORDED})
+        rows.setdefault(run.name, run.row.record(run.config))
+        seed = config["method_settings"].get("seed")
+        seeded[run.name] = seeded.get(run.name, True) and seed is not None and seed == run.seed
+    for name, follows in seeded.items():
+        if follows:
+            # The method draws from each run's own seed, which the record leaves out like the seed itself
+            # (one seed set explicitly to that same value makes the same runs, and the same record).
+            del settings[name]["method_settings"]["seed"]
     return {"format": COMPARISON_FORMAT,
-            "optimizers": list(dict.fromkeys(r.optimizer for r in plan)),
+            "optimizers": list(dict.fromkeys(r.optimizer for r in plan if r.row.role == "row")),
+            "rows": list(rows.values()),
             "seeds": list(dict.fromkeys(r.seed for r in plan)),
             "settings": settings}
+
+
+def row_names(record: dict) -> list[str]:
+    """The row names of a comparison record; a record written before rows existed has one per optimizer."""
+    rows = record.get("rows")
+    if rows is None:
+        return list(record.get("optimizers") or [])
+    return [row.get("name") for row in rows if isinstance(row, dict)]
 
 
 def default_directory(record: dict, root: Path = Path("comparisons")) -> Path:
@@ -171,9 +357,9 @@ def default_directory(record: dict, root: Path = Path("comparisons")) -> Path:
 
 
 def locate_runs(plan: Sequence[PlannedRun], out: Path) -> list[PlannedRun]:
-    """The plan with each run's directory set to ``out/runs/<optimizer>-seed<k>``."""
+    """The plan with each run's directory set to ``out/runs/<row>-seed<k>``."""
     return [dataclasses.replace(run, config=dataclasses.replace(
-        run.config, run_dir=str(out / RUNS_DIR / run_name(run.optimizer, run.seed)))) for run in plan]
+        run.config, run_dir=str(out / RUNS_DIR / run_name(run.name, run.seed)))) for run in plan]
 
 
 def open_directory(out: Path, record: dict, wait: bool = False,
@@ -225,25 +411,31 @@ def describe_difference(old: dict, new: dict, limit: int = 3) -> str | None:
     """The settings in which two comparison records differ, as 'key: now X, there Y' (None: same)."""
     if old.get("format") != new.get("format"):
         return f"format {old.get('format')!r} there, {new.get('format')!r} now"
-    for key in ("optimizers", "seeds"):
-        if old.get(key) != new.get(key):
-            return f"{key}: {_show(new.get(key))} now, {_show(old.get(key))} there"
+    for key, there, now in (("optimizers", old.get("optimizers"), new.get("optimizers")),
+                            ("rows", row_names(old), row_names(new)), ("seeds", old.get("seeds"), new.get("seeds"))):
+        if there != now:
+            return f"{key}: {_show(now)} now, {_show(there)} there"
     old_s, new_s = old.get("settings") or {}, new.get("settings") or {}
     per_key: dict[str, list[str]] = {}
     for name in new_s:
-        a, b = flatten(old_s.get(name, {})), flatten(new_s[name])
+        a, b = _flat(old_s.get(name, {})), _flat(new_s[name])
         for key in sorted(a.keys() | b.keys()):
             if a.get(key) != b.get(key):
                 per_key.setdefault(key, []).append(name)
     diffs = []
     for key, names in per_key.items():
         first = names[0]
-        a, b = flatten(old_s.get(first, {})).get(key), flatten(new_s[first]).get(key)
+        a, b = _flat(old_s.get(first, {})).get(key), _flat(new_s[first]).get(key)
         where = key if len(names) == len(new_s) else f"{', '.join(names)} {key}"
         diffs.append(f"{where}: {_show(b)} now, {_show(a)} there")
     if not diffs:
         return None
     return "; ".join(diffs[:limit]) + (f"; and {len(diffs) - limit} more" if len(diffs) > limit else "")
+
+
+def _flat(settings: dict) -> dict:
+    """Settings flattened; an empty group (no method settings) says no more than its absent keys do."""
+    return {k: v for k, v in flatten(settings).items() if v != {}}
 
 
 def _show(value) -> str:
@@ -288,7 +480,7 @@ def run_comparison(plan: Sequence[PlannedRun], train_fn: Callable | None = None,
     outcomes = []
     start = time.monotonic()
     for i, run in enumerate(plan, 1):
-        head = f"[{i}/{len(plan)}] {run.optimizer} seed {run.seed}"
+        head = f"[{i}/{len(plan)}] {run.name} seed {run.seed}"
         state = run_state(run.run_dir)
         if state == "completed":
             echo(f"{head}: completed before, skipped")
@@ -298,8 +490,9 @@ def run_comparison(plan: Sequence[PlannedRun], train_fn: Callable | None = None,
              + f"  [{_clock(time.monotonic() - start)} elapsed]")
         error = None
         try:
-            summary = train_fn(run.config, run.preset, resume=state == "resume", progress=progress, echo=echo)
-        except Exception as exc:  # one optimizer's failure must not end the comparison (Ctrl-C still does)
+            summary = train_fn(run.config, run.preset, method=run.method, resume=state == "resume",
+                               progress=progress, echo=echo)
+        except Exception as exc:  # one row's failure must not end the comparison (Ctrl-C still does)
             error = str(exc) if isinstance(exc, MTBenchError) else f"{type(exc).__name__}: {exc}"
         else:
             if summary.get("status") != "completed":
@@ -316,9 +509,9 @@ def torchrun_train(nproc: int, plugin_paths: Sequence[str] = ()) -> Callable[...
     """A ``train`` that runs each run as ``torchrun --nproc-per-node N -m mtbench run --resume DIR``.
 
     The run's config.json is written first, so the launched processes read exactly this config
-    (a run directory without a checkpoint starts from scratch).
+    (a run directory without a checkpoint starts from scratch) and find its method by name.
     """
-    def train_distributed(config, preset, *, resume, progress, echo) -> dict:
+    def train_distributed(config, preset, *, method, resume, progress, echo) -> dict:
         run = RunDir(config.run_dir)
         with run.lock():  # released before torchrun starts: its rank 0 takes the lock in turn
             if not resume:

@@ -63,9 +63,10 @@ def test_parse_optimizers_rejects(registry, text, message):
 
 def test_overrides_scoped_and_shared(registry):
     presets = {n: registry.get(n) for n in ("sgd", "adam")}
-    per, notes = split_overrides(["adam.lr=0.5", "lr=0.1", "momentum=0.95"], presets)
-    assert per == {"sgd": ["lr=0.1", "momentum=0.95"], "adam": ["lr=0.1", "lr=0.5"]}  # scoped last: it wins
-    assert notes == ["--set momentum=0.95 applies to sgd only (the others do not accept 'momentum')"]
+    overrides = split_overrides(["adam.lr=0.5", "lr=0.1", "momentum=0.95"], presets)
+    # scoped last: it wins
+    assert overrides.optimizers == {"sgd": ["lr=0.1", "momentum=0.95"], "adam": ["lr=0.1", "lr=0.5"]}
+    assert overrides.notes == ["--set momentum=0.95 applies to sgd only (the others do not accept 'momentum')"]
 
 
 @pytest.mark.parametrize("item, message", [
@@ -101,7 +102,7 @@ class FakeTrainer:
         self.calls = []
         self.fail, self.interrupt, self.early = fail, interrupt, early
 
-    def __call__(self, config, preset, *, resume=False, progress=True, echo=print):
+    def __call__(self, config, preset, *, method=None, resume=False, progress=True, echo=print):
         self.calls.append((config.optimizer, config.seed, resume))
         if config.optimizer == self.early:
             raise ConfigError(f"--batch-size {config.batch_size} is larger than the training set")
@@ -308,7 +309,9 @@ def test_three_optimizers_two_seeds_on_tiny_data(tmp_path):
     summaries = {(s["optimizer"], s["seed"]): s
                  for s in (json.loads(p.read_text()) for p in out.glob("runs/*/summary.json"))}
     assert sorted(summaries) == sorted((o, s) for o in ("sgd", "adam", "mtadamv2") for s in (0, 1))
-    assert all(s["status"] == "completed" and s["steps"] == 2 for s in summaries.values())
+    # compare holds out 10 % by default: 2 of the 16 training images, so 14 make one step of 8
+    assert all(s["status"] == "completed" and s["steps"] == 1 and s["holdout"] == 0.1
+               and s["holdout_top1"] is not None for s in summaries.values())
     for seed in (0, 1):
         # same initial weights, and the same first batches: the loss before any update agrees
         assert len({summaries[(o, seed)]["init_weights_sha256"] for o in ("sgd", "adam", "mtadamv2")}) == 1

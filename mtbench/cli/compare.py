@@ -1,4 +1,5 @@
-"""`mtbench compare` and `mtbench report`: every optimizer over seeds, then tables and plots."""
+"""`mtbench compare` and `mtbench report`: every row (optimizer x method, sweep, baselines) over seeds,
+then tables and plots."""
 
 from __future__ import annotations
 
@@ -8,35 +9,62 @@ import click
 from click.core import ParameterSource
 
 from ..compare import (
-    comparison_record, default_directory, locate_runs, open_directory, parse_optimizers, parse_seeds,
-    plan_comparison, run_comparison, run_state, split_overrides, torchrun_train,
+    DEFAULT_HOLDOUT, comparison_record, default_directory, locate_runs, open_directory, parse_methods,
+    parse_optimizers, parse_seeds, parse_sweep, plan_comparison, plan_rows, run_comparison, run_state,
+    split_overrides, torchrun_train,
 )
 from ..errors import ConfigError, MTBenchError
 from ..plots import write_plots
 from ..convergence import TARGET_FRACTION
 from ..report import Report, build_report, find_runs, is_comparison_dir, terminal_table, write_tables
-from ..config import build_config
+from ..config import SUM_METHOD, TASKS, build_config
 from .configfile import config_option
-from .run import run_options
+from .run import method_preset, run_options
 
 
 def _stderr(line: str) -> None:
     click.echo(line, err=True)
 
 
+def _parsed(parse, text, hint: str):
+    """``parse(text)``, its ConfigError as click's one-line error on the option ``hint``."""
+    try:
+        return parse(text)
+    except ConfigError as exc:
+        raise click.BadParameter(str(exc), param_hint=hint) from None
+
+
 @click.command(epilog="""\b
---set applies per optimizer:
-  --set adam.lr=0.003     only adam
-  --set lr=0.003          every compared optimizer that accepts lr (an error if none does)
+Rows (each run for every seed, from the same initial weights on the same data):
+  adam          --optimizers adam (the method sum)
+  adam+pcgrad   --methods sum,pcgrad crosses the methods with the optimizers
+  adam@w0.3     --task-weights-sweep 0.3,...: task weights (0.3, 0.7), the scalarization front
+  adam[cls]     --single-task: one run per task alone with --baseline (for Delta-m)
 \b
-The comparison directory holds comparison.json (the settings), runs/<optimizer>-seed<k>/ and the
-report (report.md/.csv/.json, loss.png, validation.png, final.png). Running the same command again
-skips the completed runs and runs the others again, from their last checkpoint where they have one;
-a directory made with other settings is refused, and so is one that another `mtbench compare` is
-working in (--wait waits for it instead). The exit status is 1 when any run failed (the table says
-which and why; the other runs are reported as usual).""")
+--set applies per optimizer or method:
+  --set adam.lr=0.003        only adam
+  --set lr=0.003             every compared optimizer that accepts lr (an error if none does)
+  --set pcgrad.seed=1        a setting of the method pcgrad, in its rows
+  --set method.reg_eps=1e-3  every compared method that accepts reg_eps
+\b
+The comparison directory holds comparison.json (the rows and settings), runs/<row>-seed<k>/ and the
+report (report.md/.csv/.json, loss.png, validation.png, final.png, conflict.png). Running the same
+command again skips the completed runs and runs the others again, from their last checkpoint where
+they have one; a directory made with other settings is refused, and so is one that another
+`mtbench compare` is working in (--wait waits for it instead). The exit status is 1 when any run
+failed (the table says which and why; the other runs are reported as usual).""")
 @click.option("--optimizers", default=None, metavar="A,B,...",
               help="Optimizers to compare, comma-separated [default: every discovered preset].")
+@click.option("--methods", default=SUM_METHOD, show_default=True, metavar="M1,M2,...",
+              help="Multi-task methods, each crossed with every optimizer (mtbench list shows them); one that "
+                   "takes per-task gradients itself (mtadamv2) composes with sum only.")
+@click.option("--task-weights-sweep", "sweep", default=None, metavar="W1,W2,...",
+              help="Also run each single-gradient optimizer with the method sum at task weights (w, 1-w) for "
+                   "each w in (0, 1): the scalarization front, e.g. 0.1,0.3,0.5,0.7,0.9.")
+@click.option("--single-task", is_flag=True,
+              help="Also run single-task baselines: one run per task alone with --baseline, for Delta-m.")
+@click.option("--baseline", default="adam", show_default=True, metavar="NAME",
+              help="The single-gradient optimizer of the --single-task baselines.")
 @click.option("--seeds", default="1", show_default=True, metavar="N | S1,S2,...",
               help="A count (3: seeds --seed, --seed+1, --seed+2) or a list of seeds (0,5,7).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
@@ -50,30 +78,38 @@ which and why; the other runs are reported as usual).""")
 @run_options
 @config_option
 @click.pass_context
-def compare(ctx: click.Context, optimizers: str | None, seeds: str, out: Path | None, quiet: bool,
-            wait: bool, nproc_per_node: int, **options) -> None:
-    """Train every optimizer from the same initial weights on the same data, for each seed, then
-    write the comparison table and plots."""
+def compare(ctx: click.Context, optimizers: str | None, methods: str, sweep: str | None, single_task: bool,
+            baseline: str, seeds: str, out: Path | None, quiet: bool, wait: bool, nproc_per_node: int,
+            **options) -> None:
+    """Train every row (optimizers crossed with methods, a task-weight sweep, single-task baselines)
+    from the same initial weights on the same data, for each seed, then write the comparison table
+    and plots."""
     registry = ctx.obj.registry
-    try:
-        names = parse_optimizers(optimizers, registry)
-    except ConfigError as exc:
-        raise click.BadParameter(str(exc), param_hint="--optimizers") from None
+    _refuse_run_only(ctx, options)
+    names = _parsed(lambda text: parse_optimizers(text, registry), optimizers, "--optimizers")
+    method_names = _parsed(lambda text: parse_methods(text, registry), methods, "--methods")
+    weights = _parsed(parse_sweep, sweep, "--task-weights-sweep") if sweep is not None else ()
     seed_given = ctx.get_parameter_source("seed") == ParameterSource.COMMANDLINE
-    try:
-        seed_list = parse_seeds(seeds, first=options["seed"])
-    except ConfigError as exc:
-        raise click.BadParameter(str(exc), param_hint="--seeds") from None
+    seed_list = _parsed(lambda text: parse_seeds(text, first=options["seed"]), seeds, "--seeds")
     if seed_given and "," in seeds:
         raise click.BadParameter(f"--seeds {seeds} lists the seeds; --seed only sets the first seed of "
                                  "a count (--seeds 3 --seed 10): give one of them", param_hint="--seed")
-    presets = {name: registry.get(name) for name in names}
-    overrides, notes = split_overrides(options.pop("set_values"), presets)
-    for note in notes:
+    if not single_task and ctx.get_parameter_source("baseline") == ParameterSource.COMMANDLINE:
+        raise click.BadParameter(f"--baseline {baseline} names the optimizer of the single-task baselines; "
+                                 "add --single-task to run them", param_hint="--baseline")
+    base = _parsed(registry.get, baseline, "--baseline") if single_task else None
+    compared = {name: registry.get(name) for name in names}
+    rows, notes = plan_rows(compared, method_names, weights, base)
+    presets = {row.optimizer: registry.get(row.optimizer) for row in rows}
+    row_methods = {row.method: method_preset(registry, row.method) for row in rows}
+    overrides = split_overrides(options.pop("set_values"), presets, row_methods)
+    for note in notes + overrides.notes:
         _stderr(f"note: {note}")
+    if options["holdout"] is None:
+        options["holdout"] = DEFAULT_HOLDOUT
 
-    plan = plan_comparison(presets, seed_list, lambda preset, seed: build_config(
-        preset, "", **{**options, "seed": seed, "set_values": overrides[preset.name]}))
+    plan = plan_comparison(rows, presets, row_methods, seed_list, lambda row, preset, method, seed: build_config(
+        preset, "", method, **{**options, **row.options(), "seed": seed, "set_values": overrides.for_row(row)}))
     record = comparison_record(plan)
     out = out or default_directory(record)
     lock, resumed = open_directory(out, record, wait=wait,
@@ -84,8 +120,8 @@ def compare(ctx: click.Context, optimizers: str | None, seeds: str, out: Path | 
     done = sum(run_state(run.run_dir) == "completed" for run in plan)
     resuming = f" (resuming: {done} of {len(plan)} runs completed)" if resumed else ""
     _stderr(f"comparison directory: {out}{resuming}")
-    _stderr(f"{len(names)} optimizers x {len(seed_list)} seed{'s' * (len(seed_list) > 1)} "
-            f"({', '.join(map(str, seed_list))}) = {len(plan)} runs: {', '.join(names)}")
+    _stderr(f"{len(rows)} row{'s' * (len(rows) > 1)} x {len(seed_list)} seed{'s' * (len(seed_list) > 1)} "
+            f"({', '.join(map(str, seed_list))}) = {len(plan)} runs: {', '.join(row.name for row in rows)}")
     try:
         train_fn = torchrun_train(nproc_per_node, ctx.obj.plugin_paths) if nproc_per_node > 1 else None
         outcomes = run_comparison(plan, train_fn, progress=not quiet, echo=_stderr)
@@ -100,8 +136,19 @@ def compare(ctx: click.Context, optimizers: str | None, seeds: str, out: Path | 
         run.failure = reasons.get(run.path)  # a run that failed before writing its summary
     publish(build_report(runs, expected=_expected(presets.values())), out)
     if failed:
-        which = "; ".join(f"{o.run.optimizer} seed {o.run.seed}: {o.error}" for o in failed)
+        which = "; ".join(f"{o.run.name} seed {o.run.seed}: {o.error}" for o in failed)
         raise MTBenchError(f"{len(failed)} of {len(outcomes)} runs failed ({which})")
+
+
+def _refuse_run_only(ctx: click.Context, options: dict) -> None:
+    """`mtbench run`'s --method and --tasks choose one run's strategy; a comparison chooses per row."""
+    method, tasks = options.pop("method"), options.pop("tasks")
+    if method != SUM_METHOD:
+        raise click.BadParameter(f"--method {method}: compare crosses --methods with the optimizers, e.g. "
+                                 f"--methods sum,{method}", param_hint="--method")
+    if {t.strip() for t in tasks.split(",")} != set(TASKS):
+        raise click.BadParameter(f"--tasks {tasks}: every compared row trains both tasks; --single-task adds "
+                                 "a single-task baseline per task", param_hint="--tasks")
 
 
 @click.command()
