@@ -1,32 +1,59 @@
-"""Measured convergence: a target common to every optimizer of a comparison, steps to reach it, labels.
+"""Measured convergence: the joint score, targets common to every row of a comparison, steps to reach
+them, and the labels.
 
-The target is a fraction of the best final joint score, where the joint score puts top-1 and mIoU
-on one scale by dividing each by the best final value any optimizer reached. Steps and seconds
-are read at the end of the first epoch whose validation reaches the target (epochs.csv has one
-row per epoch; no interpolation). The label compares those steps with the fastest optimizer's.
+Two kinds of target, both read at the end of each epoch (epochs.csv has one row per epoch; no
+interpolation between epochs):
+
+- absolute (AlgoPerf's fixed targets): ``--target top1=0.5,miou=0.3``, every named task must reach
+  its value;
+- relative (the default, ``--target relative``): a fraction of the best final joint score of the
+  comparison, where each task is first divided by the best final value any row reached, so that
+  top-1 and mIoU count alike whatever their scales. It moves with the rows compared, so it serves
+  within one comparison, not across comparisons.
+
+The label compares a row's steps to target with the fastest row's.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Sequence
 
+from .config import TASKS
+from .errors import ConfigError
 from .rundir import EpochRow
 
 TARGET_FRACTION = 0.9
+RELATIVE = "relative"
+# The per-task metrics a target, a joint score or a selection reads, keyed by the task they measure.
+TASK_METRICS = {"cls": "top1", "seg": "miou"}
 # Convergence labels from steps-to-target relative to the fastest optimizer: (label, largest ratio).
 THRESHOLDS = (("fast", 1.25), ("medium", 2.0), ("slow", 3.0))
 SLOWEST_LABEL = "very slow"
 NOT_REACHED = "not reached"
+_EPSILON = 1e-12  # a value equal to its target up to float rounding reaches it
+
+
+def joint_score(top1: float | None, miou: float | None, tasks: Sequence[str] = TASKS) -> float | None:
+    """The one number a run is ranked by: the mean of its trained tasks' metrics (top-1, mIoU).
+
+    Absolute on purpose: a run's score depends on that run alone, so rows can be compared seed by seed
+    with a paired test. A run that trains one task alone scores that task's metric. None when a
+    trained task has no value.
+    """
+    values = [v for task, v in zip(TASKS, (top1, miou)) if task in tasks]
+    if not values or any(v is None for v in values):
+        return None
+    return sum(values) / len(values)
 
 
 @dataclass(frozen=True)
 class Target:
-    """The convergence target common to every optimizer of a comparison.
+    """The relative target: ``fraction`` of the best final relative joint score of a comparison.
 
-    joint(top1, miou) = mean over the two tasks of value / reference, where a task's reference is
-    the best final mean (over seeds) that any optimizer reached; the target is ``fraction`` of the
-    best final joint score. Normalising puts top-1 and mIoU on one scale, so neither task dominates.
+    Relative joint(top1, miou) = mean over the two tasks of value / reference, where a task's
+    reference is the best final mean (over seeds) that any row reached.
     """
 
     fraction: float
@@ -34,20 +61,93 @@ class Target:
     miou_ref: float | None
     score: float
 
+    kind = RELATIVE
+
     def joint(self, top1: float | None, miou: float | None) -> float | None:
         parts = [(v, ref) for v, ref in ((top1, self.top1_ref), (miou, self.miou_ref)) if ref]
         if not parts or any(v is None for v, _ in parts):
             return None
         return sum(v / ref for v, ref in parts) / len(parts)
 
+    def reached(self, top1: float | None, miou: float | None) -> bool:
+        joint = self.joint(top1, miou)
+        return joint is not None and joint >= self.score - _EPSILON
+
+    def describe(self) -> str:
+        refs = [f"{name}/{ref:.3f}" for name, ref in (("top-1", self.top1_ref), ("mIoU", self.miou_ref)) if ref]
+        return (f"relative: relative joint score >= {self.score:.3f} = {self.fraction:g} x the best final "
+                f"relative joint score, relative joint = mean of {' and '.join(refs)} (each task relative "
+                f"to the best final mean in this comparison)")
+
     def to_dict(self) -> dict:
-        return {"fraction": self.fraction, "top1_reference": self.top1_ref,
+        return {"kind": self.kind, "fraction": self.fraction, "top1_reference": self.top1_ref,
                 "miou_reference": self.miou_ref, "joint_score": self.score}
+
+
+@dataclass(frozen=True)
+class AbsoluteTarget:
+    """Fixed per-task targets (None: that task has none); a run reaches them when it meets all of them."""
+
+    top1: float | None = None
+    miou: float | None = None
+
+    kind = "absolute"
+
+    def reached(self, top1: float | None, miou: float | None) -> bool:
+        return all(value is not None and value >= goal - _EPSILON
+                   for value, goal in ((top1, self.top1), (miou, self.miou)) if goal is not None)
+
+    def needs(self, tasks: Sequence[str]) -> bool:
+        """Whether a run training ``tasks`` can meet these targets (a task it does not train cannot)."""
+        return all(goal is None or task in tasks
+                   for task, goal in (("cls", self.top1), ("seg", self.miou)))
+
+    def describe(self) -> str:
+        parts = [f"{name} >= {goal:g}" for name, goal in (("top-1", self.top1), ("mIoU", self.miou))
+                 if goal is not None]
+        return "absolute: " + " and ".join(parts)
+
+    def to_dict(self) -> dict:
+        return {"kind": self.kind, "top1": self.top1, "miou": self.miou}
+
+
+def parse_target(text: str) -> float | AbsoluteTarget:
+    """``--target``: ``relative`` (the default fraction), a fraction in (0, 1) of the best final relative
+    joint score, or absolute per-task targets ``top1=0.5,miou=0.3`` (values in (0, 1])."""
+    text = text.strip()
+    if text == RELATIVE:
+        return TARGET_FRACTION
+    expected = (f"expected {RELATIVE}, a fraction such as 0.8 of the best final joint score, or "
+                f"per-task targets such as top1=0.5,miou=0.3")
+    if "=" not in text:
+        try:
+            fraction = float(text)
+        except ValueError:
+            raise ConfigError(f"--target {text!r} does not parse: {expected}") from None
+        if not 0 < fraction < 1:
+            raise ConfigError(f"--target {text}: a relative target must be a fraction in (0, 1)")
+        return fraction
+    goals: dict[str, float] = {}
+    for item in text.split(","):
+        key, _, value = (part.strip() for part in item.partition("="))
+        if key not in TASK_METRICS.values():
+            raise ConfigError(f"--target {text!r}: {key!r} is not a target metric "
+                              f"(expected {' or '.join(TASK_METRICS.values())}, e.g. top1=0.5,miou=0.3)")
+        if key in goals:
+            raise ConfigError(f"--target {text!r} names {key} twice")
+        try:
+            goal = float(value)
+        except ValueError:
+            raise ConfigError(f"--target {text!r}: {key}={value!r} is not a number: {expected}") from None
+        if not (math.isfinite(goal) and 0 < goal <= 1):
+            raise ConfigError(f"--target {text!r}: {key}={value} is out of range (expected a value in (0, 1])")
+        goals[key] = goal
+    return AbsoluteTarget(**goals)
 
 
 def convergence_target(finals: Sequence[tuple[float | None, float | None]],
                        fraction: float = TARGET_FRACTION) -> Target | None:
-    """The target from each optimizer's final (mean top-1, mean mIoU); None when nothing was learned."""
+    """The relative target from each row's final (mean top-1, mean mIoU); None when nothing was learned."""
     top1_ref = max((t for t, _ in finals if t is not None and t > 0), default=None)
     miou_ref = max((m for _, m in finals if m is not None and m > 0), default=None)
     if top1_ref is None and miou_ref is None:
@@ -59,21 +159,26 @@ def convergence_target(finals: Sequence[tuple[float | None, float | None]],
     return Target(fraction, top1_ref, miou_ref, fraction * best)
 
 
-def first_reach(epochs: Sequence[EpochRow], target: Target) -> tuple[float, float] | None:
-    """(steps, seconds) at the end of the first epoch whose validation reaches the target, or None.
+def epoch_metrics(row: EpochRow, split: str) -> tuple[float | None, float | None]:
+    """(top-1, mIoU) of one epoch on ``split``: "val" (the test split) or "holdout"."""
+    return getattr(row, f"{split}_top1"), getattr(row, f"{split}_miou")
+
+
+def first_reach(epochs: Sequence[EpochRow], target: Target | AbsoluteTarget,
+                split: str = "val") -> tuple[float, float] | None:
+    """(steps, seconds) at the end of the first epoch whose ``split`` figures reach the target, or None.
 
     Per-epoch granularity, no interpolation between epochs.
     """
     for row in epochs:
-        joint = target.joint(row.val_top1, row.val_miou)
-        if joint is not None and joint >= target.score - 1e-12:
+        if target.reached(*epoch_metrics(row, split)):
             return row.step, row.seconds
     return None
 
 
 def convergence_label(ratio: float | None) -> str:
-    """fast / medium / slow / very slow from steps-to-target relative to the fastest optimizer."""
-    if ratio is None:
+    """fast / medium / slow / very slow from steps-to-target relative to the fastest row."""
+    if ratio is None or not math.isfinite(ratio):
         return NOT_REACHED
     for label, limit in THRESHOLDS:
         if ratio <= limit + 1e-9:

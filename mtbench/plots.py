@@ -1,4 +1,5 @@
-"""PNG figures of a comparison, drawn from run directories: losses, validation curves, final metrics.
+"""PNG figures of a comparison, drawn from run directories: losses, validation curves, reported metrics,
+the scalarization front and, across workloads, performance profiles.
 
 Figures are built on matplotlib's object API with the Agg canvas, so nothing needs a display and
 no global pyplot state is touched.
@@ -16,6 +17,7 @@ from matplotlib.figure import Figure
 
 from .report import Group, Report
 from .rundir import atomic_writer, finite_number, read_metrics
+from .stats import PROFILE_TAU_MAX, performance_profile
 
 LOSS_BINS = 200  # points per loss curve: each the mean of the steps in its bin (smoothing + thinning)
 DPI = 110
@@ -143,19 +145,24 @@ def plot_validation(groups: Sequence[Group], path: Path) -> Path:
     return _save(fig, path)
 
 
+def _half_ci(summary: dict | None, scale: float) -> float:
+    if not summary or summary.get("ci_low") is None:
+        return 0.0
+    return (summary["ci_high"] - summary["ci_low"]) / 2 * scale
+
+
 def plot_final(report: Report, path: Path) -> Path:
-    """Bars of the final top-1 and mIoU per optimizer, error bars one standard deviation over seeds."""
+    """Bars of the reported top-1 and mIoU per row, error bars the 95 % interval over seeds."""
     rows = report.rows
     colors = _colors([r.group for r in rows])
     x = np.arange(len(rows))
     fig = Figure(figsize=(max(8, 1.3 * len(rows) + 4), 4.8), layout="constrained")
-    for ax, attr, scale, title, ylabel, fmt in zip(
+    for ax, key, scale, title, ylabel, fmt in zip(
             fig.subplots(1, 2), ("top1", "miou"), (100.0, 1.0),
-            ("Final validation top-1", "Final validation mIoU"),
-            ("top-1 accuracy (%)", "mIoU (fraction)"), ("{:.1f}", "{:.3f}")):
-        stats = [getattr(r, attr) for r in rows]
-        heights = [s.mean * scale if s else 0.0 for s in stats]
-        errors = [s.std * scale if s and s.std is not None else 0.0 for s in stats]
+            ("Test top-1", "Test mIoU"), ("top-1 accuracy (%)", "mIoU (fraction)"), ("{:.1f}", "{:.3f}")):
+        stats = [r.metrics[key] if r.metrics[key] and r.metrics[key]["mean"] is not None else None for r in rows]
+        heights = [s["mean"] * scale if s else 0.0 for s in stats]
+        errors = [_half_ci(s, scale) for s in stats]
         ax.bar(x, heights, yerr=errors, capsize=4, color=[colors[r.group.label] for r in rows])
         top = max([h + e for h, e in zip(heights, errors)] + [1e-9])
         for xi, s, h, e in zip(x, stats, heights, errors):
@@ -166,13 +173,79 @@ def plot_final(report: Report, path: Path) -> Path:
         ax.set_title(title)
         ax.set_ylabel(ylabel)
         ax.grid(axis="y", alpha=0.3)
-    fig.suptitle("Final metrics (bar: mean over seeds, error bar: ±1 std over seeds)")
+    fig.suptitle(f"Reported metrics, selection {report.selection} "
+                 "(bar: mean over seeds, error bar: 95 % t interval over seeds)")
+    return _save(fig, path)
+
+
+def plot_pareto(report: Report, path: Path) -> Path:
+    """Test top-1 against test mIoU: the sweep's points with their front, every other row against it.
+
+    Each point is a row's mean over seeds with 95 % interval whiskers on both axes.
+    """
+    rows = [r for r in report.rows if r.on_front is not None or r.dominated_by_front is not None]
+    colors = _colors([r.group for r in rows])
+    fig = Figure(figsize=(8, 6.5), layout="constrained")
+    ax = fig.subplots()
+
+    def point(row):
+        m = row.metrics
+        return (m["miou"]["mean"], m["top1"]["mean"] * 100.0, _half_ci(m["miou"], 1.0), _half_ci(m["top1"], 100.0))
+
+    drawn = [r for r in rows if all(r.metrics[k] and r.metrics[k]["mean"] is not None for k in ("top1", "miou"))]
+    front = sorted((point(r)[:2] for r in drawn if r.on_front), key=lambda p: p[0])
+    if front:
+        ax.plot([p[0] for p in front], [p[1] for p in front], color="0.3", linewidth=1.5, zorder=1,
+                label="scalarization front")
+    for r in drawn:
+        x, y, ex, ey = point(r)
+        sweep = r.on_front is not None
+        ax.errorbar(x, y, xerr=ex, yerr=ey, fmt="o" if sweep else "D", color=colors[r.group.label],
+                    capsize=3, markersize=6 if sweep else 8, zorder=2,
+                    label=r.label + ("" if sweep else " (dominated)" if r.dominated_by_front else ""))
+        weight = r.group.spec.weight
+        if sweep and weight is not None:
+            ax.annotate(f"w={weight:g}", (x, y), textcoords="offset points", xytext=(5, 5), fontsize="small")
+    ax.set_xlabel("test mIoU (fraction)")
+    ax.set_ylabel("test top-1 accuracy (%)")
+    ax.grid(alpha=0.3)
+    if ax.lines or ax.collections:
+        ax.legend(fontsize="small")
+    fig.suptitle("Scalarization front: task-weight sweep (circles) vs other rows (diamonds); "
+                 "whiskers: 95 % t interval over seeds", fontsize="medium")
+    return _save(fig, path)
+
+
+def plot_profile(times: dict[str, dict[str, float | None]], path: Path) -> Path:
+    """AlgoPerf performance profiles: per row, the fraction of workloads within tau x the best time."""
+    taus = np.linspace(1.0, PROFILE_TAU_MAX, 301)
+    profile = performance_profile(times, taus)
+    from matplotlib import colormaps
+
+    cmap = colormaps["tab10" if len(times) <= 10 else "tab20"]
+    fig = Figure(figsize=(8, 5), layout="constrained")
+    ax = fig.subplots()
+    for i, name in enumerate(times):
+        ax.step(taus, profile[name]["fractions"], where="post", color=cmap(i % cmap.N), linewidth=1.6,
+                label=f"{name} (area {profile[name]['area']:.2f})")
+    ax.set_xlim(1.0, PROFILE_TAU_MAX)
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_xlabel("tau (time to target / best time to target on the workload)")
+    ax.set_ylabel("fraction of workloads")
+    ax.grid(alpha=0.3)
+    if ax.lines:
+        ax.legend(fontsize="small")
+    fig.suptitle(f"Performance profiles over {len({w for t in times.values() for w in t})} workloads "
+                 "(steps to target, median over seeds)")
     return _save(fig, path)
 
 
 def write_plots(report: Report, out: Path) -> list[Path]:
-    """loss.png, validation.png and final.png in ``out``."""
+    """loss.png, validation.png and final.png in ``out``, and pareto.png when the comparison has a sweep."""
     out.mkdir(parents=True, exist_ok=True)
     groups = [r.group for r in report.rows]
-    return [plot_losses(groups, out / "loss.png"), plot_validation(groups, out / "validation.png"),
-            plot_final(report, out / "final.png")]
+    files = [plot_losses(groups, out / "loss.png"), plot_validation(groups, out / "validation.png"),
+             plot_final(report, out / "final.png")]
+    if any(r.on_front is not None for r in report.rows):
+        files.append(plot_pareto(report, out / "pareto.png"))
+    return files

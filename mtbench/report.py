@@ -1,40 +1,108 @@
-"""Comparison reports from run directories: loading, aggregation over seeds, convergence, tables.
+"""Comparison reports from run directories: loading, rows over seeds, selection, targets, the verdict.
 
 Everything here reads run directories (through mtbench.rundir) and nothing else, so a report can be
-rebuilt long after the runs, from comparison directories or single runs alike.
+rebuilt long after the runs, from comparison directories or single runs alike. The statistics are
+mtbench.stats', the verdict's words mtbench.verdict's; the files a report writes are
+mtbench.reportfiles'.
+
+A comparison is a list of rows run for each seed. A row is (optimizer, method, task weights, tasks)
+with a role: "row" (compared against the best), "sweep" (a point of the scalarization front, task
+weights other than equal) or "baseline" (a single-task run, the reference of Δm).
 """
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Hashable, Iterable, Sequence
 
+from .config import SUM_METHOD, TASKS
 from .convergence import (
-    NOT_REACHED, TARGET_FRACTION, THRESHOLDS, Target, convergence_label, convergence_target, first_reach,
-    thresholds_text,
+    TARGET_FRACTION, TASK_METRICS, AbsoluteTarget, Target, convergence_label, convergence_target,
+    epoch_metrics, first_reach, joint_score,
 )
-from .errors import MTBenchError
+from .errors import ConfigError, DataError, MTBenchError
 from .presets import format_value
 from .rundir import (
-    CONFIG_FILE, ENV_FILE, EPOCHS_FILE, SUMMARY_FILE, EpochRow, RunFileError, atomic_write_text, finite_number,
-    read_epochs, read_json,
+    CONFIG_FILE, ENV_FILE, EPOCHS_FILE, SUMMARY_FILE, EpochRow, RunFileError, finite_number, read_epochs,
+    read_json,
 )
-from .table import format_table
+from .stats import delta_m, summarize, summarize_time_to_target
+from .verdict import DEFAULT_PRIMARY, PRIMARY_METRICS, paired_verdict, scalarization_front, verdict_sentences
 
 COMPARISON_FILE = "comparison.json"
 RUNS_DIR = "runs"
-# Settings that do not make two runs different experiments when grouping runs by optimizer.
+ROLES = ("row", "sweep", "baseline")
+SELECTIONS = ("final", "best-holdout")
+DEFAULT_SELECTION = "final"
+# Settings that do not make two runs different experiments when grouping runs into rows.
 _PER_RUN_KEYS = ("run_dir", "seed", "preset")
+# The metrics a row is summarised by over seeds, in the order report.json lists them.
+ROW_METRICS = ("top1", "miou", "joint", "delta_m", "steps_to_target")
 
 
-def run_name(optimizer: str, seed: int) -> str:
-    """The folder of one run inside a comparison's ``runs/`` folder."""
-    return f"{optimizer}-seed{seed}"
+def run_name(row: str, seed: int) -> str:
+    """The folder of one run inside a comparison's ``runs/`` folder: the row's name and the seed."""
+    return f"{row}-seed{seed}"
+
+
+def sweep_weight(task_weights: Sequence[float] | None) -> float | None:
+    """The classification share w of a pair of task weights, (w, 1 - w) once normalised."""
+    if not task_weights or len(task_weights) != 2 or not sum(task_weights) > 0:
+        return None
+    return task_weights[0] / (task_weights[0] + task_weights[1])
+
+
+@dataclass(frozen=True)
+class RowSpec:
+    """What one row of a comparison trains; its runs differ only by seed."""
+
+    name: str
+    optimizer: str
+    method: str = SUM_METHOD
+    task_weights: tuple[float, ...] | None = None
+    tasks: tuple[str, ...] = TASKS
+    role: str = "row"
+
+    @classmethod
+    def of(cls, optimizer: str, method: str | None = None, task_weights: Sequence[float] | None = None,
+           tasks: Sequence[str] | None = None) -> RowSpec:
+        """The row a run's settings make, named as a comparison names it: ``adam``, ``adam+pcgrad``,
+        ``adam@w0.3`` (task weights (0.3, 0.7)), ``adam[cls]`` (classification alone)."""
+        method = method or SUM_METHOD
+        tasks = tuple(t for t in TASKS if t in (tasks or TASKS))
+        weights = tuple(float(w) for w in task_weights) if task_weights else None
+        name, role = optimizer + ("" if method == SUM_METHOD else f"+{method}"), "row"
+        w = sweep_weight(weights)
+        if len(tasks) == 1:
+            name, role = f"{name}[{tasks[0]}]", "baseline"
+        elif w is not None and abs(w - 0.5) > 1e-9:
+            name += f"@w{w:g}"
+            role = "sweep" if method == SUM_METHOD else "row"
+        return cls(name, optimizer, method, weights, tasks, role)
+
+    @classmethod
+    def from_record(cls, record, where: str) -> RowSpec:
+        """A row of comparison.json's ``rows``."""
+        if not isinstance(record, dict) or not record.get("name") or not record.get("optimizer"):
+            raise DataError(f"{where}: row {record!r} is not a row (expected an object with name, optimizer, "
+                            f"method, task_weights, tasks and role)")
+        role = record.get("role", "row")
+        if role not in ROLES:
+            raise DataError(f"{where}: row {record['name']!r} has role {role!r} (expected one of {', '.join(ROLES)})")
+        derived = cls.of(record["optimizer"], record.get("method"), record.get("task_weights"), record.get("tasks"))
+        return cls(str(record["name"]), derived.optimizer, derived.method, derived.task_weights, derived.tasks, role)
+
+    @property
+    def weight(self) -> float | None:
+        return sweep_weight(self.task_weights)
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "optimizer": self.optimizer, "method": self.method,
+                "task_weights": list(self.task_weights) if self.task_weights else None,
+                "tasks": list(self.tasks), "role": self.role}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -54,6 +122,13 @@ class Run:
     env: dict = field(default_factory=dict)
     failure: str | None = None  # why a run that left no summary.json failed, when the caller knows
     problems: dict[str, str] = field(default_factory=dict)  # file name -> "is missing", "is not valid JSON"...
+    row: RowSpec | None = None
+
+    def __post_init__(self):
+        if self.row is None:
+            settings = {**(self.summary or {}), **self.config}
+            self.row = RowSpec.of(self.optimizer, settings.get("method"), settings.get("task_weights"),
+                                  settings.get("tasks"))
 
     @property
     def status(self) -> str:
@@ -93,6 +168,17 @@ class Run:
         step = f", step {last.step}" if last.step is not None else ""
         return f"{EPOCHS_FILE} shows {done} done (last: epoch {last.epoch}{step})"
 
+    @property
+    def split(self) -> str:
+        """Where targets are read: "holdout" when the run evaluated a held-out split, else "val" (the test split)."""
+        return "holdout" if any(e.holdout_top1 is not None or e.holdout_miou is not None
+                                for e in self.epochs) else "val"
+
+    @property
+    def key(self) -> Hashable:
+        """What pairs this run with the other rows' runs: its seed (its folder when it has none)."""
+        return self.seed if self.seed is not None else str(self.path)
+
     def final(self, key: str) -> float | None:
         return finite_number((self.summary or {}).get(key))
 
@@ -105,10 +191,11 @@ def is_comparison_dir(path: Path) -> bool:
     return (path / COMPARISON_FILE).is_file()
 
 
-def load_run(path: Path, optimizer: str | None = None, seed: int | None = None) -> Run:
+def load_run(path: Path, optimizer: str | None = None, seed: int | None = None, row: RowSpec | None = None) -> Run:
     """Read a run directory; a missing or unreadable file leaves its part empty and says why in ``problems``.
 
-    ``optimizer`` and ``seed`` stand in when neither config.json nor summary.json names them.
+    ``optimizer`` and ``seed`` stand in when neither config.json nor summary.json names them; ``row`` is
+    the row a comparison planned it as (default: the row its settings make).
     """
     path = Path(path)
     problems: dict[str, str] = {}
@@ -129,7 +216,7 @@ def load_run(path: Path, optimizer: str | None = None, seed: int | None = None) 
         problems[EPOCHS_FILE], epochs = exc.problem, []
     optimizer = config.get("optimizer") or (summary or {}).get("optimizer") or optimizer or path.name
     seed = config.get("seed", (summary or {}).get("seed", seed))
-    return Run(path, optimizer, seed, config, summary, epochs, env, problems=problems)
+    return Run(path, optimizer, seed, config, summary, epochs, env, problems=problems, row=row)
 
 
 def find_runs(paths: Iterable[Path]) -> list[Run]:
@@ -161,79 +248,68 @@ def _comparison_runs(path: Path) -> list[Run]:
         record = read_json(path / COMPARISON_FILE)
     except RunFileError:
         record = {}  # the plan is unreadable: report the run directories that are there
-    planned = [(o, s) for s in record.get("seeds", []) for o in record.get("optimizers", [])]
-    runs = [load_run(path / RUNS_DIR / run_name(o, s), o, s) for o, s in planned]
+    where = str(path / COMPARISON_FILE)
+    rows = [RowSpec.from_record(r, where) for r in record.get("rows") or []]
+    if rows:
+        planned = [(row.name, row.optimizer, row, s) for s in record.get("seeds", []) for row in rows]
+    else:  # a comparison planned before rows: one row per optimizer, named after it
+        planned = [(o, o, None, s) for s in record.get("seeds", []) for o in record.get("optimizers", [])]
+    runs = [load_run(path / RUNS_DIR / run_name(name, s), o, s, row) for name, o, row, s in planned]
     known = {r.path.name for r in runs}
     extra = sorted(p for p in (path / RUNS_DIR).glob("*") if p.name not in known and is_run_dir(p))
     return runs + [load_run(p) for p in extra]
 
 
 # ---------------------------------------------------------------------------------------------
-# Aggregation over seeds
-
-
-@dataclass(frozen=True)
-class Stat:
-    """Mean and sample standard deviation (None for one value) over seeds."""
-
-    mean: float
-    std: float | None
-    n: int
-
-    @classmethod
-    def of(cls, values: Iterable[float | None]) -> Stat | None:
-        xs = [x for x in values if x is not None]
-        if not xs:
-            return None
-        mean = sum(xs) / len(xs)
-        std = math.sqrt(sum((x - mean) ** 2 for x in xs) / (len(xs) - 1)) if len(xs) > 1 else None
-        return cls(mean, std, len(xs))
-
-    def to_dict(self) -> dict:
-        return {"mean": self.mean, "std": self.std, "n": self.n}
+# Rows over seeds
 
 
 @dataclass
 class Group:
-    """The runs of one optimizer with one set of settings, over seeds."""
+    """The runs of one row with one set of settings, over seeds."""
 
     label: str
-    optimizer: str
+    spec: RowSpec
     runs: list[Run]
     expected: dict | None = None  # the guide's ranges for real data, from config.json["preset"]
+
+    @property
+    def optimizer(self) -> str:
+        return self.spec.optimizer
+
+    @property
+    def role(self) -> str:
+        return self.spec.role
 
     @property
     def done(self) -> list[Run]:
         return [r for r in self.runs if r.completed]
 
-    def stat(self, key: str) -> Stat | None:
-        return Stat.of(r.final(key) for r in self.done)
-
 
 def group_runs(runs: Sequence[Run]) -> list[Group]:
-    """Runs grouped by optimizer and settings, in order of first appearance.
+    """Runs grouped by row and settings, in order of first appearance.
 
-    Two runs of one optimizer whose settings differ (other than seed and folder) form two groups,
-    labelled with the settings that tell them apart.
+    Two runs of one row whose settings differ (other than seed and folder) form two groups, labelled
+    with the settings that tell them apart.
     """
     groups: dict[tuple[str, str], Group] = {}
     for run in runs:
-        key = (run.optimizer, _signature(run.config) if run.config else "")
+        key = (run.row.name, _signature(run.config) if run.config else "")
         if not run.config:
-            key = next((k for k in groups if k[0] == run.optimizer), key)
-        group = groups.setdefault(key, Group(run.optimizer, run.optimizer, []))
+            key = next((k for k in groups if k[0] == run.row.name), key)
+        group = groups.setdefault(key, Group(run.row.name, run.row, []))
         group.runs.append(run)
         group.expected = group.expected or (run.config.get("preset") or {}).get("expected")
     by_name: dict[str, list[Group]] = {}
     for group in groups.values():
-        by_name.setdefault(group.optimizer, []).append(group)
+        by_name.setdefault(group.spec.name, []).append(group)
     for same in by_name.values():
         if len(same) > 1:
             flats = [flatten(g.runs[0].config) for g in same]
             differ = [k for k in flats[0].keys() | set().union(*flats)
                       if k.split(".")[0] not in _PER_RUN_KEYS and len({repr(f.get(k)) for f in flats}) > 1]
             for group, flat in zip(same, flats):
-                group.label = group.optimizer + " (" + ", ".join(
+                group.label = group.spec.name + " (" + ", ".join(
                     f"{k.split('.')[-1]}={format_value(flat.get(k))}" for k in sorted(differ)) + ")"
     return list(groups.values())
 
@@ -254,23 +330,72 @@ def flatten(settings: dict, prefix: str = "") -> dict:
 
 
 # ---------------------------------------------------------------------------------------------
+# Selection: which epoch of a run is reported
+
+
+@dataclass(frozen=True)
+class Selected:
+    """The figures reported for one run: the test split's, at the epoch the selection rule chose."""
+
+    epoch: int | None
+    step: int | None
+    top1: float | None
+    miou: float | None
+    rule: str  # "final", "best holdout", or "final (no holdout figures)"
+
+    def to_dict(self) -> dict:
+        return {"epoch": self.epoch, "step": self.step, "top1": self.top1, "miou": self.miou, "rule": self.rule}
+
+
+def select(run: Run, selection: str = DEFAULT_SELECTION) -> Selected | None:
+    """The reported figures of a completed run (None for any other).
+
+    "final": the last epoch, the fixed budget. "best-holdout": the epoch with the best joint score on
+    the held-out split, reported with that epoch's test figures; the test split chooses nothing. A run
+    without holdout figures falls back to its final epoch, and says so.
+    """
+    if selection not in SELECTIONS:
+        raise ConfigError(f"selection {selection!r} is not known (expected {' or '.join(SELECTIONS)})")
+    if not run.completed:
+        return None
+    final = Selected(run.summary.get("epochs"), run.summary.get("steps"), run.final("final_top1"),
+                     run.final("final_miou"), "final")
+    if selection == "final":
+        return final
+    best, best_score = None, None
+    for row in run.epochs:
+        score = joint_score(*epoch_metrics(row, "holdout"), run.row.tasks)
+        if score is not None and (best_score is None or score > best_score):  # ties: the earlier epoch
+            best, best_score = row, score
+    if best is None:
+        return Selected(final.epoch, final.step, final.top1, final.miou, "final (no holdout figures)")
+    return Selected(best.epoch, best.step, best.val_top1, best.val_miou, "best holdout")
+
+
+# ---------------------------------------------------------------------------------------------
 # The report
 
 
 @dataclass
 class Row:
-    """One line of the comparison table."""
+    """One row of the comparison over its seeds: summaries, time to target, verdict."""
 
     group: Group
-    top1: Stat | None
-    miou: Stat | None
-    steps: Stat | None
-    seconds: Stat | None
-    sec_per_step: Stat | None
-    peak_mb: Stat | None
-    reached: int
+    per_seed: dict[str, dict]  # metric -> {seed: value}; None for a failed run
+    metrics: dict[str, dict | None]  # metric -> stats.summarize (time metrics add median and reached)
     convergence: str
     ratio: float | None
+    verdict: dict | None = None  # verdict.paired_verdict's entry, for role "row"
+    dominated_by_front: bool | None = None  # for a compared row, when a sweep exists
+    on_front: bool | None = None  # for a sweep point
+
+    @property
+    def label(self) -> str:
+        return self.group.label
+
+    @property
+    def role(self) -> str:
+        return self.group.role
 
     @property
     def failures(self) -> list[Run]:
@@ -288,51 +413,251 @@ class Row:
             return reasons
         return f"{len(self.group.done)}/{len(self.group.runs)} ok; {reasons}"
 
+    @property
+    def tied_with_best(self) -> bool | None:
+        return self.verdict["tied_with_best"] if self.verdict else None
+
+    @property
+    def rank(self) -> int | None:
+        return self.verdict["rank"] if self.verdict else None
+
+    @property
+    def vs_best(self) -> dict | None:
+        return self.verdict["vs_best"] if self.verdict else None
+
 
 @dataclass
 class Report:
     rows: list[Row]
-    target: Target | None
+    target: Target | AbsoluteTarget | None
     header: list[str]
     runs: list[Run]
+    primary: str = DEFAULT_PRIMARY
+    selection: str = DEFAULT_SELECTION
+    verdict: list[str] = field(default_factory=list)
+    facts: list[str] = field(default_factory=list)  # how this report was measured, for the notes
+    selected: dict[Path, Selected] = field(default_factory=dict)
+    baselines: dict[str, str] = field(default_factory=dict)  # task -> label of the baseline row used for Δm
 
     @property
     def failed_runs(self) -> list[Run]:
         return [r for r in self.runs if not r.completed]
 
+    def role(self, role: str) -> list[Row]:
+        return [r for r in self.rows if r.role == role]
 
-def build_report(runs: Sequence[Run], fraction: float = TARGET_FRACTION,
-                 expected: dict[str, dict] | None = None) -> Report:
-    """Aggregate runs over seeds and measure convergence against the comparison's common target.
+    @property
+    def has_delta_m(self) -> bool:
+        return any((r.metrics.get("delta_m") or {}).get("n") for r in self.rows)
 
-    ``expected`` (optimizer -> {"top1", "miou", "convergence"}) fills in the guide's ranges for runs
-    whose config.json does not carry them.
+
+def build_report(runs: Sequence[Run], target: float | AbsoluteTarget = TARGET_FRACTION,
+                 expected: dict[str, dict] | None = None, primary: str = DEFAULT_PRIMARY,
+                 selection: str = DEFAULT_SELECTION) -> Report:
+    """Aggregate runs into rows over seeds, measure time to target and give the verdict.
+
+    ``target`` is a fraction of the best final relative joint score (the relative target) or fixed
+    per-task targets; ``primary`` the metric the rows are ranked and tested on; ``selection`` which
+    epoch of each run is reported. ``expected`` (optimizer -> {"top1", "miou", "convergence"}) fills in
+    the guide's ranges for runs whose config.json does not carry them.
     """
     if not runs:
         raise MTBenchError("no runs to report")
+    if primary not in PRIMARY_METRICS:
+        raise ConfigError(f"--primary {primary!r} is not a metric to rank by (expected one of {', '.join(PRIMARY_METRICS)})")
     groups = group_runs(runs)
     for g in groups:
         g.expected = g.expected or (expected or {}).get(g.optimizer)
-    finals = [(_mean(g.stat("final_top1")), _mean(g.stat("final_miou"))) for g in groups]
-    target = convergence_target(finals, fraction)
-    reach = [[h for h in (first_reach(r.epochs, target) for r in g.done) if h] if target else []
-             for g in groups]
-    fastest = min((Stat.of(h[0] for h in hits).mean for hits in reach if hits), default=None)
+    selected = {r.path: s for r in runs if (s := select(r, selection)) is not None}
+    per_seed = {g.label: _selected_values(g, selected) for g in groups}
+    facts = _selection_facts(selection, selected.values())
+
+    baselines = _baselines(groups)
+    if primary == "delta_m" and len(baselines) < len(TASKS):
+        raise ConfigError("--primary delta_m needs single-task baseline rows for both tasks (such as adam[cls] "
+                          "and adam[seg], run with --tasks cls and --tasks seg); this comparison has "
+                          + (", ".join(g.label for g in baselines.values()) or "none"))
+    for g in groups:
+        if g.role != "baseline" and len(baselines) == len(TASKS):
+            per_seed[g.label]["delta_m"], problem = _delta_m(per_seed[g.label], baselines, per_seed)
+            if problem:
+                facts.append(f"Δm of {g.label}: not computed ({problem}).")
+
+    measured = [g for g in groups if g.role != "baseline"]
+    resolved = _resolve_target(target, measured)
+    times = {g.label: _times_to_target(g, resolved) for g in measured}
+    facts.extend(_split_facts(resolved, measured))
+
     rows = []
-    for g, hits in zip(groups, reach):
-        steps = Stat.of(h[0] for h in hits)
-        ratio = steps.mean / fastest if steps and fastest else None
-        label = convergence_label(ratio) if g.done and target else "n/a"
-        if hits and len(hits) < len(g.done):
-            label += f" ({len(hits)}/{len(g.done)} seeds)"
-        rows.append(Row(g, g.stat("final_top1"), g.stat("final_miou"), steps,
-                        Stat.of(h[1] for h in hits), g.stat("seconds_per_step"),
-                        g.stat("peak_memory_mb"), len(hits), label, ratio))
-    return Report(rows, target, _header(runs, groups), list(runs))
+    for g in groups:
+        values = per_seed[g.label]
+        steps, seconds = times.get(g.label, ({}, {}))
+        metrics = {m: summarize(values[m].values()) if m in values else None for m in ("top1", "miou", "joint", "delta_m")}
+        metrics["steps_to_target"] = _time_summary(steps) if steps else None
+        metrics["seconds_to_target"] = _time_summary(seconds) if seconds else None
+        metrics["seconds_per_step"] = summarize(r.final("seconds_per_step") for r in g.done)
+        metrics["peak_memory_mb"] = summarize(r.final("peak_memory_mb") for r in g.done)
+        rows.append(Row(g, {**values, "steps_to_target": steps, "seconds_to_target": seconds}, metrics, "n/a", None))
+    _label_convergence([r for r in rows if r.role != "baseline"], resolved)
+
+    compared = [r for r in rows if r.role == "row"]
+    verdict = paired_verdict({r.label: r.per_seed.get(primary, {}) for r in compared}, primary,
+                             spreads={r.label: (r.metrics[primary] or {}).get("std") for r in compared})
+    for r in compared:
+        r.verdict = verdict[r.label]
+    means = {r.label: (r.metrics[primary] or {}).get("mean") for r in compared}
+    seeds = {r.label: (r.metrics[primary] or {}).get("n", 0) for r in compared}
+    sentences = verdict_sentences(verdict, means, primary, seeds)
+    sentences.extend(_front(rows))
+    return Report(rows, resolved, _header(runs, groups), list(runs), primary, selection, sentences,
+                  facts, selected, {task: g.label for task, g in baselines.items()})
 
 
-def _mean(stat: Stat | None) -> float | None:
-    return stat.mean if stat else None
+def _selected_values(group: Group, selected: dict[Path, Selected]) -> dict[str, dict]:
+    """Per metric, {seed: value} over the group's runs (None for a run that did not complete)."""
+    out: dict[str, dict] = {"top1": {}, "miou": {}, "joint": {}}
+    for run in group.runs:
+        if run.key in out["top1"] and out["top1"][run.key] is not None:
+            continue  # a seed run twice (merged directories): the first completed run counts
+        s = selected.get(run.path)
+        # A single-task run's other head was never trained: its figure is not the row's.
+        top1 = s.top1 if s and "cls" in group.spec.tasks else None
+        miou = s.miou if s and "seg" in group.spec.tasks else None
+        out["top1"][run.key], out["miou"][run.key] = top1, miou
+        out["joint"][run.key] = joint_score(top1, miou, group.spec.tasks) if s else None
+    return out
+
+
+def _selection_facts(selection: str, selected: Iterable[Selected]) -> list[str]:
+    if selection == "final":
+        return ["Selection: final — every run is reported after its last epoch (the fixed budget)."]
+    rules = [s.rule for s in selected]
+    line = ("Selection: best-holdout — per run, the epoch with the best joint score on the held-out split "
+            "(carved from the training set), reported with that epoch's test-split figures; the test split "
+            "chooses nothing.")
+    fallback = sum(r != "best holdout" for r in rules)
+    if fallback:
+        line += (f" {fallback} of {len(rules)} runs have no holdout figures (trained without --holdout) and are "
+                 f"reported after their last epoch instead.")
+    return [line]
+
+
+def _baselines(groups: Sequence[Group]) -> dict[str, Group]:
+    """The single-task baseline row of each task: the first one given (Δm needs one per task)."""
+    out: dict[str, Group] = {}
+    for g in groups:
+        if g.role == "baseline" and g.done and len(g.spec.tasks) == 1:
+            out.setdefault(g.spec.tasks[0], g)
+    return out
+
+
+def _delta_m(values: dict[str, dict], baselines: dict[str, Group],
+             per_seed: dict[str, dict]) -> tuple[dict, str | None]:
+    """A row's Δm per seed against the baselines of the same seed: top-1 from the classification
+    baseline, mIoU from the segmentation one."""
+    metrics = {task: values[TASK_METRICS[task]] for task in TASKS}
+    base = {task: per_seed[baselines[task].label][TASK_METRICS[task]] for task in TASKS}
+    try:
+        return delta_m(metrics, base), None
+    except DataError as exc:
+        return {}, str(exc)
+
+
+def _resolve_target(target: float | AbsoluteTarget, groups: Sequence[Group]) -> Target | AbsoluteTarget | None:
+    """Fixed targets as given; the relative one from each row's final figures on its runs' split."""
+    if isinstance(target, AbsoluteTarget):
+        return target
+    finals = []
+    for g in groups:
+        values = [_final_on_split(r) for r in g.done]
+        finals.append(tuple(summarize(v[i] for v in values)["mean"] for i in (0, 1)))
+    return convergence_target(finals, target)
+
+
+def _final_on_split(run: Run) -> tuple[float | None, float | None]:
+    if run.split == "val":
+        return run.final("final_top1"), run.final("final_miou")
+    last = next((e for e in reversed(run.epochs) if e.holdout_top1 is not None or e.holdout_miou is not None), None)
+    return epoch_metrics(last, "holdout")
+
+
+def _times_to_target(group: Group, target: Target | AbsoluteTarget | None) -> tuple[dict, dict]:
+    """{seed: steps} and {seed: seconds} to the target: inf where a completed run never reached it, None
+    where the run did not complete; both empty when the row cannot be measured."""
+    if target is None or (isinstance(target, AbsoluteTarget) and not target.needs(group.spec.tasks)):
+        return {}, {}
+    steps, seconds = {}, {}
+    for run in group.runs:
+        if run.key in steps and steps[run.key] is not None:
+            continue
+        hit = first_reach(run.epochs, target, run.split) if run.completed else None
+        if run.completed and hit is None:
+            hit = (math.inf, math.inf)
+        steps[run.key], seconds[run.key] = hit if hit else (None, None)
+    return steps, seconds
+
+
+def _time_summary(values: dict) -> dict:
+    return {**summarize(values.values()), **summarize_time_to_target(values.values())}
+
+
+def _split_facts(target: Target | AbsoluteTarget | None, groups: Sequence[Group]) -> list[str]:
+    if target is None:
+        return []
+    done = [r for g in groups for r in g.done]
+    held = sum(r.split == "holdout" for r in done)
+    if not done:
+        return []
+    if held == len(done):
+        where = "on the held-out split (every run has one)"
+    elif held == 0:
+        where = "on the test split (no run has a held-out split; train with --holdout to keep the test split out)"
+    else:
+        where = (f"on the held-out split for the {held} runs that have one, on the test split for the other "
+                 f"{len(done) - held}")
+    return [f"Time to target is read {where}."]
+
+
+def _label_convergence(rows: Sequence[Row], target) -> None:
+    medians = {r.label: (r.metrics["steps_to_target"] or {}).get("median") for r in rows}
+    finite = [m for m in medians.values() if m is not None and math.isfinite(m)]
+    fastest = min(finite, default=None)
+    for r in rows:
+        steps = r.metrics["steps_to_target"]
+        if target is None or not steps or not steps["n"]:
+            continue
+        median = steps["median"]
+        r.ratio = median / fastest if fastest and math.isfinite(median) else None
+        r.convergence = convergence_label(r.ratio)
+        if 0 < steps["reached"] < steps["n"]:
+            r.convergence += f" ({steps['reached']}/{steps['n']} seeds)"
+
+
+def _front(rows: Sequence[Row]) -> list[str]:
+    """Mark the scalarization front and the compared rows it dominates; the sentence saying so."""
+    sweep = [r for r in rows if r.role == "sweep"]
+    if not sweep:
+        return []
+    swept = {r.group.optimizer for r in sweep}
+    # A plain row of a swept optimizer is the sweep's equal-weights point.
+    points = [r for r in rows if r in sweep or (r.role == "row" and r.group.optimizer in swept
+                                                 and r.group.spec.method == SUM_METHOD)]
+    others = [r for r in rows if r.role == "row" and r not in points]
+    mean = {r.label: tuple((r.metrics[m] or {}).get("mean") for m in ("top1", "miou")) for r in rows}
+    front, dominated = scalarization_front({r.label: mean[r.label] for r in points},
+                                           {r.label: mean[r.label] for r in others})
+    for r in points:
+        r.on_front = r.label in front
+    for r in others:
+        r.dominated_by_front = dominated[r.label]
+    beaten = [r.label for r in others if r.dominated_by_front]
+    free = [r.label for r in others if r.dominated_by_front is False]
+    line = f"Scalarization front ({', '.join(sorted(swept))} over task weights): {', '.join(front) or 'none'}."
+    if beaten:
+        line += f" Dominated by it (no better on either task than some weighting of the plain loss): {', '.join(beaten)}."
+    if free:
+        line += f" Not dominated: {', '.join(free)}."
+    return [line]
 
 
 def _header(runs: Sequence[Run], groups: Sequence[Group]) -> list[str]:
@@ -360,11 +685,14 @@ def _header(runs: Sequence[Run], groups: Sequence[Group]) -> list[str]:
                 ("image size", common("image_size")), ("train limit", common("limit_train")),
                 ("val limit", common("limit_val")), ("backbone", common("backbone")),
                 ("amp", common("amp")), ("device", ", ".join(sorted(devices)) or None)]
-    optimizers = len({g.optimizer for g in groups})
-    lines.append(f"Runs: {len(runs)} ({optimizers} optimizers x {len(seeds)} seed{'s' * (len(seeds) != 1)}: "
-                 f"{', '.join(map(str, seeds)) or '-'}); "
+    roles = {role: sum(g.role == role for g in groups) for role in ROLES}
+    names = {"row": "compared", "sweep": "sweep", "baseline": "baseline"}
+    kinds = "" if roles["row"] == len(groups) else (
+        "; rows: " + ", ".join(f"{n} {names[role]}" for role, n in roles.items() if n))
+    lines.append(f"Runs: {len(runs)} ({len(groups)} row{'s' * (len(groups) != 1)} x {len(seeds)} "
+                 f"seed{'s' * (len(seeds) != 1)}: {', '.join(map(str, seeds)) or '-'}{kinds}); "
                  + ", ".join(f"{k} {format_value(v)}" for k, v in settings if v is not None))
-    scales = {tuple(_loss_scale(r)) for r in runs if _loss_scale(r) is not None}
+    scales = {tuple(loss_scale(r)) for r in runs if loss_scale(r) is not None}
     if scales and scales != {(1.0, 1.0)}:
         shown = "; ".join(f"cls x{s[0]:g}, seg x{s[1]:g}" for s in sorted(scales))
         lines.append(f"Loss scale: {shown} (stress test: that task's loss is multiplied before the update)")
@@ -377,7 +705,8 @@ def _header(runs: Sequence[Run], groups: Sequence[Group]) -> list[str]:
     return lines
 
 
-def _loss_scale(run: Run) -> list[float] | None:
+def loss_scale(run: Run) -> list[float] | None:
+    """The run's per-task loss multipliers (a stress test), None when it recorded none."""
     scale = (run.summary or {}).get("loss_scale") or run.config.get("loss_scale")
     return [float(s) for s in scale] if scale else None
 
@@ -398,146 +727,39 @@ def _init_check(runs: Sequence[Run]) -> str:
 
 
 # ---------------------------------------------------------------------------------------------
-# Tables
+# Workloads
 
-GUIDE_NOTE = ("guide = the optimizer guide's expected results for real ImageNet + COCO, 5 epochs, "
-              "batch size 8 (not measured here)")
-
-
-def _pm(stat: Stat | None, fmt: str, scale: float = 1.0, unit: str = "") -> str:
-    if stat is None:
-        return "-"
-    text = format(stat.mean * scale, fmt)
-    if stat.std is not None:
-        text += "±" + format(stat.std * scale, fmt)
-    return text + unit
+# What makes a workload: the data, the model and the budget. Rows (optimizer, method, task weights,
+# tasks) differ within a workload; these settings may not.
+WORKLOAD_KEYS = ("imagenet", "coco", "image_size", "limit_train", "limit_val", "backbone", "weights", "epochs",
+                 "batch_size", "loss_scale", "holdout")
 
 
-def _guide(expected: dict | None) -> list[str]:
-    if not expected:
-        return ["-", "-", "-"]
-    t, m = expected.get("top1"), expected.get("miou")
-    return [f"{t[0] * 100:.0f}-{t[1] * 100:.0f}%" if t else "-",
-            f"{m[0]:.2f}-{m[1]:.2f}" if m else "-", expected.get("convergence") or "-"]
+def _workload_key(config: dict) -> str:
+    return json.dumps({k: config.get(k) for k in WORKLOAD_KEYS}, sort_keys=True)
 
 
-TABLE_HEADERS = ["optimizer", "seeds", "top-1", "mIoU", "steps to target", "time to target",
-                 "convergence", "s/step", "peak MB", "guide top-1", "guide mIoU", "guide conv.", "status"]
+def split_workloads(dirs: Sequence[Path]) -> list[tuple[str, list[Run]]]:
+    """The runs under ``dirs`` split by workload, each named after the directories it came from.
 
-
-def table_rows(report: Report) -> list[list[str]]:
-    rows = []
-    for row in report.rows:
-        g = row.group
-        seeds = f"{len(g.done)}/{len(g.runs)}" if len(g.done) != len(g.runs) else str(len(g.runs))
-        rows.append([g.label, seeds, _pm(row.top1, ".1f", 100, "%"), _pm(row.miou, ".3f"),
-                     _pm(row.steps, ".0f"), _pm(row.seconds, ".1f", unit=" s"), row.convergence,
-                     _pm(row.sec_per_step, ".3f"), _pm(row.peak_mb, ".0f"), *_guide(g.expected),
-                     row.status])
-    return rows
-
-
-def notes(report: Report) -> list[str]:
-    """The lines under the table: how the target and the labels are defined."""
-    lines = []
-    t = report.target
-    if t is None:
-        lines.append("Convergence target: none (no optimizer completed with a non-zero top-1 or mIoU).")
-    else:
-        refs = [f"{name}/{ref:.3f}" for name, ref in (("top-1", t.top1_ref), ("mIoU", t.miou_ref)) if ref]
-        lines.append(
-            f"Convergence target: joint score >= {t.score:.3f} = {t.fraction:g} x the best final joint "
-            f"score, joint = mean of {' and '.join(refs)} (each task relative to the best final mean "
-            f"in this comparison). Steps and time: end of the first epoch whose validation reaches it "
-            f"(per-epoch granularity, no interpolation), mean over the seeds that reach it.")
-    lines.append(f"Convergence label, steps to target relative to the fastest: {thresholds_text()}; "
-                 f"{NOT_REACHED}: no seed reached the target.")
-    lines.append("Values: mean±std over seeds (sample std; seeds = completed/planned when some failed); "
-                 "top-1 and mIoU after the last epoch; time = training seconds (validation excluded); "
-                 "s/step = median step time; peak MB as the trainer records it.")
-    lines.append(GUIDE_NOTE + ".")
-    return lines
-
-
-def terminal_table(report: Report) -> str:
-    return "\n".join([*report.header, "", format_table(TABLE_HEADERS, table_rows(report)), "",
-                      *notes(report)])
-
-
-def markdown(report: Report) -> str:
-    parts = ["# Optimizer comparison", "", *[f"- {line}" for line in report.header], "",
-             format_table(TABLE_HEADERS, table_rows(report), markdown=True), "",
-             *[f"- {line}" for line in notes(report)]]
-    return "\n".join(parts) + "\n"
-
-
-CSV_FIELDS = ["optimizer", "label", "seeds", "completed", "top1_mean", "top1_std", "miou_mean", "miou_std",
-              "steps_to_target_mean", "steps_to_target_std", "seconds_to_target_mean",
-              "seconds_to_target_std", "seeds_reached", "convergence", "ratio_to_fastest",
-              "seconds_per_step_mean", "seconds_per_step_std", "peak_memory_mb_mean",
-              "guide_top1_lo", "guide_top1_hi", "guide_miou_lo", "guide_miou_hi", "guide_convergence",
-              "status"]
-
-
-def csv_text(report: Report) -> str:
-    out = io.StringIO()
-    writer = csv.DictWriter(out, CSV_FIELDS, lineterminator="\n")
-    writer.writeheader()
-    for row in report.rows:
-        g, exp = row.group, row.group.expected or {}
-        value = {"optimizer": g.optimizer, "label": g.label, "seeds": len(g.runs),
-                 "completed": len(g.done), "seeds_reached": row.reached, "convergence": row.convergence,
-                 "ratio_to_fastest": row.ratio, "guide_convergence": exp.get("convergence"),
-                 "status": row.status}
-        for name, stat in (("top1", row.top1), ("miou", row.miou), ("steps_to_target", row.steps),
-                           ("seconds_to_target", row.seconds), ("seconds_per_step", row.sec_per_step),
-                           ("peak_memory_mb", row.peak_mb)):
-            value[f"{name}_mean"] = stat.mean if stat else None
-            value[f"{name}_std"] = stat.std if stat else None
-        for key in ("top1", "miou"):
-            lo_hi = exp.get(key) or (None, None)
-            value[f"guide_{key}_lo"], value[f"guide_{key}_hi"] = lo_hi
-        writer.writerow({k: ("" if value.get(k) is None else value[k]) for k in CSV_FIELDS})
-    return out.getvalue()
-
-
-def json_record(report: Report, base: Path | None = None) -> dict:
-    """The whole report as JSON: header, target, thresholds, one entry per row with its runs."""
-
-    def where(path: Path) -> str:
-        try:
-            return str(path.resolve().relative_to(base.resolve())) if base else str(path)
-        except ValueError:
-            return str(path)
-
-    rows = []
-    for row in report.rows:
-        g = row.group
-        rows.append({
-            "optimizer": g.optimizer, "label": g.label, "seeds": [r.seed for r in g.runs],
-            "completed": len(g.done), "status": row.status,
-            **{k: s.to_dict() if s else None for k, s in (
-                ("top1", row.top1), ("miou", row.miou), ("steps_to_target", row.steps),
-                ("seconds_to_target", row.seconds), ("seconds_per_step", row.sec_per_step),
-                ("peak_memory_mb", row.peak_mb))},
-            "seeds_reached": row.reached, "convergence": row.convergence, "ratio_to_fastest": row.ratio,
-            "guide_real_data": g.expected,
-            "runs": [{"seed": r.seed, "path": where(r.path), "status": r.status,
-                      "error": None if r.completed else r.reason,
-                      "final_top1": r.final("final_top1"), "final_miou": r.final("final_miou"),
-                      "init_weights_sha256": (r.summary or {}).get("init_weights_sha256"),
-                      "loss_scale": _loss_scale(r)} for r in g.runs],
-        })
-    return {"header": report.header, "target": report.target.to_dict() if report.target else None,
-            "thresholds": {label: limit for label, limit in THRESHOLDS}, "notes": notes(report),
-            "rows": rows}
-
-
-def write_tables(report: Report, out: Path) -> list[Path]:
-    """report.md, report.csv and report.json in ``out``."""
-    out.mkdir(parents=True, exist_ok=True)
-    files = {"report.md": markdown(report), "report.csv": csv_text(report),
-             "report.json": json.dumps(json_record(report, out), indent=2) + "\n"}
-    for name, text in files.items():
-        atomic_write_text(out / name, text)
-    return [out / name for name in files]
+    A comparison directory is one workload; a loose run directory joins the workload its settings
+    match. One workload makes one comparison table; several make performance profiles, since runs of
+    different workloads cannot be paired by seed.
+    """
+    workloads: dict[str, tuple[list[str], list[Run]]] = {}
+    for d in map(Path, dirs):
+        runs = find_runs([d])
+        configs = [r.config for r in runs if r.config]
+        fallback = _workload_key(configs[0]) if configs else ""
+        for run in runs:
+            key = fallback if is_comparison_dir(d) or not run.config else _workload_key(run.config)
+            names, members = workloads.setdefault(key, ([], []))
+            if d.resolve().name not in names:
+                names.append(d.resolve().name)
+            members.append(run)
+    named: list[tuple[str, list[Run]]] = []
+    for names, members in workloads.values():
+        name = "+".join(names) or "runs"
+        taken = sum(n == name or n.startswith(f"{name}-") for n, _ in named)
+        named.append((f"{name}-{taken + 1}" if taken else name, members))
+    return named

@@ -6,7 +6,7 @@ import csv
 import json
 import math
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
 from mtbench.rundir import CONFIG_FILE, ENV_FILE, EPOCH_COLUMNS, EPOCHS_FILE, METRICS_FILE, SUMMARY_FILE
 
@@ -18,6 +18,7 @@ def write_run(
     optimizer: str = "adam",
     seed: int = 0,
     curve: Sequence[tuple[float, float]] = ((0.2, 0.1), (0.5, 0.3), (0.7, 0.4)),
+    holdout_curve: Sequence[tuple[float, float]] | None = None,
     steps_per_epoch: int = 10,
     seconds_per_step: float = 0.1,
     status: str = "completed",
@@ -28,25 +29,32 @@ def write_run(
     peak_memory_mb: float = 123.0,
     epochs: int | None = None,
     hyperparams: dict | None = None,
+    method: str = "sum",
+    task_weights: tuple[float, float] = (1.0, 1.0),
+    tasks: Sequence[str] = ("cls", "seg"),
+    image_size: int = 32,
 ) -> Path:
-    """Write a run directory whose validation (top-1, mIoU) after each epoch follows ``curve``.
+    """Write a run directory whose test-split (top-1, mIoU) after each epoch follows ``curve``.
 
+    ``holdout_curve`` gives the held-out split's figures per epoch (none: the run had no --holdout).
     ``epochs`` is the configured epoch count (default: the length of ``curve``); a run with
     status "running" or "failed" may have fewer rows in ``curve`` than configured epochs.
     """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     configured = epochs if epochs is not None else len(curve)
+    holdout = 0.1 if holdout_curve is not None else 0.0
     preset = {"name": optimizer, "title": optimizer.upper(), "per_task_gradients": False,
               "defaults": {"lr": 0.001}}
     if expected is not None:
         preset["expected"] = expected
     config = {
-        "optimizer": optimizer, "hyperparams": hyperparams or {"lr": 0.001}, "task_weights": [1.0, 1.0],
-        "loss_scale": list(loss_scale), "imagenet": None, "coco": None, "image_size": 32,
+        "optimizer": optimizer, "hyperparams": hyperparams or {"lr": 0.001}, "task_weights": list(task_weights),
+        "loss_scale": list(loss_scale), "imagenet": None, "coco": None, "image_size": image_size,
         "limit_train": 16, "limit_val": 16, "epochs": configured, "batch_size": 8, "seed": seed,
         "device": "cpu", "amp": "off", "workers": 0, "backbone": "resnet18", "weights": None,
         "run_dir": str(run_dir), "on_nonfinite": "abort", "max_consecutive_skips": 10,
+        "method": method, "method_settings": {}, "holdout": holdout, "tasks": list(tasks),
         "preset": preset,
     }
     (run_dir / CONFIG_FILE).write_text(json.dumps(config, indent=2))
@@ -63,40 +71,70 @@ def write_run(
             }) + "\n")
 
     with open(run_dir / EPOCHS_FILE, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(EPOCH_COLUMNS)
+        writer = csv.DictWriter(f, EPOCH_COLUMNS)
+        writer.writeheader()
         for i, (top1, miou) in enumerate(curve, 1):
             step = i * steps_per_epoch
-            writer.writerow([i, step, 1.0 / i, 0.5 / i, top1, min(1.0, top1 + 0.2), miou,
-                             miou + 0.3, round(step * seconds_per_step, 6)])
+            held = holdout_curve[i - 1] if holdout_curve is not None else None
+            writer.writerow({
+                "epoch": i, "step": step, "train_loss_cls": 1.0 / i, "train_loss_seg": 0.5 / i,
+                "val_top1": top1, "val_top5": min(1.0, top1 + 0.2), "val_miou": miou, "val_pixel_acc": miou + 0.3,
+                "holdout_top1": held[0] if held else "", "holdout_top5": min(1.0, held[0] + 0.2) if held else "",
+                "holdout_miou": held[1] if held else "", "holdout_pixel_acc": held[1] + 0.3 if held else "",
+                "seconds": round(step * seconds_per_step, 6)})
 
     final = curve[-1] if curve else (None, None)
+    final_held = holdout_curve[len(curve) - 1] if holdout_curve is not None and curve else (None, None)
     steps = len(curve) * steps_per_epoch
     summary = {
         "optimizer": optimizer, "title": optimizer.upper(), "status": status, "error": error,
         "seed": seed, "epochs": len(curve), "steps": steps,
         "final_top1": final[0], "final_top5": None if final[0] is None else min(1.0, final[0] + 0.2),
         "final_miou": final[1], "final_pixel_acc": None if final[1] is None else final[1] + 0.3,
+        "holdout_top1": final_held[0], "holdout_miou": final_held[1],
         "seconds_per_step": seconds_per_step, "total_seconds": steps * seconds_per_step,
         "peak_memory_mb": peak_memory_mb, "skipped_steps": 0, "corrupt_images": 0,
-        "init_weights_sha256": init_sha or f"sha-seed{seed}", "task_weights": [1.0, 1.0],
-        "loss_scale": list(loss_scale),
+        "init_weights_sha256": init_sha or f"sha-seed{seed}", "task_weights": list(task_weights),
+        "loss_scale": list(loss_scale), "holdout": holdout, "tasks": list(tasks), "method": method,
+        "method_settings": {},
     }
     (run_dir / SUMMARY_FILE).write_text(json.dumps(summary, indent=2))
     return run_dir
 
 
 def write_comparison(
-    out: Path, curves: dict[str, Sequence[Sequence[tuple[float, float]]]], **kwargs
+    out: Path, curves: Mapping[str, Sequence[Sequence[tuple[float, float]]]],
+    rows: Mapping[str, dict] | None = None,
+    holdout_curves: Mapping[str, Sequence[Sequence[tuple[float, float]]]] | None = None, **kwargs
 ) -> Path:
-    """A comparison directory: ``curves[optimizer][seed_index]`` is one run's validation curve."""
+    """A comparison directory: ``curves[row][seed_index]`` is one run's test-split curve.
+
+    Without ``rows`` every row is an optimizer of that name (a comparison written before rows, whose
+    comparison.json lists optimizers only). ``rows[name]`` gives a row's optimizer, method, task_weights,
+    tasks and role, and comparison.json lists the rows as `mtbench compare` writes them.
+    ``holdout_curves[row][seed_index]`` is a run's held-out split curve.
+    """
     out = Path(out)
     seeds = range(len(next(iter(curves.values()))))
+    records = []
+    for name in curves:
+        spec = {"optimizer": name, "method": "sum", "task_weights": (0.5, 0.5), "tasks": ("cls", "seg"),
+                "role": "row", **((rows or {}).get(name) or {})}
+        records.append({"name": name, **spec, "task_weights": list(spec["task_weights"]),
+                        "tasks": list(spec["tasks"])})
     for seed in seeds:
-        for name, per_seed in curves.items():
-            write_run(out / "runs" / f"{name}-seed{seed}", optimizer=name, seed=seed,
-                      curve=per_seed[seed], **kwargs)
-    (out / "comparison.json").write_text(json.dumps({
-        "format": 1, "optimizers": list(curves), "seeds": list(seeds), "settings": {},
-    }))
+        for record in records:
+            name = record["name"]
+            held = (holdout_curves or {}).get(name)
+            run_options = {k: record[k] for k in ("method", "tasks")}
+            if rows:
+                run_options["task_weights"] = tuple(record["task_weights"])
+            write_run(out / "runs" / f"{name}-seed{seed}", optimizer=record["optimizer"], seed=seed,
+                      curve=curves[name][seed], holdout_curve=held[seed] if held else None,
+                      **run_options, **kwargs)
+    comparison = {"format": 1, "optimizers": list(dict.fromkeys(r["optimizer"] for r in records if r["role"] == "row")),
+                  "seeds": list(seeds), "settings": {}}
+    if rows:
+        comparison["rows"] = records
+    (out / "comparison.json").write_text(json.dumps(comparison))
     return out

@@ -13,10 +13,8 @@ from fakeruns import write_comparison, write_run
 from mtbench.cli import main
 from mtbench.errors import MTBenchError
 from mtbench.plots import load_losses, write_plots
-from mtbench.report import (
-    build_report, find_runs, json_record, load_run, markdown, table_rows, terminal_table,
-    write_tables,
-)
+from mtbench.report import build_report, find_runs, load_run
+from mtbench.reportfiles import json_record, markdown, table_rows, terminal_table, write_tables
 from mtbench.rundir import read_epochs
 
 CURVES = {
@@ -30,20 +28,26 @@ def comparison(tmp_path):
     return write_comparison(tmp_path / "cmp", CURVES)
 
 
-def test_mean_and_std_over_seeds(comparison):
+def test_mean_and_interval_over_seeds(comparison):
     report = build_report(find_runs([comparison]))
     adam, sgd = report.rows
-    assert adam.top1.mean == pytest.approx(0.71) and adam.top1.std == pytest.approx(0.0141421, rel=1e-4)
-    assert adam.top1.n == 2 and sgd.miou.mean == pytest.approx(0.29)
-    assert adam.sec_per_step.mean == pytest.approx(0.1) and adam.peak_mb.mean == 123
+    top1 = adam.metrics["top1"]
+    assert top1["mean"] == pytest.approx(0.71) and top1["std"] == pytest.approx(0.0141421, rel=1e-4)
+    # t(0.975, 1) = 12.7062: two seeds give a wide interval
+    assert (top1["ci_low"], top1["ci_high"]) == pytest.approx((0.71 - 0.127062, 0.71 + 0.127062), rel=1e-4)
+    assert top1["n"] == 2 and sgd.metrics["miou"]["mean"] == pytest.approx(0.29)
+    assert adam.metrics["joint"]["mean"] == pytest.approx((0.71 + 0.41) / 2)
+    assert adam.metrics["seconds_per_step"]["mean"] == pytest.approx(0.1) and adam.metrics["peak_memory_mb"]["mean"] == 123
     table = terminal_table(report)
-    assert "71.0±1.4%" in table and "0.410±0.014" in table and "Runs: 4 (2 optimizers x 2 seeds: 0, 1); epochs 2, batch size 8" in table
+    assert "71.0±12.7%" in table and "0.410±0.127" in table
+    assert "Runs: 4 (2 rows x 2 seeds: 0, 1); epochs 2, batch size 8" in table
 
 
 def test_one_seed_has_no_spread(tmp_path):
     report = build_report([load_run(write_run(tmp_path / "r", curve=[(0.25, 0.125)]))])
-    assert report.rows[0].top1.std is None
-    assert "25.0%" in terminal_table(report) and "±" not in terminal_table(report).split("\n\n")[1]
+    assert report.rows[0].metrics["top1"]["std"] is None and report.rows[0].metrics["top1"]["ci_low"] is None
+    (row,) = table_rows(report)
+    assert "25.0%" in row and not any("±" in cell for cell in row)
 
 
 def test_tables_written_and_parseable(comparison):
@@ -51,16 +55,18 @@ def test_tables_written_and_parseable(comparison):
     files = write_tables(report, comparison)
     assert [f.name for f in files] == ["report.md", "report.csv", "report.json"]
     md = (comparison / "report.md").read_text()
-    assert md.startswith("# Optimizer comparison") and "| adam " in md and "guide top-1" in md
+    assert md.startswith("# Optimizer comparison\n\nBest joint score: adam") and "| adam " in md and "guide top-1" in md
     assert "real ImageNet + COCO" in md and "<= 1.25x fast" in md
     rows = list(csv.DictReader(open(comparison / "report.csv")))
     assert [r["optimizer"] for r in rows] == ["adam", "sgd"]
     assert float(rows[0]["top1_mean"]) == pytest.approx(0.71) and rows[0]["guide_top1_lo"] == "0.55"
+    assert rows[0]["role"] == "row" and rows[1]["rank"] == "2" and rows[1]["tied_with_best"] == "False"
     data = json.loads((comparison / "report.json").read_text())
     assert data["target"]["fraction"] == 0.9 and data["rows"][1]["miou"]["n"] == 2
     assert data["rows"][0]["runs"][1] == {
         "seed": 1, "path": "runs/adam-seed1", "status": "completed", "error": None, "final_top1": 0.72,
-        "final_miou": 0.42, "init_weights_sha256": "sha-seed1", "loss_scale": [1.0, 1.0]}
+        "final_miou": 0.42, "selected": {"epoch": 2, "step": 20, "top1": 0.72, "miou": 0.42, "rule": "final"},
+        "target_split": "test", "init_weights_sha256": "sha-seed1", "loss_scale": [1.0, 1.0]}
 
 
 def test_plots_written_and_readable(comparison):
@@ -88,7 +94,8 @@ def test_failures_and_runs_that_never_started(tmp_path):
         "sgd": "1/2 ok; seed 1: failed: non-finite loss at step 12 in segmentation (loss_cls=2.1, loss_seg=nan)",
         "adadelta": "seed 0: summary.json is missing; epochs.csv shows no finished epoch; seed 1: not run"}
     sgd = report.rows[1]
-    assert sgd.top1.n == 1 and sgd.top1.mean == pytest.approx(0.5)  # the failed seed is left out
+    top1 = sgd.metrics["top1"]
+    assert (top1["n"], top1["dropped"]) == (1, 1) and top1["mean"] == pytest.approx(0.5)  # the failed seed is left out
     assert "1/2" in terminal_table(report)
     assert [r.path.name for r in report.failed_runs] == ["adadelta-seed0", "sgd-seed1", "adadelta-seed1"]
 
@@ -132,7 +139,7 @@ def test_runs_of_one_optimizer_with_other_settings_are_told_apart(tmp_path):
 def test_epochs_and_losses_keep_the_last_record_of_a_replayed_step(tmp_path):
     run_dir = write_run(tmp_path / "r", curve=[(0.1, 0.1), (0.2, 0.2)], steps_per_epoch=3)
     with open(run_dir / "epochs.csv", "a") as f:
-        f.write("2,6,0.1,0.1,0.9,0.95,0.5,0.8,1.0\n")
+        f.write("2,6,0.1,0.1,0.9,0.95,0.5,0.8,,,,,1.0\n")
     with open(run_dir / "metrics.jsonl", "a") as f:
         f.write(json.dumps({"step": 6, "epoch": 2, "loss_cls": 9.0, "loss_seg": float("nan")}) + "\n{\"step\": 7, \"ep")
     epochs = read_epochs(run_dir)
@@ -151,7 +158,7 @@ def test_find_runs_rejects_a_folder_without_runs(tmp_path):
 def test_report_command_rebuilds_a_comparison(comparison):
     result = CliRunner().invoke(main, ["report", str(comparison)])
     assert result.exit_code == 0, result.output
-    assert "adam" in result.output and "71.0±1.4%" in result.output
+    assert "adam" in result.output and "71.0±12.7%" in result.output
     assert f"written to {comparison}: report.md, report.csv, report.json, loss.png, validation.png, final.png" \
         in result.output
     assert (comparison / "final.png").is_file()

@@ -14,9 +14,11 @@ from ..compare import (
     split_overrides, torchrun_train,
 )
 from ..errors import ConfigError, MTBenchError
-from ..plots import write_plots
-from ..convergence import TARGET_FRACTION
-from ..report import Report, build_report, find_runs, is_comparison_dir, terminal_table, write_tables
+from ..plots import plot_profile, write_plots
+from ..convergence import RELATIVE, parse_target
+from ..report import DEFAULT_SELECTION, SELECTIONS, Report, build_report, find_runs, is_comparison_dir, split_workloads
+from ..reportfiles import profile_terminal, profile_times, terminal_table, write_profile_tables, write_tables
+from ..verdict import DEFAULT_PRIMARY, PRIMARY_METRICS
 from ..config import SUM_METHOD, TASKS, build_config
 from .configfile import config_option
 from .run import method_preset, run_options
@@ -24,6 +26,18 @@ from .run import method_preset, run_options
 
 def _stderr(line: str) -> None:
     click.echo(line, err=True)
+
+
+def report_options(func):
+    """The verdict's options, shared by `mtbench compare` and `mtbench report`."""
+    func = click.option(
+        "--select", type=click.Choice(SELECTIONS), default=DEFAULT_SELECTION, show_default=True,
+        help="The epoch reported per run: final (the fixed budget) or best-holdout (the epoch with the best "
+             "joint score on the held-out split, reported with its test figures).")(func)
+    return click.option(
+        "--primary", type=click.Choice(PRIMARY_METRICS), default=DEFAULT_PRIMARY, show_default=True,
+        help="The metric rows are ranked and tested on: joint (mean of top-1 and mIoU), top1, miou, or "
+             "delta_m (needs single-task baselines).")(func)
 
 
 def _parsed(parse, text, hint: str):
@@ -75,12 +89,13 @@ failed (the table says which and why; the other runs are reported as usual).""")
                    "instead of stopping.")
 @click.option("--nproc-per-node", type=click.IntRange(min=1), default=1, show_default=True,
               help="Run each run distributed: torchrun with this many processes (one per GPU, or gloo on CPU).")
+@report_options
 @run_options
 @config_option
 @click.pass_context
 def compare(ctx: click.Context, optimizers: str | None, methods: str, sweep: str | None, single_task: bool,
             baseline: str, seeds: str, out: Path | None, quiet: bool, wait: bool, nproc_per_node: int,
-            **options) -> None:
+            primary: str, select: str, **options) -> None:
     """Train every row (optimizers crossed with methods, a task-weight sweep, single-task baselines)
     from the same initial weights on the same data, for each seed, then write the comparison table
     and plots."""
@@ -134,7 +149,7 @@ def compare(ctx: click.Context, optimizers: str | None, methods: str, sweep: str
     reasons = {o.run.run_dir: o.error for o in failed}
     for run in runs:
         run.failure = reasons.get(run.path)  # a run that failed before writing its summary
-    publish(build_report(runs, expected=_expected(presets.values())), out)
+    publish(build_report(runs, expected=_expected(presets.values()), primary=primary, selection=select), out)
     if failed:
         which = "; ".join(f"{o.run.name} seed {o.run.seed}: {o.error}" for o in failed)
         raise MTBenchError(f"{len(failed)} of {len(outcomes)} runs failed ({which})")
@@ -151,30 +166,58 @@ def _refuse_run_only(ctx: click.Context, options: dict) -> None:
                                  "a single-task baseline per task", param_hint="--tasks")
 
 
-@click.command()
+@click.command(epilog="""\b
+--target sets the convergence target (steps and seconds to target, the label, the profiles):
+  relative              0.9 x the best final relative joint score of the comparison [default]
+  0.8                   another fraction of it
+  top1=0.5,miou=0.3     fixed per-task targets, all to be met
+Targets are read on the held-out split of runs that have one, else on the test split.
+\b
+DIRs of several workloads (other data, model or budget) get one report each, in --out/<DIR name>/,
+and performance profiles across them in --out (profile.png).""")
 @click.argument("dirs", nargs=-1, required=True,
                 type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Where the report goes [default: the first DIR when it is a comparison directory].")
-@click.option("--target", type=click.FloatRange(0, 1, min_open=True), default=TARGET_FRACTION,
-              show_default=True, help="Convergence target: this fraction of the best final joint score.")
+@click.option("--target", default=RELATIVE, show_default=True, metavar="relative | FRACTION | top1=X,miou=Y",
+              help="The convergence target (see below).")
+@report_options
 @click.pass_context
-def report(ctx: click.Context, dirs: tuple[Path, ...], out: Path | None, target: float) -> None:
-    """Rebuild the comparison table and plots from run directories alone.
+def report(ctx: click.Context, dirs: tuple[Path, ...], out: Path | None, target: str, primary: str,
+           select: str) -> None:
+    """Rebuild the comparison's verdict, tables and plots from run directories alone.
 
-    Each DIR is a comparison directory, a run directory, or a folder of run directories; several
-    are merged into one table (runs of one optimizer with different settings get separate rows).
+    Each DIR is a comparison directory, a run directory, or a folder of run directories; several of
+    one workload are merged into one table (runs of one row with different settings get separate rows).
     """
+    try:
+        goal = parse_target(target)
+    except ConfigError as exc:
+        raise click.BadParameter(str(exc), param_hint="--target") from None
+    workloads = split_workloads(dirs)
     if out is None:
+        if len(workloads) > 1:
+            raise click.UsageError(f"--out is required: the DIRs hold {len(workloads)} workloads "
+                                   f"({', '.join(name for name, _ in workloads)}), reported side by side")
         if not is_comparison_dir(dirs[0]):
             raise click.UsageError(f"--out is required: {dirs[0]} is not a comparison directory")
         out = dirs[0]
-    runs = find_runs(dirs)
+    runs = [run for _, members in workloads for run in members]
     # Only runs whose config.json lacks the guide's ranges need the plugins (and their imports).
     missing = {r.optimizer for r in runs if not (r.config.get("preset") or {}).get("expected")}
     known = ctx.obj.registry.presets if missing else {}
-    presets = [known[name] for name in sorted(missing) if name in known]
-    publish(build_report(runs, fraction=target, expected=_expected(presets)), out)
+    expected = _expected([known[name] for name in sorted(missing) if name in known])
+    reports = {name: build_report(members, target=goal, expected=expected, primary=primary, selection=select)
+               for name, members in workloads}
+    if len(reports) == 1:
+        publish(next(iter(reports.values())), out)
+        return
+    written = [f.name for f in write_profile_tables(reports, out)]
+    written.append(plot_profile(profile_times(reports), out / "profile.png").name)
+    for name, result in reports.items():
+        written += [f"{name}/{f.name}" for f in write_tables(result, out / name) + write_plots(result, out / name)]
+    click.echo(profile_terminal(reports))
+    click.echo(f"\nwritten to {out}: {', '.join(written)}")
 
 
 def _expected(presets) -> dict[str, dict]:

@@ -1,0 +1,403 @@
+"""What a report shows: the terminal text, report.md, report.csv and report.json, for one workload
+(the verdict and the table) and across workloads (the performance profiles)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from pathlib import Path
+from typing import Sequence
+
+from .convergence import NOT_REACHED, THRESHOLDS, thresholds_text
+from .report import ROW_METRICS, Report, Row, loss_scale
+from .rundir import atomic_write_text
+from .stats import ALPHA, PROFILE_TAU_MAX, WILCOXON_MIN_PAIRS, performance_profile
+from .table import format_table
+from .verdict import METRIC_NAMES, difference_unit, show, show_interval
+
+GUIDE_NOTE = ("guide = the optimizer guide's expected results for real ImageNet + COCO, 5 epochs, "
+              "batch size 8 (not measured here)")
+# The profile's fractions as report.json lists them; the figure draws the exact step function.
+PROFILE_TAUS = tuple(1 + 0.25 * i for i in range(int((PROFILE_TAU_MAX - 1) / 0.25) + 1))
+
+
+# ---------------------------------------------------------------------------------------------
+# Cells
+
+
+def _pm(summary: dict | None, fmt: str, scale: float = 1.0, unit: str = "") -> str:
+    """mean±half-width of the 95 % interval (mean alone without one)."""
+    if not summary or summary.get("mean") is None:
+        return "-"
+    mean = summary["mean"]
+    if not math.isfinite(mean):
+        return "inf"
+    text = format(mean * scale, fmt)
+    if summary.get("ci_low") is not None:
+        text += "±" + format((summary["ci_high"] - summary["ci_low"]) / 2 * scale, fmt)
+    return text + unit
+
+
+def _time(summary: dict | None, fmt: str, unit: str = "") -> str:
+    """Median over seeds, "(k/n)" when only k of the n seeds reached the target."""
+    if not summary or not summary.get("n"):
+        return "-"
+    median = summary["median"]
+    text = "inf" if not math.isfinite(median) else format(median, fmt) + unit
+    if summary["reached"] < summary["n"]:
+        text += f" ({summary['reached']}/{summary['n']})"
+    return text
+
+
+def _seeds(row: Row) -> str:
+    g = row.group
+    return f"{len(g.done)}/{len(g.runs)}" if len(g.done) != len(g.runs) else str(len(g.runs))
+
+
+def _p(p: float | None) -> str:
+    if p is None:
+        return ""
+    return "p<0.001" if p < 0.001 else f"p={p:.3f}"
+
+
+def _vs_best(row: Row, metric: str) -> str:
+    if not row.verdict or row.vs_best is None:
+        return "-"
+    if row.verdict["is_best"]:
+        return "best"
+    v = row.vs_best
+    parts = [show(metric, v["diff_mean"], difference=True),
+             show_interval(metric, v["diff_ci_low"], v["diff_ci_high"])
+             if v["diff_ci_low"] is not None else "", _p(v["p_holm"])]
+    return " ".join(p for p in parts if p)
+
+
+def _mark(row: Row) -> str:
+    if not row.verdict or row.vs_best is None:
+        return "-"
+    if row.verdict["is_best"]:
+        return "best"
+    return {True: "tied", False: "worse", None: "-"}[row.tied_with_best]
+
+
+def _guide(expected: dict | None) -> list[str]:
+    if not expected:
+        return ["-", "-", "-"]
+    t, m = expected.get("top1"), expected.get("miou")
+    return [f"{t[0] * 100:.0f}-{t[1] * 100:.0f}%" if t else "-",
+            f"{m[0]:.2f}-{m[1]:.2f}" if m else "-", expected.get("convergence") or "-"]
+
+
+# ---------------------------------------------------------------------------------------------
+# Tables
+
+
+def table_headers(report: Report) -> list[str]:
+    delta = ["Δm"] if report.has_delta_m else []
+    return ["rank", "row", "seeds", "top-1", "mIoU", "joint", *delta, f"vs best ({METRIC_NAMES[report.primary]})",
+            "verdict", "steps to target", "time to target", "convergence", "s/step", "peak MB",
+            "guide top-1", "guide mIoU", "guide conv.", "status"]
+
+
+def table_rows(report: Report) -> list[list[str]]:
+    """The main table: the compared rows (role "row")."""
+    rows = []
+    for row in report.role("row"):
+        m = row.metrics
+        delta = [_pm(m["delta_m"], ".1f", unit="%")] if report.has_delta_m else []
+        rows.append([str(row.rank or "-"), row.label, _seeds(row), _pm(m["top1"], ".1f", 100, "%"),
+                     _pm(m["miou"], ".3f"), _pm(m["joint"], ".3f"), *delta, _vs_best(row, report.primary),
+                     _mark(row), _time(m["steps_to_target"], ".0f"), _time(m["seconds_to_target"], ".1f", " s"),
+                     row.convergence, _pm(m["seconds_per_step"], ".3f"), _pm(m["peak_memory_mb"], ".0f"),
+                     *_guide(row.group.expected), row.status])
+    return rows
+
+
+SWEEP_HEADERS = ["row", "w (cls)", "seeds", "top-1", "mIoU", "joint", "on front", "steps to target", "status"]
+
+
+def sweep_rows(report: Report) -> list[list[str]]:
+    """The scalarization sweep: its points and the plain rows of the swept optimizers (w = 0.5)."""
+    rows = []
+    for row in report.rows:
+        if row.on_front is None:
+            continue
+        m, w = row.metrics, row.group.spec.weight
+        rows.append([row.label, "-" if w is None else f"{w:g}", _seeds(row), _pm(m["top1"], ".1f", 100, "%"),
+                     _pm(m["miou"], ".3f"), _pm(m["joint"], ".3f"), "yes" if row.on_front else "no",
+                     _time(m["steps_to_target"], ".0f"), row.status])
+    return rows
+
+
+BASELINE_HEADERS = ["row", "task", "seeds", "top-1", "mIoU", "used for Δm", "status"]
+
+
+def baseline_rows(report: Report) -> list[list[str]]:
+    used = set(report.baselines.values())
+    return [[row.label, ",".join(row.group.spec.tasks), _seeds(row), _pm(row.metrics["top1"], ".1f", 100, "%"),
+             _pm(row.metrics["miou"], ".3f"), "yes" if row.label in used else "no", row.status]
+            for row in report.role("baseline")]
+
+
+def _sections(report: Report) -> list[tuple[str, list[str], list[list[str]]]]:
+    sections = [("", table_headers(report), table_rows(report))]
+    if any(r.on_front is not None for r in report.rows):
+        sections.append(("Scalarization sweep (the front every multi-task row is held against)",
+                         SWEEP_HEADERS, sweep_rows(report)))
+    if report.role("baseline"):
+        sections.append(("Single-task baselines", BASELINE_HEADERS, baseline_rows(report)))
+    return sections
+
+
+def notes(report: Report) -> list[str]:
+    """The lines under the tables: how every figure is defined and measured."""
+    primary = METRIC_NAMES[report.primary]
+    lines = [
+        "Joint score = mean of top-1 and mIoU (fractions; absolute, so each run's score is its own and rows "
+        "pair by seed); a single-task row scores its task's metric.",
+        f"vs best: the difference to the best row on {primary}{_in_points(report.primary)}, paired by seed, with "
+        f"its 95 % t interval and the "
+        f"p-value Holm-corrected over the compared rows (paired t-test; from {WILCOXON_MIN_PAIRS} pairs on also "
+        f"the Wilcoxon signed-rank test, the larger p counts). verdict: tied = corrected p >= {ALPHA:g}; rank 1 "
+        f"is shared by the best and every row tied with it. No test under 2 seeds.",
+    ]
+    if report.has_delta_m:
+        lines.append(f"Δm = mean over the two tasks of 100 x (row - baseline) / baseline, per seed against the "
+                     f"single-task baselines of the same seed (top-1 from {report.baselines.get('cls')}, mIoU "
+                     f"from {report.baselines.get('seg')}), then over seeds.")
+    if any(r.on_front is not None for r in report.rows):
+        lines.append("Scalarization front: the sweep points (and w = 0.5, the plain row) that no other sweep "
+                     "point beats on both mean top-1 and mean mIoU; a compared row is dominated when one front "
+                     "point is at least as good on both tasks and better on one.")
+    lines.extend(report.facts)
+    t = report.target
+    if t is None:
+        lines.append("Convergence target: none (no row completed with a non-zero top-1 or mIoU).")
+    else:
+        lines.append(f"Convergence target, {t.describe()}. Steps and time: end of the first epoch whose figures "
+                     f"reach it (per-epoch granularity, no interpolation); median over seeds, inf when half "
+                     f"or more of the seeds never reach it, (k/n) = k of n seeds reached it.")
+    lines.append(f"Convergence label, median steps to target relative to the fastest row: {thresholds_text()}; "
+                 f"{NOT_REACHED}: the median is inf.")
+    lines.append("Values: mean±half-width of the 95 % t interval over seeds (the mean alone under 2 seeds; "
+                 "seeds = completed/planned when some failed); time = training seconds (validation excluded); "
+                 "s/step = median step time; peak MB as the trainer records it.")
+    lines.append(GUIDE_NOTE + ".")
+    return lines
+
+
+def _in_points(metric: str) -> str:
+    return " (in percentage points)" if difference_unit(metric) else ""
+
+
+def terminal_table(report: Report) -> str:
+    parts = [*report.header, "", *report.verdict]
+    for title, headers, rows in _sections(report):
+        parts += ["", *([title + ":"] if title else []), format_table(headers, rows)]
+    return "\n".join([*parts, "", *notes(report)])
+
+
+def markdown(report: Report) -> str:
+    parts = ["# Optimizer comparison", "", " ".join(report.verdict)]
+    for title, headers, rows in _sections(report):
+        parts += ["", *([f"## {title}", ""] if title else []), format_table(headers, rows, markdown=True)]
+    parts += ["", "## Setup", "", *[f"- {line}" for line in report.header],
+              "", "## Notes", "", *[f"- {line}" for line in notes(report)]]
+    return "\n".join(parts) + "\n"
+
+
+# ---------------------------------------------------------------------------------------------
+# report.csv and report.json
+
+CSV_FIELDS = ["optimizer", "label", "name", "role", "method", "task_weights", "tasks", "seeds", "completed",
+              *[f"{m}_{k}" for m in ("top1", "miou", "joint", "delta_m") for k in ("mean", "std", "ci_low", "ci_high")],
+              "steps_to_target_mean", "steps_to_target_std", "steps_to_target_median",
+              "seconds_to_target_mean", "seconds_to_target_std", "seconds_to_target_median",
+              "seeds_reached", "convergence", "ratio_to_fastest", "rank", "tied_with_best", "vs_best_metric",
+              "vs_best_diff", "vs_best_ci_low", "vs_best_ci_high", "p_value", "p_holm", "dominated_by_front",
+              "on_front", "seconds_per_step_mean", "seconds_per_step_std", "peak_memory_mb_mean",
+              "guide_top1_lo", "guide_top1_hi", "guide_miou_lo", "guide_miou_hi", "guide_convergence",
+              "status"]
+
+
+def csv_text(report: Report) -> str:
+    out = io.StringIO()
+    writer = csv.DictWriter(out, CSV_FIELDS, lineterminator="\n")
+    writer.writeheader()
+    for row in report.rows:
+        g, exp, spec, vs = row.group, row.group.expected or {}, row.group.spec, row.vs_best or {}
+        value = {"optimizer": g.optimizer, "label": g.label, "name": spec.name, "role": spec.role,
+                 "method": spec.method, "task_weights": _joined(spec.task_weights), "tasks": ",".join(spec.tasks),
+                 "seeds": len(g.runs), "completed": len(g.done), "convergence": row.convergence,
+                 "seeds_reached": (row.metrics["steps_to_target"] or {}).get("reached"),
+                 "ratio_to_fastest": row.ratio, "rank": row.rank, "tied_with_best": row.tied_with_best,
+                 "vs_best_metric": vs.get("metric"), "vs_best_diff": vs.get("diff_mean"),
+                 "vs_best_ci_low": vs.get("diff_ci_low"), "vs_best_ci_high": vs.get("diff_ci_high"),
+                 "p_value": vs.get("p_value"), "p_holm": vs.get("p_holm"),
+                 "dominated_by_front": row.dominated_by_front, "on_front": row.on_front,
+                 "guide_convergence": exp.get("convergence"), "status": row.status}
+        for name in (*ROW_METRICS, "seconds_to_target", "seconds_per_step", "peak_memory_mb"):
+            for key in ("mean", "std", "ci_low", "ci_high", "median"):
+                value[f"{name}_{key}"] = (row.metrics.get(name) or {}).get(key)
+        for key in ("top1", "miou"):
+            lo_hi = exp.get(key) or (None, None)
+            value[f"guide_{key}_lo"], value[f"guide_{key}_hi"] = lo_hi
+        writer.writerow({k: ("" if value.get(k) is None else value[k]) for k in CSV_FIELDS})
+    return out.getvalue()
+
+
+def _joined(values) -> str | None:
+    return ",".join(f"{v:g}" for v in values) if values else None
+
+
+_SUMMARY_KEYS = ("mean", "std", "n", "ci_low", "ci_high")
+
+
+def _summary(summary: dict | None, extra: Sequence[str] = ()) -> dict | None:
+    return {k: summary[k] for k in (*_SUMMARY_KEYS, *extra)} if summary else None
+
+
+def _strict(value):
+    """JSON without the non-standard Infinity and NaN: inf (a target never reached) becomes "inf"."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None if math.isnan(value) else ("inf" if value > 0 else "-inf")
+    if isinstance(value, dict):
+        return {k: _strict(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_strict(v) for v in value]
+    return value
+
+
+def json_record(report: Report, base: Path | None = None) -> dict:
+    """The whole report as JSON: header, verdict, target, notes, one entry per row with its runs."""
+
+    def where(path: Path) -> str:
+        try:
+            return str(path.resolve().relative_to(base.resolve())) if base else str(path)
+        except ValueError:
+            return str(path)
+
+    time_keys = ("median", "reached")
+    rows = []
+    for row in report.rows:
+        g, m = row.group, row.metrics
+        rows.append({
+            "optimizer": g.optimizer, "label": g.label, **g.spec.to_dict(), "seeds": [r.seed for r in g.runs],
+            "completed": len(g.done), "status": row.status,
+            **{k: _summary(m[k]) for k in ("top1", "miou", "seconds_per_step", "peak_memory_mb")},
+            **{k: _summary(m[k], time_keys) for k in ("steps_to_target", "seconds_to_target")},
+            "metrics": {k: _summary(m[k], time_keys if k == "steps_to_target" else ()) for k in ROW_METRICS},
+            "vs_best": row.vs_best, "tied_with_best": row.tied_with_best, "rank": row.rank,
+            "dominated_by_front": row.dominated_by_front, "on_front": row.on_front,
+            "seeds_reached": (m["steps_to_target"] or {}).get("reached"), "convergence": row.convergence,
+            "ratio_to_fastest": row.ratio, "guide_real_data": g.expected,
+            "runs": [{"seed": r.seed, "path": where(r.path), "status": r.status,
+                      "error": None if r.completed else r.reason,
+                      "final_top1": r.final("final_top1"), "final_miou": r.final("final_miou"),
+                      "selected": report.selected[r.path].to_dict() if r.path in report.selected else None,
+                      "target_split": "holdout" if r.split == "holdout" else "test",
+                      "init_weights_sha256": (r.summary or {}).get("init_weights_sha256"),
+                      "loss_scale": loss_scale(r)} for r in g.runs],
+        })
+    return _strict({
+        "header": report.header, "verdict": report.verdict, "primary": report.primary,
+        "selection": report.selection, "target": report.target.to_dict() if report.target else None,
+        "baselines": report.baselines or None,
+        "thresholds": {label: limit for label, limit in THRESHOLDS}, "notes": notes(report), "rows": rows})
+
+
+def write_tables(report: Report, out: Path) -> list[Path]:
+    """report.md, report.csv and report.json in ``out``."""
+    out.mkdir(parents=True, exist_ok=True)
+    files = {"report.md": markdown(report), "report.csv": csv_text(report),
+             "report.json": json.dumps(json_record(report, out), indent=2) + "\n"}
+    for name, text in files.items():
+        atomic_write_text(out / name, text)
+    return [out / name for name in files]
+
+
+# ---------------------------------------------------------------------------------------------
+# Across workloads: performance profiles
+
+
+def profile_times(reports: dict[str, Report]) -> dict[str, dict[str, float | None]]:
+    """{row: {workload: median steps to target}} over the compared rows of every workload; a row a
+    workload did not run is absent there (the profile counts it as never reaching)."""
+    times: dict[str, dict[str, float | None]] = {}
+    for workload, report in reports.items():
+        for row in report.role("row"):
+            times.setdefault(row.label, {})[workload] = (row.metrics["steps_to_target"] or {}).get("median")
+    return times
+
+
+def profile_record(reports: dict[str, Report]) -> dict:
+    """report.json across workloads: each workload's verdict and where its report is, and the profiles."""
+    times = profile_times(reports)
+    profile = performance_profile(times, PROFILE_TAUS)
+    return _strict({
+        "workloads": [{"name": name, "report": f"{name}/report.json", "primary": r.primary,
+                       "target": r.target.to_dict() if r.target else None, "verdict": r.verdict}
+                      for name, r in reports.items()],
+        "profile": {"time": "steps to target, median over seeds", "taus": list(PROFILE_TAUS),
+                    "tau_max": PROFILE_TAU_MAX,
+                    "rows": {name: {**profile[name], "times": times[name]} for name in times}},
+        "notes": profile_notes(reports)})
+
+
+def profile_notes(reports: dict[str, Report]) -> list[str]:
+    return [f"Performance profile (AlgoPerf): for each row, the fraction of the {len(reports)} workloads on "
+            f"which its time to target (median steps over seeds) is within tau x the best row's on that "
+            f"workload, for tau from 1 to {PROFILE_TAU_MAX:g}; a target not reached, or a workload the row was "
+            f"not run on, never counts. Area = the integral of that fraction over tau in [1, "
+            f"{PROFILE_TAU_MAX:g}] divided by {PROFILE_TAU_MAX - 1:g}: 1 is fastest everywhere, 0 never within "
+            f"{PROFILE_TAU_MAX:g}x of the fastest.",
+            "Each workload's own report (its verdict, table and plots) is in the folder named after it."]
+
+
+def profile_table(reports: dict[str, Report]) -> tuple[list[str], list[list[str]]]:
+    times = profile_times(reports)
+    profile = performance_profile(times, PROFILE_TAUS)
+    headers = ["row", "area", *[f"steps to target: {w}" for w in reports]]
+    rows = [[name, f"{profile[name]['area']:.3f}",
+             *[_steps(times[name].get(w), w in times[name]) for w in reports]]
+            for name in sorted(times, key=lambda n: -profile[n]["area"])]
+    return headers, rows
+
+
+def _steps(value: float | None, ran: bool) -> str:
+    if not ran:
+        return "not run"
+    if value is None:
+        return "-"
+    return "inf" if not math.isfinite(value) else f"{value:.0f}"
+
+
+def write_profile_tables(reports: dict[str, Report], out: Path) -> list[Path]:
+    """report.md, report.csv and report.json across workloads in ``out``; each workload's own report is
+    in the folder named after it."""
+    headers, rows = profile_table(reports)
+    md = ["# Performance profiles", "",
+          f"{len(reports)} workloads; rows by the area under their performance profile (larger is better).",
+          "", format_table(headers, rows, markdown=True), "", "## Verdict per workload", ""]
+    for name, report in reports.items():
+        md += [f"### {name} ([report]({name}/report.md))", "", " ".join(report.verdict), ""]
+    md += ["## Notes", "", *[f"- {line}" for line in profile_notes(reports)]]
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\n")
+    writer.writerows([headers, *rows])
+    files = {"report.md": "\n".join(md) + "\n", "report.csv": text.getvalue(),
+             "report.json": json.dumps(profile_record(reports), indent=2) + "\n"}
+    out.mkdir(parents=True, exist_ok=True)
+    for name, content in files.items():
+        atomic_write_text(out / name, content)
+    return [out / name for name in files]
+
+
+def profile_terminal(reports: dict[str, Report]) -> str:
+    headers, rows = profile_table(reports)
+    lines = [f"Performance profiles over {len(reports)} workloads:", "", format_table(headers, rows), ""]
+    for name, report in reports.items():
+        lines += [f"{name}: " + " ".join(report.verdict)]
+    return "\n".join([*lines, "", *profile_notes(reports)])
