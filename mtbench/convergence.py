@@ -77,7 +77,7 @@ class Target:
         refs = [f"{name}/{ref:.3f}" for name, ref in (("top-1", self.top1_ref), ("mIoU", self.miou_ref)) if ref]
         return (f"relative: relative joint score >= {self.score:.3f} = {self.fraction:g} x the best final "
                 f"relative joint score, relative joint = mean of {' and '.join(refs)} (each task relative "
-                f"to the best final mean in this comparison)")
+                f"to the best final mean in this comparison, on the split the times are read on)")
 
     def to_dict(self) -> dict:
         return {"kind": self.kind, "fraction": self.fraction, "top1_reference": self.top1_ref,
