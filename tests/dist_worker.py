@@ -1,7 +1,7 @@
 """A few trainer steps on fixed batches, run by test_distributed.py under torchrun or as one process.
 
 Each rank takes its slice of one fixed global batch, so the two-process run and the one-process
-run see the same data. BatchNorm runs in eval mode: on CPU there is no SyncBatchNorm, so per-rank
+run see the same data. ``--method`` combines the per-task gradients with a multi-task method. BatchNorm runs in eval mode: on CPU there is no SyncBatchNorm, so per-rank
 batch statistics would differ from the global batch's by design (see NOTE [BatchNorm across ranks]).
 """
 
@@ -13,6 +13,7 @@ import sys
 import torch
 
 import mtbench.training.gradients as gradients_module
+from mtbench.cli.run import method_preset
 from mtbench.config import build_config
 from mtbench.errors import NonFiniteLossError
 from mtbench.plugins import load_registry
@@ -36,6 +37,7 @@ def main():
     parser.add_argument("--out", required=True)
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--nan-rank", type=int, default=-1)
+    parser.add_argument("--method", default="sum")
     args = parser.parse_args()
     rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
     local = GLOBAL_BATCH // world
@@ -50,12 +52,14 @@ def main():
 
         gradients_module.masked_cross_entropy = nan_on_second_call
 
-    preset = load_registry(environ={}).get(args.optimizer)
-    config = build_config(preset, os.path.join(args.out, "run"), image_size=32, limit_train=16, limit_val=8,
+    registry = load_registry(environ={})
+    preset, method = registry.get(args.optimizer), method_preset(registry, args.method)
+    config = build_config(preset, os.path.join(args.out, "run"), method, image_size=32, limit_train=16, limit_val=8,
                           batch_size=local)
-    trainer = Trainer(config, preset, config.run_dir, progress=False, echo=print)
+    trainer = Trainer(config, preset, config.run_dir, method=method, progress=False, echo=print)
     trainer.model.eval()
     snapshots = {}
+    method_weights = []  # the task weights the method chose at each step (a method that has them)
     counts = {"all_reduce": 0, "all_reduce_elements": 0, "broadcast": 0}
     for name in ("all_reduce", "broadcast"):
         real_collective = getattr(torch.distributed, name)
@@ -71,6 +75,9 @@ def main():
         for step, (xc, yc, xs, ys) in enumerate(fixed_batches(args.steps), 1):
             part = slice(rank * local, (rank + 1) * local)
             trainer.step(xc[part], yc[part], xs[part], ys[part], epoch=1)
+            weights = getattr(getattr(trainer.strategy, "method", None), "last_weights", None)
+            if weights is not None:
+                method_weights.append(weights.detach().clone())
             if step == 1:
                 snapshots["after_first_step"] = copy.deepcopy(trainer.optimizer.state_dict())
     except NonFiniteLossError as exc:
@@ -79,7 +86,7 @@ def main():
         sys.exit(3)
     per_step = {k: v / args.steps for k, v in counts.items()}
     torch.save({"params": [p.detach() for p in trainer.params], "optimizer": trainer.optimizer.state_dict(),
-                "collectives_per_step": per_step, **snapshots},
+                "collectives_per_step": per_step, "method_weights": method_weights, **snapshots},
                os.path.join(args.out, f"rank{rank}-of-{world}.pt"))
     trainer.close()
 

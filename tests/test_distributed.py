@@ -77,6 +77,38 @@ def test_two_ranks_hold_identical_state_and_match_one_process(tmp_path, optimize
     assert ((a - b).abs() <= 1e-4).float().mean() >= 0.99
 
 
+@pytest.mark.parametrize("method", ["pcgrad", "upgrad"])
+def test_two_ranks_with_a_method_hold_identical_state(tmp_path, method):
+    result = worker(tmp_path, "adam", 2, method=method)
+    assert result.returncode == 0, result.stderr[-3000:]
+    saved = [state(tmp_path, rank, 2) for rank in (0, 1)]
+    # Every rank combines the same all-reduced [T, N] buffer, PCGrad's random task order drawn from
+    # the run's seed on each, so parameters and Adam's state agree bit for bit.
+    for a, b in zip(flat_state(saved[0]), flat_state(saved[1])):
+        assert torch.equal(a, b)
+    for a, b in zip(saved[0]["method_weights"], saved[1]["method_weights"]):
+        assert torch.equal(a, b)
+    counts = saved[0]["collectives_per_step"]
+    assert counts["all_reduce"] == 2 and counts["broadcast"] == 2  # the buffer, the losses; BatchNorm buffers
+    if method != "upgrad":
+        return
+
+    # UPGrad is deterministic: two ranks on halves of the global batch match one process on all of it,
+    # up to the summation order of the reduced gradient (tolerances as for Adam above).
+    single = worker(tmp_path, "adam", 1, method=method)
+    assert single.returncode == 0, single.stderr[-3000:]
+    one = state(tmp_path, 0, 1)
+    assert len(one["method_weights"]) == len(saved[0]["method_weights"]) == 3
+    for a, b in zip(saved[0]["method_weights"], one["method_weights"]):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+    for a, b in zip(optimizer_tensors(saved[0]["after_first_step"]), optimizer_tensors(one["after_first_step"])):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-8)
+    a = torch.cat([p.flatten() for p in saved[0]["params"]])
+    b = torch.cat([p.flatten() for p in one["params"]])
+    assert (a - b).abs().max() <= 2 * 3 * 1e-3
+    assert ((a - b).abs() <= 1e-4).float().mean() >= 0.99
+
+
 def test_a_nan_on_one_rank_stops_both(tmp_path):
     result = worker(tmp_path, "mtadamv2", 2, nan_rank=1)
     assert result.returncode != 0
@@ -101,13 +133,16 @@ def test_a_distributed_run_writes_once_and_resumes(tmp_path):
 
 def test_compare_runs_each_run_under_torchrun(tmp_path):
     out = tmp_path / "cmp"
-    cmd = [sys.executable, "-m", "mtbench", "compare", "--optimizers", "sgd,mtadamv2", "--nproc-per-node", "2",
-           "--out", str(out), "--image-size", "32", "--limit-train", "16", "--limit-val", "8",
-           "--batch-size", "4", "--epochs", "1", "--quiet"]
+    cmd = [sys.executable, "-m", "mtbench", "compare", "--optimizers", "sgd,mtadamv2", "--methods", "sum,upgrad",
+           "--nproc-per-node", "2", "--out", str(out), "--image-size", "32", "--limit-train", "16",
+           "--limit-val", "8", "--batch-size", "4", "--epochs", "1", "--quiet"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
-    for name in ("sgd", "mtadamv2"):
+    assert "note: mtadamv2 with upgrad left out" in result.stderr
+    for name, method in (("sgd", "sum"), ("sgd+upgrad", "upgrad"), ("mtadamv2", "sum")):
         summary = json.loads((out / "runs" / f"{name}-seed0" / "summary.json").read_text())
-        assert summary["status"] == "completed" and summary["steps"] == 2
+        # compare holds out 2 of the 16 training images: 14 make one step of 4 images x 2 ranks
+        assert summary["status"] == "completed" and summary["steps"] == 1 and summary["method"] == method
+    assert not (out / "runs" / "mtadamv2+upgrad-seed0").exists()
     assert (out / "report.md").is_file()
