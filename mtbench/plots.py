@@ -248,4 +248,6 @@ def write_plots(report: Report, out: Path) -> list[Path]:
              plot_final(report, out / "final.png")]
     if any(r.on_front is not None for r in report.rows):
         files.append(plot_pareto(report, out / "pareto.png"))
-    return files
+    from .plots_gradients import write_conflict_plots  # it draws with this module's helpers
+
+    return files + write_conflict_plots(groups, out)
