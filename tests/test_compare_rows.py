@@ -137,7 +137,7 @@ class RowTrainer:
     def __call__(self, config, preset, *, method=None, resume=False, progress=True, echo=print):
         self.calls.append((Path(config.run_dir).name, config, method))
         write_run(config.run_dir, optimizer=config.optimizer, seed=config.seed, init_sha=f"init-{config.seed}",
-                  curve=[(0.5, 0.3)])
+                  curve=[(0.5, 0.3)], method=config.method, task_weights=config.task_weights, tasks=config.tasks)
         return json.loads((Path(config.run_dir) / "summary.json").read_text())
 
 
