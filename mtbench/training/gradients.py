@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call
 
-from .. import distributed
+from .. import distributed, ops
 from ..config import SUM_METHOD, TASKS, RunConfig
 from ..data.coco import IGNORE_INDEX
 from ..distributed import Dist
@@ -230,9 +230,11 @@ class TaskGradients:
 
     def conflict(self) -> dict[str, float | None]:
         """Over the shared parameters: the cosine between the two task gradients and their norm ratio."""
-        gram = sum(m.double() @ m.double().T for m in self.shared_matrices())
-        if not isinstance(gram, torch.Tensor):
+        matrices = self.shared_matrices()
+        if not matrices:
             return {"grad_cosine": None, "grad_norm_ratio": None}
+        # One pass over the buffer's shared columns, read in place (a copy would cost as much as the step).
+        gram = sum(ops.gramian([m]).double() for m in matrices)
         n0, n1 = gram[0, 0].sqrt().item(), gram[1, 1].sqrt().item()
         return {"grad_cosine": gram[0, 1].item() / (n0 * n1) if n0 * n1 > 0 else None,
                 "grad_norm_ratio": n0 / n1 if n1 > 0 else None}
