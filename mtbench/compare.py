@@ -39,13 +39,13 @@ from .methods import MethodPreset
 from .plugins import Registry
 from .presets import OptimizerPreset, format_value
 from .report import COMPARISON_FILE, RUNS_DIR, flatten, run_name
+from .rows import Row
 from .rundir import CONFIG_FILE, SUMMARY_FILE, RunDir, RunFileError, atomic_write_text, read_json
 
 COMPARISON_FORMAT = 1
 # Settings left out of comparison.json: they differ between the runs of one comparison by design
 # (run_dir, seed), or change only speed, so a comparison may resume with another value (workers).
 _NOT_RECORDED = ("run_dir", "seed", "workers")
-ROLES = ("row", "sweep", "baseline")
 DEFAULT_HOLDOUT = 0.1  # compare selects on a holdout split by default; a single run holds out nothing
 
 
@@ -127,30 +127,6 @@ def parse_sweep(text: str) -> tuple[float, ...]:
 # Rows
 
 
-@dataclass(frozen=True)
-class Row:
-    """One line of a comparison: an optimizer with a method, task weights and tasks; run for each seed."""
-
-    name: str
-    optimizer: str
-    method: str = SUM_METHOD
-    task_weights: tuple[float, float] | None = None  # None: the comparison's --task-weights
-    tasks: tuple[str, ...] = TASKS
-    role: str = "row"
-
-    def options(self) -> dict[str, str]:
-        """The run options (as `mtbench run` names them) this row sets over the comparison's."""
-        options = {"tasks": ",".join(self.tasks)}
-        if self.task_weights is not None:
-            options["task_weights"] = ",".join(repr(w) for w in self.task_weights)
-        return options
-
-    def record(self, config: RunConfig) -> dict:
-        """The row as comparison.json lists it, with the task weights and tasks its runs use."""
-        return {"name": self.name, "optimizer": self.optimizer, "method": self.method,
-                "task_weights": list(config.task_weights), "tasks": list(config.tasks), "role": self.role}
-
-
 def plan_rows(optimizers: Mapping[str, OptimizerPreset], methods: Sequence[str], sweep: Sequence[float] = (),
               baseline: OptimizerPreset | None = None) -> tuple[list[Row], list[str]]:
     """The rows of a comparison, and a note for each optimizer left out of some of them.
@@ -166,7 +142,7 @@ def plan_rows(optimizers: Mapping[str, OptimizerPreset], methods: Sequence[str],
         if left_out:
             notes.append(f"{name} with {', '.join(left_out)} left out: {name} takes the tasks' gradients apart and "
                          "balances them itself, so it composes with the method sum only")
-        rows += [Row(name if m == SUM_METHOD else f"{name}+{m}", name, m) for m in methods if m not in left_out]
+        rows += [Row.of(name, m) for m in methods if m not in left_out]
     if not rows:
         raise ConfigError(f"no row left to compare: {', '.join(optimizers)} with {', '.join(methods)} do not "
                           "compose; add sum to --methods or a single-gradient optimizer such as adam to --optimizers")
@@ -178,14 +154,15 @@ def plan_rows(optimizers: Mapping[str, OptimizerPreset], methods: Sequence[str],
         if len(swept) < len(optimizers):
             notes.append("the task-weight sweep leaves out " + ", ".join(n for n in optimizers if n not in swept)
                          + " (per-task gradients: no weighted loss to sweep)")
-        rows += [Row(f"{name}@w{format_value(w)}", name, SUM_METHOD, (w, round(1 - w, 12)), TASKS, "sweep")
-                 for name in swept for w in sweep]
+        # w = 0.5 is the plain row itself (at the default task weights): not trained twice
+        rows += [Row.of(name, SUM_METHOD, (w, round(1 - w, 12))) for name in swept for w in sweep
+                 if abs(w - 0.5) > 1e-9]
     if baseline is not None:
         if baseline.per_task_gradients:
             raise ConfigError(f"--baseline {baseline.name} takes per-task gradients: a single-task baseline needs "
                               "a single-gradient optimizer such as adam")
-        rows += [Row(f"{baseline.name}[{task}]", baseline.name, SUM_METHOD,
-                     tuple(1.0 if t == task else 0.0 for t in TASKS), (task,), "baseline") for task in TASKS]
+        rows += [Row.of(baseline.name, SUM_METHOD, tuple(1.0 if t == task else 0.0 for t in TASKS), (task,))
+                 for task in TASKS]
     seen: set[str] = set()
     for row in rows:
         if row.name in seen:  # a plugin's preset name with + @ or [ in it
@@ -327,7 +304,7 @@ def comparison_record(plan: Sequence[PlannedRun]) -> dict:
     for run in plan:
         config = json.loads(json.dumps(run.config.to_dict(), default=str))
         settings.setdefault(run.name, {k: v for k, v in config.items() if k not in _NOT_RECORDED})
-        rows.setdefault(run.name, run.row.record(run.config))
+        rows.setdefault(run.name, run.row.record(run.config.task_weights))
         seed = config["method_settings"].get("seed")
         seeded[run.name] = seeded.get(run.name, True) and seed is not None and seed == run.seed
     for name, follows in seeded.items():

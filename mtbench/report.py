@@ -29,12 +29,13 @@ from .rundir import (
     CONFIG_FILE, ENV_FILE, EPOCHS_FILE, SUMMARY_FILE, EpochRow, RunFileError, finite_number, read_epochs,
     read_json,
 )
+from .rows import ROLES
+from .rows import Row as RowSpec
 from .stats import delta_m, summarize, summarize_time_to_target
 from .verdict import DEFAULT_PRIMARY, PRIMARY_METRICS, paired_verdict, scalarization_front, verdict_sentences
 
 COMPARISON_FILE = "comparison.json"
 RUNS_DIR = "runs"
-ROLES = ("row", "sweep", "baseline")
 SELECTIONS = ("final", "best-holdout")
 DEFAULT_SELECTION = "final"
 # Settings that do not make two runs different experiments when grouping runs into rows.
@@ -46,63 +47,6 @@ ROW_METRICS = ("top1", "miou", "joint", "delta_m", "steps_to_target")
 def run_name(row: str, seed: int) -> str:
     """The folder of one run inside a comparison's ``runs/`` folder: the row's name and the seed."""
     return f"{row}-seed{seed}"
-
-
-def sweep_weight(task_weights: Sequence[float] | None) -> float | None:
-    """The classification share w of a pair of task weights, (w, 1 - w) once normalised."""
-    if not task_weights or len(task_weights) != 2 or not sum(task_weights) > 0:
-        return None
-    return task_weights[0] / (task_weights[0] + task_weights[1])
-
-
-@dataclass(frozen=True)
-class RowSpec:
-    """What one row of a comparison trains; its runs differ only by seed."""
-
-    name: str
-    optimizer: str
-    method: str = SUM_METHOD
-    task_weights: tuple[float, ...] | None = None
-    tasks: tuple[str, ...] = TASKS
-    role: str = "row"
-
-    @classmethod
-    def of(cls, optimizer: str, method: str | None = None, task_weights: Sequence[float] | None = None,
-           tasks: Sequence[str] | None = None) -> RowSpec:
-        """The row a run's settings make, named as a comparison names it: ``adam``, ``adam+pcgrad``,
-        ``adam@w0.3`` (task weights (0.3, 0.7)), ``adam[cls]`` (classification alone)."""
-        method = method or SUM_METHOD
-        tasks = tuple(t for t in TASKS if t in (tasks or TASKS))
-        weights = tuple(float(w) for w in task_weights) if task_weights else None
-        name, role = optimizer + ("" if method == SUM_METHOD else f"+{method}"), "row"
-        w = sweep_weight(weights)
-        if len(tasks) == 1:
-            name, role = f"{name}[{tasks[0]}]", "baseline"
-        elif w is not None and abs(w - 0.5) > 1e-9:
-            name += f"@w{w:g}"
-            role = "sweep" if method == SUM_METHOD else "row"
-        return cls(name, optimizer, method, weights, tasks, role)
-
-    @classmethod
-    def from_record(cls, record, where: str) -> RowSpec:
-        """A row of comparison.json's ``rows``."""
-        if not isinstance(record, dict) or not record.get("name") or not record.get("optimizer"):
-            raise DataError(f"{where}: row {record!r} is not a row (expected an object with name, optimizer, "
-                            f"method, task_weights, tasks and role)")
-        role = record.get("role", "row")
-        if role not in ROLES:
-            raise DataError(f"{where}: row {record['name']!r} has role {role!r} (expected one of {', '.join(ROLES)})")
-        derived = cls.of(record["optimizer"], record.get("method"), record.get("task_weights"), record.get("tasks"))
-        return cls(str(record["name"]), derived.optimizer, derived.method, derived.task_weights, derived.tasks, role)
-
-    @property
-    def weight(self) -> float | None:
-        return sweep_weight(self.task_weights)
-
-    def to_dict(self) -> dict:
-        return {"name": self.name, "optimizer": self.optimizer, "method": self.method,
-                "task_weights": list(self.task_weights) if self.task_weights else None,
-                "tasks": list(self.tasks), "role": self.role}
 
 
 # ---------------------------------------------------------------------------------------------

@@ -284,7 +284,7 @@ def json_record(report: Report, base: Path | None = None) -> dict:
     for row in report.rows:
         g, m = row.group, row.metrics
         rows.append({
-            "optimizer": g.optimizer, "label": g.label, **g.spec.to_dict(), "seeds": [r.seed for r in g.runs],
+            "optimizer": g.optimizer, "label": g.label, **g.spec.record(), "seeds": [r.seed for r in g.runs],
             "completed": len(g.done), "status": row.status,
             **{k: _summary(m[k]) for k in ("top1", "miou", "seconds_per_step", "peak_memory_mb")},
             **{k: _summary(m[k], time_keys) for k in ("steps_to_target", "seconds_to_target")},

@@ -62,6 +62,11 @@ def test_the_sweep_weights_each_single_gradient_optimizer(registry):
         plan_rows(presets(registry, "mtadamv2"), ["sum"], sweep=(0.5,))
 
 
+def test_a_sweep_weight_of_one_half_is_the_plain_row_and_is_not_trained_twice(registry):
+    rows, _ = plan_rows(presets(registry, "adam"), ["sum"], sweep=(0.3, 0.5))
+    assert [r.name for r in rows] == ["adam", "adam@w0.3"]
+
+
 def test_single_task_baselines(registry):
     rows, _ = plan_rows(presets(registry, "sgd"), ["sum"], baseline=registry.get("adam"))
     assert described(rows) == [
