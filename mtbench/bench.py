@@ -26,6 +26,7 @@ import torch
 
 from . import ops
 from .aggregation import weighted_sum
+from .distributed import resolve_device
 from .errors import ConfigError
 from .methods import MethodPreset
 from .optim import MTAdamV2
@@ -93,18 +94,6 @@ def parameter_shapes(model: str) -> list[torch.Size]:
     return [p.shape for p in net.parameters()]
 
 
-def _device(name: str) -> torch.device:
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise ConfigError(f"unknown device {name!r}; expected cpu or cuda[:N]") from None
-    if device.type not in ("cpu", "cuda"):
-        raise ConfigError(f"device {name!r} is not supported; expected cpu or cuda[:N]")
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device {name!r} is not available: torch sees no CUDA GPU")
-    return device
-
-
 def median_ms(steps: list[Callable[[], None]], repeat: int, device: torch.device) -> list[float]:
     """Median wall time of each step function over `repeat` rounds, after two warm-up calls each
     (which also create the optimizer state).
@@ -163,7 +152,7 @@ def _checked(model: str, tasks: int, dtype: str, device: str, repeat: int):
         raise ConfigError(f"tasks must be in 1..{ops.MAX_TASKS}, got {tasks}")
     if repeat < 1:
         raise ConfigError(f"repeat must be >= 1, got {repeat}")
-    return _device(device), DTYPES[dtype], parameter_shapes(model)
+    return resolve_device(device), DTYPES[dtype], parameter_shapes(model)
 
 
 def run_bench(model: str = "resnet18", tasks: int = 2, dtype: str = "float32", device: str = "cpu",

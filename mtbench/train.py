@@ -38,25 +38,7 @@ from .training.gradients import (
 from .training.runlog import RunLog
 from .training.schedule import build_scheduler
 
-__all__ = ["Trainer", "masked_cross_entropy", "resolve_device", "train", "weights_digest"]
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` picks CUDA when there is a device; anything else must name an available device."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        device = None
-    if device is None or device.type not in ("cpu", "cuda"):
-        raise ConfigError(f"unknown device {name!r}: expected auto, cpu, cuda or cuda:N")
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ConfigError(f"device {name!r} requested but no CUDA device is available; use --device cpu")
-        if device.index is not None and device.index >= torch.cuda.device_count():
-            raise ConfigError(f"device {name!r}: only {torch.cuda.device_count()} CUDA device(s) available")
-    return device
+__all__ = ["Trainer", "masked_cross_entropy", "train", "weights_digest"]
 
 
 def train(
@@ -155,7 +137,7 @@ class Trainer:
         if len(config.tasks) == 1 and (preset.per_task_gradients or config.method != SUM_METHOD):
             raise ConfigError(f"--tasks {config.tasks[0]} trains one task alone: it needs a single-gradient optimizer "
                               f"and --method sum, not {preset.name!r} with --method {config.method}")
-        self.dist, self.device = distributed.init(resolve_device(config.device))
+        self.dist, self.device = distributed.init(distributed.resolve_device(config.device))
         main = self.dist.is_main
         self.run = RunDir(run_dir, writable=main)
         self.progress = progress and main

@@ -16,12 +16,12 @@ import click
               help="Time this multi-task method's full combine (mtbench list shows them) against the one-pass "
                    "weighted sum of the task gradients, instead of the optimizer step.")
 @click.option("--dtype", default="float32", show_default=True, help="float32, float64 or bfloat16.")
-@click.option("--device", default=None, help="cpu or cuda[:N]  [default: cuda when a GPU is visible, else cpu]")
+@click.option("--device", default="auto", show_default=True, help="auto (cuda when a GPU is visible, else cpu), cpu or cuda:N.")
 @click.option("--repeat", type=int, default=20, show_default=True, help="Timed steps per row (median).")
 @click.option("--threads", type=int, default=None, help="torch intra-op CPU threads  [default: torch's]")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @click.pass_context
-def bench(ctx: click.Context, model: str, tasks: int, method: str | None, dtype: str, device: str | None,
+def bench(ctx: click.Context, model: str, tasks: int, method: str | None, dtype: str, device: str,
           repeat: int, threads: int | None, as_json: bool) -> None:
     """Time one optimizer step: MTAdamV2 fused and reference, Adam fused and foreach.
 
@@ -30,12 +30,8 @@ def bench(ctx: click.Context, model: str, tasks: int, method: str | None, dtype:
     method's combine and the one-pass weighted sum on the task gradients laid out as the trainer
     holds them (rows of one [T, N] buffer), and reports their ratio against the target of 2.0.
     """
-    import torch
-
     from ..bench import format_method_result, format_result, result_json, run_bench, run_method_bench
 
-    if device is None:
-        device = "cuda" if torch.cuda.is_available() else "cpu"
     options = dict(model=model, tasks=tasks, dtype=dtype, device=device, repeat=repeat, threads=threads)
     if method is None:
         result = run_bench(**options)

@@ -144,8 +144,7 @@ def run(ctx: click.Context, optimizer: str | None, out: Path, resume: Path | Non
 
 def _new_run_dir(out: Path, name: str, device: str) -> str:
     """A new run directory; under torchrun rank 0 makes it and every rank gets its name."""
-    from ..distributed import from_rank0
-    from ..train import resolve_device
+    from ..distributed import from_rank0, resolve_device
 
     return from_rank0(lambda: str(create_run_dir(out, name)), resolve_device(device))
 
