@@ -59,8 +59,7 @@ def train(
     the run ended. ``on_epoch(summary)`` hears of every finished epoch (after its checkpoint); it may
     raise RunStopped to end the run there, e.g. a tuner pruning a trial.
     """
-    trainer = Trainer(config, preset, config.run_dir, method=method, progress=progress, echo=echo)
-    trainer.on_epoch = on_epoch
+    trainer = Trainer(config, preset, config.run_dir, method=method, progress=progress, echo=echo, on_epoch=on_epoch)
     try:
         return trainer.fit(resume)
     finally:
@@ -125,7 +124,8 @@ class Trainer:
     directory is written; from ``fit`` on, a failure leaves the directory with what it had written.
     """
 
-    def __init__(self, config: RunConfig, preset: OptimizerPreset, run_dir, *, method=None, progress: bool, echo):
+    def __init__(self, config: RunConfig, preset: OptimizerPreset, run_dir, *, method=None, progress: bool, echo,
+                 on_epoch: Callable[[dict], None] | None = None):
         if config.optimizer != preset.name:
             raise ConfigError(f"the run is configured for {config.optimizer!r} but was given preset {preset.name!r}")
         self.config, self.preset = config, preset
@@ -133,19 +133,13 @@ class Trainer:
             method = None  # the plain weighted loss: one backward pass, no per-task gradients
         elif method is None:
             method = _registry_method(config.method)
-        _check_method(preset, config.method)
-        if len(config.tasks) == 1 and (preset.per_task_gradients or config.method != SUM_METHOD):
-            raise ConfigError(f"--tasks {config.tasks[0]} trains one task alone: it needs a single-gradient optimizer "
-                              f"and --method sum, not {preset.name!r} with --method {config.method}")
         self.dist, self.device = distributed.init(distributed.resolve_device(config.device))
+        _check_combination(config, preset, self.device)
         main = self.dist.is_main
         self.run = RunDir(run_dir, writable=main)
         self.progress = progress and main
         self.echo = echo if main else (lambda text: None)
-        if config.amp == "fp16" and (self.device.type != "cuda" or preset.per_task_gradients
-                                     or config.method != SUM_METHOD):
-            raise ConfigError("--amp fp16 needs a CUDA device, a single-gradient optimizer and --method sum; "
-                              "use --amp bf16")
+        self.on_epoch = on_epoch
         self.data: DataBundle = build_datasets(
             imagenet=config.imagenet, coco=config.coco, image_size=config.image_size,
             limit_train=config.limit_train, limit_val=config.limit_val, holdout=config.holdout,
@@ -164,25 +158,9 @@ class Trainer:
                 self.echo(f"warning: {note}")
         self.init_digest = weights_digest(self.model)
         self.model.to(self.device)
-        per_task = preset.per_task_gradients or config.method != SUM_METHOD
-        net = self._distribute(per_task)
-        self.names = [n for n, p in self.model.named_parameters() if p.requires_grad]
-        self.params = [p for p in self.model.parameters() if p.requires_grad]
-        built = method.build(len(TASKS), **config.method_settings) if method is not None else None
-        groups = [{"params": self.params}]
-        extra = list(built.parameters()) if built is not None and hasattr(built, "parameters") else []
-        if extra:
-            for p in extra:  # made by the factory on the CPU
-                p.data = p.data.to(self.device)
-            groups.append({"params": extra})  # a method's learnable loss weights, trained alongside
-        self.optimizer = preset.build(groups if extra else self.params, **config.hyperparams)
         self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(config.amp)
         self.scaler = torch.amp.GradScaler("cuda") if config.amp == "fp16" else None
-        ctx = StepContext(config, self.model, net, self.names, self.params, self.optimizer, self.dist,
-                          self.device, self._autocast, self.scaler)
-        self.strategy: GradientStrategy = (
-            MethodGradients(ctx, built) if built is not None
-            else OptimizerTaskGradients(ctx) if preset.per_task_gradients else CombinedLoss(ctx))
+        self.strategy = self._gradient_strategy(method)
         per_step = config.batch_size * self.dist.world
         self.steps_per_epoch = max(len(self.data.cls_train) // per_step, len(self.data.seg_train) // per_step)
         self.scheduler = None
@@ -194,7 +172,25 @@ class Trainer:
         self.log = RunLog(self.run, config, {"optimizer": preset.name, "title": preset.title,
                                              "method": config.method}, self.echo)
         self._lock = None
-        self.on_epoch: Callable[[dict], None] | None = None
+
+    def _gradient_strategy(self, method) -> GradientStrategy:
+        """The optimizer, and how the gradient it steps on is made: the weighted loss, the tasks'
+        gradients for an optimizer that takes them, or a method's combination of them."""
+        config, preset = self.config, self.preset
+        net = self._distribute(per_task=preset.per_task_gradients or method is not None)
+        self.names = [n for n, p in self.model.named_parameters() if p.requires_grad]
+        self.params = [p for p in self.model.parameters() if p.requires_grad]
+        built = method.build(len(TASKS), **config.method_settings) if method is not None else None
+        extra = list(built.parameters()) if hasattr(built, "parameters") else []
+        for p in extra:  # a method's learnable loss weights, made by its factory on the CPU
+            p.data = p.data.to(self.device)
+        groups = [{"params": self.params}, {"params": extra}] if extra else self.params
+        self.optimizer = preset.build(groups, **config.hyperparams)
+        ctx = StepContext(config, self.model, net, self.names, self.params, self.optimizer, self.dist,
+                          self.device, self._autocast, self.scaler)
+        if built is not None:
+            return MethodGradients(ctx, built)
+        return OptimizerTaskGradients(ctx) if preset.per_task_gradients else CombinedLoss(ctx)
 
     def _distribute(self, per_task: bool) -> torch.nn.Module:
         """The module the training step calls: the model itself, or it wrapped for several processes.
@@ -403,11 +399,20 @@ def _registry_method(name: str):
     return load_registry().get_method(name)
 
 
-def _check_method(preset: OptimizerPreset, method: str) -> None:
-    """NOTE [methods and per-task optimizers]: an optimizer that takes the tasks' gradients apart
+def _check_combination(config: RunConfig, preset: OptimizerPreset, device: torch.device) -> None:
+    """ConfigError for settings that do not go together.
+
+    NOTE [methods and per-task optimizers]: an optimizer that takes the tasks' gradients apart
     (MTAdamV2) balances the tasks itself; a method would hand it one combined gradient and undo
-    that, so the two do not compose."""
-    if preset.per_task_gradients and method != SUM_METHOD:
-        raise ConfigError(f"--method {method} does not compose with {preset.name!r}, which takes the tasks' "
+    that, so the two do not compose.
+    """
+    if preset.per_task_gradients and config.method != SUM_METHOD:
+        raise ConfigError(f"--method {config.method} does not compose with {preset.name!r}, which takes the tasks' "
                           "gradients apart and balances them itself; use --method sum, or a single-gradient "
                           "optimizer such as adam")
+    if len(config.tasks) == 1 and (preset.per_task_gradients or config.method != SUM_METHOD):
+        raise ConfigError(f"--tasks {config.tasks[0]} trains one task alone: it needs a single-gradient optimizer "
+                          f"and --method sum, not {preset.name!r} with --method {config.method}")
+    if config.amp == "fp16" and (device.type != "cuda" or preset.per_task_gradients or config.method != SUM_METHOD):
+        raise ConfigError("--amp fp16 needs a CUDA device, a single-gradient optimizer and --method sum; "
+                          "use --amp bf16")
