@@ -11,7 +11,7 @@ from typing import Any
 
 from .methods import Method, MethodPreset
 from .plugins.hookspecs import hookimpl
-from .presets import Expected, OptimizerPreset, Param, standard_params
+from .presets import Expected, OptimizerPreset, Param, SearchDim, standard_params
 
 __version__ = "0.1.0"
 
@@ -29,7 +29,7 @@ _LAZY = {
 }
 
 __all__ = [
-    "Expected", "Method", "MethodPreset", "OptimizerPreset", "Param", "hookimpl", "standard_params",
+    "Expected", "Method", "MethodPreset", "OptimizerPreset", "Param", "SearchDim", "hookimpl", "standard_params",
     "__version__", *_LAZY,
 ]
 

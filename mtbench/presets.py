@@ -2,6 +2,7 @@
 
 ``Preset`` holds what every kind of preset shares (typed settings, the one guarded call of the
 plugin's factory); ``OptimizerPreset`` here and ``mtbench.methods.MethodPreset`` build on it.
+An optimizer preset also says what `mtbench tune` searches: ``SearchDim`` ranges and lists of choices.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 import difflib
 import math
 from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar, Iterable, Mapping, Sequence
+from typing import Any, Callable, ClassVar, Iterable, Mapping, Sequence, Union
 
 from .errors import ConfigError
 
@@ -167,6 +168,66 @@ STANDARD_PARAMS: Mapping[str, Param] = {
 }
 
 
+# The default search space of `mtbench tune` (DeepOBS-style): lr log-uniform over [lr / LR_SPAN,
+# lr * LR_SPAN] around the preset's, and weight_decay log-uniform over WEIGHT_DECAY_RANGE where the
+# preset has a weight decay (its value may be 0, which a log range cannot hold: the range is fixed).
+LR_SPAN = 10.0
+WEIGHT_DECAY_RANGE = (1e-6, 1e-1)
+
+
+@dataclass(frozen=True)
+class SearchDim:
+    """A tuned hyperparameter's range: uniform over [low, high], log-uniform when ``log``."""
+
+    low: float
+    high: float
+    log: bool = False
+
+    def text(self, key: str) -> str:
+        """The range as ``--space`` takes it: ``lr=1e-05:0.1:log``."""
+        return f"{key}={format_value(self.low)}:{format_value(self.high)}" + (":log" if self.log else "")
+
+    def check(self, key: str, param: Param, shown: str | None = None) -> SearchDim:
+        """This range, or ConfigError naming the key, the range (as ``shown``, else ``text``) and what is allowed."""
+        shown = shown or self.text(key)
+        where = f"{shown} is not allowed"
+        if param.kind not in (float, int):
+            raise ConfigError(f"{where}: {key} takes {param.describe()}; search it over a list of choices "
+                              f"({key}=A|B)")
+        ends = []
+        for end in (self.low, self.high):
+            if isinstance(end, bool) or not isinstance(end, (int, float)) or not math.isfinite(end):
+                raise ConfigError(f"{where}: expected LOW:HIGH[:log] with finite numbers")
+            if param.kind is int and not float(end).is_integer():
+                raise ConfigError(f"{where}: {key} takes whole numbers")
+            ends.append(float(end))
+        if not ends[0] < ends[1]:
+            raise ConfigError(f"{where}: expected LOW < HIGH")
+        if self.log and ends[0] <= 0:
+            raise ConfigError(f"{where}: a log range needs LOW > 0")
+        if not all(param._in_range(end) for end in ends):
+            raise ConfigError(f"{shown} is out of range: {key} takes {param.describe()}")
+        return SearchDim(*ends, bool(self.log))
+
+
+SearchEntry = Union[SearchDim, Sequence[Any]]  # a range, or a list of choices
+
+
+def check_search_entry(key: str, entry: Any, param: Param | None) -> SearchDim | tuple:
+    """A search-space entry checked against the key's Param: a SearchDim, or a tuple of >= 2 choices."""
+    if param is None:
+        raise ConfigError(f"{key!r} cannot be searched: the optimizer does not accept it")
+    if isinstance(entry, SearchDim):
+        return entry.check(key, param)
+    if not isinstance(entry, (list, tuple)) or len(entry) < 2:
+        raise ConfigError(f"{key}={entry!r} is not a search range: expected a mtbench.SearchDim or a list of "
+                          "at least two choices")
+    choices = tuple(param.check(key, choice) for choice in entry)
+    if len(set(choices)) != len(choices):
+        raise ConfigError(f"{key}={'|'.join(format_value(c) for c in choices)} repeats a choice")
+    return choices
+
+
 @dataclass(frozen=True)
 class Expected:
     """The optimizer guide's expected results on real ImageNet + COCO (5 epochs, batch size 8)."""
@@ -252,6 +313,8 @@ class OptimizerPreset(Preset):
     ``--set`` accepts beyond ``defaults`` (kinds from STANDARD_PARAMS otherwise).
     ``per_task_gradients`` says that ``step(task_grads)`` takes each task's gradients apart.
     ``order`` places the preset in listings and the run menu (ties keep discovery order).
+    ``search_space`` maps a setting to the SearchDim or list of choices `mtbench tune` searches
+    (empty: the default space, see ``tuning_space``).
     ``source`` is filled in by the registry: the plugin that brought the preset and where from.
     """
 
@@ -267,7 +330,21 @@ class OptimizerPreset(Preset):
     params: Mapping[str, Param] = field(default_factory=dict)
     expected: Expected | None = None
     order: int = 100
+    search_space: Mapping[str, SearchEntry] = field(default_factory=dict)
     source: str = field(default="", compare=False)
+
+    def tuning_space(self) -> dict[str, SearchDim | tuple]:
+        """What `mtbench tune` searches, checked: ``search_space``, or when it is empty the default
+        (lr log-uniform within LR_SPAN of the preset's, weight_decay over WEIGHT_DECAY_RANGE where the
+        preset has one)."""
+        space = dict(self.search_space)
+        if not space:
+            lr = self.defaults.get("lr")
+            if isinstance(lr, (int, float)) and not isinstance(lr, bool) and lr > 0:
+                space["lr"] = SearchDim(lr / LR_SPAN, lr * LR_SPAN, log=True)
+            if "weight_decay" in self.defaults:
+                space["weight_decay"] = SearchDim(*WEIGHT_DECAY_RANGE, log=True)
+        return {key: check_search_entry(key, entry, self.param(key)) for key, entry in space.items()}
 
     def build(self, params: Any, **hyperparams: Any) -> Any:
         """The optimizer over ``params`` (tensors or param groups); ConfigError when the plugin fails."""
@@ -316,6 +393,14 @@ def validate_preset(preset: Any, kind: type[Preset] = OptimizerPreset) -> Any:
         preset.resolve()
     except ConfigError as exc:
         raise ValueError(f"{kind.KIND} {preset.name!r}: bad default: {exc}") from None
+    if isinstance(preset, OptimizerPreset):
+        if not isinstance(preset.search_space, Mapping):
+            raise ValueError(f"{kind.KIND} {preset.name!r}: search_space must be a dict of mtbench.SearchDim "
+                             "or lists of choices")
+        try:
+            preset.tuning_space()
+        except ConfigError as exc:
+            raise ValueError(f"{kind.KIND} {preset.name!r}: bad search space: {exc}") from None
     return preset
 
 

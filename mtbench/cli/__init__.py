@@ -15,6 +15,7 @@ _COMMANDS = {
     "plugins": "mtbench.cli.presets:plugins_command",
     "run": "mtbench.cli.run:run",
     "compare": "mtbench.cli.compare:compare",
+    "tune": "mtbench.cli.tune:tune",
     "report": "mtbench.cli.compare:report",
     "bench": "mtbench.cli.bench:bench",
     "data": "mtbench.cli.data:data",
@@ -86,5 +87,6 @@ def main(ctx: click.Context, plugin_paths: tuple[Path, ...]) -> None:
       mtbench list                      the optimizer presets the plugins bring
       mtbench run --optimizer mtadamv2  one training run (embedded data by default)
       mtbench compare                   every optimizer, same data and init -> table + plots
+      mtbench tune                      the same tuning budget for every optimizer (Optuna)
     """
     ctx.obj = App(tuple(str(p) for p in plugin_paths))

@@ -1,0 +1,314 @@
+"""`mtbench tune`: the same tuning budget for every optimizer, on Optuna; resumable, over processes and machines."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Mapping
+
+import click
+
+from ..errors import ConfigError, MTBenchError
+from ..tuning.space import DEFAULT_SAMPLER, SAMPLERS
+from ..tuning.study import DEFAULT_HEARTBEAT
+from ..tuning.worker import DEFAULT_OBJECTIVE, OBJECTIVES
+from .configfile import config_option
+from .run import method_preset, run_options
+
+DEFAULT_TRIALS = 20
+
+
+def _stderr(line: str) -> None:
+    click.echo(line, err=True)
+
+
+@click.command(epilog="""\b
+Search spaces: each optimizer's preset may declare one; by default lr is searched log-uniform
+within 10x of the preset's, and weight_decay log-uniform over [1e-6, 0.1] where the preset has one.
+  --space adam.lr=1e-5:1e-1:log   a log-uniform range for adam only
+  --space lr=1e-4:1e-2:log        every tuned optimizer that accepts lr
+  --space momentum=0.8:0.99       a uniform range; --space sgd.nesterov=true|false: choices
+A setting fixed with --set is not searched.
+\b
+The tune directory holds tune-settings.json, the studies (study.db, unless --storage), one run
+directory per trial (trials/<optimizer>-t<n>/: `mtbench report` reads them like runs), the final
+runs (final/tuned/ and final/preset/: comparison directories) and the report (tune.md/.csv/.json,
+lr_sensitivity.png). Running the same command again continues the tune: finished trials are kept,
+a trial whose worker was killed is run again from its last checkpoint. Workers on several machines
+that run the same command against one --storage (postgresql://..., mysql://..., or journal:PATH on
+a shared file system) finish exactly the budget together.""")
+@click.option("--optimizers", default=None, metavar="A,B,...",
+              help="Optimizers to tune, comma-separated [default: every discovered preset].")
+@click.option("--trials", type=click.IntRange(min=1), default=DEFAULT_TRIALS, show_default=True,
+              help="Search trials per optimizer; each also gets one trial at the guide's preset.")
+@click.option("--sampler", type=click.Choice(SAMPLERS), default=DEFAULT_SAMPLER, show_default=True,
+              help="qmc: scrambled Halton points; grid: log-spaced points over each range (DeepOBS); "
+                   "tpe: Optuna's TPE, adaptive.")
+@click.option("--objective", type=click.Choice(OBJECTIVES), default=DEFAULT_OBJECTIVE, show_default=True,
+              help="What a trial scores on the holdout split: joint = mean of top-1 and mIoU.")
+@click.option("--space", "space_items", multiple=True, metavar="[OPT.]KEY=LOW:HIGH[:log] | KEY=A|B",
+              help="Search KEY over a range (log-uniform with :log) or a list of choices (repeatable).")
+@click.option("--prune", is_flag=True,
+              help="Stop trials whose holdout score falls below the median of earlier trials at the same epoch "
+                   "(Optuna's MedianPruner); the report counts the steps trained.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="The tune directory [default: tunes/<hash of the settings>].")
+@click.option("--storage", default=None, metavar="URL",
+              help="Where the studies live: any Optuna storage URL, or journal:PATH [default: sqlite:///OUT/study.db].")
+@click.option("--study", default=None, metavar="NAME",
+              help="Name of the studies in the storage (NAME.<optimizer>) [default: tune-<hash of the settings>].")
+@click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Trials at once on this machine, each in its own process: one GPU each when GPUs are visible, "
+                   "else the CPU threads split between them.")
+@click.option("--nproc-per-node", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Run each trial distributed: torchrun with this many processes.")
+@click.option("--final-seeds", type=click.IntRange(min=0), default=0, show_default=True,
+              help="After the tune, run each optimizer's best setting and its preset with this many fresh seeds "
+                   "(--seed + 1, ...) and report them on the test split.")
+@click.option("--heartbeat", type=click.FloatRange(min=1), default=DEFAULT_HEARTBEAT, show_default=True,
+              metavar="SECONDS", help="How often a running trial tells the storage it is alive (for workers on "
+                                      "other machines to rerun it when it stops).")
+@click.option("--quiet", "-q", is_flag=True, help="No per-trial progress bar.")
+@click.option("--worker", "worker_index", type=int, default=None, hidden=True)
+@run_options
+@config_option
+@click.pass_context
+def tune(ctx: click.Context, optimizers: str | None, trials: int, sampler: str, objective: str, space_items: tuple,
+         prune: bool, out: Path | None, storage: str | None, study: str | None, jobs: int, nproc_per_node: int,
+         final_seeds: int, heartbeat: float, quiet: bool, worker_index: int | None, **options) -> None:
+    """Give every optimizer the same tuning budget, score the trials on the holdout split, report the
+    best setting beside the guide's preset."""
+    from ..compare import parse_optimizers
+    from ..tuning import Tuner, open_directory, open_studies, plan_tune
+    from ..tuning.study import quiet_optuna
+
+    started = time.monotonic()
+    registry = ctx.obj.registry
+    try:
+        names = parse_optimizers(optimizers, registry)
+    except ConfigError as exc:
+        raise click.BadParameter(str(exc), param_hint="--optimizers") from None
+    if prune and nproc_per_node > 1:
+        raise ConfigError("--prune stops a trial from inside its training process, which torchrun runs apart "
+                          "with --nproc-per-node; drop one of them")
+    if final_seeds and {t.strip() for t in options["tasks"].split(",")} != {"cls", "seg"}:
+        raise ConfigError(f"--final-seeds runs the final settings as a comparison, whose rows train both tasks; "
+                          f"drop --tasks {options['tasks']} or --final-seeds")
+    presets = {name: registry.get(name) for name in names}
+    method = method_preset(registry, options["method"])
+    plan = plan_tune(presets, trials=trials, sampler=sampler, objective=objective, prune=prune,
+                     space_items=space_items, set_items=options.pop("set_values"), options=options, method=method,
+                     out=out, storage=storage, study=study)
+    with quiet_optuna():
+        if worker_index is None:
+            resumed = open_directory(plan)
+            for note in plan.notes:
+                _stderr(f"note: {note}")
+        studies = open_studies(plan, worker_index)
+        if worker_index is None:
+            _describe(plan, studies, resumed)
+        since, setup = datetime.now(), time.monotonic() - started
+        tuner = Tuner(plan.out, plan.presets, studies, plan.spaces, plan.options, plan.overrides, objective,
+                      _train_fn(nproc_per_node, ctx.obj.plugin_paths), method=method, prune=prune,
+                      heartbeat=heartbeat, echo=_stderr, progress=not quiet)
+        try:
+            if worker_index is not None:
+                _split_threads(jobs)
+                tuner.work()
+                return
+            if jobs > 1:
+                _run_workers(ctx, plan, jobs, options["device"], nproc_per_node)
+            else:
+                tuner.work()
+        except KeyboardInterrupt:
+            _stderr(f"\ninterrupted; run the same command again to continue the tune in {plan.out}")
+            ctx.exit(130)
+        wall = time.monotonic() - started
+        unfinished = [name for name, ts in studies.items() if not ts.finished()]
+        if unfinished:
+            raise MTBenchError(f"the budget of {', '.join(unfinished)} is not finished; run the same command again "
+                               f"to continue the tune in {plan.out}")
+        overhead = measure_overhead(studies, since, wall, setup, jobs)
+        _report(ctx, plan, studies, overhead, final_seeds, quiet, nproc_per_node)
+
+
+def _describe(plan, studies, resumed: bool) -> None:
+    done = sum(s.state == "done" for ts in studies.values() for s in ts.slots().values())
+    total = len(studies) * (plan.trials + 1)
+    _stderr(f"tune directory: {plan.out}" + (f" (resuming: {done} of {total} trials done)" if resumed else ""))
+    _stderr(f"studies: {plan.study}.<optimizer> in {plan.storage}")
+    _stderr(f"{len(studies)} optimizers x ({plan.trials} {plan.sampler} trials + the preset) = {total} trials, "
+            f"scored on the holdout split ({plan.objective}): {', '.join(studies)}")
+
+
+def _train_fn(nproc: int, plugin_paths) -> Any:
+    """The trainer in this process, or each trial under torchrun (compare's launcher)."""
+    if nproc == 1:
+        from ..train import train
+
+        return train
+    from ..compare import torchrun_train
+
+    launch = torchrun_train(nproc, plugin_paths)
+
+    def train_distributed(config, preset, *, method, resume, progress, echo, on_epoch=None):
+        return launch(config, preset, method=method, resume=resume, progress=progress, echo=echo)
+
+    return train_distributed
+
+
+# ---------------------------------------------------------------------------------------------
+# --jobs: worker processes on this machine
+
+
+def cpu_count() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def threads_per_job(jobs: int) -> int:
+    """CPU threads per trial: two torch processes with 2 threads each on 2 cores run ~20x slower than with 1."""
+    return max(1, cpu_count() // jobs)
+
+
+def _split_threads(jobs: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads_per_job(jobs))
+
+
+def visible_gpus(device: str) -> list[str]:
+    """The GPUs to share out among the workers (CUDA_VISIBLE_DEVICES values); none for --device cpu or one
+    named GPU (cuda:N keeps every worker on it)."""
+    if device not in ("auto", "cuda"):
+        return []
+    import torch
+
+    count = torch.cuda.device_count()
+    listed = [d.strip() for d in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if d.strip()]
+    return (listed or [str(i) for i in range(count)])[:count]
+
+
+def worker_env(index: int, jobs: int, gpus: list[str], per_job: int = 1) -> dict[str, str]:
+    """The environment of worker ``index``: its share of the CPU threads, and its ``per_job`` GPUs (one per
+    torchrun process) when there are any, the workers taking them in turn."""
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads_per_job(jobs))}
+    if gpus:
+        env["CUDA_VISIBLE_DEVICES"] = ",".join(gpus[(index * per_job + k) % len(gpus)] for k in range(per_job))
+    return env
+
+
+def option_args(command: click.Command, values: Mapping[str, Any], skip: tuple[str, ...] = ()) -> list[str]:
+    """The command-line arguments that give ``command`` these option values (those at their default left out)."""
+    args: list[str] = []
+    for param in command.params:
+        if not isinstance(param, click.Option) or param.name not in values or param.name in skip:
+            continue
+        value = values[param.name]
+        if value is None or value == param.default or (param.multiple and not value):
+            continue
+        flag = next((o for o in param.opts if o.startswith("--")), param.opts[0])
+        if param.is_flag:
+            if value:
+                args.append(flag)
+            continue
+        for item in (value if param.multiple else (value,)):
+            args += [flag, str(item)]
+    return args
+
+
+def _run_workers(ctx: click.Context, plan, jobs: int, device: str, nproc: int) -> None:
+    """Run the tune in ``jobs`` worker processes of this command and wait for them."""
+    values = {**ctx.params, "out": plan.out, "storage": plan.storage, "study": plan.study}
+    args = option_args(ctx.command, values, skip=("final_seeds", "worker_index", "quiet"))
+    plugins = [arg for path in ctx.obj.plugin_paths for arg in ("--plugin", path)]
+    gpus = visible_gpus(device)
+    _stderr(f"{jobs} workers, " + (f"GPUs {', '.join(gpus)}" if gpus else f"{threads_per_job(jobs)} CPU thread(s) each"))
+    procs = [subprocess.Popen([sys.executable, "-m", "mtbench", *plugins, "tune", *args, "--quiet", "--worker", str(i)],
+                              env=worker_env(i, jobs, gpus, nproc)) for i in range(jobs)]
+    try:
+        codes = [p.wait() for p in procs]
+    except KeyboardInterrupt:
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGINT)  # each releases its trial for the next run to take up
+        for p in procs:
+            p.wait()
+        raise
+    failed = [code for code in codes if code != 0]
+    if failed:
+        raise MTBenchError(f"{len(failed)} of {jobs} workers stopped with an error (exit status "
+                           f"{', '.join(map(str, failed))}); run the same command again to finish the tune")
+
+
+# ---------------------------------------------------------------------------------------------
+# The final runs and the report
+
+
+def _report(ctx, plan, studies, overhead: dict | None, final_seeds: int, quiet: bool, nproc: int) -> None:
+    from ..tuning.results import add_finals, collect, terminal, write_report
+
+    results = collect(studies, {n: p.title for n, p in plan.presets.items()}, plan.spaces)
+    if final_seeds:
+        _run_finals(ctx, plan, results, final_seeds, quiet, nproc)
+        add_finals(results, plan.out, plan.objective)
+    meta = {"objective": plan.objective, "sampler": plan.sampler, "trials": plan.trials, "prune": plan.prune,
+            "holdout": plan.options["holdout"], "seed": plan.seed, "final_seeds": final_seeds,
+            "storage": plan.storage, "study": plan.study, "overhead": overhead}
+    files = write_report(results, plan.out, meta)
+    click.echo(terminal(results, meta))
+    click.echo(f"\nwritten to {plan.out}: {', '.join(f.name for f in files)}")
+
+
+def measure_overhead(studies, since: datetime, wall: float, setup: float, workers: int) -> dict | None:
+    """What the invocation spent outside its trials' training: its wall time (x workers) less the training
+    time of the trials it finished, absolute and as a fraction, split into the setup before the first
+    trial (imports, planning) and the rest per trial; None when it finished no trial."""
+    from ..tuning.study import result
+
+    trained = [result(t)["seconds"] for ts in studies.values() for t in ts.all_trials()
+               if "seconds" in result(t) and t.datetime_complete is not None and t.datetime_complete >= since]
+    if not trained:
+        return None
+    total = wall * workers
+    outside = total - sum(trained)
+    return {"wall_seconds": wall, "workers": workers, "trial_seconds": sum(trained), "trials": len(trained),
+            "seconds": outside, "fraction": outside / total, "setup_seconds": setup,
+            "per_trial_seconds": max(0.0, outside - setup * workers) / len(trained)}
+
+
+def _run_finals(ctx, plan, results, seeds: int, quiet: bool, nproc: int) -> None:
+    """Each optimizer's best setting (final/tuned) and its preset (final/preset) over ``seeds`` fresh seeds,
+    through `mtbench compare` (its comparison directories resume like any other)."""
+    from ..tuning.results import FINAL_DIR, GUIDE, TUNED
+    from ..tuning.space import setting_items
+    from .compare import compare
+
+    # compare crosses --methods with the optimizers; its rows train both tasks (checked before the tune)
+    run_values = {k: v for k, v in plan.options.items() if k not in ("seed", "set_values", "method", "tasks")}
+    # --wait: workers of one tune on several machines that share the tune directory run the finals in turn
+    common = option_args(compare, run_values) + ["--methods", plan.options["method"], "--seeds", str(seeds),
+                                                 "--seed", str(plan.seed + 1), "--nproc-per-node", str(nproc), "--wait"]
+    common += ["--quiet"] if quiet else []
+    fixed = [arg for name, items in plan.overrides.items() for item in items if not item.startswith("method.")
+             for arg in ("--set", f"{name}.{item}")]
+    fixed += [arg for item in dict.fromkeys(i for items in plan.overrides.values() for i in items
+                                            if i.startswith("method.")) for arg in ("--set", item)]
+    best = [r for r in results if r.best is not None]
+    missing = [r.optimizer for r in results if r.best is None]
+    if missing:
+        _stderr(f"note: no completed search trial for {', '.join(missing)}: no final runs of a tuned setting")
+    tuned = [arg for r in best for item in setting_items(r.best_settings()) for arg in ("--set", f"{r.optimizer}.{item}")]
+    for folder, names, extra in ((TUNED, [r.optimizer for r in best], tuned), (GUIDE, list(plan.presets), [])):
+        if not names:
+            continue
+        args = ["--optimizers", ",".join(names), "--out", str(plan.out / FINAL_DIR / folder), *common, *fixed, *extra]
+        _stderr(f"final runs, {folder} settings: mtbench compare {' '.join(args)}")
+        try:
+            compare.main(args, prog_name="mtbench compare", standalone_mode=False, obj=ctx.obj)
+        except MTBenchError as exc:  # the failed runs are left out of the test figures; the report says so
+            _stderr(f"warning: final runs ({folder}): {exc}")

@@ -1,0 +1,181 @@
+"""Planning a tune: the optimizers, their spaces and run configs, the record that names the tune, its
+directory and its studies (one per optimizer, in one Optuna storage).
+
+Layout of a tune directory::
+
+    tune-settings.json       the tune's settings (checked when the same tune is run again)
+    study.db                 the Optuna studies, unless --storage puts them elsewhere
+    trials/<optimizer>-t<n>/ one run directory per trial (`mtbench report` reads them like runs)
+    final/tuned/, final/preset/   comparison directories of the final runs (--final-seeds)
+    tune.md/.csv/.json, lr_sensitivity.png   the tune report
+"""
+
+from __future__ import annotations
+
+import json
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from ..config import SUM_METHOD, TASKS
+from ..errors import ConfigError
+from ..locks import LOCK_FILE
+from ..presets import OptimizerPreset
+from ..rundir import RunFileError, atomic_write_text, read_json
+from .space import SAMPLERS, Space, build_spaces, planned_points, space_record
+from .study import STUDY_DB, Guard, TuneStudy, Worker, default_storage, open_storage, open_study
+from .worker import OBJECTIVES, TRIALS_DIR
+
+TUNE_FORMAT = 1
+SETTINGS_FILE = "tune-settings.json"
+DEFAULT_HOLDOUT = 0.1
+DEFAULT_ROOT = Path("tunes")
+# Config fields left out of the record: where a run is written, and what only changes speed, so that
+# workers on other machines (another device, more loader workers) join the same tune.
+_NOT_RECORDED = ("run_dir", "device", "workers", "tensorboard")
+
+
+@dataclass
+class TunePlan:
+    """Everything a worker needs to open and run a tune, checked before anything is written."""
+
+    presets: dict[str, OptimizerPreset]
+    spaces: dict[str, Space]
+    overrides: dict[str, list[str]]  # each optimizer's --set items
+    options: dict[str, Any]  # the run options for build_config (holdout set, --set left out)
+    method: Any
+    trials: int
+    sampler: str
+    objective: str
+    prune: bool
+    seed: int
+    record: dict
+    out: Path
+    storage: str
+    study: str
+    notes: list[str] = field(default_factory=list)
+
+
+def plan_tune(presets: Mapping[str, OptimizerPreset], *, trials: int, sampler: str = "qmc", objective: str = "joint",
+              prune: bool = False, space_items: Sequence[str] = (), set_items: Sequence[str] = (),
+              options: Mapping[str, Any] | None = None, method=None, out: Path | None = None,
+              storage: str | None = None, study: str | None = None) -> TunePlan:
+    """Check a tune's settings and name its directory and studies; ConfigError names the first bad one.
+
+    ``options`` are the run options as `mtbench run` names them (``holdout`` defaults to 0.1 here: a
+    tune selects on the holdout split alone); ``set_items`` are ``--set`` items (``name.key=value``
+    for one optimizer, ``key=value`` for each that accepts it, ``method.key=value`` for the method).
+    """
+    from ..compare import default_directory, split_overrides
+
+    if sampler not in SAMPLERS:
+        raise ConfigError(f"--sampler {sampler!r}: expected one of {', '.join(SAMPLERS)}")
+    if objective not in OBJECTIVES:
+        raise ConfigError(f"--objective {objective!r}: expected one of {', '.join(OBJECTIVES)}")
+    if isinstance(trials, bool) or not isinstance(trials, int) or trials < 1:
+        raise ConfigError(f"--trials {trials!r} is not allowed: expected a whole number > 0")
+    options = dict(options or {})
+    if options.get("holdout") is None:
+        options["holdout"] = DEFAULT_HOLDOUT
+    if not options["holdout"]:
+        raise ConfigError("--holdout 0 leaves nothing to select on: a tune scores its trials on the holdout split "
+                          f"alone (the test split chooses nothing); give a fraction such as {DEFAULT_HOLDOUT}")
+    tasks = [t.strip() for t in (options.get("tasks") or ",".join(TASKS)).split(",")]
+    needed = {"top1": "cls", "miou": "seg"}.get(objective)
+    if needed and needed not in tasks:
+        raise ConfigError(f"--objective {objective} reads the {needed} task, which --tasks {','.join(tasks)} does not train")
+    method_name = method.name if method is not None else SUM_METHOD
+    shared = split_overrides(set_items, presets, {method_name: method})
+    method_items = [f"method.{item}" for item in shared.methods.get(method_name, [])]
+    overrides = {name: items + method_items for name, items in shared.optimizers.items()}
+    fixed = {name: {item.partition("=")[0].strip() for item in items} for name, items in shared.optimizers.items()}
+    spaces = build_spaces(presets, space_items, fixed)
+    seed = options.get("seed", 0)
+
+    from ..config import build_config
+
+    settings = {}
+    for name, preset in presets.items():
+        try:
+            config = build_config(preset, "", method, **{**options, "set_values": overrides[name]})
+        except ConfigError as exc:
+            raise ConfigError(f"{name}: {exc}") from None
+        recorded = {k: v for k, v in json.loads(json.dumps(config.to_dict(), default=str)).items()
+                    if k not in _NOT_RECORDED}
+        settings[name] = {**recorded, "space": space_record(spaces[name]), "sampler": sampler,
+                          "objective": objective, "prune": prune,
+                          # a grid's points depend on its size; qmc and tpe may be given more trials later
+                          **({"trials": trials} if sampler == "grid" else {})}
+    record = {"format": TUNE_FORMAT, "optimizers": list(presets), "seeds": [seed], "settings": settings}
+    named = default_directory(record, DEFAULT_ROOT)
+    out = out or named
+    return TunePlan(dict(presets), spaces, overrides, options, method, trials, sampler, objective, prune, seed,
+                    record, out, storage or default_storage(out), study or f"tune-{named.name}", shared.notes)
+
+
+def study_record(plan: TunePlan, name: str) -> dict:
+    """The record of one optimizer's study: its slice of the tune's record."""
+    return {**plan.record, "optimizers": [name], "settings": {name: plan.record["settings"][name]}}
+
+
+def open_directory(plan: TunePlan) -> bool:
+    """Create the tune directory, or check that it holds this tune; True when it did already."""
+    from ..compare import describe_difference
+
+    path = plan.out / SETTINGS_FILE
+    if path.is_file():
+        try:
+            old = read_json(path)
+        except RunFileError as exc:
+            raise ConfigError(f"{exc}; choose another --out") from None
+        difference = describe_difference(old, plan.record)
+        if difference:
+            raise ConfigError(f"{plan.out} holds a tune with other settings ({difference}); choose another --out, "
+                              "or repeat that tune's options to continue it")
+        return True
+    if plan.out.exists() and (not plan.out.is_dir() or not all(_ours(p.name) for p in plan.out.iterdir())):
+        raise ConfigError(f"{plan.out} exists and is not a tune directory (no {SETTINGS_FILE}); choose another --out")
+    try:
+        plan.out.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(path, json.dumps(plan.record, indent=2) + "\n")
+    except OSError as exc:
+        raise ConfigError(f"cannot write the tune directory {plan.out}: {exc.strerror or exc}") from None
+    return False
+
+
+def _ours(name: str) -> bool:
+    """What a worker of this tune that started at the same moment may have written before the settings file."""
+    return name in (TRIALS_DIR, LOCK_FILE) or name.startswith(STUDY_DB) or name.startswith(f".{SETTINGS_FILE}.")
+
+
+def open_studies(plan: TunePlan, worker_index: int | None = None, me: Worker | None = None) -> dict[str, TuneStudy]:
+    """Each optimizer's study in the plan's storage, its missing slots enqueued."""
+    import optuna
+
+    storage = open_storage(plan.storage)
+    guard = Guard(plan.storage)
+    pruner = optuna.pruners.MedianPruner() if plan.prune else optuna.pruners.NopPruner()
+    studies = {}
+    for name, preset in plan.presets.items():
+        points = planned_points(plan.spaces[name], preset, plan.sampler, plan.trials, plan.seed)
+        study = open_study(storage, f"{plan.study}.{name}", study_record(plan, name), _sampler(plan, me, worker_index),
+                           pruner)
+        ts = TuneStudy(name, study, guard, plan.trials, points)
+        ts.plan()
+        studies[name] = ts
+    return studies
+
+
+def _sampler(plan: TunePlan, me: Worker | None, worker_index: int | None):
+    import optuna
+
+    if plan.sampler == "tpe":
+        # Each worker its own stream: with one seed, workers starting together would draw the same
+        # random start-up points. Reproducible for one host and one --jobs.
+        me = me or Worker()
+        seed = (plan.seed + zlib.crc32(f"{me.host}/{worker_index or 0}".encode())) % 2**32
+        return optuna.samplers.TPESampler(seed=seed, constant_liar=True)
+    # qmc and grid: every trial is enqueued with its point (planned_points), so this sampler never draws;
+    # a stateless one spares the per-trial bookkeeping writes of QMCSampler and GridSampler.
+    return optuna.samplers.RandomSampler(seed=plan.seed)

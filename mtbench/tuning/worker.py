@@ -1,0 +1,220 @@
+"""Running the trials of `mtbench tune`: each an ordinary run directory, scored on the holdout split alone.
+
+A worker takes trials from the studies until every slot of the budget is done, the study that has
+got least far first, so that an interrupted tune leaves every optimizer with as many trials as the
+others. When no trial waits but other workers still run some, it waits with them: a trial whose
+worker dies is run again by a worker that is still there.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Mapping
+
+from ..config import TASKS, RunConfig, build_config
+from ..convergence import joint_score
+from ..errors import ConfigError, MTBenchError, NonFiniteLossError, RunStopped
+from ..locks import LockedError
+from ..presets import OptimizerPreset, first_line, format_settings
+from ..rundir import SUMMARY_FILE, RunDir, RunFileError
+from .space import Space, distributions, setting_items, suggest
+from .study import PRESET, RESULT, ROLE, SEARCH, TuneStudy, Worker, heartbeat
+
+if TYPE_CHECKING:
+    import optuna
+
+TRIALS_DIR = "trials"
+OBJECTIVES = ("joint", "top1", "miou")
+DEFAULT_OBJECTIVE = "joint"
+# What a diverged trial scores: the lowest top-1, mIoU or joint score there is, so the sampler learns
+# that the setting is bad (a failed trial would teach it nothing).
+DIVERGED_SCORE = 0.0
+POLL_SECONDS = 2.0  # how often a worker with nothing to take looks again
+
+
+def trial_dir(out: Path, optimizer: str, number: int) -> Path:
+    """``TUNE_DIR/trials/<optimizer>-t<number>``: a trial's run directory (a retry keeps its first number's)."""
+    return out / TRIALS_DIR / f"{optimizer}-t{number}"
+
+
+def score(summary: Mapping[str, Any], objective: str, split: str = "holdout") -> float | None:
+    """The objective on one split of a run's summary: ``holdout`` selects, ``final`` (the test split) only
+    reports. joint is the absolute joint score of the report, the mean of the trained tasks' metrics."""
+    top1, miou = summary.get(f"{split}_top1"), summary.get(f"{split}_miou")
+    if objective == "top1":
+        return top1
+    if objective == "miou":
+        return miou
+    return joint_score(top1, miou, summary.get("tasks") or TASKS)
+
+
+class _Reporter:
+    """``on_epoch`` of a trial's run: reports the holdout score per epoch and stops a trial the pruner prunes."""
+
+    def __init__(self, trial: "optuna.Trial", objective: str, prune: bool):
+        self.trial, self.objective, self.prune = trial, objective, prune
+        self.last: dict = {}
+
+    def __call__(self, summary: dict) -> None:
+        self.last = summary
+        value = score(summary, self.objective)
+        if value is None:
+            return
+        epoch = int(summary["epochs"])
+        self.trial.report(value, epoch)
+        if self.prune and self.trial.should_prune():
+            raise RunStopped(f"pruned at epoch {epoch}: holdout {self.objective} {value:.4f} is below the median "
+                             "of the earlier trials at that epoch", status="pruned")
+
+
+@dataclass
+class Tuner:
+    """What the trials of one tune share, and the worker loop that runs them.
+
+    ``train_fn(config, preset, *, method, resume, progress, echo, on_epoch)`` trains one run (the
+    trainer's ``train``, or a stand-in in tests); ``overrides`` holds each optimizer's ``--set`` items.
+    """
+
+    out: Path
+    presets: Mapping[str, OptimizerPreset]
+    studies: Mapping[str, TuneStudy]
+    spaces: Mapping[str, Space]
+    options: Mapping[str, Any]
+    overrides: Mapping[str, list[str]]
+    objective: str
+    train_fn: Callable[..., dict]
+    method: Any = None
+    prune: bool = False
+    heartbeat: float = 60.0
+    echo: Callable[[str], None] = print
+    progress: bool = False
+    worker: Worker = field(default_factory=Worker)
+
+    def __post_init__(self) -> None:
+        self.dists = {name: distributions(space, self.presets[name]) for name, space in self.spaces.items()}
+
+    def config(self, optimizer: str, params: Mapping[str, Any], run_dir: Path | str = "") -> RunConfig:
+        """The run config of a trial at ``params`` (the fixed ``--set`` items first, the point after)."""
+        items = list(self.overrides[optimizer]) + setting_items(params)
+        return build_config(self.presets[optimizer], run_dir, self.method, **{**self.options, "set_values": items})
+
+    def work(self) -> None:
+        """Take and run trials until every study's budget is done."""
+        waiting = False
+        while True:
+            trials = {name: ts.all_trials() for name, ts in self.studies.items()}
+            for name, ts in self.studies.items():
+                for line in ts.recover(self.worker, trials[name]):
+                    self.echo(line)
+            for ts in sorted(self.studies.values(), key=lambda ts: ts.started(trials[ts.optimizer])):
+                taken = ts.take(self.worker, self.heartbeat)
+                if taken is not None:
+                    self.run_trial(ts, *taken)
+                    waiting = False
+                    break
+            else:
+                if all(ts.finished() for ts in self.studies.values()):
+                    return
+                if not waiting:
+                    self.echo("waiting for the trials other workers are running (one whose worker stops is run "
+                              "again here)")
+                waiting = True
+                time.sleep(POLL_SECONDS)
+
+    def run_trial(self, ts: TuneStudy, trial: "optuna.Trial", frozen) -> None:
+        """Run one taken trial in its run directory and tell the study how it went."""
+        name, preset = ts.optimizer, self.presets[ts.optimizer]
+        role = frozen.user_attrs[ROLE]
+        run_dir = trial_dir(self.out, name, frozen.system_attrs.get("failed_trial", frozen.number))
+        head = f"[{name} t{trial.number}{' = preset' if role == PRESET else ''}]"
+        params = suggest(trial, self.dists[name]) if role == SEARCH else {}
+        try:
+            config = self.config(name, params, run_dir)
+        except ConfigError as exc:  # a point the optimizer's own checks refuse: that is the point's result
+            return self._tell(ts, trial, head, state="fail", facts={"error": str(exc)})
+        settings = dict(config.hyperparams)
+        state = _run_state(run_dir)
+        shown = {k: settings[k] for k in self.spaces[name] if k in settings}  # the preset may leave one unset
+        self.echo(f"{head} {format_settings(shown)}"
+                  + {"resume": " (resuming from its last checkpoint)", "completed": " (trained before)"}.get(state, ""))
+        reporter = _Reporter(trial, self.objective, self.prune and role == SEARCH)
+        start = time.perf_counter()
+        try:
+            with heartbeat(trial, self.heartbeat):
+                if state == "completed":
+                    summary = RunDir(run_dir).read_json(SUMMARY_FILE)
+                else:
+                    summary = self.train_fn(config, preset, method=self.method, resume=state == "resume",
+                                            progress=self.progress, echo=self.echo, on_epoch=reporter)
+        except RunStopped as exc:
+            return self._tell(ts, trial, head, state="pruned", facts=_facts(settings, reporter.last, start, str(exc)))
+        except NonFiniteLossError as exc:
+            return self._tell(ts, trial, head, value=DIVERGED_SCORE,
+                              facts=_facts(settings, reporter.last, start, f"diverged: {first_line(exc)}"))
+        except KeyboardInterrupt:
+            ts.release(trial.number, retry=True)
+            raise
+        except LockedError as exc:  # its run directory is busy: the worker we took it over from still runs
+            self.echo(f"{head} {exc}; left for later")
+            ts.release(trial.number, retry=True)
+            time.sleep(POLL_SECONDS)
+            return
+        except Exception as exc:  # the setting's own failure (or the code's): it uses its slot all the same
+            message = str(exc) if isinstance(exc, MTBenchError) else first_line(exc)
+            return self._tell(ts, trial, head, state="fail",
+                              facts={**_facts(settings, reporter.last, start), "error": message})
+        status = summary.get("status")
+        if status == "interrupted":  # a launched run stopped from outside (torchrun): run it again
+            ts.release(trial.number, retry=True)
+            return
+        value = score(summary, self.objective)
+        if status != "completed" or value is None:
+            why = summary.get("error") or (f"status {status}" if status != "completed"
+                                           else f"no holdout {self.objective} in its summary")
+            return self._tell(ts, trial, head, state="fail", facts={**_facts(settings, summary, start), "error": why})
+        self._tell(ts, trial, head, value=value, facts=_facts(settings, summary, start, "completed"))
+
+    def _tell(self, ts: TuneStudy, trial: "optuna.Trial", head: str, *, value: float | None = None,
+              state: str = "complete", facts: Mapping[str, Any]) -> None:
+        import optuna
+        from optuna.trial import TrialState
+
+        try:
+            trial.set_user_attr(RESULT, dict(facts))
+            if state == "complete":
+                ts.study.tell(trial, value)
+            else:
+                ts.study.tell(trial, state=TrialState.PRUNED if state == "pruned" else TrialState.FAIL)
+        except (ValueError, optuna.exceptions.UpdateFinishedTrialError):
+            self.echo(f"{head} was given up as lost by another worker meanwhile; its result is dropped "
+                      "(the retry reads the finished run directory)")
+            return
+        what = facts.get("error") or facts.get("outcome", "")
+        shown = f"holdout {self.objective} {value:.4f}" if state == "complete" else state
+        seconds = facts.get("seconds")
+        self.echo(f"{head} {shown}" + (f" ({what})" if what and what != "completed" else "")
+                  + (f" in {seconds:.1f} s" if seconds is not None else ""))
+
+
+def _facts(settings: dict, summary: Mapping[str, Any], start: float, outcome: str | None = None) -> dict[str, Any]:
+    """What the study keeps of a trial's run: its settings, length, time and holdout figures (never the
+    test split's)."""
+    facts: dict[str, Any] = {"settings": settings, "seconds": time.perf_counter() - start}
+    if summary:
+        facts.update(steps=summary.get("steps"), epochs=summary.get("epochs"),
+                     holdout={"top1": summary.get("holdout_top1"), "miou": summary.get("holdout_miou")})
+    if outcome is not None:
+        facts["outcome"] = outcome
+    return facts
+
+
+def _run_state(run_dir: Path) -> str:
+    """'completed', 'resume' or 'new', as compare decides it for its runs."""
+    from ..compare import run_state
+
+    try:
+        return run_state(run_dir)
+    except RunFileError:
+        return "new"
