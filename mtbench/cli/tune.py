@@ -227,7 +227,8 @@ def _run_workers(ctx: click.Context, plan, jobs: int, device: str, nproc: int) -
     args = option_args(ctx.command, values, skip=("final_seeds", "worker_index", "quiet"))
     plugins = [arg for path in ctx.obj.plugin_paths for arg in ("--plugin", path)]
     gpus = visible_gpus(device)
-    _stderr(f"{jobs} workers, " + (f"GPUs {', '.join(gpus)}" if gpus else f"{threads_per_job(jobs)} CPU thread(s) each"))
+    _stderr(f"{jobs} workers, " + (f"GPUs {', '.join(gpus)}" if gpus
+                                   else f"{threads_per_job(jobs)} CPU thread(s) each"))
     procs = [subprocess.Popen([sys.executable, "-m", "mtbench", *plugins, "tune", *args, "--quiet", "--worker", str(i)],
                               env=worker_env(i, jobs, gpus, nproc)) for i in range(jobs)]
     try:
@@ -302,7 +303,8 @@ def _run_finals(ctx, plan, results, seeds: int, quiet: bool, nproc: int) -> None
     missing = [r.optimizer for r in results if r.best is None]
     if missing:
         _stderr(f"note: no completed search trial for {', '.join(missing)}: no final runs of a tuned setting")
-    tuned = [arg for r in best for item in setting_items(r.best_settings()) for arg in ("--set", f"{r.optimizer}.{item}")]
+    tuned = [arg for r in best for item in setting_items(r.best_settings())
+             for arg in ("--set", f"{r.optimizer}.{item}")]
     for folder, names, extra in ((TUNED, [r.optimizer for r in best], tuned), (GUIDE, list(plan.presets), [])):
         if not names:
             continue

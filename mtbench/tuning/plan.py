@@ -84,7 +84,8 @@ def plan_tune(presets: Mapping[str, OptimizerPreset], *, trials: int, sampler: s
     tasks = [t.strip() for t in (options.get("tasks") or ",".join(TASKS)).split(",")]
     needed = {"top1": "cls", "miou": "seg"}.get(objective)
     if needed and needed not in tasks:
-        raise ConfigError(f"--objective {objective} reads the {needed} task, which --tasks {','.join(tasks)} does not train")
+        raise ConfigError(f"--objective {objective} reads the {needed} task, which --tasks {','.join(tasks)} "
+                          "does not train")
     method_name = method.name if method is not None else SUM_METHOD
     shared = split_overrides(set_items, presets, {method_name: method})
     method_items = [f"method.{item}" for item in shared.methods.get(method_name, [])]
