@@ -20,7 +20,7 @@ from typing import Hashable, Iterable, Sequence
 
 from .config import SUM_METHOD, TASKS
 from .convergence import (
-    TARGET_FRACTION, TASK_METRICS, AbsoluteTarget, Target, convergence_label, convergence_target,
+    TASK_METRICS, AbsoluteTarget, Target, convergence_label, convergence_target, default_target,
     epoch_metrics, first_reach, joint_score,
 )
 from .errors import ConfigError, DataError, MTBenchError
@@ -395,13 +395,14 @@ class Report:
         return any((r.metrics.get("delta_m") or {}).get("n") for r in self.rows)
 
 
-def build_report(runs: Sequence[Run], target: float | AbsoluteTarget = TARGET_FRACTION,
+def build_report(runs: Sequence[Run], target: float | AbsoluteTarget | None = None,
                  expected: dict[str, dict] | None = None, primary: str = DEFAULT_PRIMARY,
                  selection: str = DEFAULT_SELECTION) -> Report:
     """Aggregate runs into rows over seeds, measure time to target and give the verdict.
 
-    ``target`` is a fraction of the best final relative joint score (the relative target) or fixed
-    per-task targets; ``primary`` the metric the rows are ranked and tested on; ``selection`` which
+    ``target`` is a fraction of the best final relative joint score (the relative target), fixed
+    per-task targets, or None: the embedded workload's fixed target where every run is of it, else
+    the relative one; ``primary`` the metric the rows are ranked and tested on; ``selection`` which
     epoch of each run is reported. ``expected`` (optimizer -> {"top1", "miou", "convergence"}) fills in
     the guide's ranges for runs whose config.json does not carry them.
     """
@@ -428,6 +429,8 @@ def build_report(runs: Sequence[Run], target: float | AbsoluteTarget = TARGET_FR
                 facts.append(f"Δm of {g.label}: not computed ({problem}).")
 
     measured = [g for g in groups if g.role != "baseline"]
+    if target is None:
+        target = default_target([r.config for r in runs])
     resolved = _resolve_target(target, measured)
     times = {g.label: _times_to_target(g, resolved) for g in measured}
     facts.extend(_split_facts(resolved, measured))

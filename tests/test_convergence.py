@@ -144,7 +144,7 @@ def test_parse_target(text, parsed):
 
 
 @pytest.mark.parametrize("text, message", [
-    ("fast", "'fast' does not parse: expected relative"),
+    ("fast", "'fast' does not parse: expected auto, relative"),
     ("1.5", "a relative target must be a fraction in \\(0, 1\\)"),
     ("top5=0.5", "'top5' is not a target metric \\(expected top1 or miou"),
     ("top1=0.5,top1=0.6", "names top1 twice"),
@@ -198,3 +198,15 @@ def test_a_single_task_baseline_is_not_timed_against_a_target_it_cannot_meet(tmp
     assert baseline.label == "adam[cls]" and baseline.role == "baseline"
     assert baseline.metrics["steps_to_target"] is None and baseline.convergence == "n/a"
     assert row.per_seed["steps_to_target"] == {0: 10}
+
+
+def test_auto_is_the_embedded_target_on_the_embedded_workload_and_relative_elsewhere():
+    from mtbench.convergence import EMBEDDED_TARGET, TARGET_FRACTION, default_target, parse_target
+
+    embedded = {"imagenet": None, "coco": None, "image_size": None, "limit_train": None, "limit_val": None,
+                "backbone": "resnet18", "weights": None, "epochs": 7}
+    assert parse_target("auto") is None
+    assert default_target([embedded, embedded]) == EMBEDDED_TARGET
+    assert default_target([embedded, {**embedded, "limit_train": 64}]) == TARGET_FRACTION
+    assert default_target([{**embedded, "imagenet": "/data/imagenet"}]) == TARGET_FRACTION
+    assert default_target([]) == TARGET_FRACTION

@@ -15,7 +15,7 @@ from ..compare import (
 )
 from ..errors import ConfigError, MTBenchError
 from ..plots import plot_profile, write_plots
-from ..convergence import RELATIVE, parse_target
+from ..convergence import AUTO, parse_target
 from ..report import DEFAULT_SELECTION, SELECTIONS, Report, build_report, find_runs, is_comparison_dir, split_workloads
 from ..reportfiles import profile_terminal, profile_times, terminal_table, write_profile_tables, write_tables
 from ..verdict import DEFAULT_PRIMARY, PRIMARY_METRICS
@@ -30,6 +30,12 @@ def _stderr(line: str) -> None:
 
 def report_options(func):
     """The verdict's options, shared by `mtbench compare` and `mtbench report`."""
+    func = click.option(
+        "--target", "target", default=AUTO, show_default=True, metavar="auto | relative | FRACTION | top1=X,miou=Y",
+        callback=lambda ctx, param, text: _parsed(parse_target, text, "--target"),
+        help="The convergence target: auto (the embedded workload's fixed target on it, else relative), "
+             "relative (0.9 x the best final relative joint score), a fraction of it, or fixed per-task "
+             "targets, all to be met; read on the held-out split of runs that have one.")(func)
     func = click.option(
         "--select", type=click.Choice(SELECTIONS), default=DEFAULT_SELECTION, show_default=True,
         help="The epoch reported per run: final (the fixed budget) or best-holdout (the epoch with the best "
@@ -95,7 +101,7 @@ failed (the table says which and why; the other runs are reported as usual).""")
 @click.pass_context
 def compare(ctx: click.Context, optimizers: str | None, methods: str, sweep: str | None, single_task: bool,
             baseline: str, seeds: str, out: Path | None, quiet: bool, wait: bool, nproc_per_node: int,
-            primary: str, select: str, **options) -> None:
+            primary: str, select: str, target, **options) -> None:
     """Train every row (optimizers crossed with methods, a task-weight sweep, single-task baselines)
     from the same initial weights on the same data, for each seed, then write the comparison table
     and plots."""
@@ -149,7 +155,8 @@ def compare(ctx: click.Context, optimizers: str | None, methods: str, sweep: str
     reasons = {o.run.run_dir: o.error for o in failed}
     for run in runs:
         run.failure = reasons.get(run.path)  # a run that failed before writing its summary
-    publish(build_report(runs, expected=_expected(presets.values()), primary=primary, selection=select), out)
+    publish(build_report(runs, target=target, expected=_expected(presets.values()), primary=primary,
+                         selection=select), out)
     if failed:
         which = "; ".join(f"{o.run.name} seed {o.run.seed}: {o.error}" for o in failed)
         raise MTBenchError(f"{len(failed)} of {len(outcomes)} runs failed ({which})")
@@ -168,7 +175,9 @@ def _refuse_run_only(ctx: click.Context, options: dict) -> None:
 
 @click.command(epilog="""\b
 --target sets the convergence target (steps and seconds to target, the label, the profiles):
-  relative              0.9 x the best final relative joint score of the comparison [default]
+  auto                  the embedded workload's fixed target (top-1 0.45 and mIoU 0.35) when every
+                        run is of it, else relative [default]
+  relative              0.9 x the best final relative joint score of the comparison
   0.8                   another fraction of it
   top1=0.5,miou=0.3     fixed per-task targets, all to be met
 Targets are read on the held-out split of runs that have one, else on the test split.
@@ -179,21 +188,15 @@ and performance profiles across them in --out (profile.png).""")
                 type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Where the report goes [default: the first DIR when it is a comparison directory].")
-@click.option("--target", default=RELATIVE, show_default=True, metavar="relative | FRACTION | top1=X,miou=Y",
-              help="The convergence target (see below).")
 @report_options
 @click.pass_context
-def report(ctx: click.Context, dirs: tuple[Path, ...], out: Path | None, target: str, primary: str,
+def report(ctx: click.Context, dirs: tuple[Path, ...], out: Path | None, target, primary: str,
            select: str) -> None:
     """Rebuild the comparison's verdict, tables and plots from run directories alone.
 
     Each DIR is a comparison directory, a run directory, or a folder of run directories; several of
     one workload are merged into one table (runs of one row with different settings get separate rows).
     """
-    try:
-        goal = parse_target(target)
-    except ConfigError as exc:
-        raise click.BadParameter(str(exc), param_hint="--target") from None
     workloads = split_workloads(dirs)
     if out is None:
         if len(workloads) > 1:
@@ -207,7 +210,7 @@ def report(ctx: click.Context, dirs: tuple[Path, ...], out: Path | None, target:
     missing = {r.optimizer for r in runs if not (r.config.get("preset") or {}).get("expected")}
     known = ctx.obj.registry.presets if missing else {}
     expected = _expected([known[name] for name in sorted(missing) if name in known])
-    reports = {name: build_report(members, target=goal, expected=expected, primary=primary, selection=select)
+    reports = {name: build_report(members, target=target, expected=expected, primary=primary, selection=select)
                for name, members in workloads}
     if len(reports) == 1:
         publish(next(iter(reports.values())), out)
