@@ -112,10 +112,10 @@ def tune(ctx: click.Context, optimizers: str | None, trials: int, sampler: str, 
         studies = open_studies(plan, worker_index)
         if worker_index is None:
             _describe(plan, studies, resumed)
+        train_fn = _train_fn(nproc_per_node, ctx.obj.plugin_paths)  # imports the trainer: part of the setup
         since, setup = datetime.now(), time.monotonic() - started
         tuner = Tuner(plan.out, plan.presets, studies, plan.spaces, plan.options, plan.overrides, objective,
-                      _train_fn(nproc_per_node, ctx.obj.plugin_paths), method=method, prune=prune,
-                      heartbeat=heartbeat, echo=_stderr, progress=not quiet)
+                      train_fn, method=method, prune=prune, heartbeat=heartbeat, echo=_stderr, progress=not quiet)
         try:
             if worker_index is not None:
                 _split_threads(jobs)
