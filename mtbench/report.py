@@ -249,9 +249,8 @@ def group_runs(runs: Sequence[Run]) -> list[Group]:
         by_name.setdefault(group.spec.name, []).append(group)
     for same in by_name.values():
         if len(same) > 1:
-            flats = [flatten(g.runs[0].config) for g in same]
-            differ = [k for k in flats[0].keys() | set().union(*flats)
-                      if k.split(".")[0] not in _PER_RUN_KEYS and len({repr(f.get(k)) for f in flats}) > 1]
+            flats = [flatten(_row_settings(g.runs[0].config)) for g in same]
+            differ = [k for k in flats[0].keys() | set().union(*flats) if len({repr(f.get(k)) for f in flats}) > 1]
             for group, flat in zip(same, flats):
                 group.label = group.spec.name + " (" + ", ".join(
                     f"{k.split('.')[-1]}={format_value(flat.get(k))}" for k in sorted(differ)) + ")"
@@ -259,7 +258,17 @@ def group_runs(runs: Sequence[Run]) -> list[Group]:
 
 
 def _signature(config: dict) -> str:
-    return json.dumps({k: v for k, v in config.items() if k not in _PER_RUN_KEYS}, sort_keys=True)
+    return json.dumps(_row_settings(config), sort_keys=True)
+
+
+def _row_settings(config: dict) -> dict:
+    """A run's settings that its row shares with the row's other runs: not the seed, nor a random
+    method's seed that follows it, nor the folder."""
+    settings = {k: v for k, v in config.items() if k not in _PER_RUN_KEYS}
+    method = settings.get("method_settings")
+    if isinstance(method, dict) and "seed" in method and method["seed"] == config.get("seed"):
+        settings["method_settings"] = {k: v for k, v in method.items() if k != "seed"}
+    return settings
 
 
 def flatten(settings: dict, prefix: str = "") -> dict:

@@ -276,15 +276,15 @@ def test_bad_rows_input_is_one_line(tmp_path, fake, args, message):
 def test_a_tiny_comparison_of_rows_trains_every_run(tmp_path):
     out = tmp_path / "cmp"
     result = CliRunner().invoke(main, [
-        "compare", "--seeds", "2", "--methods", "sum,pcgrad", "--optimizers", "adam", "--task-weights-sweep",
+        "compare", "--seeds", "3", "--methods", "sum,pcgrad", "--optimizers", "adam", "--task-weights-sweep",
         "0.3,0.7", "--single-task", "--image-size", "32", "--limit-train", "16", "--limit-val", "8",
         "--epochs", "1", "--device", "cpu", "-q", "--out", str(out)])
     assert result.exit_code == 0, result.output
     names = ["adam", "adam+pcgrad", "adam@w0.3", "adam@w0.7", "adam[cls]", "adam[seg]"]
     summaries = {p.parent.name: json.loads(p.read_text()) for p in out.glob("runs/*/summary.json")}
-    assert sorted(summaries) == sorted(f"{n}-seed{s}" for n in names for s in (0, 1))
+    assert sorted(summaries) == sorted(f"{n}-seed{s}" for n in names for s in (0, 1, 2))
     assert all(s["status"] == "completed" and s["holdout_top1"] is not None for s in summaries.values())
-    for seed in (0, 1):
+    for seed in (0, 1, 2):
         runs = {n: summaries[f"{n}-seed{seed}"] for n in names}
         assert len({s["init_weights_sha256"] for s in runs.values()}) == 1  # every row from the same weights
         assert runs["adam+pcgrad"]["method"] == "pcgrad" and runs["adam@w0.7"]["task_weights"] == [0.7, 0.3]
@@ -299,4 +299,14 @@ def test_a_tiny_comparison_of_rows_trains_every_run(tmp_path):
     record = json.loads((out / "comparison.json").read_text())
     assert [r["name"] for r in record["rows"]] == names
     assert [r["role"] for r in record["rows"]] == ["row", "row", "sweep", "sweep", "baseline", "baseline"]
-    assert (out / "report.md").is_file() and (out / "conflict.png").stat().st_size > 0
+    for name in ("report.md", "report.csv", "report.json", "loss.png", "validation.png", "final.png",
+                 "pareto.png", "conflict.png"):
+        assert (out / name).stat().st_size > 0, name
+    rows = {r["label"]: r for r in json.loads((out / "report.json").read_text())["rows"]}
+    assert sorted(rows) == sorted(names)  # one row each: a random method's seed follows the run's
+    for name in ("adam", "adam+pcgrad"):  # the compared rows, tested against the best
+        assert rows[name]["metrics"]["joint"]["n"] == 3 and rows[name]["tied_with_best"] is not None
+    # adam (w = 0.5) is a point of the front; adam+pcgrad is placed against it
+    assert isinstance(rows["adam"]["on_front"], bool) and isinstance(rows["adam+pcgrad"]["dominated_by_front"], bool)
+    # a baseline at chance (top-1 0 after one tiny epoch) leaves Δm undefined, and the report says why
+    assert "Δm of adam: not computed" in (out / "report.md").read_text() or rows["adam"]["metrics"]["delta_m"]
