@@ -119,7 +119,7 @@ def median_ms(steps: list[Callable[[], None]], repeat: int, device: torch.device
 def task_gradient_buffer(shapes: list[torch.Size], tasks: int, dtype: torch.dtype, device: torch.device,
                          generator: torch.Generator) -> list[list[torch.Tensor]]:
     """Random per-task gradients laid out as the trainer holds them (training/gradients.py
-    TaskGradients): ``grads[t][i]`` is a view of row t of one contiguous ``[T, N]`` buffer, shaped as
+    TaskGradientBuffer): ``grads[t][i]`` is a view of row t of one contiguous ``[T, N]`` buffer, shaped as
     parameter i."""
     total = sum(s.numel() for s in shapes)
     buffer = torch.randn(tasks, total, generator=generator).to(device, dtype)

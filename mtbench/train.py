@@ -198,7 +198,7 @@ class Trainer:
         NOTE [BatchNorm across ranks]: on CUDA the BatchNorm layers become SyncBatchNorm, so
         statistics are computed over the global batch. SyncBatchNorm has no CPU kernel, so on CPU
         each rank normalises with its own batch and rank 0's running statistics are broadcast
-        (DDP syncs them at every forward, or TaskGradients.sync_buffers after a per-task step): the
+        (DDP syncs them at every forward, or TaskGradientBuffer.sync_buffers after a per-task step): the
         buffers are identical on every rank either way.
         """
         if not self.dist.enabled:

@@ -6,7 +6,7 @@
 - ``MethodGradients``: each task's gradient apart, turned into one by a multi-task method
   (PCGrad, UPGrad, ...), then an ordinary ``optimizer.step()``.
 
-The last two share ``TaskGradients``: one backward pass leaves every task's gradient in one
+The last two share ``TaskGradientBuffer``: one backward pass leaves every task's gradient in one
 contiguous ``[T, N]`` buffer per dtype and device, which a distributed run all-reduces in place.
 """
 
@@ -145,7 +145,7 @@ class CombinedLoss(GradientStrategy):
         return StepResult(losses, True)
 
 
-class TaskGradients:
+class TaskGradientBuffer:
     """Every task's gradient of every parameter from ONE backward pass, in a ``[T, N]`` buffer.
 
     NOTE [per-task gradients]: each task runs the model through its own detached aliases of the
@@ -256,7 +256,7 @@ class OptimizerTaskGradients(GradientStrategy):
 
     def __init__(self, ctx: StepContext):
         super().__init__(ctx)
-        self.grads = TaskGradients(ctx)
+        self.grads = TaskGradientBuffer(ctx)
 
     def step(self, xc, yc, xs, ys, step: int) -> StepResult:
         losses, _, task_grads = self.grads.compute(xc, yc, xs, ys, self.ctx.config.loss_scale)
@@ -279,7 +279,7 @@ class MethodGradients(GradientStrategy):
     def __init__(self, ctx: StepContext, method):
         super().__init__(ctx)
         self.method = method
-        self.grads = TaskGradients(ctx)
+        self.grads = TaskGradientBuffer(ctx)
         w, s = ctx.config.task_weights, ctx.config.loss_scale
         self.weights = (w[0] * s[0], w[1] * s[1])
 
