@@ -6,9 +6,7 @@ Importing the package is cheap (no torch): the names that need torch load on fir
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
+from .lazy import lazy_names
 from .methods import Method, MethodPreset
 from .plugins.hookspecs import hookimpl
 from .presets import Expected, OptimizerPreset, Param, SearchDim, standard_params
@@ -34,10 +32,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'mtbench' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_names(globals(), _LAZY)
