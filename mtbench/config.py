@@ -136,7 +136,12 @@ def _method_settings(method: "MethodPreset | None", items: list[str], seed: int)
     """The method's settings; a method that draws random numbers takes the run's seed unless one is set."""
     if method is None:
         return {}
-    settings = method.resolve(items)
+    try:
+        settings = method.resolve(items)
+    except ConfigError as exc:
+        if repr(method.name) in str(exc):
+            raise
+        raise ConfigError(f"--set method.{exc} (method {method.name!r})") from None
     if method.param("seed") is not None and not any(s.partition("=")[0].strip() == "seed" for s in items):
         settings["seed"] = seed
     return settings

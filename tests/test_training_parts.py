@@ -198,3 +198,8 @@ def test_unknown_methods_and_settings_are_named(tmp_path):
         method_preset(REGISTRY, "pcgrd")
     with pytest.raises(ConfigError, match="upgrad"):
         make(tmp_path, method="upgrad", set_values=["method.bogus=1"])
+
+
+def test_a_bad_method_setting_names_the_option_and_the_method(tmp_path):
+    with pytest.raises(ConfigError, match=r"^--set method.c='abc' is not allowed: .*\(method 'cagrad'\)$"):
+        make(tmp_path, method="cagrad", set_values=["method.c=abc"])
