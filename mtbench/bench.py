@@ -225,11 +225,16 @@ def _run_method_bench(method: MethodPreset, model: str, tasks: int, dtype: str, 
                              combine_ms / baseline_ms, METHOD_TARGET)
 
 
+def _setup(result: BenchResult | MethodBenchResult) -> str:
+    """What a benchmark ran on, in words: the shapes, tasks, dtype, device and threads."""
+    return (f"{result.model} shapes ({result.num_params / 1e6:.2f} M parameters in {result.num_tensors} tensors), "
+            f"T={result.tasks}, {result.dtype} on {result.device} "
+            f"({result.threads} CPU thread{'s' if result.threads != 1 else ''})")
+
+
 def format_result(result: BenchResult) -> str:
     """The result as a titled plain-text table."""
-    title = (f"optimizer step, {result.model} shapes ({result.num_params / 1e6:.2f} M parameters in "
-             f"{result.num_tensors} tensors), T={result.tasks}, {result.dtype} on {result.device} "
-             f"({result.threads} CPU thread{'s' if result.threads != 1 else ''}), median of {result.repeat} steps; {ops.describe()}")
+    title = f"optimizer step, {_setup(result)}, median of {result.repeat} steps; {ops.describe()}"
     headers = ["optimizer", "ms/step", "GB/s", "vs Adam (fused)", "floor"]
     rows = [[r.name, f"{r.median_ms:.2f}", f"{r.gb_per_s:.1f}", f"{r.ratio:.2f}x", f"{r.floor:.2f}x"]
             for r in result.rows]
@@ -239,10 +244,8 @@ def format_result(result: BenchResult) -> str:
 
 def format_method_result(result: MethodBenchResult) -> str:
     """The method result as a titled plain-text table, with the ratio against its target."""
-    title = (f"multi-task method combine, {result.model} shapes ({result.num_params / 1e6:.2f} M parameters in "
-             f"{result.num_tensors} tensors), T={result.tasks}, {result.dtype} on {result.device} "
-             f"({result.threads} CPU thread{'s' if result.threads != 1 else ''}), the task gradients as rows of one "
-             f"[T, N] buffer, median of {result.repeat} rounds; {ops.describe()}")
+    title = (f"multi-task method combine, {_setup(result)}, the task gradients as rows of one [T, N] buffer, "
+             f"median of {result.repeat} rounds; {ops.describe()}")
     rows = [["weighted sum (one pass)", f"{result.weighted_sum_ms:.2f}", "1.00x"],
             [f"{result.title} combine", f"{result.combine_ms:.2f}", f"{result.ratio:.2f}x"]]
     verdict = "met" if result.ratio <= result.target else "missed"
