@@ -115,6 +115,14 @@ class RunConfig:
         if self.amp not in AMP_MODES:
             raise ConfigError(f"--amp {self.amp!r}: expected one of {', '.join(AMP_MODES)}")
 
+    @property
+    def loss_weights(self) -> tuple[float, ...]:
+        """Each task's factor in the training objective: task weight x loss scale; a task trained
+        alone (--tasks) has its loss scale only, a task not trained 0."""
+        if len(self.tasks) == 1:
+            return tuple(s if t in self.tasks else 0.0 for t, s in zip(TASKS, self.loss_scale))
+        return tuple(w * s for w, s in zip(self.task_weights, self.loss_scale))
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 

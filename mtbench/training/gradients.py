@@ -101,14 +101,15 @@ def all_finite(losses: list[float | None]) -> bool:
 class CombinedLoss(GradientStrategy):
     """``w_cls * s_cls * L_cls + w_seg * s_seg * L_seg``, one backward pass, ``optimizer.step()``.
 
-    A single-task run (``--tasks cls`` or ``seg``) computes only its task, with weight 1.
+    A single-task run (``--tasks cls`` or ``seg``) computes only its task, with weight 1
+    (``RunConfig.loss_weights``).
     """
 
     def step(self, xc, yc, xs, ys, step: int) -> StepResult:
         ctx = self.ctx
-        w, s = ctx.config.task_weights, ctx.config.loss_scale
+        lw = ctx.config.loss_weights
         if len(ctx.config.tasks) == 1:
-            return self._single_task(xc, yc, xs, ys, s)
+            return self._single_task(xc, yc, xs, ys, lw)
         xc, yc, xs, ys = ctx.to_device(xc, yc, xs, ys)
         with ctx.autocast():
             out_c, out_s = ctx.net(xc, xs)
@@ -116,9 +117,9 @@ class CombinedLoss(GradientStrategy):
         losses = ctx.reduced(loss_c, loss_s)
         if not all_finite(losses):
             return StepResult(losses, False)
-        return self._backward(w[0] * s[0] * loss_c + w[1] * s[1] * loss_s, losses)
+        return self._backward(lw[0] * loss_c + lw[1] * loss_s, losses)
 
-    def _single_task(self, xc, yc, xs, ys, s) -> StepResult:
+    def _single_task(self, xc, yc, xs, ys, lw) -> StepResult:
         ctx = self.ctx
         with ctx.autocast():
             if ctx.config.tasks == ("cls",):
@@ -130,7 +131,7 @@ class CombinedLoss(GradientStrategy):
         losses = ctx.reduced(loss_c, loss_s)
         if not all_finite(losses):
             return StepResult(losses, False)
-        return self._backward(s[0] * loss_c if loss_c is not None else s[1] * loss_s, losses)
+        return self._backward(lw[0] * loss_c if loss_c is not None else lw[1] * loss_s, losses)
 
     def _backward(self, total: torch.Tensor, losses: list[float | None]) -> StepResult:
         ctx = self.ctx
@@ -280,8 +281,7 @@ class MethodGradients(GradientStrategy):
         super().__init__(ctx)
         self.method = method
         self.grads = TaskGradientBuffer(ctx)
-        w, s = ctx.config.task_weights, ctx.config.loss_scale
-        self.weights = (w[0] * s[0], w[1] * s[1])
+        self.weights = ctx.config.loss_weights
 
     def step(self, xc, yc, xs, ys, step: int) -> StepResult:
         losses, weighted, task_grads = self.grads.compute(xc, yc, xs, ys, self.weights)

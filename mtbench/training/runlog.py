@@ -47,14 +47,13 @@ class RunLog:
     def step(self, state: TrainState, epoch: int, result: StepResult) -> None:
         if not self.opened:
             return
-        w, s = self.config.task_weights, self.config.loss_scale
+        lw = self.config.loss_weights
         losses = result.losses
         record = {
             "step": state.counters["step"], "epoch": epoch,
             # metrics.jsonl is strict JSON: a non-finite loss is null (and the step marked skipped)
             "loss_cls": _finite_or_none(losses[0]), "loss_seg": _finite_or_none(losses[1]),
-            "loss": _finite_or_none(sum(w[t] * s[t] * x for t, x in enumerate(losses) if x is not None)
-                                    if len(self.config.tasks) > 1 else next(x for x in losses if x is not None)),
+            "loss": _finite_or_none(sum(f * x for f, x in zip(lw, losses) if x is not None)),
             "time": round(state.counters["train_seconds"], 4), "skipped": not result.taken,
             **{k: _finite_or_none(v) for k, v in result.diagnostics.items()},
         }
