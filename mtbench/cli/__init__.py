@@ -9,17 +9,36 @@ import click
 
 from ..errors import MTBenchError
 
-# command name -> "module:attribute"; importing a command (and torch with it) waits until it is used.
+# command name -> ("module:attribute", its one-line help). Importing a command (and torch, numpy or
+# matplotlib with it) waits until it runs or its own help is shown: `mtbench --help` and the
+# completion of command names draw from this table alone (tests/test_cli_startup.py keeps each line
+# equal to the command's own short help).
 _COMMANDS = {
-    "list": "mtbench.cli.presets:list_command",
-    "plugins": "mtbench.cli.presets:plugins_command",
-    "run": "mtbench.cli.run:run",
-    "compare": "mtbench.cli.compare:compare",
-    "tune": "mtbench.cli.tune:tune",
-    "report": "mtbench.cli.compare:report",
-    "bench": "mtbench.cli.bench:bench",
-    "data": "mtbench.cli.data:data",
+    "list": ("mtbench.cli.presets:list_command",
+             "List the optimizer presets (tuned settings, the guide's expected results), then the multi-task "
+             "gradient methods."),
+    "plugins": ("mtbench.cli.presets:plugins_command",
+                "Show each loaded plugin and where it came from, the ones that failed and why, and the ops backend."),
+    "run": ("mtbench.cli.run:run",
+            "Train the shared network on both tasks with one optimizer and write a run directory."),
+    "compare": ("mtbench.cli.compare:compare",
+                "Train every row (optimizers crossed with methods, a task-weight sweep, single-task baselines) "
+                "from the same initial weights on the same data, for each seed, then write the comparison table "
+                "and plots."),
+    "tune": ("mtbench.cli.tune:tune",
+             "Give every optimizer the same tuning budget, score the trials on the holdout split, report the "
+             "best setting beside the guide's preset."),
+    "report": ("mtbench.cli.compare:report",
+               "Rebuild the comparison's verdict, tables and plots from run directories alone."),
+    "bench": ("mtbench.cli.bench:bench",
+              "Time one optimizer step: MTAdamV2 fused and reference, Adam fused and foreach."),
+    "data": ("mtbench.cli.data:data", "Data sets: write the embedded synthetic set where you can look at it."),
 }
+
+
+def _short_help(name: str, limit: int = 45) -> str:
+    """A command's one-line help from the table, shortened as click shortens a command's own."""
+    return click.Command(name, help=_COMMANDS[name][1]).get_short_help_str(limit)
 
 
 class App:
@@ -52,8 +71,22 @@ class LazyGroup(click.Group):
         target = _COMMANDS.get(name)
         if target is None:
             return None
-        module, attr = target.split(":")
+        module, attr = target[0].split(":")
         return getattr(importlib.import_module(module), attr)
+
+    def format_commands(self, ctx, formatter):
+        names = self.list_commands(ctx)
+        limit = formatter.width - 6 - max(len(name) for name in names)  # click.Group's own layout
+        with formatter.section("Commands"):
+            formatter.write_dl([(name, _short_help(name, limit)) for name in names])
+
+    def shell_complete(self, ctx, incomplete):
+        from click.shell_completion import CompletionItem
+
+        # The options' completions come from click.Command, past click.Group's, which imports every command.
+        names = [CompletionItem(name, help=_short_help(name)) for name in self.list_commands(ctx)
+                 if name.startswith(incomplete)]
+        return names + click.Command.shell_complete(self, ctx, incomplete)
 
     def invoke(self, ctx):
         try:
