@@ -1,6 +1,7 @@
 """The holdout (selection) split: carved from the training sets by image identity, never by seed."""
 
 import math
+import random
 import shutil
 
 import pytest
@@ -51,7 +52,20 @@ def test_holdout_is_the_same_on_every_call_and_wherever_the_data_lies(data, tmp_
         expected = _keys(getattr(first, f"{task}_holdout"))
         assert _keys(getattr(again, f"{task}_holdout")) == expected
         assert _keys(getattr(elsewhere, f"{task}_holdout")) == expected
-    assert set(_keys(_build(data, holdout=0.5).cls_holdout)) != set(_keys(first.cls_holdout))
+
+
+def test_a_smaller_holdout_is_part_of_a_larger_one_whatever_the_seed(data):
+    def holdouts(fraction, seed):
+        torch.manual_seed(seed)
+        random.seed(seed)
+        bundle = _build(data, holdout=fraction)
+        return {task: _keys(getattr(bundle, f"{task}_holdout")) for task in ("cls", "seg")}
+
+    small, large = holdouts(0.25, 0), holdouts(0.5, 0)
+    assert holdouts(0.25, 1) == small and holdouts(0.5, 7) == large
+    for task in ("cls", "seg"):
+        assert 0 < len(small[task]) < len(large[task])
+        assert set(small[task]) < set(large[task]), task  # growing the holdout only moves more images into it
 
 
 def test_holdout_is_read_with_the_validation_transform(data):
