@@ -36,6 +36,7 @@ TASK_METRICS = {"cls": "top1", "seg": "miou"}
 THRESHOLDS = (("fast", 1.25), ("medium", 2.0), ("slow", 3.0))
 SLOWEST_LABEL = "very slow"
 NOT_REACHED = "not reached"
+UNKNOWN = "unknown"  # a row whose completed runs have no per-epoch figures to read
 _EPSILON = 1e-12  # a value equal to its target up to float rounding reaches it
 
 
@@ -190,18 +191,23 @@ def epoch_metrics(row: EpochRow, split: str) -> tuple[float | None, float | None
 
 def first_reach(epochs: Sequence[EpochRow], target: Target | AbsoluteTarget,
                 split: str = "val") -> tuple[float, float] | None:
-    """(steps, seconds) at the end of the first epoch whose ``split`` figures reach the target, or None.
+    """(steps, seconds) at the end of the first epoch whose ``split`` figures reach the target.
 
-    Per-epoch granularity, no interpolation between epochs.
+    (inf, inf) when the epochs have figures on ``split`` and none reaches it (not reached); None when
+    no epoch has a figure there to read (unknown: an empty epochs.csv is not a miss). Per-epoch
+    granularity, no interpolation between epochs.
     """
+    measured = False
     for row in epochs:
-        if target.reached(*epoch_metrics(row, split)):
+        figures = epoch_metrics(row, split)
+        if target.reached(*figures):
             return row.step, row.seconds
-    return None
+        measured = measured or any(v is not None for v in figures)
+    return (math.inf, math.inf) if measured else None
 
 
 def convergence_label(ratio: float | None) -> str:
-    """fast / medium / slow / very slow from steps-to-target relative to the fastest row."""
+    """fast / medium / slow / very slow from steps-to-target relative to the fastest row (None, inf: not reached)."""
     if ratio is None or not math.isfinite(ratio):
         return NOT_REACHED
     for label, limit in THRESHOLDS:

@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Hashable, Iterable, Sequence
 
 from .config import SUM_METHOD, TASKS
 from .convergence import (
-    TASK_METRICS, AbsoluteTarget, Target, convergence_label, convergence_target, default_target,
+    TASK_METRICS, UNKNOWN, AbsoluteTarget, Target, convergence_label, convergence_target, default_target,
     epoch_metrics, first_reach, joint_score,
 )
 from .errors import ConfigError, DataError, MTBenchError
@@ -32,7 +33,10 @@ from .rundir import (
 from .rows import ROLES
 from .rows import Row as RowSpec
 from .stats import delta_m, summarize, summarize_time_to_target
-from .verdict import DEFAULT_PRIMARY, PRIMARY_METRICS, paired_verdict, scalarization_front, verdict_sentences
+from .verdict import (
+    DEFAULT_PRIMARY, DELTA_M, METRIC_NAMES, PRIMARY_METRICS, paired_verdict, scalarization_front,
+    verdict_sentences,
+)
 
 COMPARISON_FILE = "comparison.json"
 RUNS_DIR = "runs"
@@ -123,6 +127,15 @@ class Run:
         """What pairs this run with the other rows' runs: its seed (its folder when it has none)."""
         return self.seed if self.seed is not None else str(self.path)
 
+    @property
+    def identities(self) -> set[tuple[str, str]]:
+        """What makes two loaded runs one: the directory's real path (a link, a folder given twice), and
+        for a run that wrote its config and summary, their content (a copy of the run directory)."""
+        found = {("path", os.path.realpath(self.path))}
+        if self.config and self.summary is not None:
+            found.add(("content", json.dumps([self.config, self.summary], sort_keys=True)))
+        return found
+
     def final(self, key: str) -> float | None:
         return finite_number((self.summary or {}).get(key))
 
@@ -163,8 +176,24 @@ def load_run(path: Path, optimizer: str | None = None, seed: int | None = None, 
     return Run(path, optimizer, seed, config, summary, epochs, env, problems=problems, row=row)
 
 
+def unseen(runs: Iterable[Run], seen: set) -> list[Run]:
+    """The runs whose identity (Run.identities) is not in ``seen``, each once; ``seen`` gets theirs.
+
+    Directories given together may reach one run twice (two comparisons sharing a run, a comparison
+    and its own runs folder, a copy): it counts once, where it was first found.
+    """
+    out = []
+    for run in runs:
+        identities = run.identities
+        if not identities & seen:
+            seen |= identities
+            out.append(run)
+    return out
+
+
 def find_runs(paths: Iterable[Path]) -> list[Run]:
-    """The runs under ``paths``: comparison directories, run directories, or folders of run directories.
+    """The runs under ``paths``: comparison directories, run directories, or folders of run directories,
+    each run once (see ``unseen``).
 
     A comparison's planned runs that have no directory yet are included with status "not run".
     """
@@ -184,7 +213,7 @@ def find_runs(paths: Iterable[Path]) -> list[Run]:
                     f"directory (no {COMPARISON_FILE}), and holds no run directories"
                 )
             runs.extend(load_run(p) for p in found)
-    return runs
+    return unseen(runs, set())
 
 
 def _comparison_runs(path: Path) -> list[Run]:
@@ -427,14 +456,16 @@ def build_report(runs: Sequence[Run], target: float | AbsoluteTarget | None = No
     facts = _selection_facts(selection, selected.values())
 
     baselines = _baselines(groups)
-    if primary == "delta_m" and len(baselines) < len(TASKS):
-        raise ConfigError("--primary delta_m needs single-task baseline rows for both tasks (such as adam[cls] "
+    if primary == DELTA_M and len(baselines) < len(TASKS):
+        raise ConfigError(f"--primary {DELTA_M} needs single-task baseline rows for both tasks (such as adam[cls] "
                           "and adam[seg], run with --tasks cls and --tasks seg); this comparison has "
                           + (", ".join(g.label for g in baselines.values()) or "none"))
+    not_computed: dict[str, str] = {}  # row -> why its Δm could not be computed
     for g in groups:
         if g.role != "baseline" and len(baselines) == len(TASKS):
             per_seed[g.label]["delta_m"], problem = _delta_m(per_seed[g.label], baselines, per_seed)
             if problem:
+                not_computed[g.label] = problem
                 facts.append(f"Δm of {g.label}: not computed ({problem}).")
 
     measured = [g for g in groups if g.role != "baseline"]
@@ -463,10 +494,20 @@ def build_report(runs: Sequence[Run], target: float | AbsoluteTarget | None = No
         r.verdict = verdict[r.label]
     means = {r.label: (r.metrics[primary] or {}).get("mean") for r in compared}
     seeds = {r.label: (r.metrics[primary] or {}).get("n", 0) for r in compared}
-    sentences = verdict_sentences(verdict, means, primary, seeds)
+    sentences = verdict_sentences(verdict, means, primary, seeds,
+                                  unranked=_unranked(compared, primary, not_computed))
     sentences.extend(_front(rows))
     return Report(rows, resolved, _header(runs, groups), list(runs), primary, selection, sentences,
                   facts, selected, {task: g.label for task, g in baselines.items()})
+
+
+def _unranked(compared: Sequence[Row], primary: str, not_computed: dict[str, str]) -> str | None:
+    """Why no compared row has a value of ``primary`` although some of their runs completed (None: none did)."""
+    if not any(r.group.done for r in compared):
+        return None
+    if primary == DELTA_M and not_computed:
+        return f"Δm not computed: {'; '.join(dict.fromkeys(not_computed.values()))}"
+    return f"no completed run recorded a {METRIC_NAMES[primary]}"
 
 
 def _selected_values(group: Group, selected: dict[Path, Selected]) -> dict[str, dict]:
@@ -539,7 +580,8 @@ def _final_on_split(run: Run) -> tuple[float | None, float | None]:
 
 def _times_to_target(group: Group, target: Target | AbsoluteTarget | None) -> tuple[dict, dict]:
     """{seed: steps} and {seed: seconds} to the target: inf where a completed run never reached it, None
-    where the run did not complete; both empty when the row cannot be measured."""
+    where the run did not complete or has no per-epoch figures to read (unknown); both empty when the
+    row cannot be measured."""
     if target is None or (isinstance(target, AbsoluteTarget) and not target.needs(group.spec.tasks)):
         return {}, {}
     steps, seconds = {}, {}
@@ -547,8 +589,6 @@ def _times_to_target(group: Group, target: Target | AbsoluteTarget | None) -> tu
         if run.key in steps and steps[run.key] is not None:
             continue
         hit = first_reach(run.epochs, target, run.split) if run.completed else None
-        if run.completed and hit is None:
-            hit = (math.inf, math.inf)
         steps[run.key], seconds[run.key] = hit if hit else (None, None)
     return steps, seconds
 
@@ -580,7 +620,11 @@ def _label_convergence(rows: Sequence[Row], target) -> None:
     fastest = min(finite, default=None)
     for r in rows:
         steps = r.metrics["steps_to_target"]
-        if target is None or not steps or not steps["n"]:
+        if target is None or not steps:
+            continue
+        if not steps["n"]:
+            if r.group.done:  # completed, but no epoch figures to read: not a miss
+                r.convergence = UNKNOWN
             continue
         median = steps["median"]
         r.ratio = median / fastest if fastest and math.isfinite(median) else None
@@ -595,7 +639,7 @@ def _front(rows: Sequence[Row]) -> list[str]:
     if not sweep:
         return []
     swept = {r.group.optimizer for r in sweep}
-    # A plain row of a swept optimizer is the sweep's equal-weights point.
+    # A plain row of a swept optimizer is the sweep's point at the comparison's task weights.
     points = [r for r in rows if r in sweep or (r.role == "row" and r.group.optimizer in swept
                                                  and r.group.spec.method == SUM_METHOD)]
     others = [r for r in rows if r.role == "row" and r not in points]
@@ -703,8 +747,9 @@ def split_workloads(dirs: Sequence[Path]) -> list[tuple[str, list[Run]]]:
     different workloads cannot be paired by seed.
     """
     workloads: dict[str, tuple[list[str], list[Run]]] = {}
+    seen: set = set()
     for d in map(Path, dirs):
-        runs = find_runs([d])
+        runs = unseen(find_runs([d]), seen)
         configs = [r.config for r in runs if r.config]
         fallback = _workload_key(configs[0]) if configs else ""
         for run in runs:

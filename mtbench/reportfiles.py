@@ -10,7 +10,7 @@ import math
 from pathlib import Path
 from typing import Sequence
 
-from .convergence import NOT_REACHED, THRESHOLDS, thresholds_text
+from .convergence import NOT_REACHED, THRESHOLDS, UNKNOWN, thresholds_text
 from .report import ROW_METRICS, Report, Row, loss_scale
 from .rundir import atomic_write_text
 from .stats import ALPHA, PROFILE_TAU_MAX, WILCOXON_MIN_PAIRS, performance_profile
@@ -119,7 +119,7 @@ SWEEP_HEADERS = ["row", "w (cls)", "seeds", "top-1", "mIoU", "joint", "on front"
 
 
 def sweep_rows(report: Report) -> list[list[str]]:
-    """The scalarization sweep: its points and the plain rows of the swept optimizers (w = 0.5)."""
+    """The scalarization sweep: its points and the swept optimizers' plain rows (at the comparison's task weights)."""
     rows = []
     for row in report.rows:
         if row.on_front is None:
@@ -168,9 +168,9 @@ def notes(report: Report) -> list[str]:
                      f"single-task baselines of the same seed (top-1 from {report.baselines.get('cls')}, mIoU "
                      f"from {report.baselines.get('seg')}), then over seeds.")
     if any(r.on_front is not None for r in report.rows):
-        lines.append("Scalarization front: the sweep points (and w = 0.5, the plain row) that no other sweep "
-                     "point beats on both mean top-1 and mean mIoU; a compared row is dominated when one front "
-                     "point is at least as good on both tasks and better on one.")
+        lines.append("Scalarization front: the sweep points (the plain row among them, at its task weights) that "
+                     "no other sweep point beats on both mean top-1 and mean mIoU; a compared row is dominated when "
+                     "one front point is at least as good on both tasks and better on one.")
     lines.extend(report.facts)
     t = report.target
     if t is None:
@@ -180,7 +180,8 @@ def notes(report: Report) -> list[str]:
                      f"reach it (per-epoch granularity, no interpolation); median over seeds, inf when half "
                      f"or more of the seeds never reach it, (k/n) = k of n seeds reached it.")
     lines.append(f"Convergence label, median steps to target relative to the fastest row: {thresholds_text()}; "
-                 f"{NOT_REACHED}: the median is inf.")
+                 f"{NOT_REACHED}: the median is inf; {UNKNOWN}: no completed run of the row has per-epoch figures "
+                 f"to read the target on (epochs.csv empty or missing).")
     lines.append("Values: mean±half-width of the 95 % t interval over seeds (the mean alone under 2 seeds; "
                  "seeds = completed/planned when some failed); time = training seconds (validation excluded); "
                  "s/step = median step time; peak MB as the trainer records it.")

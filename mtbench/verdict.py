@@ -11,7 +11,8 @@ from typing import Hashable, Mapping
 
 from .stats import ALPHA, POWER, compare_to_best, dominated_by_front, pareto_front, seeds_needed
 
-PRIMARY_METRICS = ("joint", "top1", "miou", "delta_m")
+DELTA_M = "delta_m"  # the primary metric that needs single-task baselines
+PRIMARY_METRICS = ("joint", "top1", "miou", DELTA_M)
 DEFAULT_PRIMARY = "joint"
 # How each metric is shown: (scale, format, unit). Differences of percentages are percentage points.
 _SHOWN = {"top1": (100.0, ".1f", "%"), "miou": (1.0, ".3f", ""), "joint": (1.0, ".3f", ""), "delta_m": (1.0, ".1f", "%")}
@@ -96,17 +97,19 @@ def _pairs(row: Mapping[Hashable, float | None], best: Mapping[Hashable, float |
 
 
 def verdict_sentences(verdict: Mapping[str, dict], means: Mapping[str, float | None], metric: str,
-                      seeds: Mapping[str, int], alpha: float = ALPHA) -> list[str]:
+                      seeds: Mapping[str, int], alpha: float = ALPHA, unranked: str | None = None) -> list[str]:
     """The verdict in a few plain sentences: the best, the rows tied with it, the rows worse and by
     how much, and what the number of seeds allows one to say.
 
     ``verdict`` is paired_verdict's result, ``means`` each row's mean on ``metric`` and ``seeds`` the
-    number of seeds each row has a value for.
+    number of seeds each row has a value for; ``unranked`` says why no row has a value, where that is
+    not that none of their runs completed.
     """
     name = METRIC_NAMES[metric]
     ranked = [n for n in verdict if verdict[n]["vs_best"] is not None]
     if not ranked:
-        return [f"No compared row has a {name} to rank by (no run of a row of role \"row\" completed)."]
+        why = unranked or 'no run of a row of role "row" completed'
+        return [f"No compared row has a {name} to rank by ({why})."]
     best = next(n for n in ranked if verdict[n]["is_best"])
     others = [n for n in ranked if n != best]
     seeds = seeds[best]

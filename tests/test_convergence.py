@@ -6,13 +6,13 @@ import pytest
 
 from fakeruns import write_run
 from mtbench.convergence import (
-    NOT_REACHED, TARGET_FRACTION, AbsoluteTarget, Target, convergence_label, convergence_target, first_reach,
+    NOT_REACHED, TARGET_FRACTION, UNKNOWN, AbsoluteTarget, Target, convergence_label, convergence_target, first_reach,
     joint_score, parse_target,
 )
 from mtbench.errors import ConfigError
 from mtbench.report import build_report, load_run
 from mtbench.reportfiles import notes
-from mtbench.rundir import EpochRow
+from mtbench.rundir import EPOCH_COLUMNS, EPOCHS_FILE, EpochRow
 
 
 def rows(*points, holdout=None, steps_per_epoch=10, seconds_per_step=0.5):
@@ -62,11 +62,14 @@ def test_first_reach_is_the_end_of_the_first_epoch_at_or_above_the_target():
     assert first_reach(epochs, target) == (20, 10.0)
 
 
-def test_first_reach_skips_epochs_without_metrics_and_reports_never():
+def test_first_reach_skips_epochs_without_metrics_and_reports_never_apart_from_unknown():
     target = Target(0.9, 0.8, 0.4, 0.9)
     epochs = rows((None, None), (0.8, 0.4))
     assert first_reach(epochs, target) == (20, 10.0)
-    assert first_reach(rows((0.1, 0.1), (0.5, 0.3)), target) is None
+    assert first_reach(rows((0.1, 0.1), (0.5, 0.3)), target) == (math.inf, math.inf)  # never reached
+    # no figures to read on the split: whether the target was reached is unknown
+    assert first_reach([], target) is None and first_reach(rows((None, None)), target) is None
+    assert first_reach(rows((0.8, 0.4)), target, "holdout") is None
 
 
 @pytest.mark.parametrize("ratio, label", [
@@ -131,6 +134,18 @@ def test_failed_runs_get_no_convergence(tmp_path):
     assert report.target.top1_ref == 0.8
 
 
+@pytest.mark.parametrize("epochs_csv", ["", "header"])
+def test_a_completed_run_without_epoch_figures_has_an_unknown_time_not_a_miss(tmp_path, epochs_csv):
+    paths = [write_run(tmp_path / name, optimizer=name, curve=CURVES[name]) for name in ("a", "b")]
+    (paths[1] / EPOCHS_FILE).write_text(",".join(EPOCH_COLUMNS) + "\n" if epochs_csv else "")
+    report = build_report([load_run(path) for path in paths], target=AbsoluteTarget(top1=0.5))
+    a, b = report.rows
+    assert a.convergence == "fast" and a.per_seed["steps_to_target"] == {0: 10}
+    assert b.status == "ok" and b.per_seed["steps_to_target"] == {0: None}
+    assert b.convergence == UNKNOWN != NOT_REACHED and b.metrics["steps_to_target"]["n"] == 0
+    assert f"{UNKNOWN}: no completed run of the row has" in "\n".join(notes(report))
+
+
 # -- fixed targets -------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("text, parsed", [
@@ -162,7 +177,7 @@ def test_absolute_targets_must_all_be_met():
     epochs = rows((0.6, 0.2), (0.45, 0.35), (0.5, 0.3))  # top-1 alone, mIoU alone, then both (exactly)
     assert first_reach(epochs, target) == (30, 15.0)
     assert first_reach(epochs, AbsoluteTarget(top1=0.5)) == (10, 5.0)
-    assert first_reach(rows((0.6, 0.2), (0.7, 0.29)), target) is None
+    assert first_reach(rows((0.6, 0.2), (0.7, 0.29)), target) == (math.inf, math.inf)
     assert target.needs(("cls", "seg")) and not target.needs(("cls",)) and AbsoluteTarget(top1=0.5).needs(("cls",))
 
 

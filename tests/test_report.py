@@ -2,6 +2,7 @@
 
 import csv
 import json
+import shutil
 import subprocess
 import sys
 
@@ -173,6 +174,23 @@ def test_report_command_merges_run_directories(tmp_path, comparison):
     assert [r["optimizer"] for r in data["rows"]] == ["adam", "sgd", "adamw"]
     assert data["target"]["fraction"] == 0.5
     assert CliRunner().invoke(main, ["report", str(tmp_path / "runs"), "--out", str(out)]).exit_code == 0
+
+
+def test_a_run_reached_from_two_directories_counts_once(tmp_path, comparison):
+    # another comparison whose adam seed-0 run is the first one's (a link to it), a copy of the whole
+    # comparison (the same runs, written elsewhere), the comparison twice, and it with its own runs folder
+    other = write_comparison(tmp_path / "other", {"adam": [[(0.1, 0.1)]]})
+    shutil.rmtree(other / "runs/adam-seed0")
+    (other / "runs/adam-seed0").symlink_to(comparison / "runs/adam-seed0", target_is_directory=True)
+    copy = shutil.copytree(comparison, tmp_path / "copy")
+    out = tmp_path / "merged"
+    for dirs in ([comparison, other], [comparison, copy], [comparison, comparison], [comparison, comparison / "runs"]):
+        result = CliRunner().invoke(main, ["report", *map(str, dirs), "--out", str(out)])
+        assert result.exit_code == 0, result.output
+        rows = {row["label"]: row for row in json.loads((out / "report.json").read_text())["rows"]}
+        assert {label: row["seeds"] for label, row in rows.items()} == {"adam": [0, 1], "sgd": [0, 1]}, dirs
+        assert rows["adam"]["metrics"]["top1"]["mean"] == pytest.approx(0.71)
+        assert "Runs: 4 (2 rows x 2 seeds: 0, 1)" in result.output
 
 
 def test_report_command_takes_the_guide_ranges_from_the_plugins_when_runs_lack_them(tmp_path):

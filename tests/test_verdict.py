@@ -209,6 +209,17 @@ def test_delta_m_as_primary_needs_baselines(tmp_path):
         build_report(find_runs([out]), primary="delta_m")
 
 
+def test_delta_m_that_cannot_be_computed_says_why_not_that_no_run_completed(tmp_path):
+    # the classification baseline learned nothing (top-1 0): Δm is undefined, though every run completed
+    curves = {"adam": [[(0.55, 0.22)]], "adam[cls]": [[(0.0, 0.01)]], "adam[seg]": [[(0.01, 0.2)]]}
+    out = write_comparison(tmp_path / "cmp", curves, rows=BASELINE_ROWS)
+    report = build_report(find_runs([out]), primary="delta_m")
+    assert report.verdict == [
+        "No compared row has a Δm to rank by (Δm not computed: delta_m: baseline of task 'cls' seed 0 is 0.0 "
+        "(expected a finite value > 0 to measure a relative change))."]
+    assert rows_by_label(report)["adam"].status == "ok"
+
+
 def test_loose_single_task_runs_are_baselines_by_their_settings(tmp_path):
     runs = [load_run(write_run(tmp_path / "a", curve=[(0.55, 0.22)])),
             load_run(write_run(tmp_path / "c", curve=[(0.5, 0.0)], tasks=("cls",), task_weights=(1.0, 0.0))),
