@@ -39,7 +39,7 @@ from .methods import MethodPreset
 from .plugins import Registry
 from .presets import OptimizerPreset, format_value
 from .report import COMPARISON_FILE, RUNS_DIR, flatten, run_name
-from .rows import Row
+from .rows import Row, same_weighting
 from .rundir import CONFIG_FILE, SUMMARY_FILE, RunDir, RunFileError, atomic_write_text, read_json
 
 COMPARISON_FORMAT = 1
@@ -128,13 +128,16 @@ def parse_sweep(text: str) -> tuple[float, ...]:
 
 
 def plan_rows(optimizers: Mapping[str, OptimizerPreset], methods: Sequence[str], sweep: Sequence[float] = (),
-              baseline: OptimizerPreset | None = None) -> tuple[list[Row], list[str]]:
+              baseline: OptimizerPreset | None = None,
+              task_weights: Sequence[float] | None = None) -> tuple[list[Row], list[str]]:
     """The rows of a comparison, and a note for each optimizer left out of some of them.
 
-    Every optimizer with every method (an optimizer that takes the per-task gradients itself
-    composes with ``sum`` only); each single-gradient optimizer with ``sum`` at task weights
-    (w, 1-w) for each w of ``sweep``; with ``baseline``, one single-task row per task. ConfigError
-    when no optimizer-method pair is left, or the sweep or the baseline cannot be run.
+    Every optimizer with every method at the comparison's ``task_weights`` (None: equal weights; an
+    optimizer that takes the per-task gradients itself composes with ``sum`` only); each
+    single-gradient optimizer with ``sum`` at task weights (w, 1-w) for each w of ``sweep`` (the w
+    that weighs the tasks as ``task_weights`` do is the plain row itself); with ``baseline``, one
+    single-task row per task. ConfigError when no optimizer-method pair is left, or the sweep or the
+    baseline cannot be run.
     """
     rows, notes = [], []
     for name, preset in optimizers.items():
@@ -154,9 +157,9 @@ def plan_rows(optimizers: Mapping[str, OptimizerPreset], methods: Sequence[str],
         if len(swept) < len(optimizers):
             notes.append("the task-weight sweep leaves out " + ", ".join(n for n in optimizers if n not in swept)
                          + " (per-task gradients: no weighted loss to sweep)")
-        # w = 0.5 is the plain row itself (at the default task weights): not trained twice
-        rows += [Row.of(name, SUM_METHOD, (w, round(1 - w, 12))) for name in swept for w in sweep
-                 if abs(w - 0.5) > 1e-9]
+        points = [(w, round(1 - w, 12)) for w in sweep]
+        rows += [Row.of(name, SUM_METHOD, pair, plain=task_weights) for name in swept for pair in points
+                 if not same_weighting(pair, task_weights)]  # that point is the plain row: not trained twice
     if baseline is not None:
         if baseline.per_task_gradients:
             raise ConfigError(f"--baseline {baseline.name} takes per-task gradients: a single-task baseline needs "

@@ -25,6 +25,18 @@ def sweep_weight(task_weights: Sequence[float] | None) -> float | None:
     return task_weights[0] / (task_weights[0] + task_weights[1])
 
 
+def same_weighting(a: Sequence[float] | None, b: Sequence[float] | None) -> bool:
+    """Whether two pairs of task weights weigh the tasks alike: (1, 1) as (0.5, 0.5); None is equal weights.
+
+    The one identity of a row's weighting: the plain row's (the comparison's ``--task-weights``) and a
+    sweep point's are compared by it, so a point that is the plain row is neither named nor trained twice.
+    """
+    wa, wb = (0.5 if w is None else sweep_weight(w) for w in (a, b))
+    if wa is None or wb is None:
+        return wa == wb
+    return abs(wa - wb) <= 1e-9
+
+
 @dataclass(frozen=True)
 class Row:
     """One line of a comparison; its runs differ only by seed.
@@ -41,8 +53,12 @@ class Row:
 
     @classmethod
     def of(cls, optimizer: str, method: str | None = None, task_weights: Sequence[float] | None = None,
-           tasks: Sequence[str] | None = None) -> Row:
-        """The row these settings make, named and given a role by the one rule (see the module)."""
+           tasks: Sequence[str] | None = None, plain: Sequence[float] | None = None) -> Row:
+        """The row these settings make, named and given a role by the one rule (see the module).
+
+        ``plain``: the task weights of the comparison's plain rows (None: equal weights); other
+        weights make a point of the sweep, named after its weight.
+        """
         method = method or SUM_METHOD
         tasks = tuple(t for t in TASKS if t in (tasks or TASKS))
         weights = tuple(float(w) for w in task_weights) if task_weights else None
@@ -50,7 +66,7 @@ class Row:
         w = sweep_weight(weights)
         if len(tasks) == 1:
             name, role = f"{name}[{tasks[0]}]", "baseline"
-        elif w is not None and abs(w - 0.5) > 1e-9:
+        elif w is not None and not same_weighting(weights, plain):
             name += f"@w{w:g}"
             role = "sweep" if method == SUM_METHOD else "row"
         return cls(name, optimizer, method, weights, tasks, role)

@@ -67,6 +67,18 @@ def test_a_sweep_weight_of_one_half_is_the_plain_row_and_is_not_trained_twice(re
     assert [r.name for r in rows] == ["adam", "adam@w0.3"]
 
 
+def test_the_sweep_is_planned_around_the_comparisons_own_task_weights(registry):
+    # The plain row trains at the comparison's task weights: the sweep point that weighs the tasks as
+    # they do is that row, and w = 0.5 is a point of its own.
+    rows, _ = plan_rows(presets(registry, "adam"), ["sum"], sweep=(0.5, 0.2), task_weights=(0.2, 0.8))
+    assert described(rows) == [
+        ("adam", "adam", "sum", None, ("cls", "seg"), "row"),
+        ("adam@w0.5", "adam", "sum", (0.5, 0.5), ("cls", "seg"), "sweep"),
+    ]
+    rows, _ = plan_rows(presets(registry, "adam"), ["sum"], sweep=(0.5, 0.3), task_weights=(1.0, 1.0))
+    assert [r.name for r in rows] == ["adam", "adam@w0.3"]  # (1, 1) weighs the tasks as (0.5, 0.5) does
+
+
 def test_single_task_baselines(registry):
     rows, _ = plan_rows(presets(registry, "sgd"), ["sum"], baseline=registry.get("adam"))
     assert described(rows) == [
@@ -200,6 +212,18 @@ def test_compare_plans_and_records_rows(tmp_path, fake):
     assert given["adam[seg]-seed0"][0].tasks == ("seg",) and given["adam@w0.3-seed0"][0].task_weights == (0.3, 0.7)
 
 
+def test_a_sweep_around_other_task_weights_trains_each_weighting_once(tmp_path, fake):
+    out = tmp_path / "cmp"
+    result = compare(out, "--optimizers", "adam", "--task-weights", "0.2,0.8", "--task-weights-sweep", "0.5,0.2")
+    assert result.exit_code == 0, result.output
+    assert {name: config.task_weights for name, config, _ in fake.calls} == {
+        "adam-seed0": (0.2, 0.8), "adam@w0.5-seed0": (0.5, 0.5)}
+    rows = {row["label"]: row for row in json.loads((out / "report.json").read_text())["rows"]}
+    assert {label: (row["role"], row["task_weights"]) for label, row in rows.items()} == {
+        "adam": ("row", [0.2, 0.8]), "adam@w0.5": ("sweep", [0.5, 0.5])}
+    assert all(isinstance(row["on_front"], bool) for row in rows.values())  # both are points of the front
+
+
 def test_a_method_seed_that_follows_the_run_seed_is_left_out_of_the_record(tmp_path, fake):
     out = tmp_path / "cmp"
     assert compare(out, "--optimizers", "adam", "--methods", "pcgrad", "--seeds", "3,4").exit_code == 0
@@ -259,6 +283,8 @@ def test_a_comparison_recorded_before_rows_resumes(tmp_path, fake):
     (["--method", "pcgrad"], "Error: Invalid value for --method: --method pcgrad: compare crosses --methods with "
                              "the optimizers, e.g. --methods sum,pcgrad"),
     (["--tasks", "cls"], "Error: Invalid value for --tasks: --tasks cls: every compared row trains both tasks"),
+    (["--primary", "delta_m"], "Error: Invalid value for --primary: --primary delta_m ranks the rows by their Δm "
+                               "against single-task baselines; add --single-task to run them"),
     (["--methods", "sum,pcgrad", "--set", "pcgrad.nosuch=1"],
      "Error: adam+pcgrad: unknown setting 'nosuch' for method 'pcgrad'; accepted: seed"),
 ])

@@ -18,8 +18,8 @@ from ..plots import plot_profile, write_plots
 from ..convergence import AUTO, parse_target
 from ..report import DEFAULT_SELECTION, SELECTIONS, Report, build_report, find_runs, is_comparison_dir, split_workloads
 from ..reportfiles import profile_terminal, profile_times, terminal_table, write_profile_tables, write_tables
-from ..verdict import DEFAULT_PRIMARY, PRIMARY_METRICS
-from ..config import SUM_METHOD, TASKS, build_config
+from ..verdict import DEFAULT_PRIMARY, DELTA_M, PRIMARY_METRICS
+from ..config import SUM_METHOD, TASKS, build_config, parse_task_pair
 from .configfile import config_option
 from .run import method_preset, run_options
 
@@ -80,7 +80,8 @@ failed (the table says which and why; the other runs are reported as usual).""")
                    "takes per-task gradients itself (mtadamv2) composes with sum only.")
 @click.option("--task-weights-sweep", "sweep", default=None, metavar="W1,W2,...",
               help="Also run each single-gradient optimizer with the method sum at task weights (w, 1-w) for "
-                   "each w in (0, 1): the scalarization front, e.g. 0.1,0.3,0.5,0.7,0.9.")
+                   "each w in (0, 1): the scalarization front, e.g. 0.1,0.3,0.5,0.7,0.9 (the w of "
+                   "--task-weights is the plain row itself).")
 @click.option("--single-task", is_flag=True,
               help="Also run single-task baselines: one run per task alone with --baseline, for Delta-m.")
 @click.option("--baseline", default="adam", show_default=True, metavar="NAME",
@@ -106,21 +107,15 @@ def compare(ctx: click.Context, optimizers: str | None, methods: str, sweep: str
     from the same initial weights on the same data, for each seed, then write the comparison table
     and plots."""
     registry = ctx.obj.registry
-    _refuse_run_only(ctx, options)
+    _check_combinations(ctx, options, seeds, single_task, baseline, primary)
     names = _parsed(lambda text: parse_optimizers(text, registry), optimizers, "--optimizers")
     method_names = _parsed(lambda text: parse_methods(text, registry), methods, "--methods")
     weights = _parsed(parse_sweep, sweep, "--task-weights-sweep") if sweep is not None else ()
-    seed_given = ctx.get_parameter_source("seed") == ParameterSource.COMMANDLINE
     seed_list = _parsed(lambda text: parse_seeds(text, first=options["seed"]), seeds, "--seeds")
-    if seed_given and "," in seeds:
-        raise click.BadParameter(f"--seeds {seeds} lists the seeds; --seed only sets the first seed of "
-                                 "a count (--seeds 3 --seed 10): give one of them", param_hint="--seed")
-    if not single_task and ctx.get_parameter_source("baseline") == ParameterSource.COMMANDLINE:
-        raise click.BadParameter(f"--baseline {baseline} names the optimizer of the single-task baselines; "
-                                 "add --single-task to run them", param_hint="--baseline")
     base = _parsed(registry.get, baseline, "--baseline") if single_task else None
     compared = {name: registry.get(name) for name in names}
-    rows, notes = plan_rows(compared, method_names, weights, base)
+    plain = parse_task_pair(options["task_weights"], "--task-weights", 0.5) if options["task_weights"] else None
+    rows, notes = plan_rows(compared, method_names, weights, base, plain)
     presets = {row.optimizer: registry.get(row.optimizer) for row in rows}
     row_methods = {row.method: method_preset(registry, row.method) for row in rows}
     overrides = split_overrides(options.pop("set_values"), presets, row_methods)
@@ -162,8 +157,16 @@ def compare(ctx: click.Context, optimizers: str | None, methods: str, sweep: str
         raise MTBenchError(f"{len(failed)} of {len(outcomes)} runs failed ({which})")
 
 
-def _refuse_run_only(ctx: click.Context, options: dict) -> None:
-    """`mtbench run`'s --method and --tasks choose one run's strategy; a comparison chooses per row."""
+def _check_combinations(ctx: click.Context, options: dict, seeds: str, single_task: bool, baseline: str,
+                        primary: str) -> None:
+    """Every check of options that are wrong together, in one place, before anything is planned or trained.
+
+    `mtbench run`'s --method and --tasks choose one run's strategy, where a comparison chooses per row:
+    they are taken out of ``options``.
+    """
+    def given(name: str) -> bool:
+        return ctx.get_parameter_source(name) == ParameterSource.COMMANDLINE
+
     method, tasks = options.pop("method"), options.pop("tasks")
     if method != SUM_METHOD:
         raise click.BadParameter(f"--method {method}: compare crosses --methods with the optimizers, e.g. "
@@ -171,6 +174,15 @@ def _refuse_run_only(ctx: click.Context, options: dict) -> None:
     if {t.strip() for t in tasks.split(",")} != set(TASKS):
         raise click.BadParameter(f"--tasks {tasks}: every compared row trains both tasks; --single-task adds "
                                  "a single-task baseline per task", param_hint="--tasks")
+    if given("seed") and "," in seeds:
+        raise click.BadParameter(f"--seeds {seeds} lists the seeds; --seed only sets the first seed of "
+                                 "a count (--seeds 3 --seed 10): give one of them", param_hint="--seed")
+    if not single_task and given("baseline"):
+        raise click.BadParameter(f"--baseline {baseline} names the optimizer of the single-task baselines; "
+                                 "add --single-task to run them", param_hint="--baseline")
+    if primary == DELTA_M and not single_task:
+        raise click.BadParameter(f"--primary {DELTA_M} ranks the rows by their Δm against single-task baselines; "
+                                 "add --single-task to run them", param_hint="--primary")
 
 
 @click.command(epilog="""\b
