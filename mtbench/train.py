@@ -7,11 +7,13 @@ training state a resume needs (checkpoint) and what a run writes (runlog).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import itertools
 import math
 import resource
 import signal
+import sys
 import threading
 import time
 from contextlib import contextmanager, nullcontext
@@ -23,7 +25,7 @@ from torch.nn.parallel import DistributedDataParallel
 from . import distributed
 from .config import SUM_METHOD, TASKS, TASK_NAMES, RunConfig
 from .data import DataBundle, build_datasets
-from .errors import ConfigError, DataError, MTBenchError, NonFiniteLossError, RunStopped
+from .errors import ConfigError, MTBenchError, NonFiniteLossError, RunStopped
 from .model import MultiTaskNet, load_weights
 from .presets import OptimizerPreset
 from .rundir import CONFIG_FILE, ENV_FILE, RunDir, environment
@@ -96,8 +98,21 @@ def _sigterm_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
+def _autocast(device_type: str, dtype: torch.dtype | None):
+    """The mixed-precision context of a run (``--amp``): a no-op at full precision."""
+    return nullcontext() if dtype is None else torch.autocast(device_type, dtype=dtype)
+
+
 def reset_peak_rss() -> None:
-    """Start a new peak for this process's resident memory (Linux; elsewhere the peak is process-wide)."""
+    """Start a new peak for this process's resident memory (Linux; elsewhere the peak is process-wide).
+
+    NOTE [peak memory of a run]: ``peak_memory_mb`` is the high-water mark of the process's
+    resident memory (CUDA: of allocated device memory) between the run's start and its end, the
+    mark reset when the run starts: writing 5 to /proc/self/clear_refs resets VmHWM to the current
+    resident size, torch.cuda.reset_peak_memory_stats the device's. It includes what the process
+    holds anyway (Python, torch); as runs free all they allocate (see NOTE [no reference cycles]),
+    equal runs in one process (a comparison, a tune) report equal peaks.
+    """
     try:
         with open("/proc/self/clear_refs", "w") as f:
             f.write("5")
@@ -114,7 +129,8 @@ def peak_rss_mb() -> float:
                     return int(line.split()[1]) / 1024
     except OSError:
         pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # bytes on macOS, KiB elsewhere
+    return peak / 2**20 if sys.platform == "darwin" else peak / 1024
 
 
 class Trainer:
@@ -158,7 +174,11 @@ class Trainer:
                 self.echo(f"warning: {note}")
         self.init_digest = weights_digest(self.model)
         self.model.to(self.device)
-        self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(config.amp)
+        # NOTE [no reference cycles]: the parts the trainer owns get plain functions and data, never
+        # the trainer's bound methods, so a finished run is freed by reference counting alone
+        # (a cycle would keep its model and data alive until a full garbage collection).
+        self._autocast = functools.partial(_autocast, self.device.type,
+                                           {"bf16": torch.bfloat16, "fp16": torch.float16}.get(config.amp))
         self.scaler = torch.amp.GradScaler("cuda") if config.amp == "fp16" else None
         self.strategy = self._gradient_strategy(method)
         per_step = config.batch_size * self.dist.world
@@ -168,7 +188,7 @@ class Trainer:
             self.scheduler = build_scheduler(self.optimizer, config.schedule, config.epochs * self.steps_per_epoch,
                                              config.warmup_epochs * self.steps_per_epoch)
         self.state = TrainState()
-        self.batches = Batches(config, self.dist, self.device, self._count_corrupt)
+        self.batches = Batches(config, self.dist, self.device, self.state.counters)
         self.log = RunLog(self.run, config, {"optimizer": preset.name, "title": preset.title,
                                              "method": config.method}, self.echo)
         self._lock = None
@@ -220,20 +240,6 @@ class Trainer:
             self._lock = None
         if self.dist.enabled:
             distributed.shutdown()
-
-    def _autocast(self):
-        if self.amp_dtype is None:
-            return nullcontext()
-        return torch.autocast(self.device.type, dtype=self.amp_dtype)
-
-    def _count_corrupt(self, n: int) -> None:
-        counters = self.state.counters
-        counters["corrupt_images"] += n
-        if counters["corrupt_images"] > self.config.max_corrupt_images:
-            raise DataError(
-                f"{counters['corrupt_images']} corrupt images skipped, more than the limit of "
-                f"{self.config.max_corrupt_images}; check the data set (the warnings name the files)"
-            )
 
     # -- the loop ----------------------------------------------------------------------------
     def fit(self, resume: bool) -> dict:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from typing import Callable, Iterator
+from typing import Any, Iterator
 
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
@@ -11,6 +11,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 from ..config import TASKS, RunConfig
 from ..data import SampleSeeds, SeededDataset, collate_skip_corrupt
 from ..distributed import Dist
+from ..errors import DataError
 
 
 def seed_for(*parts: int) -> int:
@@ -22,12 +23,22 @@ def seed_for(*parts: int) -> int:
 class Batches:
     """Loaders over one run's data sets, this rank's share of each.
 
-    ``on_corrupt(n)`` hears of every batch that lost n corrupt images (the run counts them).
+    The corrupt images a batch lost are added to ``counters["corrupt_images"]`` (the run's
+    counters, saved in its checkpoints); more than ``config.max_corrupt_images`` end the run with a
+    DataError.
     """
 
-    def __init__(self, config: RunConfig, dist: Dist, device: torch.device, on_corrupt: Callable[[int], None]):
+    def __init__(self, config: RunConfig, dist: Dist, device: torch.device, counters: dict[str, Any]):
         self.config, self.dist, self.device = config, dist, device
-        self.on_corrupt = on_corrupt
+        self.counters = counters
+
+    def _count_corrupt(self, n: int) -> None:
+        self.counters["corrupt_images"] += n
+        if self.counters["corrupt_images"] > self.config.max_corrupt_images:
+            raise DataError(
+                f"{self.counters['corrupt_images']} corrupt images skipped, more than the limit of "
+                f"{self.config.max_corrupt_images}; check the data set (the warnings name the files)"
+            )
 
     def _loader(self, dataset: Dataset, sampler, seed: int, batch_size: int, drop_last: bool) -> DataLoader:
         return DataLoader(
@@ -44,7 +55,7 @@ class Batches:
     def _kept(self, loader: DataLoader) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         for images, targets, n_corrupt in loader:
             if n_corrupt:
-                self.on_corrupt(n_corrupt)
+                self._count_corrupt(n_corrupt)
             if len(images):
                 yield images, targets
 
