@@ -455,18 +455,23 @@ def build_report(runs: Sequence[Run], target: float | AbsoluteTarget | None = No
     per_seed = {g.label: _selected_values(g, selected) for g in groups}
     facts = _selection_facts(selection, selected.values())
 
-    baselines = _baselines(groups)
-    if primary == DELTA_M and len(baselines) < len(TASKS):
+    baselines, planned = _baselines(groups), _baselines(groups, completed=False)
+    if primary == DELTA_M and len(planned) < len(TASKS):
         raise ConfigError(f"--primary {DELTA_M} needs single-task baseline rows for both tasks (such as adam[cls] "
                           "and adam[seg], run with --tasks cls and --tasks seg); this comparison has "
-                          + (", ".join(g.label for g in baselines.values()) or "none"))
+                          + (", ".join(g.label for g in planned.values()) or "none"))
     not_computed: dict[str, str] = {}  # row -> why its Δm could not be computed
     for g in groups:
-        if g.role != "baseline" and len(baselines) == len(TASKS):
+        if g.role == "baseline" or len(planned) < len(TASKS):
+            continue
+        if len(baselines) < len(TASKS):
+            problem = "no run of the single-task baseline " + ", ".join(
+                planned[task].label for task in TASKS if task not in baselines) + " completed"
+        else:
             per_seed[g.label]["delta_m"], problem = _delta_m(per_seed[g.label], baselines, per_seed)
-            if problem:
-                not_computed[g.label] = problem
-                facts.append(f"Δm of {g.label}: not computed ({problem}).")
+        if problem:
+            not_computed[g.label] = problem
+            facts.append(f"Δm of {g.label}: not computed ({problem}).")
 
     measured = [g for g in groups if g.role != "baseline"]
     if target is None:
@@ -539,11 +544,12 @@ def _selection_facts(selection: str, selected: Iterable[Selected]) -> list[str]:
     return [line]
 
 
-def _baselines(groups: Sequence[Group]) -> dict[str, Group]:
-    """The single-task baseline row of each task: the first one given (Δm needs one per task)."""
+def _baselines(groups: Sequence[Group], completed: bool = True) -> dict[str, Group]:
+    """The single-task baseline row of each task: the first one given with a completed run (with
+    ``completed`` False: the first one given). Δm needs one per task."""
     out: dict[str, Group] = {}
     for g in groups:
-        if g.role == "baseline" and g.done and len(g.spec.tasks) == 1:
+        if g.role == "baseline" and (g.done or not completed) and len(g.spec.tasks) == 1:
             out.setdefault(g.spec.tasks[0], g)
     return out
 

@@ -220,6 +220,17 @@ def test_delta_m_that_cannot_be_computed_says_why_not_that_no_run_completed(tmp_
     assert rows_by_label(report)["adam"].status == "ok"
 
 
+def test_delta_m_as_primary_with_a_baseline_that_failed_is_reported_not_refused(tmp_path):
+    curves = {"adam": [[(0.55, 0.22)]], "adam[cls]": [[(0.5, 0.01)]], "adam[seg]": [[(0.01, 0.2)]]}
+    out = write_comparison(tmp_path / "cmp", curves, rows=BASELINE_ROWS)
+    summary = out / "runs/adam[seg]-seed0/summary.json"
+    summary.write_text(json.dumps({**json.loads(summary.read_text()), "status": "failed", "error": "boom"}))
+    report = build_report(find_runs([out]), primary="delta_m")
+    assert report.verdict == ["No compared row has a Δm to rank by (Δm not computed: no run of the single-task "
+                              "baseline adam[seg] completed)."]
+    assert rows_by_label(report)["adam[seg]"].status == "failed: boom"
+
+
 def test_loose_single_task_runs_are_baselines_by_their_settings(tmp_path):
     runs = [load_run(write_run(tmp_path / "a", curve=[(0.55, 0.22)])),
             load_run(write_run(tmp_path / "c", curve=[(0.5, 0.0)], tasks=("cls",), task_weights=(1.0, 0.0))),
