@@ -6,8 +6,11 @@
 #include <ATen/core/Tensor.h>
 #include <c10/util/ArrayRef.h>
 
+#include <c10/core/DeviceType.h>
+
 #include <cmath>
 #include <optional>
+#include <ostream>
 
 #include "mtadamv2_math.h"
 
@@ -22,9 +25,39 @@ inline bool is_supported_dtype(at::ScalarType dtype) {
   return dtype == at::kFloat || dtype == at::kDouble || dtype == at::kBFloat16 || dtype == at::kHalf;
 }
 
-inline void check_sq_norms_args(at::TensorList tensors) {
+// An argument of an operator as its messages name it: `weights`, or `task_grads[3]` (index >= 0).
+struct Arg {
+  const char* name;
+  int64_t index = -1;
+};
+
+inline std::ostream& operator<<(std::ostream& out, const Arg& arg) {
+  out << arg.name;
+  if (arg.index >= 0) out << "[" << arg.index << "]";
+  return out;
+}
+
+// NOTE [device checks]: a kernel reads and writes raw pointers, so it checks the device of every
+// tensor argument before it touches any memory. Each op has one reference tensor (params[0],
+// weights, ...): the reference must be on a device of the backend that runs (a CPU kernel can be
+// reached with tensors it cannot read, by a redispatch or by a caller naming the backend), and
+// every other tensor on the reference's device (the same GPU too). The fakes in mtbench/ops.py
+// serve every device and check the second rule only.
+inline void check_backend(const char* op, const at::Tensor& reference, Arg arg, at::DeviceType backend) {
+  TORCH_CHECK(reference.device().type() == backend, op, ": ", arg, " is on ", reference.device(), ", expected a ",
+              c10::DeviceTypeName(backend, /*lower_case=*/true), " device (the ", c10::DeviceTypeName(backend),
+              " kernel runs)");
+}
+
+inline void check_device(const char* op, const at::Tensor& t, Arg arg, at::Device expected, Arg origin) {
+  TORCH_CHECK(t.device() == expected, op, ": ", arg, " is on ", t.device(), ", expected ", expected,
+              " (the device of ", origin, ")");
+}
+
+inline void check_sq_norms_args(at::TensorList tensors, at::DeviceType backend) {
   TORCH_CHECK(!tensors.empty(), "sq_norms: tensors must hold at least one tensor, got an empty list");
   const at::Tensor& first = tensors[0];
+  check_backend("sq_norms", first, {"tensors", 0}, backend);
   for (size_t i = 0; i < tensors.size(); ++i) {
     const at::Tensor& t = tensors[i];
     TORCH_CHECK(t.layout() == at::kStrided, "sq_norms: tensors[", i, "] must be a strided tensor, got layout ",
@@ -33,8 +66,7 @@ inline void check_sq_norms_args(at::TensorList tensors) {
                 "] must be float32, float64, bfloat16 or float16, got ", t.scalar_type());
     TORCH_CHECK(t.scalar_type() == first.scalar_type(), "sq_norms: tensors[", i, "] has dtype ",
                 t.scalar_type(), ", expected ", first.scalar_type(), " (the dtype of tensors[0])");
-    TORCH_CHECK(t.device() == first.device(), "sq_norms: tensors[", i, "] is on ", t.device(), ", expected ",
-                first.device(), " (the device of tensors[0])");
+    check_device("sq_norms", t, {"tensors", static_cast<int64_t>(i)}, first.device(), {"tensors", 0});
   }
 }
 
@@ -48,7 +80,7 @@ inline int64_t check_mtadamv2_args(at::TensorList params, const c10::List<std::o
                                    at::TensorList exp_avgs, at::TensorList exp_avg_sqs, at::TensorList norm_avgs,
                                    at::IntArrayRef steps, double lr, double beta1, double beta2,
                                    double norm_beta, double eps, double weight_decay,
-                                   at::ArrayRef<double> task_weights) {
+                                   at::ArrayRef<double> task_weights, at::DeviceType backend) {
   const double inf = INFINITY;
   check_range("lr", lr, 0.0, inf);
   check_range("beta1", beta1, 0.0, 1.0);
@@ -80,6 +112,7 @@ inline int64_t check_mtadamv2_args(at::TensorList params, const c10::List<std::o
   const at::ScalarType dtype = params[0].scalar_type();
   const at::ScalarType state_dtype = opmath_dtype(dtype);
   const at::Device device = params[0].device();
+  check_backend("mtadamv2_", params[0], {"params", 0}, backend);
   TORCH_CHECK(is_supported_dtype(dtype), "mtadamv2_: params must be float32, float64, bfloat16 or float16, got ",
               dtype);
   auto check_tensor = [&](const at::Tensor& t, const char* name, int64_t i, at::ScalarType expected_dtype,
@@ -88,8 +121,7 @@ inline int64_t check_mtadamv2_args(at::TensorList params, const c10::List<std::o
                 t.layout());
     TORCH_CHECK(t.scalar_type() == expected_dtype, "mtadamv2_: ", name, "[", i, "] has dtype ", t.scalar_type(),
                 ", expected ", expected_dtype);
-    TORCH_CHECK(t.device() == device, "mtadamv2_: ", name, "[", i, "] is on ", t.device(), ", expected ", device,
-                " (the device of params[0])");
+    check_device("mtadamv2_", t, {name, i}, device, {"params", 0});
     TORCH_CHECK(t.sizes() == expected_shape, "mtadamv2_: ", name, "[", i, "] has shape ", t.sizes(),
                 ", expected ", expected_shape);
     TORCH_CHECK(t.is_contiguous(), "mtadamv2_: ", name, "[", i, "] must be contiguous");
@@ -116,7 +148,7 @@ inline int64_t check_mtadamv2_args(at::TensorList params, const c10::List<std::o
 // Checks that every task_grads[i] is a [T, *shape_i] tensor of `dtype` on `device`; `origin` names
 // where T, the dtype and the device come from, for the messages.
 inline void check_task_grads(const char* op, at::TensorList task_grads, int64_t num_tasks, at::ScalarType dtype,
-                             at::Device device, const char* origin) {
+                             at::Device device, Arg origin) {
   for (size_t i = 0; i < task_grads.size(); ++i) {
     const at::Tensor& g = task_grads[i];
     TORCH_CHECK(g.layout() == at::kStrided, op, ": task_grads[", i, "] must be strided, got layout ", g.layout());
@@ -124,33 +156,35 @@ inline void check_task_grads(const char* op, at::TensorList task_grads, int64_t 
                 ", expected ", num_tasks, " tasks in its first dimension ([T, *shape], T from ", origin, ")");
     TORCH_CHECK(g.scalar_type() == dtype, op, ": task_grads[", i, "] has dtype ", g.scalar_type(), ", expected ",
                 dtype, " (the dtype of ", origin, ")");
-    TORCH_CHECK(g.device() == device, op, ": task_grads[", i, "] is on ", g.device(), ", expected ", device,
-                " (the device of ", origin, ")");
+    check_device(op, g, {"task_grads", static_cast<int64_t>(i)}, device, origin);
   }
 }
 
 // Checks the arguments of gramian and returns the number of tasks.
-inline int64_t check_gramian_args(at::TensorList task_grads) {
+inline int64_t check_gramian_args(at::TensorList task_grads, at::DeviceType backend) {
   TORCH_CHECK(!task_grads.empty(),
               "gramian: task_grads must hold at least one tensor ([T, *shape] per parameter), got an empty list");
   const at::Tensor& first = task_grads[0];
   TORCH_CHECK(first.dim() >= 1 && first.size(0) >= 1 && first.size(0) <= kMaxTasks,
               "gramian: task_grads[0] must have shape [T, *shape] with 1 to ", kMaxTasks, " tasks T, got shape ",
               first.sizes());
+  check_backend("gramian", first, {"task_grads", 0}, backend);
   TORCH_CHECK(is_supported_dtype(first.scalar_type()),
               "gramian: task_grads[0] must be float32, float64, bfloat16 or float16, got ", first.scalar_type());
-  check_task_grads("gramian", task_grads, first.size(0), first.scalar_type(), first.device(), "task_grads[0]");
+  check_task_grads("gramian", task_grads, first.size(0), first.scalar_type(), first.device(), {"task_grads", 0});
   return first.size(0);
 }
 
 // Checks the arguments of weighted_sum_ and returns the number of tasks.
-inline int64_t check_weighted_sum_args(at::TensorList out, at::TensorList task_grads, const at::Tensor& weights) {
+inline int64_t check_weighted_sum_args(at::TensorList out, at::TensorList task_grads, const at::Tensor& weights,
+                                       at::DeviceType backend) {
   TORCH_CHECK(weights.layout() == at::kStrided && weights.dim() == 1 && weights.size(0) >= 1 &&
                   weights.size(0) <= kMaxTasks,
               "weighted_sum_: weights must be a 1-D tensor of 1 to ", kMaxTasks, " task weights, got shape ",
               weights.sizes());
   TORCH_CHECK(is_supported_dtype(weights.scalar_type()),
               "weighted_sum_: weights must be float32, float64, bfloat16 or float16, got ", weights.scalar_type());
+  check_backend("weighted_sum_", weights, {"weights"}, backend);
   TORCH_CHECK(out.size() == task_grads.size(), "weighted_sum_: out must hold ", task_grads.size(),
               " tensors (one per entry of task_grads), got ", out.size());
   const int64_t num_tasks = weights.size(0);
@@ -158,7 +192,7 @@ inline int64_t check_weighted_sum_args(at::TensorList out, at::TensorList task_g
   const at::ScalarType dtype = task_grads[0].scalar_type();
   TORCH_CHECK(is_supported_dtype(dtype), "weighted_sum_: task_grads[0] must be float32, float64, bfloat16 or "
               "float16, got ", dtype);
-  check_task_grads("weighted_sum_", task_grads, num_tasks, dtype, weights.device(), "weights");
+  check_task_grads("weighted_sum_", task_grads, num_tasks, dtype, weights.device(), {"weights"});
   for (size_t i = 0; i < out.size(); ++i) {
     const at::Tensor& o = out[i];
     TORCH_CHECK(o.layout() == at::kStrided, "weighted_sum_: out[", i, "] must be strided, got layout ", o.layout());
@@ -166,8 +200,7 @@ inline int64_t check_weighted_sum_args(at::TensorList out, at::TensorList task_g
                 ", expected ", task_grads[i].sizes().slice(1), " (task_grads[", i, "] without its task dimension)");
     TORCH_CHECK(o.scalar_type() == dtype, "weighted_sum_: out[", i, "] has dtype ", o.scalar_type(), ", expected ",
                 dtype, " (the dtype of task_grads)");
-    TORCH_CHECK(o.device() == weights.device(), "weighted_sum_: out[", i, "] is on ", o.device(), ", expected ",
-                weights.device(), " (the device of weights)");
+    check_device("weighted_sum_", o, {"out", static_cast<int64_t>(i)}, weights.device(), {"weights"});
     TORCH_CHECK(o.is_contiguous(), "weighted_sum_: out[", i, "] must be contiguous");
   }
   return num_tasks;

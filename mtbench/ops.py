@@ -46,16 +46,6 @@ if _UNAVAILABLE is not None:
         RuntimeWarning,
         stacklevel=2,
     )
-else:
-
-    @torch.library.register_fake("mtbench::sq_norms")
-    def _sq_norms_fake(tensors):
-        return tensors[0].new_empty(len(tensors), dtype=state_dtype(tensors[0].dtype))
-
-    @torch.library.register_fake("mtbench::mtadamv2_")
-    def _mtadamv2_fake(params, grads, exp_avgs, exp_avg_sqs, norm_avgs, steps, lr, beta1, beta2, norm_beta, eps,
-                       weight_decay, task_weights):
-        return None
 
 
 def available() -> bool:
@@ -90,6 +80,7 @@ def sq_norms(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
         return torch.empty(0)
     if supports(tensors[0].device):
         return torch.ops.mtbench.sq_norms(tensors)
+    _check_sq_norms_args(tensors)
     dtype = state_dtype(tensors[0].dtype)
     return torch.stack([torch.linalg.vector_norm(t, dtype=dtype).square() for t in tensors])
 
@@ -105,10 +96,82 @@ def mtadamv2_(params, grads, exp_avgs, exp_avg_sqs, norm_avgs, steps, *, lr, bet
                                 eps, weight_decay, task_weights)
 
 
-# The Gramian route of multi-task methods: the T x T Gramian of the task gradients, then one
-# weighted sum. The checks below are those of csrc/checks.h, for the fake kernels and the fallbacks.
+# The checks of csrc/checks.h, for the fake kernels and the fallbacks, with the same messages. A fake
+# serves every device, so it checks that all tensors share the reference's device (NOTE [device
+# checks] in csrc/checks.h) but not which device that is.
 
 _FLOAT_DTYPES = (torch.float32, torch.float64, torch.bfloat16, torch.float16)
+
+
+def _check_device(op, t, name, device, origin) -> None:
+    torch._check(t.device == device,
+                 lambda: f"{op}: {name} is on {t.device}, expected {device} (the device of {origin})")
+
+
+def _check_sq_norms_args(tensors) -> None:
+    torch._check(len(tensors) > 0, lambda: "sq_norms: tensors must hold at least one tensor, got an empty list")
+    first = tensors[0]
+    for i, t in enumerate(tensors):
+        torch._check(t.layout == torch.strided, lambda: f"sq_norms: tensors[{i}] must be a strided tensor, got layout "
+                                                        f"{t.layout}")
+        torch._check(t.dtype in _FLOAT_DTYPES, lambda: f"sq_norms: tensors[{i}] must be float32, float64, bfloat16 or "
+                                                       f"float16, got {t.dtype}")
+        torch._check(t.dtype == first.dtype, lambda: f"sq_norms: tensors[{i}] has dtype {t.dtype}, expected "
+                                                     f"{first.dtype} (the dtype of tensors[0])")
+        _check_device("sq_norms", t, f"tensors[{i}]", first.device, "tensors[0]")
+
+
+def _check_range(name, value, low, high=math.inf) -> None:
+    torch._check(low <= value < high, lambda: f"mtadamv2_: {name} must be in [{low:g}, {high:g}), got {value:g}")
+
+
+def _check_mtadamv2_args(params, grads, exp_avgs, exp_avg_sqs, norm_avgs, steps, lr, beta1, beta2, norm_beta, eps,
+                         weight_decay, task_weights) -> None:
+    for name, value, high in (("lr", lr, math.inf), ("beta1", beta1, 1.0), ("beta2", beta2, 1.0),
+                              ("norm_beta", norm_beta, 1.0), ("eps", eps, math.inf),
+                              ("weight_decay", weight_decay, math.inf)):
+        _check_range(name, value, 0.0, high)
+    num_tasks, num_params = len(task_weights), len(params)
+    torch._check(1 <= num_tasks <= MAX_TASKS, lambda: f"mtadamv2_: task_weights must hold 1 to {MAX_TASKS} weights "
+                                                      f"(one per task), got {num_tasks}")
+    for t, w in enumerate(task_weights):
+        torch._check(math.isfinite(w) and w >= 0, lambda: f"mtadamv2_: task_weights[{t}] must be finite and >= 0, "
+                                                          f"got {w:g}")
+    torch._check(len(grads) == num_tasks * num_params,
+                 lambda: f"mtadamv2_: grads must hold {num_tasks * num_params} entries (task-major, len(task_weights) "
+                         f"* len(params)), got {len(grads)}")
+    for name, items in (("exp_avgs", exp_avgs), ("exp_avg_sqs", exp_avg_sqs), ("norm_avgs", norm_avgs)):
+        torch._check(len(items) == num_params, lambda: f"mtadamv2_: {name} must hold {num_params} tensors (one per "
+                                                       f"param), got {len(items)}")
+    torch._check(len(steps) == num_params,
+                 lambda: f"mtadamv2_: steps must hold {num_params} values (one per param), got {len(steps)}")
+    if not params:
+        return
+    dtype, device = params[0].dtype, params[0].device
+    torch._check(dtype in _FLOAT_DTYPES,
+                 lambda: f"mtadamv2_: params must be float32, float64, bfloat16 or float16, got {dtype}")
+
+    def check_tensor(t, name, expected_dtype, expected_shape):
+        torch._check(t.layout == torch.strided, lambda: f"mtadamv2_: {name} must be strided, got layout {t.layout}")
+        torch._check(t.dtype == expected_dtype,
+                     lambda: f"mtadamv2_: {name} has dtype {t.dtype}, expected {expected_dtype}")
+        _check_device("mtadamv2_", t, name, device, "params[0]")
+        torch._check(t.shape == expected_shape,
+                     lambda: f"mtadamv2_: {name} has shape {list(t.shape)}, expected {list(expected_shape)}")
+        torch._check(t.is_contiguous(), lambda: f"mtadamv2_: {name} must be contiguous")
+
+    for i, p in enumerate(params):
+        check_tensor(p, f"params[{i}]", dtype, p.shape)
+        for t in range(num_tasks):
+            g = grads[t * num_params + i]
+            if g is not None:
+                check_tensor(g, f"grads[{t * num_params + i}]", dtype, p.shape)
+        state = (num_tasks, *p.shape)
+        check_tensor(exp_avgs[i], f"exp_avgs[{i}]", state_dtype(dtype), state)
+        check_tensor(exp_avg_sqs[i], f"exp_avg_sqs[{i}]", state_dtype(dtype), state)
+        check_tensor(norm_avgs[i], f"norm_avgs[{i}]", state_dtype(dtype), (num_tasks,))
+        torch._check(steps[i] >= 1, lambda: f"mtadamv2_: steps[{i}] must be >= 1 (the count including this step), "
+                                            f"got {steps[i]}")
 
 
 def _check_task_grads(op, task_grads, num_tasks, dtype, device, origin) -> None:
@@ -119,8 +182,7 @@ def _check_task_grads(op, task_grads, num_tasks, dtype, device, origin) -> None:
                              f"first dimension ([T, *shape], T from {origin})")
         torch._check(g.dtype == dtype,
                      lambda: f"{op}: task_grads[{i}] has dtype {g.dtype}, expected {dtype} (the dtype of {origin})")
-        torch._check(g.device == device,
-                     lambda: f"{op}: task_grads[{i}] is on {g.device}, expected {device} (the device of {origin})")
+        _check_device(op, g, f"task_grads[{i}]", device, origin)
 
 
 def _check_gramian_args(task_grads) -> int:
@@ -159,14 +221,23 @@ def _check_weighted_sum_args(out, task_grads, weights) -> int:
                              f"(task_grads[{i}] without its task dimension)")
         torch._check(o.dtype == dtype,
                      lambda: f"weighted_sum_: out[{i}] has dtype {o.dtype}, expected {dtype} (the dtype of task_grads)")
-        torch._check(o.device == weights.device,
-                     lambda: f"weighted_sum_: out[{i}] is on {o.device}, expected {weights.device} (the device of "
-                             f"weights)")
+        _check_device("weighted_sum_", o, f"out[{i}]", weights.device, "weights")
         torch._check(o.is_contiguous(), lambda: f"weighted_sum_: out[{i}] must be contiguous")
     return num_tasks
 
 
 if available():
+
+    @torch.library.register_fake("mtbench::sq_norms")
+    def _sq_norms_fake(tensors):
+        _check_sq_norms_args(tensors)
+        return tensors[0].new_empty(len(tensors), dtype=state_dtype(tensors[0].dtype))
+
+    @torch.library.register_fake("mtbench::mtadamv2_")
+    def _mtadamv2_fake(params, grads, exp_avgs, exp_avg_sqs, norm_avgs, steps, lr, beta1, beta2, norm_beta, eps,
+                       weight_decay, task_weights):
+        _check_mtadamv2_args(params, grads, exp_avgs, exp_avg_sqs, norm_avgs, steps, lr, beta1, beta2, norm_beta, eps,
+                             weight_decay, task_weights)
 
     @torch.library.register_fake("mtbench::gramian")
     def _gramian_fake(task_grads):

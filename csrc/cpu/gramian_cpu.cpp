@@ -92,7 +92,7 @@ void weighted_sum_range(scalar_t* out, const Streams<scalar_t>& rows, const at::
 }  // namespace
 
 at::Tensor gramian_cpu(at::TensorList task_grads) {
-  const int64_t num_tasks = check_gramian_args(task_grads);
+  const int64_t num_tasks = check_gramian_args(task_grads, at::kCPU);
   const at::ScalarType dtype = task_grads[0].scalar_type();
   const std::vector<at::Tensor> inputs = dense_rows_of(task_grads);
   at::Tensor out = at::empty({num_tasks, num_tasks}, task_grads[0].options().dtype(opmath_dtype(dtype)));
@@ -126,7 +126,7 @@ at::Tensor gramian_cpu(at::TensorList task_grads) {
 }
 
 void weighted_sum_cpu(at::TensorList out, at::TensorList task_grads, const at::Tensor& weights) {
-  const int64_t num_tasks = check_weighted_sum_args(out, task_grads, weights);
+  const int64_t num_tasks = check_weighted_sum_args(out, task_grads, weights, at::kCPU);
   if (task_grads.empty()) return;
   const at::ScalarType dtype = task_grads[0].scalar_type();
   const std::vector<at::Tensor> inputs = dense_rows_of(task_grads);

@@ -65,7 +65,7 @@ std::vector<double> sums_of_squares(const std::vector<Streams<scalar_t>>& items,
 }
 
 at::Tensor sq_norms_cpu(at::TensorList tensors) {
-  check_sq_norms_args(tensors);
+  check_sq_norms_args(tensors, at::kCPU);
   const at::ScalarType dtype = tensors[0].scalar_type();
   std::vector<at::Tensor> inputs;
   inputs.reserve(tensors.size());
@@ -228,7 +228,7 @@ void mtadamv2_cpu(at::TensorList params, const c10::List<std::optional<at::Tenso
                   at::IntArrayRef steps, double lr, double beta1, double beta2, double norm_beta, double eps,
                   double weight_decay, at::ArrayRef<double> task_weights) {
   check_mtadamv2_args(params, grads, exp_avgs, exp_avg_sqs, norm_avgs, steps, lr, beta1, beta2, norm_beta, eps,
-                      weight_decay, task_weights);
+                      weight_decay, task_weights, at::kCPU);
   if (params.empty()) return;
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, params[0].scalar_type(), "mtadamv2_cpu", [&] {
     mtadamv2_kernel<scalar_t>(params, grads, exp_avgs, exp_avg_sqs, norm_avgs, steps, lr, beta1, beta2, norm_beta,

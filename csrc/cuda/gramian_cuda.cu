@@ -138,8 +138,7 @@ void plan_rows(at::TensorList task_grads, int64_t num_tasks, std::vector<at::Ten
 }  // namespace
 
 at::Tensor gramian_cuda(at::TensorList task_grads) {
-  const int64_t num_tasks = check_gramian_args(task_grads);
-  TORCH_INTERNAL_ASSERT(task_grads[0].is_cuda());
+  const int64_t num_tasks = check_gramian_args(task_grads, at::kCUDA);
   const c10::cuda::CUDAGuard guard(task_grads[0].device());
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
   const at::ScalarType dtype = task_grads[0].scalar_type();
@@ -177,9 +176,8 @@ at::Tensor gramian_cuda(at::TensorList task_grads) {
 }
 
 void weighted_sum_cuda(at::TensorList out, at::TensorList task_grads, const at::Tensor& weights) {
-  const int64_t num_tasks = check_weighted_sum_args(out, task_grads, weights);
+  const int64_t num_tasks = check_weighted_sum_args(out, task_grads, weights, at::kCUDA);
   if (task_grads.empty()) return;
-  TORCH_INTERNAL_ASSERT(weights.is_cuda());
   const c10::cuda::CUDAGuard guard(weights.device());
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
   const at::ScalarType dtype = task_grads[0].scalar_type();

@@ -130,8 +130,7 @@ __global__ void __launch_bounds__(kThreads) update_kernel(TensorTable<scalar_t, 
 }
 
 at::Tensor sq_norms_cuda(at::TensorList tensors) {
-  check_sq_norms_args(tensors);
-  TORCH_INTERNAL_ASSERT(tensors[0].is_cuda());
+  check_sq_norms_args(tensors, at::kCUDA);
   const c10::cuda::CUDAGuard guard(tensors[0].device());
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
   const at::ScalarType dtype = tensors[0].scalar_type();
@@ -257,9 +256,8 @@ void mtadamv2_cuda(at::TensorList params, const c10::List<std::optional<at::Tens
                    at::IntArrayRef steps, double lr, double beta1, double beta2, double norm_beta, double eps,
                    double weight_decay, at::ArrayRef<double> task_weights) {
   check_mtadamv2_args(params, grads, exp_avgs, exp_avg_sqs, norm_avgs, steps, lr, beta1, beta2, norm_beta, eps,
-                      weight_decay, task_weights);
+                      weight_decay, task_weights, at::kCUDA);
   if (params.empty()) return;
-  TORCH_INTERNAL_ASSERT(params[0].is_cuda());
   const c10::cuda::CUDAGuard guard(params[0].device());
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, params[0].scalar_type(), "mtadamv2_cuda", [&] {
