@@ -1,8 +1,13 @@
-"""Test-wide settings: the embedded data set goes to a per-session cache, never the user's."""
+"""Test-wide settings: the embedded data set goes to a per-session cache, never the user's; a test
+sees a GPU only when it carries the `cuda` marker (tests/devices.py)."""
 
 import os
 
 import pytest
+
+from devices import MARKER, hide_cuda, missing_for, unmarked_cuda_tests
+
+pytest_plugins = ["pytester"]  # tests/test_devices.py runs the collection check on a small suite
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -10,3 +15,21 @@ def _session_cache(tmp_path_factory):
     if "MTBENCH_CACHE" not in os.environ:
         os.environ["MTBENCH_CACHE"] = str(tmp_path_factory.mktemp("mtbench-cache"))
     yield
+
+
+@pytest.fixture(autouse=True)
+def _cpu_unless_marked_cuda(request, monkeypatch):
+    if request.node.get_closest_marker(MARKER) is None:
+        hide_cuda(monkeypatch)
+
+
+def pytest_collection_modifyitems(config, items):
+    unmarked = unmarked_cuda_tests(items)
+    if unmarked:
+        raise pytest.UsageError(f"{len(unmarked)} test(s) parametrized with a CUDA device lack the `{MARKER}` "
+                                f"marker (tests/devices.py), e.g. {unmarked[0]}")
+    for item in items:
+        marker = item.get_closest_marker(MARKER)
+        reason = missing_for(marker) if marker is not None else None
+        if reason is not None:
+            item.add_marker(pytest.mark.skip(reason=reason))

@@ -12,9 +12,7 @@ from torch.utils._pytree import tree_leaves, tree_map
 from mtbench import ops
 
 needs_ops = pytest.mark.skipif(not ops.available(), reason="compiled ops not built (pip install -e .)")
-needs_cuda_ops = pytest.mark.skipif(not (torch.cuda.is_available() and ops.cuda_available()),
-                                    reason="needs a CUDA GPU and ops built with CUDA")
-DEVICES = ["cpu", pytest.param("cuda", marks=[pytest.mark.cuda, needs_cuda_ops])]
+DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.cuda(ops=True))]
 DTYPES = [torch.float32, torch.float64, torch.bfloat16, torch.float16]
 
 # Parameter shapes laid side by side in one [T, N] buffer, as the trainer lays out gradients: a
@@ -256,8 +254,7 @@ def test_device_mismatch_is_an_error(path, monkeypatch):
             getattr(ops if path == "fallback" else torch.ops.mtbench, op)(*args)
 
 
-@pytest.mark.cuda
-@needs_cuda_ops
+@pytest.mark.cuda(ops=True)
 def test_cuda_device_mismatch_is_an_error():
     with pytest.raises(RuntimeError,
                        match=r"task_grads\[1\] is on cpu, expected cuda:0 \(the device of task_grads\[0\]\)"):
@@ -266,8 +263,7 @@ def test_cuda_device_mismatch_is_an_error():
         ops.weighted_sum_([torch.zeros(3)], [torch.randn(2, 3, device="cuda")], weights_for(2, device="cuda"))
 
 
-@pytest.mark.cuda
-@needs_cuda_ops
+@pytest.mark.cuda(ops=True)
 def test_cuda_no_host_sync_and_reproducible():
     task_grads = buffer_views(3, torch.float32, "cuda", shapes=[(300_001,), (3, 4), ()])
     weights = weights_for(3, device="cuda")

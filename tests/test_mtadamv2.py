@@ -13,8 +13,6 @@ from mtbench import ops
 from mtbench.optim import MTAdamV2
 
 needs_ops = pytest.mark.skipif(not ops.available(), reason="compiled ops not built (pip install -e .)")
-needs_cuda_ops = pytest.mark.skipif(not (torch.cuda.is_available() and ops.cuda_available()),
-                                    reason="needs a CUDA GPU and ops built with CUDA")
 
 TOLERANCES = {torch.float32: dict(rtol=1e-5, atol=1e-6), torch.float64: dict(rtol=1e-12, atol=1e-13),
               torch.bfloat16: dict(rtol=1e-2, atol=1e-3)}
@@ -156,7 +154,7 @@ def test_fused_matches_reference_across_chunks():
     assert_same_trajectory(fused, reference, torch.float32)
 
 
-@needs_cuda_ops
+@pytest.mark.cuda(ops=True)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16], ids=str)
 @pytest.mark.parametrize("num_tasks", [1, 2, 3])
 def test_cuda_fused_matches_reference(dtype, num_tasks):
@@ -164,7 +162,7 @@ def test_cuda_fused_matches_reference(dtype, num_tasks):
     assert_same_trajectory(opt_fused, opt_reference, dtype)
 
 
-@needs_cuda_ops
+@pytest.mark.cuda(ops=True)
 def test_cuda_matches_cpu():
     opt_cuda, _, _ = run_pair(torch.float64, "cuda", VARIANTS[0], 2, impls=("fused", "fused"))
     opt_cpu, _, _ = run_pair(torch.float64, "cpu", VARIANTS[0], 2, impls=("fused", "fused"))

@@ -115,13 +115,8 @@ MTADAMV2_INFO = OptimizerInfo(
 
 def cases():
     """(device, desc) of every optimizer input; the CUDA ones skip with a reason without a GPU."""
-    found = [pytest.param("cpu", i.desc, id=f"cpu-{i.desc}") for i in MTADAMV2_INFO.optim_inputs_func(device="cpu")]
-    if torch.cuda.is_available():
-        found += [pytest.param("cuda", i.desc, id=f"cuda-{i.desc}")
-                  for i in MTADAMV2_INFO.optim_inputs_func(device="cuda")]
-    else:
-        found.append(pytest.param("cuda", "default", id="cuda", marks=pytest.mark.skip(reason="needs a CUDA GPU")))
-    return found
+    return [pytest.param(device, i.desc, id=f"{device}-{i.desc}", marks=[pytest.mark.cuda] if device == "cuda" else [])
+            for device in ("cpu", "cuda") for i in MTADAMV2_INFO.optim_inputs_func(device=device)]
 
 
 CASES = cases()
