@@ -412,7 +412,6 @@ def test_rows_of_one_buffer_take_the_compiled_route_with_the_same_result(layout,
 
 
 @pytest.mark.cuda
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_on_cuda_random_methods_draw_from_their_own_generators():
     grads = [[g.cuda() if g is not None else None for g in row] for row in make_grads("mixed", 2)]
     torch.cuda.manual_seed(9)
