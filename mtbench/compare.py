@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
-from .config import SUM_METHOD, TASKS, RunConfig
+from .config import LIMITS, SUM_METHOD, TASKS, RunConfig
 from .errors import ConfigError, MTBenchError
 from .locks import LOCK_FILE, DirLock
 from .methods import MethodPreset
@@ -59,12 +59,15 @@ def parse_seeds(text: str, first: int = 0) -> tuple[int, ...]:
         values = []
     if not values or (len(items) > 1 and "" in items[:-1]):
         raise ConfigError(f"{text!r} does not parse: expected a count like 3 or a list like 0,5,7")
+    most, top = LIMITS["seeds"].high, LIMITS["seed"].high
     if "," not in text:
-        if values[0] < 1:
-            raise ConfigError(f"{text!r}: a seed count must be at least 1 (a list is written 0,5,7)")
+        if not 1 <= values[0] <= most:
+            raise ConfigError(f"{text!r}: a seed count must be at least 1 and at most {most} (a list is written 0,5,7)")
         return tuple(range(first, first + values[0]))
-    if any(v < 0 for v in values):
-        raise ConfigError(f"{text!r}: seeds must be >= 0")
+    if len(values) > most:
+        raise ConfigError(f"{text[:20]!r}... lists {len(values)} seeds: expected at most {most}")
+    if any(not 0 <= v <= top for v in values):
+        raise ConfigError(f"{text!r}: seeds must be >= 0 and <= {top}")
     if len(set(values)) != len(values):
         raise ConfigError(f"{text!r} repeats a seed")
     return tuple(values)

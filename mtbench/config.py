@@ -14,7 +14,7 @@ from .errors import ConfigError
 if TYPE_CHECKING:
     from .methods import MethodPreset
     from .presets import OptimizerPreset
-from .presets import format_value
+from .presets import Param, format_value
 
 TASKS = ("cls", "seg")
 # Settings a resumed run may change: they do not alter what is computed.
@@ -25,6 +25,37 @@ NONFINITE_POLICIES = ("abort", "skip")
 AMP_MODES = ("off", "bf16", "fp16")
 SCHEDULES = ("constant", "cosine", "step")  # see training/schedule.py
 BACKBONES = ("resnet18", "resnet34", "resnet50", "resnet101")
+
+
+def _count(low: int, high: int) -> Param:
+    return Param(int, low, high, what="a whole number")
+
+
+# The range of every count and size of a run, by RunConfig field (and `compare`'s own counts): one
+# owner for the command-line options (cli/bounded.py checks them as they are parsed, config files
+# included) and for RunConfig.validate (a replayed config.json, a library call). The upper bounds
+# keep a typo from asking for terabytes or years, not what a machine can hold.
+LIMITS: dict[str, Param] = {
+    "epochs": _count(1, 100_000),
+    "batch_size": _count(1, 65_536),
+    "image_size": _count(MIN_IMAGE_SIZE, 4096),
+    "limit_train": _count(1, 10**9),
+    "limit_val": _count(1, 10**9),
+    "workers": _count(0, 1024),
+    "seed": _count(0, 2**64 - 1),  # what torch.manual_seed takes
+    "max_consecutive_skips": _count(1, 10**9),
+    "holdout": Param(float, 0.0, 1.0, high_open=True, what="a fraction"),
+    "warmup_epochs": _count(0, 99_999),  # and fewer than --epochs (RunConfig.validate)
+    "seeds": _count(1, 10_000),  # compare --seeds N: how many seeds
+    "nproc_per_node": _count(1, 1024),
+}
+# RunConfig fields whose option is not named after them
+FLAGS = {"max_consecutive_skips": "--max-skips"}
+
+
+def flag(name: str) -> str:
+    """The command-line option of a RunConfig field or a LIMITS entry: ``batch_size`` -> ``--batch-size``."""
+    return FLAGS.get(name) or "--" + name.replace("_", "-")
 
 
 @dataclass
@@ -68,21 +99,10 @@ class RunConfig:
 
     def validate(self) -> None:
         """Raise ConfigError naming the first bad setting."""
-        _positive_int("epochs", self.epochs)
-        _positive_int("batch_size", self.batch_size, flag="--batch-size")
-        _positive_int("max_consecutive_skips", self.max_consecutive_skips, flag="--max-skips")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed < 2**64:
-            raise ConfigError(f"--seed {self.seed!r} is not allowed: expected a whole number in [0, 2**64)")
-        for name, value in (("image_size", self.image_size), ("limit_train", self.limit_train),
-                            ("limit_val", self.limit_val)):
+        for name, limit in LIMITS.items():
+            value = getattr(self, name, None)  # None: not a field, or not set (image size, limits)
             if value is not None:
-                _positive_int(name, value)
-        if self.image_size is not None and self.image_size < MIN_IMAGE_SIZE:
-            raise ConfigError(
-                f"--image-size {self.image_size} is too small: expected at least {MIN_IMAGE_SIZE} pixels"
-            )
-        if not isinstance(self.workers, int) or self.workers < 0:
-            raise ConfigError(f"--workers {self.workers!r} is not allowed: expected an integer >= 0")
+                setattr(self, name, limit.check_option(flag(name), value))
         if (len(self.task_weights) != 2 or any(not 0 <= w < math.inf for w in self.task_weights)
                 or sum(self.task_weights) <= 0):
             raise ConfigError(
@@ -99,8 +119,6 @@ class RunConfig:
                 f"--batch-size {self.batch_size} with --image-size {self.image_size} leaves one value per "
                 "channel at the backbone's last BatchNorm; use --batch-size 2 or more, or --image-size 64 or more"
             )
-        if isinstance(self.holdout, bool) or not isinstance(self.holdout, (int, float)) or not 0 <= self.holdout < 1:
-            raise ConfigError(f"--holdout {self.holdout!r} is not allowed: expected a fraction in [0, 1), e.g. 0.1")
         if not self.tasks or len(set(self.tasks)) != len(self.tasks) or not set(self.tasks) <= set(TASKS):
             raise ConfigError(f"--tasks {','.join(map(str, self.tasks))} is not allowed: expected cls, seg or cls,seg")
         self.tasks = tuple(t for t in TASKS if t in self.tasks)
@@ -161,12 +179,6 @@ def backbone_output_side(image_size: int) -> int:
     for _ in range(5):
         side = (side - 1) // 2 + 1
     return side
-
-
-def _positive_int(name: str, value: Any, flag: str | None = None) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        flag = flag or "--" + name.replace("_", "-")
-        raise ConfigError(f"{flag} {value!r} is not allowed: expected a whole number > 0")
 
 
 def parse_task_pair(text: str, option: str, default: float) -> tuple[float, float]:

@@ -19,10 +19,11 @@ Factory = Callable[..., Any]
 
 @dataclass(frozen=True)
 class Param:
-    """What a hyperparameter accepts: its kind and its allowed range.
+    """What a setting accepts (a hyperparameter, or a count or size of a run): its kind and its range.
 
     ``kind`` is ``float``, ``int``, ``bool`` or ``tuple`` (of floats); ``length`` fixes a tuple's
-    length (None: any length >= 1). Bounds apply to every element of a tuple.
+    length (None: any length >= 1). Bounds apply to every element of a tuple; an int is compared
+    exactly (a seed near 2**64 is not rounded). ``what`` names a value in messages ("a fraction").
     """
 
     kind: type
@@ -31,6 +32,7 @@ class Param:
     low_open: bool = False
     high_open: bool = False
     length: int | None = None
+    what: str = ""
 
     def describe(self) -> str:
         """The allowed values in words, for error messages."""
@@ -39,8 +41,8 @@ class Param:
         if self.low is None and self.high is None:
             rng = "any number"
         else:
-            lo = "-inf" if self.low is None else f"{self.low:g}"
-            hi = "inf" if self.high is None else f"{self.high:g}"
+            lo = "-inf" if self.low is None else self._bound_text(self.low)
+            hi = "inf" if self.high is None else self._bound_text(self.high)
             lb = "(" if self.low_open or self.low is None else "["
             hb = ")" if self.high_open or self.high is None else "]"
             rng = f"a number in {lb}{lo}, {hi}{hb}"
@@ -48,8 +50,14 @@ class Param:
             n = f"{self.length} " if self.length else ""
             return f"{n}comma-separated values, each {rng}"
         if self.kind is int:
-            return rng.replace("any number", "any integer").replace("a number", "an integer")
+            rng = rng.replace("any number", "any integer").replace("a number", "an integer")
+        if self.what:
+            rng = rng.replace("any integer", f"any {self.what}").replace("an integer", self.what)
+            rng = rng.replace("any number", f"any {self.what}").replace("a number", self.what)
         return rng
+
+    def _bound_text(self, bound: float) -> str:
+        return str(int(bound)) if self.kind is int else f"{bound:g}"
 
     def check(self, key: str, value: Any) -> Any:
         """Return ``value`` normalised to this kind, or raise ConfigError naming key and value."""
@@ -69,13 +77,22 @@ class Param:
         for item in items:
             if isinstance(item, bool) or not isinstance(item, (int, float)):
                 raise ConfigError(f"{key}={_show(value)} is not allowed: expected {self.describe()}")
-            if self.kind is int and not float(item).is_integer():
+            if self.kind is int and not (isinstance(item, int) or float(item).is_integer()):
                 raise ConfigError(f"{key}={_show(value)} is not allowed: expected {self.describe()}")
-            x = float(item)
-            if math.isnan(x) or not self._in_range(x):
+            x = int(item) if self.kind is int else float(item)
+            if not self._in_range(x):  # NaN is in no range
                 raise ConfigError(f"{key}={_show(value)} is out of range: expected {self.describe()}")
-            out.append(int(item) if self.kind is int else x)
+            out.append(x)
         return tuple(out) if self.kind is tuple else out[0]
+
+    def check_option(self, flag: str, value: Any) -> Any:
+        """The value of the option ``flag``, as typed (text) or as a config file gives it, parsed and
+        checked; ConfigError ``--flag VALUE is not allowed: expected ...`` (the value as given)."""
+        try:
+            return self.parse(flag, value) if isinstance(value, str) else self.check(flag, value)
+        except ConfigError:
+            shown = value.strip() if isinstance(value, str) else format_value(value, exact=True)
+            raise ConfigError(f"{flag} {shown} is not allowed: expected {self.describe()}") from None
 
     def parse(self, key: str, text: str) -> Any:
         """Parse the text of ``--set key=text`` into this kind, then check it."""
@@ -103,7 +120,7 @@ class Param:
             return False
         if self.high is not None and (x > self.high or (self.high_open and x == self.high)):
             return False
-        return math.isfinite(x)
+        return isinstance(x, int) or math.isfinite(x)
 
 
 def format_value(value: Any, exact: bool = False) -> str:

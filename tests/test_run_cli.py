@@ -81,7 +81,7 @@ def test_resume_reads_checkpoints_without_running_code(tmp_path):
     [
         (["--imagenet", "{tmp}/nowhere", "--coco", "{tmp}/nowhere"], "nowhere"),
         (["--imagenet", "{tmp}/empty", "--coco", "{tmp}/empty"], "empty"),
-        (["--batch-size", "0"], "--batch-size 0 is not allowed: expected a whole number > 0"),
+        (["--batch-size", "0"], "--batch-size 0 is not allowed: expected a whole number in [1, 65536]"),
         (["--device", "quantum"], "unknown device 'quantum'"),
         (["--out", "/proc/mtbench-runs"], "cannot write the run directory /proc/mtbench-runs/"),
         (["--resume", "{tmp}/empty"], "not a run directory (no config.json)"),

@@ -42,15 +42,15 @@ def summary_of(run_dir):
         (["--task-weights", "nan,1"], "--task-weights nan,1 is not allowed: expected two finite weights"),
         (["--task-weights", "inf,1"], "--task-weights inf,1 is not allowed: expected two finite weights"),
         (["--loss-scale", "seg=inf"], "--loss-scale 1,inf is not allowed: expected finite positive factors"),
-        (["--max-skips", "-1"], "--max-skips -1 is not allowed: expected a whole number > 0"),
-        (["--seed", str(2**64)], f"--seed {2**64} is not allowed: expected a whole number in [0, 2**64)"),
+        (["--max-skips", "-1"], "--max-skips -1 is not allowed: expected a whole number in [1, "),
+        (["--seed", str(2**64)], f"--seed {2**64} is not allowed: expected a whole number in [0, {2**64 - 1}]"),
         (["--image-size", "32", "--batch-size", "1"],
          "--batch-size 1 with --image-size 32 leaves one value per channel"),
     ],
 )
 def test_bad_values_are_one_line_errors_before_a_run_directory_exists(tmp_path, args, message):
     result = invoke(["run", "-o", "adam", *TINY, "--out", str(tmp_path / "runs"), *args])
-    assert result.exit_code == 1, result.output
+    assert result.exit_code in (1, 2), result.output  # 2: a value out of its option's range
     assert message in result.output and "Traceback" not in result.output
     assert "run directory" not in result.output  # none was created, so none is named
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
@@ -208,7 +208,7 @@ def test_a_run_config_json_replays_the_run(tmp_path):
     [
         ("limitt = 3\n", "unknown option 'limitt' for `mtbench run`"),
         ("epochs = \n", "c.toml: "),
-        ("epochs = 'many'\n", "'many' is not a valid integer"),
+        ("epochs = 'many'\n", "--epochs many is not allowed: expected a whole number in [1, "),
     ],
 )
 def test_a_bad_config_file_is_a_one_line_error(tmp_path, text, message):

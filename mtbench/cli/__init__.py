@@ -7,7 +7,8 @@ from pathlib import Path
 
 import click
 
-from ..errors import MTBenchError
+from ..errors import ConfigError, MTBenchError
+from .configfile import config_file, origin
 
 # command name -> ("module:attribute", its one-line help). Importing a command (and torch, numpy or
 # matplotlib with it) waits until it runs or its own help is shown: `mtbench --help` and the
@@ -92,7 +93,13 @@ class LazyGroup(click.Group):
         try:
             return super().invoke(ctx)
         except MTBenchError as exc:
-            raise click.ClickException(str(exc)) from None
+            message, path = str(exc), config_file(ctx)
+            if isinstance(exc, ConfigError) and path is not None and f"--config {path}" not in message:
+                message += f" (with options from --config {path})"  # the bad value may be the file's
+            raise click.ClickException(message) from None
+        except click.BadParameter as exc:
+            exc.message += origin(exc.ctx, exc.param)  # a value from --config FILE: say so
+            raise
 
     def resolve_command(self, ctx, args):
         name = args[0] if args else None

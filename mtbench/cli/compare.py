@@ -19,7 +19,8 @@ from ..convergence import AUTO, parse_target
 from ..report import DEFAULT_SELECTION, SELECTIONS, Report, build_report, find_runs, is_comparison_dir, split_workloads
 from ..reportfiles import profile_terminal, profile_times, terminal_table, write_profile_tables, write_tables
 from ..verdict import DEFAULT_PRIMARY, DELTA_M, PRIMARY_METRICS
-from ..config import SUM_METHOD, TASKS, build_config, parse_task_pair
+from ..config import LIMITS, SUM_METHOD, TASKS, build_config, parse_task_pair
+from .bounded import Bounded
 from .configfile import config_option
 from .run import method_preset, run_options
 
@@ -94,7 +95,7 @@ failed (the table says which and why; the other runs are reported as usual).""")
 @click.option("--wait", is_flag=True,
               help="When another process is working in the comparison directory, wait for it to finish "
                    "instead of stopping.")
-@click.option("--nproc-per-node", type=click.IntRange(min=1), default=1, show_default=True,
+@click.option("--nproc-per-node", type=Bounded(LIMITS["nproc_per_node"]), default=1, show_default=True,
               help="Run each run distributed: torchrun with this many processes (one per GPU, or gloo on CPU).")
 @report_options
 @run_options

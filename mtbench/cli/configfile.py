@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+from click.core import ParameterSource
 
 from ..errors import ConfigError
 from ..presets import format_value
@@ -21,6 +22,8 @@ from ..presets import format_value
 _FIELD_OPTIONS = {"max_consecutive_skips": "max-skips", "hyperparams": "set"}
 # config.json fields that are not options: where the run was written and what described its preset
 _NOT_OPTIONS = ("run_dir", "preset", "extra", "max_corrupt_images")
+# ctx.meta key of the file the options came from
+_FILE = "mtbench.config_file"
 
 
 def config_option(func):
@@ -46,8 +49,23 @@ def _load(ctx: click.Context, param: click.Parameter, path: Path | None) -> None
         else:
             values = _toml().loads(text)
         ctx.default_map = {**(ctx.default_map or {}), **_to_defaults(ctx.command, values, path)}
+        ctx.meta[_FILE] = path
     except (ValueError, ConfigError) as exc:  # tomllib.TOMLDecodeError and JSONDecodeError are ValueErrors
         raise click.BadParameter(f"{path}: {exc}", param=param) from None
+
+
+def config_file(ctx: click.Context | None) -> Path | None:
+    """The ``--config`` file this command (or its group) read, if any."""
+    return ctx.meta.get(_FILE) if ctx is not None else None
+
+
+def origin(ctx: click.Context | None, param: click.Parameter | None) -> str:
+    """`` (from --config FILE)`` when the value of ``param`` came from the config file, else ``""``:
+    for the message of an error in that value."""
+    path = config_file(ctx)
+    if path is None or param is None or ctx.get_parameter_source(param.name) != ParameterSource.DEFAULT_MAP:
+        return ""
+    return f" (from --config {path})"
 
 
 def _toml():

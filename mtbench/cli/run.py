@@ -10,10 +10,12 @@ import click
 from click.core import ParameterSource
 
 from ..config import (
-    AMP_MODES, BACKBONES, NONFINITE_POLICIES, RESUMABLE_SETTINGS, SCHEDULES, SUM_METHOD, RunConfig, build_config,
+    AMP_MODES, BACKBONES, LIMITS, NONFINITE_POLICIES, RESUMABLE_SETTINGS, SCHEDULES, SUM_METHOD, RunConfig,
+    build_config,
 )
 from ..errors import ConfigError, MTBenchError
 from ..rundir import CONFIG_FILE, create_run_dir
+from .bounded import Bounded
 from .configfile import config_option
 from .presets import format_settings
 
@@ -25,17 +27,22 @@ _RUN_OPTIONS = [
                  help="ImageNet in folder layout: DIR/train/<wnid>/*.JPEG, DIR/val/<wnid>/*.JPEG."),
     click.option("--coco", type=str, default=None, metavar="DIR",
                  help="COCO: DIR/train2017, DIR/val2017, DIR/annotations/instances_{train,val}2017.json."),
-    click.option("--image-size", type=int, default=None,
+    click.option("--image-size", type=Bounded(LIMITS["image_size"]), default=None,
                  help="Training crop size in pixels [default: 224 for real data, 64 for the embedded set]."),
-    click.option("--limit-train", type=int, default=None, metavar="N", help="Use at most N training images per task."),
-    click.option("--limit-val", type=int, default=None, metavar="N", help="Use at most N validation images per task."),
-    click.option("--epochs", type=int, default=5, show_default=True),
-    click.option("--batch-size", type=int, default=8, show_default=True, help="Images per task per step."),
-    click.option("--seed", type=int, default=0, show_default=True, help="Seeds the initial weights and the data order."),
+    click.option("--limit-train", type=Bounded(LIMITS["limit_train"]), default=None, metavar="N",
+                 help="Use at most N training images per task."),
+    click.option("--limit-val", type=Bounded(LIMITS["limit_val"]), default=None, metavar="N",
+                 help="Use at most N validation images per task."),
+    click.option("--epochs", type=Bounded(LIMITS["epochs"]), default=5, show_default=True),
+    click.option("--batch-size", type=Bounded(LIMITS["batch_size"]), default=8, show_default=True,
+                 help="Images per task per step."),
+    click.option("--seed", type=Bounded(LIMITS["seed"]), default=0, show_default=True,
+                 help="Seeds the initial weights and the data order."),
     click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N."),
     click.option("--amp", type=click.Choice(AMP_MODES), default="off", is_flag=False, flag_value="bf16",
                  show_default=True, help="Mixed precision: --amp alone is bf16; fp16 on CUDA only."),
-    click.option("--workers", type=int, default=0, show_default=True, help="Data-loading worker processes."),
+    click.option("--workers", type=Bounded(LIMITS["workers"]), default=0, show_default=True,
+                 help="Data-loading worker processes."),
     click.option("--backbone", type=click.Choice(BACKBONES), default="resnet18", show_default=True),
     click.option("--weights", type=str, default=None, metavar="PATH",
                  help="Initial weights: a local checkpoint (state dict); never downloaded."),
@@ -45,12 +52,12 @@ _RUN_OPTIONS = [
                  help="Multiply one task's loss, e.g. seg=100 (a stress test of loss balancing)."),
     click.option("--on-nonfinite", type=click.Choice(NONFINITE_POLICIES), default="abort", show_default=True,
                  help="On a NaN/inf loss: stop, or skip the step (stopping after --max-skips in a row)."),
-    click.option("--max-skips", type=int, default=10, show_default=True,
+    click.option("--max-skips", type=Bounded(LIMITS["max_consecutive_skips"]), default=10, show_default=True,
                  help="Consecutive skipped steps before a run counts as diverged."),
     click.option("--method", default="sum", show_default=True, metavar="NAME",
                  help="Multi-task method that combines the tasks' gradients (mtbench list shows them); "
                       "its settings: --set method.key=value."),
-    click.option("--holdout", type=float, default=None, metavar="FRACTION",
+    click.option("--holdout", type=Bounded(LIMITS["holdout"]), default=None, metavar="FRACTION",
                  help="Hold out this fraction of each task's training images as a selection split, "
                       "evaluated each epoch beside the test split [run: 0; compare: 0.1]."),
     click.option("--tasks", default="cls,seg", show_default=True, metavar="cls|seg|cls,seg",
@@ -58,7 +65,7 @@ _RUN_OPTIONS = [
                       "computed, --task-weights not applied) or both."),
     click.option("--schedule", type=click.Choice(SCHEDULES), default="constant", show_default=True,
                  help="Learning-rate schedule over the run: constant, cosine (to 0) or step (x0.1 at 1/3 and 2/3)."),
-    click.option("--warmup-epochs", type=int, default=0, show_default=True,
+    click.option("--warmup-epochs", type=Bounded(LIMITS["warmup_epochs"]), default=0, show_default=True,
                  help="Epochs of linear lr warm-up before the schedule."),
     click.option("--tensorboard", is_flag=True,
                  help="Also write TensorBoard event files (scalars per step and per epoch) to RUN_DIR/tensorboard."),
