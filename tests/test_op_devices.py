@@ -19,20 +19,20 @@ pytestmark = pytest.mark.skipif(not ops.available(), reason="compiled ops not bu
 CPU_KERNEL = torch._C.DispatchKeySet(torch._C.DispatchKey.CPU)
 
 
-def sq_norms_args():
-    return [[torch.randn(3, 4), torch.randn(()), torch.randn(37)]]
+def sq_norms_args(device="cpu"):
+    return [[torch.randn(3, 4, device=device), torch.randn((), device=device), torch.randn(37, device=device)]]
 
 
-def gramian_args():
-    return [buffer_views(2, torch.float32, shapes=[(3, 4), (5,)])]
+def gramian_args(device="cpu"):
+    return [buffer_views(2, torch.float32, device, shapes=[(3, 4), (5,)])]
 
 
-def weighted_sum_args():
-    task_grads = buffer_views(2, torch.float32, shapes=[(3, 4), (5,)])
-    return [[torch.zeros(g.shape[1:]) for g in task_grads], task_grads, weights_for(2)]
+def weighted_sum_args(device="cpu"):
+    task_grads = buffer_views(2, torch.float32, device, shapes=[(3, 4), (5,)])
+    return [[torch.zeros(g.shape[1:], device=device) for g in task_grads], task_grads, weights_for(2, device=device)]
 
 
-# op: (valid cpu arguments, the reference tensor that every other one is compared with)
+# op: (valid arguments on a device, the reference tensor that every other one is compared with)
 OPS = {
     "sq_norms": (sq_norms_args, "tensors[0]"),
     "mtadamv2_": (mtadamv2_args, "params[0]"),
@@ -55,12 +55,12 @@ def tensor_arguments(op, args):
     return found
 
 
-def with_one_on_meta(args, position, index):
+def with_one_moved(args, position, index, move=on_meta):
     args = [list(a) if isinstance(a, list) else a for a in args]
     if index is None:
-        args[position] = on_meta(args[position])
+        args[position] = move(args[position])
     else:
-        args[position][index] = on_meta(args[position][index])
+        args[position][index] = move(args[position][index])
     return args
 
 
@@ -68,14 +68,16 @@ CASES = [pytest.param(op, name, position, index, id=f"{op}-{name}")
          for op, (make_args, _) in OPS.items() for name, position, index in tensor_arguments(op, make_args())]
 
 
-def expected_message(op, name, path):
-    """The error of a call with `name` on meta and the rest on cpu, on `path` (kernel or fake)."""
+def expected_message(op, name, path, moved="meta", rest="cpu"):
+    """The error of a call with `name` on `moved` and the rest on `rest`, on `path`: the kernel of
+    `rest`'s device type or the fake."""
     op, name, reference = re.escape(op), re.escape(name), re.escape(OPS[op][1])  # names hold [ ]
     if name != reference:
-        return rf"^{op}: {name} is on meta, expected cpu \(the device of {reference}\)"
+        return rf"^{op}: {name} is on {moved}, expected {rest} \(the device of {reference}\)"
     if path == "kernel":
-        return rf"^{op}: {reference} is on meta, expected a cpu device \(the CPU kernel runs\)"
-    return rf"^{op}: \w+(\[\d+\])? is on cpu, expected meta \(the device of {reference}\)"
+        kind = torch.device(rest).type
+        return rf"^{op}: {reference} is on {moved}, expected a {kind} device \(the {kind.upper()} kernel runs\)"
+    return rf"^{op}: \w+(\[\d+\])? is on {rest}, expected {moved} \(the device of {reference}\)"
 
 
 def test_every_tensor_argument_is_covered():
@@ -86,7 +88,7 @@ def test_every_tensor_argument_is_covered():
 @pytest.mark.parametrize("path", ["kernel", "fake"])
 @pytest.mark.parametrize("op, name, position, index", CASES)
 def test_a_tensor_on_another_device_is_refused(op, name, position, index, path):
-    args = with_one_on_meta(OPS[op][0](), position, index)
+    args = with_one_moved(OPS[op][0](), position, index)
     before = [t.clone() for t in args[0] if t.device.type == "cpu"]
     with pytest.raises(RuntimeError, match=expected_message(op, name, path)):
         if path == "kernel":  # the CPU kernel itself, whatever the devices
@@ -102,3 +104,14 @@ def test_the_cpu_kernel_refuses_tensors_of_another_device(op):
     args = on_meta(make_args())
     with pytest.raises(RuntimeError, match=expected_message(op, reference, "kernel")):
         getattr(torch.ops.mtbench, op).default.redispatch(CPU_KERNEL, *args)
+
+
+@pytest.mark.cuda(ops=True)
+@pytest.mark.parametrize("op, name, position, index", CASES)
+def test_on_cuda_a_tensor_on_the_cpu_is_refused(op, name, position, index):
+    # The dispatcher runs the CUDA kernel, which must not read a host pointer as a device one.
+    args = with_one_moved(OPS[op][0](device="cuda"), position, index, lambda t: t.cpu())
+    before = [t.clone() for t in args[0] if t.is_cuda]
+    with pytest.raises(RuntimeError, match=expected_message(op, name, "kernel", moved="cpu", rest="cuda:0")):
+        getattr(torch.ops.mtbench, op)(*args)
+    assert all(torch.equal(a, b) for a, b in zip([t for t in args[0] if t.is_cuda], before))
