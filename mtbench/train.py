@@ -334,7 +334,14 @@ class Trainer:
         """One optimizer step on one batch of each task, counted and logged (``start``: when its batch was asked for)."""
         start = time.perf_counter() if start is None else start
         counters = self.state.counters
+        # A skipped step leaves the model as it was: its forward pass updated the BatchNorm statistics
+        # too, with NaN where the batch was the cause.
+        buffers = list(self.model.buffers())
+        before = [b.clone() for b in buffers]
         result = self.strategy.step(xc, yc, xs, ys, counters["step"] + 1)
+        if not result.taken:
+            for buffer, value in zip(buffers, before):
+                buffer.copy_(value)
         if self.scheduler is not None:
             self.scheduler.step()  # by step number, taken or skipped: the lr depends on the step alone
         elapsed = time.perf_counter() - start

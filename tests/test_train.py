@@ -1,6 +1,7 @@
 """The trainer on the embedded data set, made tiny: files written, determinism, exact resume, faults."""
 
 import csv
+import itertools
 import math
 import json
 
@@ -13,6 +14,7 @@ from mtbench.errors import ConfigError, NonFiniteLossError
 from mtbench.plugins import load_registry
 from mtbench.presets import OptimizerPreset
 from mtbench.train import Trainer, train
+from states import assert_same_state
 
 REGISTRY = load_registry(environ={})
 TINY = dict(image_size=32, limit_train=16, limit_val=8, batch_size=8, epochs=1)
@@ -181,16 +183,47 @@ def test_a_nonfinite_loss_aborts_naming_step_and_task_and_keeps_the_run_director
     assert (run_dir / "checkpoints" / "last.pt").is_file() and len(epochs_rows(run_dir)) == 1
 
 
-def test_skip_leaves_the_parameters_untouched_and_counts(tmp_path, monkeypatch):
+def test_skip_counts_and_the_run_goes_on(tmp_path, monkeypatch):
     monkeypatch.setattr(gradients_module, "masked_cross_entropy", nan_at({2}))
     run_dir = tmp_path / "run"
-    summary = train(tiny_config(run_dir, on_nonfinite="skip"), REGISTRY.get("adam"),
+    summary = train(tiny_config(run_dir, on_nonfinite="skip", epochs=2, device="cpu"), REGISTRY.get("adam"),
                     progress=False, echo=lambda s: None)
-    assert summary["status"] == "completed" and summary["skipped_steps"] == 1
+    assert summary["status"] == "completed" and summary["skipped_steps"] == 1 and summary["steps"] == 4
     lines = metric_lines(run_dir)
-    assert [r["skipped"] for r in lines] == [False, True] and lines[1]["loss_seg"] is None
-    # the epoch's mean training loss is over the steps taken, not NaN
-    assert math.isfinite(float(epochs_rows(run_dir)[0]["train_loss_seg"]))
+    assert [r["skipped"] for r in lines] == [False, True, False, False] and lines[1]["loss_seg"] is None
+    assert all(math.isfinite(r["loss_seg"]) for i, r in enumerate(lines) if i != 1)
+    # each epoch's mean training loss is over the steps taken, not NaN
+    assert all(math.isfinite(float(row["train_loss_seg"])) for row in epochs_rows(run_dir))
+
+
+def stepped(run_dir, optimizer, method, batches):
+    """A new trainer (the run's seed, so the same initial weights) after ``Trainer.step`` on each batch."""
+    preset, mp = REGISTRY.get(optimizer), method and REGISTRY.get_method(method)
+    config = build_config(preset, run_dir, mp, **{**TINY, "on_nonfinite": "skip", "device": "cpu"})
+    trainer = Trainer(config, preset, config.run_dir, method=mp, progress=False, echo=print)
+    trainer.model.train()
+    torch.manual_seed(0)
+    taken = [trainer.step(xc, yc, xs, ys, epoch=1).taken for (xc, yc), (xs, ys) in batches(trainer)]
+    trainer.close()
+    return trainer, taken
+
+
+@pytest.mark.parametrize("optimizer, method", [("adam", None), ("mtadamv2", None), ("adam", "gradvac")])
+def test_a_skipped_step_leaves_the_run_as_if_it_had_never_come(tmp_path, optimizer, method):
+    def first_four(trainer):
+        batches = list(itertools.islice(trainer.epoch_batches(1), 4))
+        (xc, yc), (xs, ys) = batches[1]
+        xs = xs.clone()
+        xs[0, :, :4, :4] = float("nan")  # a corrupt image: its loss is NaN, and so are its BatchNorm statistics
+        batches[1] = (xc, yc), (xs, ys)
+        return batches
+
+    skipping, taken = stepped(tmp_path / "skipping", optimizer, method, first_four)
+    assert taken == [True, False, True, True] and skipping.state.counters["skipped_steps"] == 1
+    never, _ = stepped(tmp_path / "never", optimizer, method, lambda t: [b for i, b in enumerate(first_four(t)) if i != 1])
+    assert_same_state(skipping.model.state_dict(), never.model.state_dict(), "model")  # parameters and buffers
+    assert_same_state(skipping.optimizer.state_dict(), never.optimizer.state_dict(), "optimizer")
+    assert_same_state(skipping.strategy.state_dict(), never.strategy.state_dict(), "method")
 
 
 def test_skip_gives_up_after_too_many_consecutive_skips(tmp_path, monkeypatch):
