@@ -20,6 +20,19 @@ if TYPE_CHECKING:
 # What every method object must have; ``parameters`` is optional but must be callable when present.
 REQUIRED = ("combine", "state_dict", "load_state_dict")
 
+# What a method reads of each step, as its preset declares it (``MethodPreset.reads``), and what a
+# training step with it costs beyond the forward passes, as `mtbench list` shows it. "T gradients":
+# the trainer keeps the tasks' gradients apart, one backward pass into the [T, N] buffer
+# (training/gradients.py, TaskGradientBuffer); then the method's own passes over the buffer.
+COSTS = {
+    "loss": "one backward (weighted loss)",
+    "weights": "T gradients + weighted sum",
+    "norms": "T gradients + task norms + weighted sum",
+    "gramian": "T gradients + Gramian + weighted sum",
+    "jacobian": "T gradients + Jacobian copy + aggregator",
+    "gradients": "T gradients + the method's combine",
+}
+
 
 class Method(Protocol):
     """The object a ``MethodPreset``'s factory returns; the trainer calls it once per step.
@@ -55,10 +68,13 @@ class MethodPreset(Preset):
 
     ``factory(num_tasks, **settings)`` builds the ``Method``; ``defaults`` holds its settings under
     the factory's keyword names and ``params`` says what ``--set method.key=value`` accepts (a
-    default without a Param accepts values of its own type). ``needs_grads``: ``combine`` reads
-    the per-task gradients; ``needs_losses``: it reads the task losses. ``description`` is one
-    paragraph naming the paper. ``order`` places the method in listings (ties keep discovery
-    order). ``source`` is filled in by the registry: the plugin that brought it and where from.
+    default without a Param accepts values of its own type). ``reads`` says what ``combine`` needs
+    of the tasks' gradients, a key of COSTS: ``loss`` (nothing: the step is one backward pass of the
+    weighted loss, as for ``sum``), ``weights`` (it only weights them), ``norms``, ``gramian``,
+    ``jacobian``, or ``gradients`` (anything: the default). ``needs_losses``: it reads the task
+    losses. ``description`` is one paragraph naming the paper. ``order`` places the method in
+    listings (ties keep discovery order). ``source`` is filled in by the registry: the plugin that
+    brought it and where from.
     """
 
     KIND: ClassVar[str] = "method"
@@ -69,15 +85,23 @@ class MethodPreset(Preset):
     defaults: Mapping[str, Any] = field(default_factory=dict)
     params: Mapping[str, Param] = field(default_factory=dict)
     description: str = ""
-    needs_grads: bool = True
+    reads: str = "gradients"
     needs_losses: bool = False
     order: int = 100
     source: str = field(default="", compare=False)
 
-    def needs(self) -> str:
-        """What ``combine`` reads, in words: ``grads``, ``losses``, ``grads+losses`` or ``-``."""
-        parts = [what for what, needed in (("grads", self.needs_grads), ("losses", self.needs_losses)) if needed]
-        return "+".join(parts) or "-"
+    def __post_init__(self) -> None:
+        if self.reads not in COSTS:
+            raise ValueError(f"method {self.name!r}: reads={self.reads!r}, expected one of {', '.join(COSTS)}")
+
+    @property
+    def needs_grads(self) -> bool:
+        """Whether a run with this method keeps the tasks' gradients apart (every ``reads`` but ``loss``)."""
+        return self.reads != "loss"
+
+    def cost(self) -> str:
+        """What a training step with this method costs, in words (from ``reads``)."""
+        return COSTS[self.reads]
 
     def build(self, num_tasks: int, **settings: Any) -> Method:
         """The method object for ``num_tasks`` tasks; ConfigError when the plugin fails or returns

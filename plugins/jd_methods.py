@@ -195,6 +195,7 @@ def mtbench_methods():
                 "cone of all of them and the projections are averaged, so the step never increases a "
                 "task's loss to first order. pref_vector weighs the projections."
             ),
+            reads="gramian",
             order=10,
         ),
         MethodPreset(
@@ -208,6 +209,7 @@ def mtbench_methods():
                 "Sener & Koltun, 'Multi-Task Learning as Multi-Objective Optimization' (NeurIPS 2018): "
                 "the minimum-norm convex combination of the task gradients."
             ),
+            reads="gramian",
             order=11,
         ),
         MethodPreset(
@@ -220,6 +222,7 @@ def mtbench_methods():
                 "Learning', NeurIPS 2020): a task gradient that conflicts with another loses its "
                 "component along it, the other tasks visited in a random order."
             ),
+            reads="gramian",
             order=12,
         ),
         MethodPreset(
@@ -233,6 +236,7 @@ def mtbench_methods():
                 "Multi-task Learning', NeurIPS 2021): the direction within a ball of radius c times the "
                 "average gradient's norm that best improves the worst task."
             ),
+            reads="gramian",
             order=13,
         ),
         MethodPreset(
@@ -246,6 +250,7 @@ def mtbench_methods():
                 "Game', ICML 2022): weights solving the bargaining problem, the update's norm clipped "
                 "to max_norm (0: no clipping)."
             ),
+            reads="gramian",
             order=14,
         ),
         MethodPreset(
@@ -258,6 +263,7 @@ def mtbench_methods():
                 "Learning', CVPR 2023): aligns the principal components of the task gradients so the "
                 "gradient system is well conditioned, scaled by the smallest singular value."
             ),
+            reads="gramian",
             order=15,
         ),
         MethodPreset(
@@ -269,6 +275,7 @@ def mtbench_methods():
                 "Multi-task Learning', ICLR 2021), in the generalised form of Quinton & Rey 2024: "
                 "the update has equal projections on every task's unit gradient."
             ),
+            reads="gramian",
             order=16,
         ),
         MethodPreset(
@@ -281,6 +288,7 @@ def mtbench_methods():
                 "The average gradient projected onto the dual cone of the task gradients, as in "
                 "Lopez-Paz & Ranzato, 'Gradient Episodic Memory for Continual Learning' (NeurIPS 2017)."
             ),
+            reads="gramian",
             order=17,
         ),
         MethodPreset(
@@ -294,6 +302,7 @@ def mtbench_methods():
                 "Multi-task Optimization in Massively Multilingual Models', ICLR 2021): pulls each pair "
                 "of task gradients towards a running average (rate beta) of their cosine similarity."
             ),
+            reads="gramian",
             order=18,
         ),
         MethodPreset(
@@ -306,6 +315,7 @@ def mtbench_methods():
                 "Models with Gradient Sign Dropout', NeurIPS 2020): per coordinate, keeps the task "
                 "gradients of one sign, drawn by the sign purity; leak lets a share of each through."
             ),
+            reads="jacobian",
             order=19,
         ),
         MethodPreset(
@@ -318,6 +328,7 @@ def mtbench_methods():
                 "Informed Neural Networks', ICLR 2025): the direction with equal positive cosine to "
                 "every unit task gradient, scaled by the gradients' projections on it."
             ),
+            reads="jacobian",
             order=20,
         ),
         MethodPreset(
@@ -331,6 +342,7 @@ def mtbench_methods():
                 "Learning', ICML 2024): weights solving the alpha-fairness condition; alpha=0 is the "
                 "plain average, larger alpha favours the worst-off task."
             ),
+            reads="gramian",
             order=21,
         ),
         MethodPreset(
@@ -343,6 +355,7 @@ def mtbench_methods():
                 "Litmus Test for Multi-Task Learning', TMLR 2022): fresh softmax-normalised Gaussian "
                 "weights every step; the baseline a balancing method has to beat."
             ),
+            reads="gramian",
             order=22,
         ),
     ]

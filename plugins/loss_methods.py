@@ -151,6 +151,7 @@ def mtbench_methods():
                 "Using Uncertainty to Weigh Losses for Scene Geometry and Semantics', CVPR 2018): one "
                 "learnable log-variance per task, trained with the model; a noisy task weighs less."
             ),
+            reads="weights",
             needs_losses=True,
             order=30,
         ),
@@ -165,6 +166,7 @@ def mtbench_methods():
                 "Attention', CVPR 2019): a task whose loss falls slowly gets more weight. Loss averages "
                 "over windows of `window` steps stand in for the paper's epochs."
             ),
+            reads="weights",
             needs_losses=True,
             order=31,
         ),
@@ -180,6 +182,7 @@ def mtbench_methods():
                 "gradient norm on the shared parameters towards the mean, scaled by its relative "
                 "training rate to the power alpha."
             ),
+            reads="norms",
             needs_losses=True,
             order=32,
         ),

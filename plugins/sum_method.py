@@ -51,6 +51,7 @@ def mtbench_methods():
                 "unchanged. mtbench's default; a run with it takes one backward pass of the weighted "
                 "loss, which gives the same gradient."
             ),
+            reads="loss",
             order=0,
         )
     ]

@@ -59,10 +59,10 @@ def test_list_shows_the_methods_after_the_optimizers():
     lines = result.output.splitlines()
     header = next(i for i, line in enumerate(lines) if line.split()[:2] == ["#", "method"])
     assert header > next(i for i, line in enumerate(lines) if " mtadamv2 " in line)
-    assert lines[header].split() == ["#", "method", "title", "needs", "settings", "plugin"]
+    assert lines[header].split() == ["#", "method", "title", "cost", "per", "step", "settings", "plugin"]
     row = lines[header + 2]
     assert row.split()[:2] == ["1", "sum"]  # the default comes first
-    assert " Weighted sum " in row and " grads " in row and row.endswith(" sum")
+    assert " Weighted sum " in row and " one backward (weighted loss) " in row and row.endswith(" sum")
     assert "methods turn the per-task gradients into the one gradient" in result.output
 
 
@@ -70,9 +70,63 @@ def test_list_json_has_the_methods():
     result = invoke(["list", "--json"])
     assert result.exit_code == 0, result.output
     methods = {m["name"]: m for m in json.loads(result.output)["methods"]}
-    assert methods["sum"]["needs_grads"] is True and methods["sum"]["needs_losses"] is False
+    assert methods["sum"]["reads"] == "loss" and methods["sum"]["cost"] == "one backward (weighted loss)"
+    assert methods["sum"]["needs_grads"] is False and methods["sum"]["needs_losses"] is False
     assert methods["sum"]["defaults"] == {} and methods["sum"]["accepts"] == []
     assert methods["sum"]["source"].startswith("'sum' (entry point mtbench_plugins.sum_method")
+
+
+# What each route of the trainer computes per step beyond the forward passes.
+COSTS = {
+    "sum": "one backward (weighted loss)",
+    "upgrad": "T gradients + Gramian + weighted sum", "pcgrad": "T gradients + Gramian + weighted sum",
+    "nash_mtl": "T gradients + Gramian + weighted sum", "random": "T gradients + Gramian + weighted sum",
+    "graddrop": "T gradients + Jacobian copy + aggregator", "config": "T gradients + Jacobian copy + aggregator",
+    "uncertainty": "T gradients + weighted sum", "dwa": "T gradients + weighted sum",
+    "gradnorm": "T gradients + task norms + weighted sum",
+}
+
+
+def test_list_shows_what_each_method_costs_per_step():
+    result = invoke(["list"])
+    assert result.exit_code == 0, result.output
+    rows = {line.split()[1]: line for line in result.output.splitlines() if line.split()[:1] != ["#"]
+            and len(line.split()) > 2 and line.split()[1] in COSTS}
+    for name, cost in COSTS.items():
+        assert f"  {cost}  " in rows[name], rows[name]
+    assert '"T gradients" is one backward pass that keeps the T tasks\' gradients apart' in result.output
+    records = {m["name"]: m for m in json.loads(invoke(["list", "--json"]).output)["methods"]}
+    for name, cost in COSTS.items():
+        assert records[name]["cost"] == cost and records[name]["needs_grads"] is (name != "sum")
+
+
+def test_each_declared_cost_is_the_route_the_built_method_takes():
+    """A method's ``reads`` is what its object does: a Gramian method computes the Gramian, etc."""
+    from mtbench import GramianWeightingMethod, JacobianMethod, LossWeightingMethod
+    from mtbench.plugins import load_registry
+
+    routes = {"gramian": GramianWeightingMethod, "jacobian": JacobianMethod, "weights": LossWeightingMethod,
+              "norms": LossWeightingMethod}
+    methods = load_registry(environ={}).methods
+    assert len(methods) >= 17
+    for name, preset in methods.items():
+        method = preset.build(2, **preset.resolve())
+        if preset.reads == "loss":
+            assert not isinstance(method, (GramianWeightingMethod, JacobianMethod, LossWeightingMethod)), name
+        else:
+            assert isinstance(method, routes[preset.reads]), name
+
+
+def test_a_method_that_declares_nothing_costs_its_combine(tmp_path):
+    plugin = tmp_path / "plain.py"
+    plugin.write_text(
+        "from mtbench import MethodPreset, hookimpl\n\n"
+        "@hookimpl\ndef mtbench_methods():\n"
+        "    return [MethodPreset(name='plain', title='Plain', factory=object)]\n")
+    result = CliRunner().invoke(main, ["--plugin", str(plugin), "list"], env={"MTBENCH_PLUGINS": ""})
+    assert result.exit_code == 0, result.output
+    row = next(line for line in result.output.splitlines() if " plain " in line)
+    assert "  T gradients + the method's combine  " in row
 
 
 def test_plugins_lists_sources_and_the_ops_backend():

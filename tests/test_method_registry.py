@@ -72,7 +72,8 @@ def test_sum_is_a_builtin_plugin_found_through_its_entry_point():
     assert registry.method_names()[0] == "sum"
     preset = registry.get_method("sum")
     assert preset.source.startswith("'sum' (entry point mtbench_plugins.sum_method")
-    assert preset.needs_grads and not preset.needs_losses and dict(preset.defaults) == {}
+    assert preset.reads == "loss" and not preset.needs_grads and not preset.needs_losses
+    assert dict(preset.defaults) == {}
     assert "sum" not in registry.names()  # methods and optimizers are separate tables
     (info,) = [p for p in registry.plugins if p.name == "sum"]
     assert info.methods == ("sum",) and info.presets == ()
@@ -181,6 +182,8 @@ def mtbench_methods():
         ("return 'pcgrad'", "mtbench_methods() returned str, expected a list of MethodPreset"),
         ("return [MethodPreset(name='PC Grad', title='X', factory=object)]",
          "method name 'PC Grad' must be lower-case letters, digits"),
+        ("return [MethodPreset(name='pc', title='X', factory=object, reads='grams')]",
+         "raised ValueError: method 'pc': reads='grams', expected one of loss, weights, norms, gramian"),
     ],
 )
 def test_a_bad_methods_hook_drops_the_whole_plugin_and_says_why(tmp_path, body, reason):

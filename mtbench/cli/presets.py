@@ -47,6 +47,8 @@ def method_record(method: MethodPreset) -> dict:
         "name": method.name,
         "title": method.title,
         "defaults": _json_defaults(method.defaults),
+        "reads": method.reads,
+        "cost": method.cost(),
         "needs_grads": method.needs_grads,
         "needs_losses": method.needs_losses,
         "source": method.source,
@@ -88,17 +90,19 @@ def list_command(app, as_json: bool, verbose: bool) -> None:
     click.echo(f"\n{len(rows)} optimizers; run one with `mtbench run --optimizer NAME [--set key=value]`.")
 
     methods = [
-        [i, name, m.title, m.needs(), format_settings(m.defaults) or "-", _plugin_name(m)]
+        [i, name, m.title, m.cost(), format_settings(m.defaults) or "-", _plugin_name(m)]
         for i, (name, m) in enumerate(registry.methods.items(), 1)
     ]
-    click.echo("\n" + format_table(["#", "method", "title", "needs", "settings", "plugin"], methods))
+    click.echo("\n" + format_table(["#", "method", "title", "cost per step", "settings", "plugin"], methods))
     if verbose:
         for name, m in registry.methods.items():
             keys = ", ".join(f"method.{key}" for key in m.accepted_keys())
             click.echo(f"\n{name}: {m.description}\n  " + (f"accepts --set {keys}" if keys else "accepts no settings"))
     click.echo(
         f"\n{len(methods)} methods turn the per-task gradients into the one gradient a single-gradient "
-        "optimizer steps on; choose one with `--method NAME [--set method.key=value]`."
+        "optimizer steps on; choose one with `--method NAME [--set method.key=value]`.\n"
+        "cost per step, beyond the forward passes: \"T gradients\" is one backward pass that keeps the T tasks' "
+        "gradients apart in a [T, N] buffer (the run also reads it once for the logged gradient cosine)."
     )
 
 
