@@ -1,6 +1,7 @@
 """`mtbench run` as a careless or hostile user drives it: bad values, signals, edited configs,
 resumes of finished runs, config files, logs off a terminal, and an instant `--help`."""
 
+import csv
 import json
 import os
 import signal
@@ -17,9 +18,10 @@ from mtbench.cli import main
 from mtbench.config import build_config
 from mtbench.errors import ConfigError
 from mtbench.plugins import load_registry
+from states import assert_same_state
 
 REGISTRY = load_registry(environ={})
-TINY = ["--image-size", "32", "--limit-train", "16", "--limit-val", "8", "--epochs", "1", "--quiet"]
+TINY = ["--device", "cpu", "--image-size", "32", "--limit-train", "16", "--limit-val", "8", "--epochs", "1", "--quiet"]
 ENV = {"MTBENCH_PLUGINS": "", "MTBENCH_DISABLE_PLUGINS": ""}
 
 
@@ -128,7 +130,7 @@ def test_ctrl_c_says_how_to_resume(tmp_path, monkeypatch):
 
 
 def _start_run(tmp_path, *extra):
-    args = [sys.executable, "-c", "from mtbench.cli import main; main()", "run", "-o", "adam",
+    args = [sys.executable, "-c", "from mtbench.cli import main; main()", "run", "-o", "adam", "--device", "cpu",
             "--image-size", "32", "--limit-train", "16", "--limit-val", "8", "--batch-size", "8",
             "--epochs", "50", "--out", str(tmp_path), *extra]
     env = {**os.environ, **ENV, "OMP_NUM_THREADS": "1"}
@@ -160,24 +162,98 @@ def test_sigterm_stops_like_ctrl_c_and_the_run_resumes(tmp_path):
     assert result.exit_code == 0 and summary_of(run_dir)["epochs"] == done + 1
 
 
+# `mtbench run` in a process that stops for good after its PAUSE_AT_STEP-th step (mid-epoch), having
+# written its pid to PAUSED_FILE: the test kills it there, at a point it chose, not at one a timer chose.
+PAUSING_RUN = """
+import os, time
+from pathlib import Path
+import mtbench.train as train_module
+from mtbench.cli import main
+
+real_step = train_module.Trainer.step
+
+def step(self, *args, **kwargs):
+    result = real_step(self, *args, **kwargs)
+    if self.state.counters["step"] == int(os.environ["PAUSE_AT_STEP"]):
+        Path(os.environ["PAUSED_FILE"]).write_text(str(os.getpid()))
+        time.sleep(600)
+    return result
+
+train_module.Trainer.step = step
+main()
+"""
+
+
+def _mtbench(*args, **env):
+    """`mtbench ARGS` in a fresh process, one thread (the same arithmetic in every process)."""
+    code = PAUSING_RUN if "PAUSE_AT_STEP" in env else "from mtbench.cli import main; main()"
+    return subprocess.Popen([sys.executable, "-c", code, *args], env={**os.environ, **ENV, "OMP_NUM_THREADS": "1", **env},
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+
+def _finished(proc):
+    output = proc.communicate(timeout=300)[0].decode()
+    assert proc.returncode == 0, output
+
+
+def _record(run_dir):
+    """What a run ends with, wall-clock figures left out: checkpoint, per-step and per-epoch logs."""
+    ckpt = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)
+    steps = [{k: v for k, v in json.loads(line).items() if k != "time"}
+             for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    with open(run_dir / "epochs.csv", newline="") as f:
+        epochs = [{k: v for k, v in row.items() if k != "seconds"} for row in csv.DictReader(f)]
+    return {"model": ckpt["model"], "optimizer": ckpt["optimizer"], "gradients": ckpt["gradients"],
+            "rng_cpu": ckpt["rng_cpu"], "last_val": ckpt["last_val"],
+            "counters": {k: ckpt["state"][k] for k in ("epoch", "step", "skipped_steps")},
+            "steps": steps, "epochs": epochs}
+
+
 @pytest.mark.slow
-def test_after_sigkill_the_summary_shows_the_checkpointed_epochs(tmp_path):
-    proc, run_dir = _start_run(tmp_path)
-    proc.kill()
-    proc.communicate(timeout=60)
+@pytest.mark.parametrize("optimizer", ["adam", "mtadamv2"])
+def test_a_run_sigkilled_mid_epoch_resumes_bit_identical_to_an_uninterrupted_one(tmp_path, optimizer):
+    # 2 steps an epoch; the kill comes after step 3, in the middle of epoch 2.
+    args = ["run", "-o", optimizer, "--device", "cpu", "--image-size", "32", "--limit-train", "16",
+            "--limit-val", "8", "--batch-size", "8", "--epochs", "2", "--seed", "5"]
+    whole = _mtbench(*args, "--out", str(tmp_path / "whole"))
+    paused = tmp_path / "paused"
+    killed = _mtbench(*args, "--out", str(tmp_path / "killed"), PAUSE_AT_STEP="3", PAUSED_FILE=str(paused))
+    try:
+        deadline = time.monotonic() + 300
+        while not paused.exists():
+            assert killed.poll() is None, killed.communicate()[0].decode()
+            assert time.monotonic() < deadline, "the run did not reach step 3 within 300 s"
+            time.sleep(0.2)
+        killed.send_signal(signal.SIGKILL)
+        killed.communicate(timeout=60)
+    finally:
+        if killed.poll() is None:
+            killed.kill()
+    assert killed.returncode == -signal.SIGKILL
+    _finished(whole)
+    run_dir = only_run_dir(tmp_path / "killed")
     summary = summary_of(run_dir)
-    assert summary["status"] == "running" and summary["epochs"] >= 1 and summary["final_top1"] is not None
+    assert summary["status"] == "running" and summary["epochs"] == 1 and summary["steps"] == 2
+    uninterrupted = _record(only_run_dir(tmp_path / "whole"))
+    assert summary["final_top1"] == float(uninterrupted["epochs"][0]["val_top1"])
+
+    _finished(_mtbench("run", "--resume", str(run_dir)))
+    assert summary_of(run_dir)["status"] == "completed"
+    assert_same_state(_record(run_dir), uninterrupted, "resumed")
 
 
 @pytest.mark.slow
 def test_logs_off_a_terminal_hold_no_progress_bar(tmp_path):
     args = [sys.executable, "-c", "from mtbench.cli import main; main()", "run", "-o", "adam", *TINY[:-1],
             "--epochs", "2", "--out", str(tmp_path)]
-    out = subprocess.run(args, env={**os.environ, **ENV, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True,
-                         timeout=300)
-    assert out.returncode == 0, out.stderr
-    assert "\r" not in out.stdout + out.stderr
-    assert [line.split()[1] for line in out.stdout.splitlines() if line.startswith("epoch ")] == ["1/2", "2/2"]
+    # Bytes, as a log file receives them: text mode would turn a bar's carriage returns into newlines.
+    out = subprocess.run(args, env={**os.environ, **ENV, "OMP_NUM_THREADS": "1"}, capture_output=True,
+                         stdin=subprocess.DEVNULL, timeout=300)
+    assert out.returncode == 0, out.stderr.decode()
+    for stream in (out.stdout, out.stderr):  # tqdm draws on stderr: "\repoch 1/2:  50%|##### | 1/2 [...]"
+        assert b"\r" not in stream and b"%|" not in stream, stream.decode()
+    lines = out.stdout.decode().splitlines()
+    assert [line.split()[1] for line in lines if line.startswith("epoch ")] == ["1/2", "2/2"]
 
 
 def test_a_toml_config_file_sets_options_and_the_command_line_wins(tmp_path):
