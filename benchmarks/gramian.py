@@ -17,7 +17,9 @@ The weights a method derives from G are stood in for by 1 / sqrt(diag G) (each t
 scaled to unit norm): T numbers from a T x T matrix, microseconds. Byte floor of the Gramian route
 against the one-pass sum: (2T + 1) / (T + 1) = 5/3.
 
-    python benchmarks/gramian.py [--model resnet18] [--device cpu] [--repeat 20] [--threads N]
+    python benchmarks/gramian.py [--model resnet18] [--device auto] [--repeat 20] [--threads N]
+
+Every row runs on the one device that --device names (auto: cuda when a GPU is visible, else cpu).
 
 Target: gramian + weighted_sum_ <= 2.0x the one-pass sum.
 """
@@ -29,6 +31,8 @@ import torch
 
 from mtbench import ops
 from mtbench.bench import median_ms, parameter_shapes
+from mtbench.distributed import resolve_device
+from mtbench.errors import ConfigError
 from mtbench.table import format_table
 
 
@@ -42,13 +46,16 @@ def unit_norm_weights(gramian: torch.Tensor) -> torch.Tensor:
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="resnet18")
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--device", default="auto", help="auto (cuda when a GPU is visible, else cpu), cpu or cuda:N")
     parser.add_argument("--repeat", type=int, default=20)
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args()
     if args.threads is not None:
         torch.set_num_threads(args.threads)
-    device = torch.device(args.device)
+    try:
+        device = resolve_device(args.device)
+    except ConfigError as exc:
+        parser.error(str(exc))
     if not ops.supports(device):
         parser.error(f"the compiled ops have no kernels for {device}: {ops.describe()}")
 

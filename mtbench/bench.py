@@ -101,7 +101,8 @@ def median_ms(steps: list[Callable[[], None]], repeat: int, device: torch.device
     NOTE [interleaved timing]: each round times every step once, in turn, so that a change in the
     machine's load during the run shifts all rows alike instead of skewing their ratios.
     """
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    # The device's own queue: synchronize() alone waits for the current device, not necessarily this one.
+    sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
     for step in steps:
         step()
         step()

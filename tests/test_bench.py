@@ -1,18 +1,27 @@
-"""`mtbench bench`: the rows, the byte model, the output formats and one-line errors; --method."""
+"""`mtbench bench`: the rows, the byte model, the output formats and one-line errors; --method; and
+the benchmark scripts: every row on one device, which they print."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
+import tempfile
+from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
 from click.testing import CliRunner
 
 from mtbench import ops
-from mtbench.bench import run_bench, run_method_bench, task_gradient_buffer
+from mtbench.bench import median_ms, run_bench, run_method_bench, task_gradient_buffer
 from mtbench.cli import main
+from mtbench.config import build_config
 from mtbench.plugins import load_registry
+from mtbench.train import Trainer
+
+BENCHMARKS = Path(__file__).parent.parent / "benchmarks"
 
 TINY = ["--model", "squeezenet1_1", "--repeat", "1", "--device", "cpu"]
 
@@ -113,3 +122,54 @@ def test_method_bad_options_give_one_line(args, message):
     assert result.exit_code != 0
     (line,) = result.output.strip().splitlines()
     assert line.startswith(message)
+
+
+# -- the device every row of a benchmark runs on --------------------------------------------------
+
+def test_timings_wait_for_the_device_they_time(monkeypatch):
+    waited = []
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda device=None: waited.append(device))
+    median_ms([lambda: None], 1, torch.device("cuda", 1))  # plain Python steps: no GPU needed
+    assert waited and all(d == torch.device("cuda", 1) for d in waited)
+
+
+def load_benchmark(name):
+    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_trainer_overhead_manual_loop_runs_on_the_trainers_device(tmp_path):
+    overhead = load_benchmark("trainer_overhead")
+    preset = load_registry().get("adam")
+    config = build_config(preset, tmp_path / "run", image_size=32, limit_train=4, batch_size=2, device="cpu")
+    trainer = Trainer(config, preset, config.run_dir, progress=False, echo=lambda s: None)
+    try:
+        manual = overhead.ManualLoop(trainer)
+        assert manual.device is trainer.device
+        # A trainer on another device: the loop follows it (meta stands in for a GPU here).
+        elsewhere = overhead.ManualLoop(SimpleNamespace(config=config, data=trainer.data, device=torch.device("meta")))
+        assert {p.device for p in elsewhere.model.parameters()} == {torch.device("meta")}
+        assert manual.step(*overhead.batches(trainer, 1)[0]) > 0
+    finally:
+        trainer.close()
+
+
+def test_trainer_overhead_prints_the_one_device_of_its_rows(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # its runs' directories
+    load_benchmark("trainer_overhead").main(["--device", "auto", "--rounds", "1", "--steps", "1", "--batch-size",
+                                             "2", "--image-size", "32", "--limit-train", "4"])
+    lines = capsys.readouterr().out.splitlines()
+    assert re.match(r"every row on cpu: \d+ CPU threads, batch 2 per task, image size 32, median of 1 rounds x 1 "
+                    r"steps$", lines[-8]), lines
+    assert [line.split()[0] for line in lines[-7:-3]] == ["manual", "adam", "mtadamv2", "adam+upgrad"]
+    assert list(tmp_path.iterdir()) == []  # the runs were temporary
+
+
+def test_gramian_benchmark_names_a_bad_device_in_one_line(monkeypatch, capsys):
+    monkeypatch.setattr("sys.argv", ["gramian.py", "--device", "tpu"])
+    with pytest.raises(SystemExit):
+        load_benchmark("gramian").main()
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        "gramian.py: error: unknown device 'tpu': expected auto, cpu, cuda or cuda:N")
