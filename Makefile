@@ -17,7 +17,7 @@ $(VENV)/.installed: $(SOURCES)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q $(TORCH)
 	$(BIN)/python -m pip install -q setuptools wheel pybind11 ninja
-	$(BIN)/python -m pip install -q --no-build-isolation -e '.[test,tensorboard]'
+	$(BIN)/python -m pip install -q --no-build-isolation -e '.[test,tensorboard,postgres]'
 	touch $@
 
 run: setup  ## train MTAdamV2 on the embedded data set

@@ -40,8 +40,8 @@ directory per trial (trials/<optimizer>-t<n>/: `mtbench report` reads them like 
 runs (final/tuned/ and final/preset/: comparison directories) and the report (tune.md/.csv/.json,
 lr_sensitivity.png). Running the same command again continues the tune: finished trials are kept,
 a trial whose worker was killed is run again from its last checkpoint. Workers on several machines
-that run the same command against one --storage (postgresql://..., mysql://..., or journal:PATH on
-a shared file system) finish exactly the budget together.""")
+that run the same command against one --storage (postgresql://USER@HOST/DB, or journal:PATH
+on a shared file system) finish exactly the budget together.""")
 @click.option("--optimizers", default=None, metavar="A,B,...",
               help="Optimizers to tune, comma-separated [default: every discovered preset].")
 @click.option("--trials", type=click.IntRange(min=1), default=DEFAULT_TRIALS, show_default=True,
@@ -59,7 +59,8 @@ a shared file system) finish exactly the budget together.""")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="The tune directory [default: tunes/<hash of the settings>].")
 @click.option("--storage", default=None, metavar="URL",
-              help="Where the studies live: any Optuna storage URL, or journal:PATH [default: sqlite:///OUT/study.db].")
+              help="Where the studies live: postgresql://USER@HOST/DB, sqlite:///PATH or journal:PATH "
+                   "[default: sqlite:///OUT/study.db].")
 @click.option("--study", default=None, metavar="NAME",
               help="Name of the studies in the storage (NAME.<optimizer>) [default: tune-<hash of the settings>].")
 @click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True,
@@ -138,10 +139,12 @@ def tune(ctx: click.Context, optimizers: str | None, trials: int, sampler: str, 
 
 
 def _describe(plan, studies, resumed: bool) -> None:
+    from ..tuning.storage import shown
+
     done = sum(s.state == "done" for ts in studies.values() for s in ts.slots().values())
     total = len(studies) * (plan.trials + 1)
     _stderr(f"tune directory: {plan.out}" + (f" (resuming: {done} of {total} trials done)" if resumed else ""))
-    _stderr(f"studies: {plan.study}.<optimizer> in {plan.storage}")
+    _stderr(f"studies: {plan.study}.<optimizer> in {shown(plan.storage)}")
     _stderr(f"{len(studies)} optimizers x ({plan.trials} {plan.sampler} trials + the preset) = {total} trials, "
             f"scored on the holdout split ({plan.objective}): {', '.join(studies)}")
 

@@ -8,9 +8,9 @@ trials so that any number of workers finish exactly that budget (NOTE [exact bud
 Trials are ordinary run directories scored on the holdout split only; the test split is read by
 the final runs alone (``--final-seeds``), through `mtbench compare`.
 
-Modules: space (search spaces, planned points), study (storages, slots, taking and recovering
-trials), worker (running trials), plan (a tune's settings, directory and studies), results (the
-tune report).
+Modules: space (search spaces, planned points), storage (storages, safe for workers starting at
+once), study (slots, taking and recovering trials), worker (running trials), plan (a tune's settings,
+directory and studies), results (the tune report).
 """
 
 from .plan import TunePlan, open_directory, open_studies, plan_tune

@@ -24,7 +24,8 @@ from ..locks import LOCK_FILE
 from ..presets import OptimizerPreset
 from ..rundir import RunFileError, atomic_write_text, read_json
 from .space import SAMPLERS, Space, build_spaces, planned_points, space_record
-from .study import STUDY_DB, Guard, TuneStudy, Worker, default_storage, open_storage, open_study
+from .storage import STUDY_DB, Guard, default_storage, open_storage
+from .study import TuneStudy, Worker, open_study
 from .worker import OBJECTIVES, TRIALS_DIR
 
 TUNE_FORMAT = 1

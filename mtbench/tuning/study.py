@@ -1,4 +1,4 @@
-"""The Optuna side of `mtbench tune`: storages, one study per optimizer, its budget as slots, and taking,
+"""The Optuna side of `mtbench tune`: one study per optimizer, its budget as slots, and taking,
 recovering and counting trials.
 
 NOTE [exact budget]. Every trial a study will ever run is planned before any runs, as a WAITING
@@ -31,18 +31,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
 from ..errors import ConfigError
-from ..locks import DirLock
-from ..presets import first_line
+from .storage import Guard, first_contact
 
 if TYPE_CHECKING:
     import optuna
     from optuna.trial import FrozenTrial
 
-STUDY_DB = "study.db"
-JOURNAL_PREFIX = "journal:"
 DEFAULT_HEARTBEAT = 60.0  # seconds between a running trial's heartbeats
 STALE_BEATS = 4  # heartbeats missed before a trial on another host counts as lost
-SQLITE_TIMEOUT = 60.0  # seconds a SQLite writer waits for another one
 
 # User attributes of a trial (user attributes: public Optuna API, copied into a retry)
 ROLE = "role"  # PRESET or SEARCH
@@ -68,64 +64,6 @@ def quiet_optuna() -> Iterator[None]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         yield
-
-
-# ---------------------------------------------------------------------------------------------
-# Storages
-
-
-def default_storage(out: Path) -> str:
-    return f"sqlite:///{(out / STUDY_DB).resolve()}"
-
-
-def sqlite_path(url: str) -> Path | None:
-    """The database file of a ``sqlite:///PATH`` URL (None for other storages and in-memory SQLite)."""
-    if not url.startswith("sqlite:///") or url in ("sqlite://", "sqlite:///:memory:"):
-        return None
-    return Path(url[len("sqlite:///"):])
-
-
-def open_storage(url: str) -> "optuna.storages.BaseStorage":
-    """An Optuna storage for ``--storage``: an SQLAlchemy URL (sqlite, postgresql, mysql) or
-    ``journal:PATH`` (a JournalStorage file, for a shared file system); ConfigError says why not."""
-    import optuna
-
-    try:
-        if url.startswith(JOURNAL_PREFIX):
-            path = Path(url[len(JOURNAL_PREFIX):])
-            if not path.name:
-                raise ConfigError("expected journal:PATH, a file on a file system every worker sees")
-            path.parent.mkdir(parents=True, exist_ok=True)
-            return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(path)))
-        db = sqlite_path(url)
-        if db is not None:
-            db.parent.mkdir(parents=True, exist_ok=True)
-            with Guard(url):  # two workers creating the tables at once collide
-                return optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": SQLITE_TIMEOUT}})
-        return optuna.storages.RDBStorage(url)
-    except ConfigError as exc:
-        raise ConfigError(f"--storage {url}: {exc}") from None
-    except Exception as exc:  # SQLAlchemy's and the database drivers' many errors
-        raise ConfigError(f"--storage {url}: cannot open it ({first_line(exc)}); expected sqlite:///PATH, "
-                          "postgresql://..., mysql://... or journal:PATH") from None
-
-
-class Guard:
-    """Serialises what SQLite cannot make atomic (taking a WAITING trial, marking one lost) among the
-    processes of this host, with a lock in the database's folder; a no-op for other storages."""
-
-    def __init__(self, url: str):
-        db = sqlite_path(url)
-        self.lock = DirLock(db.parent, hint="") if db is not None else None
-
-    def __enter__(self) -> Guard:
-        if self.lock is not None:
-            self.lock.acquire(wait=True)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self.lock is not None:
-            self.lock.release()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -367,17 +305,19 @@ class TuneStudy:
 
 
 def open_study(storage: "optuna.storages.BaseStorage", name: str, record: dict, sampler, pruner) -> "optuna.Study":
-    """Create or load the study ``name``; ConfigError when it was made with other settings than ``record``."""
+    """Create or load the study ``name``; ConfigError when it was made with other settings than ``record``.
+    Safe for any number of workers at once (NOTE [first contact] in storage.py)."""
     import optuna
 
     from ..compare import describe_difference
 
-    study = optuna.create_study(storage=storage, study_name=name, direction="maximize", sampler=sampler,
-                                pruner=pruner, load_if_exists=True)
-    old = study.user_attrs.get("mtbench")
-    if old is None:
-        study.set_user_attr("mtbench", record)
-    else:
+    with first_contact(storage):
+        study = optuna.create_study(storage=storage, study_name=name, direction="maximize", sampler=sampler,
+                                    pruner=pruner, load_if_exists=True)
+        old = study.user_attrs.get("mtbench")
+        if old is None:
+            study.set_user_attr("mtbench", record)
+    if old is not None:
         difference = describe_difference(old, record)
         if difference:
             raise ConfigError(f"the study {name!r} was made with other settings ({difference}); repeat its "
