@@ -454,8 +454,9 @@ def run_comparison(plan: Sequence[PlannedRun], train_fn: Callable | None = None,
                    echo: Callable[[str], None] | None = None) -> list[Outcome]:
     """Train every planned run in order, skipping completed ones and resuming interrupted ones.
 
-    A run that fails is recorded and the comparison goes on with the next; KeyboardInterrupt stops
-    it (run the same comparison again to resume).
+    A run that fails is recorded and the comparison goes on with the next; an interrupted run
+    (Ctrl-C, SIGTERM: KeyboardInterrupt, or a summary saying ``interrupted``) stops it with
+    KeyboardInterrupt (run the same comparison again to resume).
     """
     if train_fn is None:
         from .train import train as train_fn
@@ -478,6 +479,8 @@ def run_comparison(plan: Sequence[PlannedRun], train_fn: Callable | None = None,
         except Exception as exc:  # one row's failure must not end the comparison (Ctrl-C still does)
             error = str(exc) if isinstance(exc, MTBenchError) else f"{type(exc).__name__}: {exc}"
         else:
+            if summary.get("status") == "interrupted":  # a torchrun child stopped by a signal: so is the comparison
+                raise KeyboardInterrupt(summary.get("error") or "interrupted")
             if summary.get("status") != "completed":
                 error = summary.get("error") or f"status {summary.get('status')}"
         if error:

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
 from .errors import ConfigError, MTBenchError
+from .interrupts import deferred
 from .locks import DirLock
 
 if TYPE_CHECKING:
@@ -126,26 +127,28 @@ def atomic_writer(path: str | os.PathLike, binary: bool = False, what: str | Non
 
     On any error the temporary file is removed and ``path`` keeps its previous content; a failed
     write (disk full, file-size limit, ...) becomes a one-line MTBenchError that says so. ``what``
-    names the file in that message (default: its name).
+    names the file in that message (default: its name). Ctrl-C and SIGTERM wait until the write
+    is done or abandoned (see NOTE [signals during a write] in mtbench.interrupts).
     """
     path = Path(path)
-    try:
-        fd, tmp = _new_temp_file(path)
-    except OSError as exc:
-        raise MTBenchError(f"cannot write {path}: {exc.strerror or exc}") from None
-    try:
-        with os.fdopen(fd, "wb" if binary else "w", **({} if binary else {"encoding": "utf-8"})) as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())  # the data is on disk before the name points at it
-        os.replace(tmp, path)
-    except BaseException as exc:
-        tmp.unlink(missing_ok=True)
-        cause = _os_error(exc)
-        if cause is None:
-            raise
-        kept = f"the previous {what or path.name} is intact" if path.exists() else "nothing was written"
-        raise MTBenchError(f"writing {path} failed ({cause.strerror or cause}); {kept}") from None
+    with deferred():
+        try:
+            fd, tmp = _new_temp_file(path)
+        except OSError as exc:
+            raise MTBenchError(f"cannot write {path}: {exc.strerror or exc}") from None
+        try:
+            with os.fdopen(fd, "wb" if binary else "w", **({} if binary else {"encoding": "utf-8"})) as f:
+                yield f
+                f.flush()
+                os.fsync(f.fileno())  # the data is on disk before the name points at it
+            os.replace(tmp, path)
+        except BaseException as exc:
+            tmp.unlink(missing_ok=True)
+            cause = _os_error(exc)
+            if cause is None:
+                raise
+            kept = f"the previous {what or path.name} is intact" if path.exists() else "nothing was written"
+            raise MTBenchError(f"writing {path} failed ({cause.strerror or cause}); {kept}") from None
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:

@@ -12,11 +12,9 @@ import hashlib
 import itertools
 import math
 import resource
-import signal
 import sys
-import threading
 import time
-from contextlib import contextmanager, nullcontext
+from contextlib import nullcontext
 from typing import Callable, Iterator
 
 import torch
@@ -26,6 +24,7 @@ from . import distributed
 from .config import SUM_METHOD, TASKS, TASK_NAMES, RunConfig
 from .data import DataBundle, build_datasets
 from .errors import ConfigError, MTBenchError, NonFiniteLossError, RunStopped
+from .interrupts import Terminated, sigterm_as_interrupt
 from .model import MultiTaskNet, load_weights
 from .presets import OptimizerPreset
 from .rundir import CONFIG_FILE, ENV_FILE, RunDir, environment
@@ -75,27 +74,6 @@ def weights_digest(model: torch.nn.Module) -> str:
         h.update(name.encode())
         h.update(tensor.detach().cpu().reshape(-1).view(torch.uint8).numpy().tobytes())
     return h.hexdigest()
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM arrived: the run stops as on Ctrl-C, its summary saying so and how to resume."""
-
-
-@contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
-    """Within the block, SIGTERM raises Terminated in the main thread (elsewhere it is left alone)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum, frame):
-        raise Terminated()
-
-    previous = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def _autocast(device_type: str, dtype: torch.dtype | None):
@@ -271,7 +249,7 @@ class Trainer:
         run.write_json(ENV_FILE, environment(self.device, ops.describe()))
         self._summary("running")
         try:
-            with _sigterm_as_interrupt():
+            with sigterm_as_interrupt():
                 while counters["epoch"] < config.epochs:
                     self._train_epoch(counters["epoch"] + 1)
         except KeyboardInterrupt as exc:
