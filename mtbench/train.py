@@ -159,6 +159,7 @@ class Trainer:
                                            {"bf16": torch.bfloat16, "fp16": torch.float16}.get(config.amp))
         self.scaler = torch.amp.GradScaler("cuda") if config.amp == "fp16" else None
         self.strategy = self._gradient_strategy(method)
+        self.strategy.state_dict()  # a method state that no checkpoint could hold is refused before training
         per_step = config.batch_size * self.dist.world
         self.steps_per_epoch = max(len(self.data.cls_train) // per_step, len(self.data.seg_train) // per_step)
         self.scheduler = None
@@ -187,7 +188,7 @@ class Trainer:
         ctx = StepContext(config, self.model, net, self.names, self.params, self.optimizer, self.dist,
                           self.device, self._autocast, self.scaler)
         if built is not None:
-            return MethodGradients(ctx, built)
+            return MethodGradients(ctx, built, method.label())
         return OptimizerTaskGradients(ctx) if preset.per_task_gradients else CombinedLoss(ctx)
 
     def _distribute(self, per_task: bool) -> torch.nn.Module:

@@ -10,12 +10,14 @@ from pathlib import Path
 import pytest
 import torch
 
+from states import assert_same_state
+
 HERE = Path(__file__).parent
 pytestmark = pytest.mark.slow
 
 
-def torchrun(*args, nproc=2, timeout=300):
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MTBENCH_DIST_TIMEOUT": "60"}
+def torchrun(*args, nproc=2, timeout=300, **env):
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MTBENCH_DIST_TIMEOUT": "60", **env}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(nproc), *args]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
 
@@ -129,6 +131,26 @@ def test_a_distributed_run_writes_once_and_resumes(tmp_path):
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["status"] == "completed" and summary["epochs"] == 2 and summary["steps"] == 4
+
+
+@pytest.mark.parametrize("optimizer, method", [("adam", "sum"), ("mtadamv2", "sum"), ("adam", "pcgrad")])
+def test_a_torchrun_run_ends_with_the_same_state_on_every_rank(tmp_path, optimizer, method):
+    # Each rank saves its model (parameters and BatchNorm buffers) and optimizer state at exit
+    # (tests/rank_state_plugin.py); only rank 0's would otherwise be seen, in the checkpoint.
+    out = tmp_path / "ranks"
+    out.mkdir()
+    result = torchrun("-m", "mtbench", "run", "-o", optimizer, "--method", method, "--device", "cpu",
+                      "--out", str(tmp_path / "runs"), "--epochs", "1", "--image-size", "32", "--limit-train", "16",
+                      "--limit-val", "8", "--batch-size", "4", "--quiet",
+                      MTBENCH_PLUGINS=str(HERE / "rank_state_plugin.py"), MTBENCH_TEST_RANK_STATE=str(out))
+    assert result.returncode == 0, result.stderr[-3000:]
+    rank0, rank1 = (torch.load(out / f"rank{rank}.pt", weights_only=True) for rank in (0, 1))
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    checkpoint = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)
+    assert checkpoint["state"]["step"] == 2 and len(rank0["optimizer"]["state"]) > 0  # the ranks trained
+    for part in ("model", "optimizer"):
+        assert_same_state(rank0[part], checkpoint[part], f"rank 0 {part}")  # the dump is what the run saved
+        assert_same_state(rank1[part], rank0[part], f"rank 1 {part}")
 
 
 def test_compare_runs_each_run_under_torchrun(tmp_path):
