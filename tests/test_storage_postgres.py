@@ -69,6 +69,10 @@ def _start_together(tmp_path, url, epsilons):
         w.start()
     for w in workers:
         w.join(timeout=120)
+    for w in workers:
+        if w.is_alive():  # hung: its exit code stays None and fails the test
+            w.kill()
+            w.join()
     codes = [w.exitcode for w in workers]
     return codes, [(plan.out / "error.txt").read_text() for plan, code in zip(plans, codes) if code]
 
