@@ -17,10 +17,22 @@ def _session_cache(tmp_path_factory):
     yield
 
 
-@pytest.fixture(autouse=True)
-def _cpu_unless_marked_cuda(request, monkeypatch):
-    if request.node.get_closest_marker(MARKER) is None:
-        hide_cuda(monkeypatch)
+_HIDDEN = pytest.StashKey[pytest.MonkeyPatch]()
+
+
+# A hook, not an autouse fixture: module- and session-scoped fixtures set up for the test see no GPU either.
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item):
+    if item.get_closest_marker(MARKER) is None:
+        item.stash[_HIDDEN] = patch = pytest.MonkeyPatch()
+        hide_cuda(patch)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_runtest_teardown(item):
+    patch = item.stash.get(_HIDDEN, None)
+    if patch is not None:
+        patch.undo()
 
 
 def pytest_collection_modifyitems(config, items):

@@ -36,6 +36,15 @@ def test_a_test_without_the_marker_sees_no_gpu():
     assert resolve_device("auto") == torch.device("cpu")
 
 
+@pytest.fixture(scope="module")
+def seen_by_a_module_fixture():
+    return os.environ.get("CUDA_VISIBLE_DEVICES"), torch.cuda.is_available()
+
+
+def test_module_fixtures_it_sets_up_see_no_gpu_either(seen_by_a_module_fixture):
+    assert seen_by_a_module_fixture == ("", False)
+
+
 def test_its_subprocesses_pick_the_cpu_under_device_auto():
     script = GPU_HOST + "from mtbench.distributed import resolve_device\nprint(resolve_device('auto'))\n"
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
