@@ -65,7 +65,8 @@ def with_one_moved(args, position, index, move=on_meta):
 
 
 CASES = [pytest.param(op, name, position, index, id=f"{op}-{name}")
-         for op, (make_args, _) in OPS.items() for name, position, index in tensor_arguments(op, make_args())]
+         for op, (make_args, _) in OPS.items() if ops.available()  # the schemas come with the build
+         for name, position, index in tensor_arguments(op, make_args())]
 
 
 def expected_message(op, name, path, moved="meta", rest="cpu"):
