@@ -103,15 +103,8 @@ class RunConfig:
             value = getattr(self, name, None)  # None: not a field, or not set (image size, limits)
             if value is not None:
                 setattr(self, name, limit.check_option(flag(name), value))
-        if (len(self.task_weights) != 2 or any(not 0 <= w < math.inf for w in self.task_weights)
-                or sum(self.task_weights) <= 0):
-            raise ConfigError(
-                f"--task-weights {format_value(self.task_weights)} is not allowed: expected two finite weights "
-                ">= 0, not both 0, e.g. 0.5,0.5"
-            )
-        if len(self.loss_scale) != 2 or any(not 0 < s < math.inf for s in self.loss_scale):
-            raise ConfigError(f"--loss-scale {format_value(self.loss_scale)} is not allowed: "
-                              "expected finite positive factors")
+        _check_task_weights(self.task_weights, format_value(self.task_weights))
+        _check_loss_scale(self.loss_scale, format_value(self.loss_scale))
         if self.image_size is not None and self.batch_size * backbone_output_side(self.image_size) ** 2 < 2:
             # Training-mode BatchNorm needs two values per channel; at the backbone's last stage a
             # batch holds batch_size * side**2 of them.
@@ -181,6 +174,19 @@ def backbone_output_side(image_size: int) -> int:
     return side
 
 
+def _check_task_weights(weights: tuple[float, ...], shown: str) -> None:
+    """ConfigError unless ``weights`` are two finite weights >= 0, not both 0; ``shown`` as the user wrote them."""
+    if len(weights) != 2 or any(not 0 <= w < math.inf for w in weights) or sum(weights) <= 0:
+        raise ConfigError(f"--task-weights {shown} is not allowed: expected two finite weights >= 0, not both 0, "
+                          "e.g. 0.5,0.5")
+
+
+def _check_loss_scale(scale: tuple[float, ...], shown: str) -> None:
+    """ConfigError unless ``scale`` holds two finite positive factors; ``shown`` as the user wrote them."""
+    if len(scale) != 2 or any(not 0 < s < math.inf for s in scale):
+        raise ConfigError(f"--loss-scale {shown} is not allowed: expected finite positive factors, e.g. seg=100")
+
+
 def parse_task_pair(text: str, option: str, default: float) -> tuple[float, float]:
     """Parse ``0.5,0.5`` or ``seg=100`` / ``cls=2,seg=3`` into a (cls, seg) pair."""
     text = text.strip()
@@ -220,6 +226,7 @@ def build_config(preset: "OptimizerPreset", run_dir: str | Path, method_preset: 
     given = [s.partition("=")[0].strip() for s in items]
     weights = options.get("task_weights")
     task_weights = parse_task_pair(weights, "--task-weights", 0.5) if weights else (0.5, 0.5)
+    _check_task_weights(task_weights, weights)  # named as typed: seg=nan, not the pair it became
     if preset.param("task_weights") is not None:
         # One setting, not two: the trainer's task weights are this optimizer's task_weights.
         if "task_weights" in given:
@@ -232,12 +239,14 @@ def build_config(preset: "OptimizerPreset", run_dir: str | Path, method_preset: 
             task_weights = from_set
         hyperparams["task_weights"] = task_weights
     loss_scale = options.get("loss_scale")
+    scale = parse_task_pair(loss_scale, "--loss-scale", 1.0) if loss_scale else (1.0, 1.0)
+    _check_loss_scale(scale, loss_scale)
     return RunConfig(
         optimizer=preset.name,
         hyperparams=hyperparams,
         run_dir=str(run_dir),
         task_weights=task_weights,
-        loss_scale=parse_task_pair(loss_scale, "--loss-scale", 1.0) if loss_scale else (1.0, 1.0),
+        loss_scale=scale,
         imagenet=options.get("imagenet"),
         coco=options.get("coco"),
         image_size=options.get("image_size"),

@@ -22,7 +22,9 @@ import io
 import json
 import math
 import os
+import pickle
 import platform
+import re
 import secrets
 import subprocess
 import time
@@ -425,8 +427,21 @@ class RunDir:
         except Exception as exc:
             if isinstance(exc, RuntimeError) and "PytorchStreamReader" in str(exc):  # the zip ends early
                 raise ConfigError(damaged.format(f"truncated or damaged ({size} bytes)")) from None
+            if isinstance(exc, pickle.UnpicklingError):  # what torch's weights_only loader refuses
+                raise ConfigError(f"cannot resume from {path}: {_refused(exc)}") from None
             first = (str(exc).splitlines() or ["(no message)"])[0]
             raise ConfigError(f"cannot resume from {path}: {type(exc).__name__}: {first}") from None
+
+
+def _refused(exc: BaseException) -> str:
+    """Why torch's ``weights_only`` loader refused a file, without its advice to load it unsafely."""
+    found = re.search(r"WeightsUnpickler error:\s*(.*?)(?:\.? Please use|\n\n|$)", str(exc), re.S)
+    detail = found.group(1).strip() if found else ""
+    if detail.startswith("Unsupported global"):
+        return (f"it holds Python objects, not only tensors and plain values ({detail}); a checkpoint mtbench "
+                "wrote holds none, and one from elsewhere must not run code when it loads")
+    return f"it is not a checkpoint (torch cannot read it{': ' + detail if detail else ''}); remove it to start " \
+           "the run again from scratch"
 
 
 def _jsonable(value: Any) -> Any:

@@ -403,8 +403,10 @@ def _check_combination(config: RunConfig, preset: OptimizerPreset, device: torch
                           "gradients apart and balances them itself; use --method sum, or a single-gradient "
                           "optimizer such as adam")
     if len(config.tasks) == 1 and (preset.per_task_gradients or config.method != SUM_METHOD):
-        raise ConfigError(f"--tasks {config.tasks[0]} trains one task alone: it needs a single-gradient optimizer "
-                          f"and --method sum, not {preset.name!r} with --method {config.method}")
+        culprit = (f"{preset.name!r} takes the tasks' gradients apart" if preset.per_task_gradients
+                   else f"--method {config.method} combines the tasks' gradients")  # only what is wrong
+        raise ConfigError(f"--tasks {config.tasks[0]} trains one task alone, but {culprit}; a single-task run "
+                          "needs a single-gradient optimizer (such as adam) and --method sum")
     if config.amp == "fp16" and (device.type != "cuda" or preset.per_task_gradients or config.method != SUM_METHOD):
         raise ConfigError("--amp fp16 needs a CUDA device, a single-gradient optimizer and --method sum; "
                           "use --amp bf16")

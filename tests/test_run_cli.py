@@ -97,3 +97,86 @@ def test_bad_input_is_a_one_line_error(tmp_path, args, message):
     assert "Traceback" not in result.output
     error_lines = [line for line in result.output.splitlines() if line.startswith("Error")]
     assert len(error_lines) == 1
+
+
+def test_a_garbage_or_foreign_checkpoint_is_named_without_torchs_advice_to_load_it_unsafely(tmp_path):
+    assert invoke(["run", "-o", "adam", "--out", str(tmp_path), *TINY]).exit_code == 0
+    run_dir = only_run_dir(tmp_path)
+    last = run_dir / "checkpoints" / "last.pt"
+
+    import torch
+
+    torch.save({"model": print}, last)  # a Python object: only unpickling code could rebuild it
+    foreign = invoke(["run", "--resume", str(run_dir), "--epochs", "2", "--quiet"])
+    last.write_bytes(b"not a checkpoint at all " * 10)
+    garbage = invoke(["run", "--resume", str(run_dir), "--epochs", "2", "--quiet"])
+    for result in (foreign, garbage):
+        assert result.exit_code == 1, result.output
+        (error,) = [line for line in result.output.splitlines() if line.startswith("Error")]
+        assert error.startswith(f"Error: cannot resume from {last}: ")
+        assert "weights_only" not in error and "False" not in error and "\x1b" not in error
+    assert "it holds Python objects, not only tensors and plain values (Unsupported global" in foreign.output
+    assert "it is not a checkpoint (torch cannot read it: " in garbage.output
+
+
+@pytest.mark.parametrize("args, error", [
+    (["-o", "mtadamv2", "--tasks", "seg"],
+     "Error: --tasks seg trains one task alone, but 'mtadamv2' takes the tasks' gradients apart; a single-task "
+     "run needs a single-gradient optimizer (such as adam) and --method sum"),
+    (["-o", "adam", "--method", "pcgrad", "--tasks", "cls"],
+     "Error: --tasks cls trains one task alone, but --method pcgrad combines the tasks' gradients; a single-task "
+     "run needs a single-gradient optimizer (such as adam) and --method sum"),
+    (["-o", "adam", "--loss-scale", "seg=nan"],
+     "Error: --loss-scale seg=nan is not allowed: expected finite positive factors, e.g. seg=100"),
+    (["-o", "adam", "--task-weights", "cls=0,seg=0"],
+     "Error: --task-weights cls=0,seg=0 is not allowed: expected two finite weights >= 0, not both 0, e.g. 0.5,0.5"),
+])
+def test_an_error_blames_only_what_is_wrong_as_the_user_wrote_it(tmp_path, args, error):
+    result = invoke(["run", *args, "--out", str(tmp_path / "runs"), *TINY])
+    assert result.exit_code == 1, result.output
+    assert [line for line in result.output.splitlines() if line.startswith("Error")] == [error]
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+def test_a_bad_setting_from_a_replayed_config_json_names_the_file(tmp_path):
+    assert invoke(["run", "-o", "adam", "--out", str(tmp_path / "first"), *TINY]).exit_code == 0
+    config = only_run_dir(tmp_path / "first") / "config.json"
+    data = json.loads(config.read_text())
+    data["hyperparams"]["lr_typo"] = 0.1
+    edited = tmp_path / "config.json"
+    edited.write_text(json.dumps(data))
+    result = invoke(["run", "--config", str(edited), "--out", str(tmp_path / "again")])
+    assert result.exit_code == 1, result.output
+    (error,) = [line for line in result.output.splitlines() if line.startswith("Error")]
+    assert error.startswith("Error: unknown setting 'lr_typo' for optimizer 'adam'")
+    assert error.endswith(f"(with options from --config {edited})")
+
+
+# A run whose set-up (reading the data) receives a real SIGTERM, as a scheduler or `kill` sends it.
+SIGTERM_IN_SET_UP = """\
+import signal, sys
+import mtbench.train
+
+def reading_the_data(**kwargs):
+    signal.raise_signal(signal.SIGTERM)
+    raise AssertionError("the SIGTERM did not stop the run")
+
+mtbench.train.build_datasets = reading_the_data
+from mtbench.cli import main
+main(["run", "-o", "adam", "--out", sys.argv[1], "--quiet"], prog_name="mtbench")
+"""
+
+
+def test_a_sigterm_while_the_run_sets_up_stops_it_cleanly_and_leaves_no_empty_directory(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    out = tmp_path / "runs"
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "MTBENCH_PLUGINS": "", "MTBENCH_DISABLE_PLUGINS": ""}
+    proc = subprocess.run([sys.executable, "-c", SIGTERM_IN_SET_UP, str(out)], capture_output=True, text=True,
+                          timeout=120, env=env)
+    assert proc.returncode == 130, proc.stdout + proc.stderr
+    assert "terminated (SIGTERM) while the run was setting up; nothing was kept" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert list(out.iterdir()) == []

@@ -43,7 +43,7 @@ def summary_of(run_dir):
     [
         (["--task-weights", "nan,1"], "--task-weights nan,1 is not allowed: expected two finite weights"),
         (["--task-weights", "inf,1"], "--task-weights inf,1 is not allowed: expected two finite weights"),
-        (["--loss-scale", "seg=inf"], "--loss-scale 1,inf is not allowed: expected finite positive factors"),
+        (["--loss-scale", "seg=inf"], "--loss-scale seg=inf is not allowed: expected finite positive factors"),
         (["--max-skips", "-1"], "--max-skips -1 is not allowed: expected a whole number in [1, "),
         (["--seed", str(2**64)], f"--seed {2**64} is not allowed: expected a whole number in [0, {2**64 - 1}]"),
         (["--image-size", "32", "--batch-size", "1"],

@@ -115,6 +115,7 @@ _RESUMABLE = tuple(s for s in RESUMABLE_SETTINGS if s != "run_dir")
 @click.pass_context
 def run(ctx: click.Context, optimizer: str | None, out: Path, resume: Path | None, quiet: bool, **options) -> None:
     """Train the shared network on both tasks with one optimizer and write a run directory."""
+    from ..interrupts import Terminated, sigterm_as_interrupt
     from ..train import train
 
     registry = ctx.obj.registry
@@ -123,22 +124,30 @@ def run(ctx: click.Context, optimizer: str | None, out: Path, resume: Path | Non
     else:
         preset = registry.get(optimizer or choose_optimizer(registry))
         config = build_config(preset, "", method_preset(registry, options["method"]), **options)
-        config.run_dir = _new_run_dir(out, preset.name, config.device)  # made now, after the settings are checked
     method = method_preset(registry, config.method)
     echo = click.echo if int(os.environ.get("RANK", "0")) == 0 else (lambda *a, **k: None)
     described = f" + {method.title}: {format_settings(config.method_settings)}" if method else ""
     echo(f"{preset.title}: {format_settings(config.hyperparams)}{described}")
+    new = resume is None
     try:
-        summary = train(config, preset, method=method, resume=resume is not None, progress=not quiet, echo=echo)
+        # From the run directory's making on, SIGTERM stops as Ctrl-C does: one that comes while the
+        # run sets up (data, model) removes the directory it left empty and says so.
+        with sigterm_as_interrupt():
+            if new:
+                config.run_dir = _new_run_dir(out, preset.name, config.device)  # after the settings are checked
+            summary = train(config, preset, method=method, resume=not new, progress=not quiet, echo=echo)
     except MTBenchError:
-        if resume is None:
+        if new and config.run_dir:
             _remove_if_unused(Path(config.run_dir))
         raise
-    except KeyboardInterrupt:
-        if Path(config.run_dir, CONFIG_FILE).is_file():
+    except KeyboardInterrupt as exc:
+        if config.run_dir and Path(config.run_dir, CONFIG_FILE).is_file():
             echo(f"\ninterrupted; resume with: mtbench run --resume {config.run_dir}", err=True)
         else:
-            echo("\ninterrupted", err=True)
+            if new and config.run_dir:
+                _remove_if_unused(Path(config.run_dir))
+            why = "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted"
+            echo(f"\n{why} while the run was setting up; nothing was kept", err=True)
         ctx.exit(130)
     echo(
         f"final: top-1 {summary['final_top1']:.1%}  top-5 {summary['final_top5']:.1%}  "
