@@ -17,6 +17,10 @@ class NonFiniteLossError(MTBenchError):
     """Training produced a NaN or infinite loss and the policy says stop."""
 
 
+class MethodError(MTBenchError):
+    """A multi-task method's plugin code broke its contract during a run; the message names the method and plugin."""
+
+
 class RunStopped(MTBenchError):
     """A caller ended a run early on purpose (e.g. a tuner pruning a trial); ``status`` goes to summary.json."""
 

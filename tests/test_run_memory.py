@@ -38,8 +38,9 @@ def run_parts(monkeypatch):
     fit = Trainer.fit
 
     def watched(self, resume):
+        checked = getattr(self.strategy, "method", None)  # a method, as the trainer checks it
         named = {"trainer": self, "model": self.model, "optimizer": self.optimizer, "strategy": self.strategy,
-                 "batches": self.batches, "data": self.data, "method": getattr(self.strategy, "method", None)}
+                 "batches": self.batches, "data": self.data, "method": getattr(checked, "method", None)}
         parts.update({name: weakref.ref(obj) for name, obj in named.items() if obj is not None})
         return fit(self, resume)
 

@@ -25,6 +25,7 @@ from .. import distributed, ops
 from ..config import SUM_METHOD, TASKS, RunConfig
 from ..data.coco import IGNORE_INDEX
 from ..distributed import Dist
+from .contract import CheckedMethod
 
 
 def masked_cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -277,9 +278,11 @@ class MethodGradients(GradientStrategy):
 
     uses_task_gradients = True
 
-    def __init__(self, ctx: StepContext, method):
+    def __init__(self, ctx: StepContext, method, label: str):
+        """``method`` is the object a MethodPreset built, ``label`` names it and its plugin (``preset.label()``):
+        what it returns is checked where it enters (``CheckedMethod``)."""
         super().__init__(ctx)
-        self.method = method
+        self.method = CheckedMethod(method, label, ctx.names, ctx.params)
         self.grads = TaskGradientBuffer(ctx)
         self.weights = ctx.config.loss_weights
 
@@ -294,9 +297,9 @@ class MethodGradients(GradientStrategy):
         self.ctx.optimizer.step()
         self.grads.sync_buffers()
         diagnostics = self.grads.conflict()
-        weights = getattr(self.method, "last_weights", None)
+        weights = self.method.last_weights
         if weights is not None:
-            diagnostics.update({f"method_weight_{task}": float(v) for task, v in zip(TASKS, weights.tolist())})
+            diagnostics.update({f"method_weight_{task}": v for task, v in zip(TASKS, weights)})
         return StepResult(losses, True, diagnostics)
 
     def state_dict(self) -> dict[str, Any]:
