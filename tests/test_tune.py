@@ -330,7 +330,7 @@ def test_a_trial_whose_worker_is_gone_is_enqueued_again_once():
     dead.wait()
     trial.set_user_attr(WORKER, {**Worker().record(trial.number, 60), "pid": dead.pid, "started": None})
     notes = ts.recover(Worker())
-    assert notes == [f"adam trial 0 is run again: its worker (pid {dead.pid}) has ended"]
+    assert notes == [f"adam-t0 is run again: its worker (pid {dead.pid}) has ended"]
     assert ts.recover(Worker()) == []
     retry = ts.all_trials()[-1]
     assert retry.state == TrialState.WAITING and retry.system_attrs["failed_trial"] == 0
@@ -407,7 +407,7 @@ def test_a_worker_killed_mid_trial_is_rerun_and_the_budget_is_exact(tmp_path):
 
     result = CliRunner().invoke(main, ["tune", *args, "--out", str(out)])
     assert result.exit_code == 0, result.output
-    assert "adam trial 1 is run again: its worker" in result.output
+    assert "adam-t1 is run again: its worker" in result.output
     assert "(resuming from its last checkpoint)" in result.output
     _check_exact_budget(out, ["adam"], trials=2, epochs=2)
     rows = _study_rows(out / "study.db")
@@ -515,9 +515,11 @@ def test_final_runs_report_the_tuned_setting_and_the_preset_on_the_test_split(tm
     (adam,) = report["optimizers"]
     assert adam["trials_done"] == 2 and adam["preset"]["settings"]["lr"] == 0.001
     best_lr = adam["best_settings"]["lr"]
-    tuned = read_json(out / "final" / "tuned" / "comparison.json")
+    (tuned_dir,) = (out / "final" / "tuned" / "adam").iterdir()  # one comparison per optimizer and setting
+    (preset_dir,) = (out / "final" / "preset" / "adam").iterdir()
+    tuned = read_json(tuned_dir / "comparison.json")
     assert tuned["seeds"] == [6, 7] and tuned["settings"]["adam"]["hyperparams"]["lr"] == best_lr
-    assert read_json(out / "final" / "preset" / "comparison.json")["settings"]["adam"]["hyperparams"]["lr"] == 0.001
+    assert read_json(preset_dir / "comparison.json")["settings"]["adam"]["hyperparams"]["lr"] == 0.001
     for key in ("tuned", "preset"):
         assert adam["test"][key]["n"] == 2 and adam["test"][key]["ci_low"] is not None
     gap = adam["test"]["gap"]

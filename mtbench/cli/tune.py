@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import os
 import signal
 import subprocess
@@ -9,11 +11,12 @@ import sys
 import time
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 import click
 
 from ..errors import ConfigError, MTBenchError
+from ..tuning.plan import MAX_TRIALS
 from ..tuning.space import DEFAULT_SAMPLER, SAMPLERS
 from ..tuning.study import DEFAULT_HEARTBEAT
 from ..tuning.worker import DEFAULT_OBJECTIVE, OBJECTIVES
@@ -21,6 +24,12 @@ from .configfile import config_option
 from .run import method_preset, run_options
 
 DEFAULT_TRIALS = 20
+MAX_JOBS = 256  # worker processes on one machine
+MAX_NPROC = 256  # torchrun processes per trial
+MAX_FINAL_SEEDS = 1000
+MAX_HEARTBEAT = 3600.0  # seconds
+PR_SET_PDEATHSIG = 1  # prctl(2): the signal a process gets when its parent ends (Linux)
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 def _stderr(line: str) -> None:
@@ -44,7 +53,7 @@ that run the same command against one --storage (postgresql://USER@HOST/DB, or j
 on a shared file system) finish exactly the budget together.""")
 @click.option("--optimizers", default=None, metavar="A,B,...",
               help="Optimizers to tune, comma-separated [default: every discovered preset].")
-@click.option("--trials", type=click.IntRange(min=1), default=DEFAULT_TRIALS, show_default=True,
+@click.option("--trials", type=click.IntRange(1, MAX_TRIALS), default=DEFAULT_TRIALS, show_default=True,
               help="Search trials per optimizer; each also gets one trial at the guide's preset.")
 @click.option("--sampler", type=click.Choice(SAMPLERS), default=DEFAULT_SAMPLER, show_default=True,
               help="qmc: scrambled Halton points; grid: log-spaced points over each range (DeepOBS); "
@@ -63,17 +72,20 @@ on a shared file system) finish exactly the budget together.""")
                    "[default: sqlite:///OUT/study.db].")
 @click.option("--study", default=None, metavar="NAME",
               help="Name of the studies in the storage (NAME.<optimizer>) [default: tune-<hash of the settings>].")
-@click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True,
+@click.option("--jobs", type=click.IntRange(1, MAX_JOBS), default=1, show_default=True,
               help="Trials at once on this machine, each in its own process: one GPU each when GPUs are visible, "
                    "else the CPU threads split between them.")
-@click.option("--nproc-per-node", type=click.IntRange(min=1), default=1, show_default=True,
+@click.option("--nproc-per-node", type=click.IntRange(1, MAX_NPROC), default=1, show_default=True,
               help="Run each trial distributed: torchrun with this many processes.")
-@click.option("--final-seeds", type=click.IntRange(min=0), default=0, show_default=True,
+@click.option("--final-seeds", type=click.IntRange(0, MAX_FINAL_SEEDS), default=0, show_default=True,
               help="After the tune, run each optimizer's best setting and its preset with this many fresh seeds "
                    "(--seed + 1, ...) and report them on the test split.")
-@click.option("--heartbeat", type=click.FloatRange(min=1), default=DEFAULT_HEARTBEAT, show_default=True,
+@click.option("--heartbeat", type=click.FloatRange(1, MAX_HEARTBEAT), default=DEFAULT_HEARTBEAT, show_default=True,
               metavar="SECONDS", help="How often a running trial tells the storage it is alive (for workers on "
                                       "other machines to rerun it when it stops).")
+@click.option("--keep-checkpoints", is_flag=True,
+              help="Keep each finished trial's resume checkpoint (checkpoints/last.pt, the size of the model and "
+                   "optimizer state) [default: deleted once the trial is done; a trial under way keeps its own].")
 @click.option("--quiet", "-q", is_flag=True, help="No per-trial progress bar.")
 @click.option("--worker", "worker_index", type=int, default=None, hidden=True)
 @run_options
@@ -81,7 +93,8 @@ on a shared file system) finish exactly the budget together.""")
 @click.pass_context
 def tune(ctx: click.Context, optimizers: str | None, trials: int, sampler: str, objective: str, space_items: tuple,
          prune: bool, out: Path | None, storage: str | None, study: str | None, jobs: int, nproc_per_node: int,
-         final_seeds: int, heartbeat: float, quiet: bool, worker_index: int | None, **options) -> None:
+         final_seeds: int, heartbeat: float, keep_checkpoints: bool, quiet: bool, worker_index: int | None,
+         **options) -> None:
     """Give every optimizer the same tuning budget, score the trials on the holdout split, report the
     best setting beside the guide's preset."""
     from ..compare import parse_optimizers
@@ -105,6 +118,7 @@ def tune(ctx: click.Context, optimizers: str | None, trials: int, sampler: str, 
     plan = plan_tune(presets, trials=trials, sampler=sampler, objective=objective, prune=prune,
                      space_items=space_items, set_items=options.pop("set_values"), options=options, method=method,
                      out=out, storage=storage, study=study)
+    _check_final_seeds(plan, final_seeds)
     with quiet_optuna():
         if worker_index is None:
             resumed = open_directory(plan)
@@ -116,26 +130,66 @@ def tune(ctx: click.Context, optimizers: str | None, trials: int, sampler: str, 
         train_fn = _train_fn(nproc_per_node, ctx.obj.plugin_paths)  # imports the trainer: part of the setup
         since, setup = datetime.now(), time.monotonic() - started
         tuner = Tuner(plan.out, plan.presets, studies, plan.spaces, plan.options, plan.overrides, objective,
-                      train_fn, method=method, prune=prune, heartbeat=heartbeat, echo=_stderr, progress=not quiet)
+                      train_fn, method=method, prune=prune, heartbeat=heartbeat, echo=_stderr, progress=not quiet,
+                      keep_checkpoints=keep_checkpoints)
         try:
-            if worker_index is not None:
-                _split_threads(jobs)
-                tuner.work()
-                return
-            if jobs > 1:
-                _run_workers(ctx, plan, jobs, options["device"], nproc_per_node)
-            else:
-                tuner.work()
+            with _terminate_as_interrupt():
+                if worker_index is not None:
+                    _split_threads(jobs)
+                    tuner.work()
+                    return
+                if jobs > 1:
+                    pids = _run_workers(ctx, plan, jobs, options["device"], nproc_per_node)
+                else:
+                    tuner.work()
+                    pids = [os.getpid()]
         except KeyboardInterrupt:
-            _stderr(f"\ninterrupted; run the same command again to continue the tune in {plan.out}")
+            if worker_index is None:  # the workers' parent says it once
+                _stderr(f"\ninterrupted; run the same command again to continue the tune in {plan.out}")
             ctx.exit(130)
         wall = time.monotonic() - started
         unfinished = [name for name, ts in studies.items() if not ts.finished()]
         if unfinished:
             raise MTBenchError(f"the budget of {', '.join(unfinished)} is not finished; run the same command again "
                                f"to continue the tune in {plan.out}")
-        overhead = measure_overhead(studies, since, wall, setup, jobs)
-        _report(ctx, plan, studies, overhead, final_seeds, quiet, nproc_per_node)
+        overhead = measure_overhead(studies, since, wall, setup, pids)
+        results = _report(ctx, plan, studies, overhead, final_seeds, quiet, nproc_per_node)
+    failed = [r for r in results if not any(row.state == "COMPLETE" for row in r.trials)]
+    if failed:
+        reasons = [row for r in failed for row in r.failed()]
+        why = f" ({reasons[0].name}: {reasons[0].error.strip().splitlines()[0]})" if reasons else ""
+        raise MTBenchError(f"every trial of {', '.join(r.optimizer for r in failed)} failed{why}; "
+                           f"{plan.out / 'tune.md'} lists each reason")
+
+
+def _check_final_seeds(plan, final_seeds: int) -> None:
+    """ConfigError when the final runs' seeds (--seed + 1 ... --seed + K) go past what a run accepts."""
+    from ..config import build_config
+
+    if not final_seeds:
+        return
+    last = plan.seed + final_seeds
+    try:
+        name = next(iter(plan.presets))
+        build_config(plan.presets[name], "", plan.method,
+                     **{**plan.options, "seed": last, "set_values": plan.overrides[name]})
+    except ConfigError as exc:
+        raise ConfigError(f"--final-seeds {final_seeds} runs the seeds {plan.seed + 1} to {last} (--seed + 1 on): "
+                          f"{exc}") from None
+
+
+@contextlib.contextmanager
+def _terminate_as_interrupt() -> Iterator[None]:
+    """SIGTERM stops the tune as Ctrl-C does, between trials too: the trial under way is given back for the
+    next run (the trainer does the same while it trains)."""
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _describe(plan, studies, resumed: bool) -> None:
@@ -224,60 +278,104 @@ def option_args(command: click.Command, values: Mapping[str, Any], skip: tuple[s
     return args
 
 
-def _run_workers(ctx: click.Context, plan, jobs: int, device: str, nproc: int) -> None:
-    """Run the tune in ``jobs`` worker processes of this command and wait for them."""
+def _run_workers(ctx: click.Context, plan, jobs: int, device: str, nproc: int) -> list[int]:
+    """Run the tune in ``jobs`` worker processes of this command and wait for them; returns their pids.
+
+    The workers end with this process: SIGINT and SIGTERM are passed on to them and waited for (each gives
+    its trial back for the next run), and should this process be killed outright they get SIGTERM from
+    the kernel (Linux). They run in their own process group, so a Ctrl-C reaches them once, from here.
+    """
     values = {**ctx.params, "out": plan.out, "storage": plan.storage, "study": plan.study}
     args = option_args(ctx.command, values, skip=("final_seeds", "worker_index", "quiet"))
     plugins = [arg for path in ctx.obj.plugin_paths for arg in ("--plugin", path)]
     gpus = visible_gpus(device)
     _stderr(f"{jobs} workers, " + (f"GPUs {', '.join(gpus)}" if gpus
                                    else f"{threads_per_job(jobs)} CPU thread(s) each"))
-    procs = [subprocess.Popen([sys.executable, "-m", "mtbench", *plugins, "tune", *args, "--quiet", "--worker", str(i)],
-                              env=worker_env(i, jobs, gpus, nproc)) for i in range(jobs)]
-    try:
-        codes = [p.wait() for p in procs]
-    except KeyboardInterrupt:
+    stopped: list[int] = []
+    procs: list[subprocess.Popen] = []
+
+    def forward(signum, frame) -> None:
+        stopped.append(signum)
         for p in procs:
             if p.poll() is None:
-                p.send_signal(signal.SIGINT)  # each releases its trial for the next run to take up
-        for p in procs:
-            p.wait()
-        raise
+                p.send_signal(signum)
+
+    previous = {sig: signal.signal(sig, forward) for sig in STOP_SIGNALS}
+    try:
+        signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)  # held until every worker is there to pass it to
+        try:
+            procs += [subprocess.Popen(
+                [sys.executable, "-m", "mtbench", *plugins, "tune", *args, "--quiet", "--worker", str(i)],
+                env=worker_env(i, jobs, gpus, nproc), preexec_fn=_end_with(os.getpid())) for i in range(jobs)]
+        finally:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+        codes = [p.wait() for p in procs]
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if stopped:
+        raise KeyboardInterrupt
     failed = [code for code in codes if code != 0]
     if failed:
         raise MTBenchError(f"{len(failed)} of {jobs} workers stopped with an error (exit status "
                            f"{', '.join(map(str, failed))}); run the same command again to finish the tune")
+    return [p.pid for p in procs]
+
+
+def _end_with(parent: int):
+    """A worker's set-up before it runs (in the child, after fork): its own process group, and SIGTERM
+    when ``parent`` ends."""
+    def setup() -> None:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)  # blocked in the parent while it starts them
+        os.setpgid(0, 0)
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+        except (OSError, AttributeError):  # no prctl: not Linux
+            return
+        if os.getppid() != parent:  # the parent ended before prctl took effect
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    return setup
 
 
 # ---------------------------------------------------------------------------------------------
 # The final runs and the report
 
 
-def _report(ctx, plan, studies, overhead: dict | None, final_seeds: int, quiet: bool, nproc: int) -> None:
+def _report(ctx, plan, studies, overhead: dict | None, final_seeds: int, quiet: bool, nproc: int) -> list:
+    """Run the final runs (with --final-seeds) and write the report, with whatever final runs of the current
+    settings earlier invocations ran; returns the results."""
     from ..tuning.results import add_finals, collect, terminal, write_report
 
     results = collect(studies, {n: p.title for n, p in plan.presets.items()}, plan.spaces)
+    presets = {name: plan.record["settings"][name]["hyperparams"] for name in plan.presets}
     if final_seeds:
-        _run_finals(ctx, plan, results, final_seeds, quiet, nproc)
-        add_finals(results, plan.out, plan.objective)
+        _run_finals(ctx, plan, results, presets, final_seeds, quiet, nproc)
+    add_finals(results, plan.out, plan.objective, presets)
     meta = {"objective": plan.objective, "sampler": plan.sampler, "trials": plan.trials, "prune": plan.prune,
             "holdout": plan.options["holdout"], "seed": plan.seed, "final_seeds": final_seeds,
             "storage": plan.storage, "study": plan.study, "overhead": overhead}
     files = write_report(results, plan.out, meta)
     click.echo(terminal(results, meta))
     click.echo(f"\nwritten to {plan.out}: {', '.join(f.name for f in files)}")
+    return results
 
 
-def measure_overhead(studies, since: datetime, wall: float, setup: float, workers: int) -> dict | None:
-    """What the invocation spent outside its trials' training: its wall time (x workers) less the training
-    time of the trials it finished, absolute and as a fraction, split into the setup before the first
-    trial (imports, planning) and the rest per trial; None when it finished no trial."""
-    from ..tuning.study import result
+def measure_overhead(studies, since: datetime, wall: float, setup: float, pids: list[int]) -> dict | None:
+    """What the invocation spent outside its trials' training: its wall time (x its workers, ``pids``) less the
+    training time of the trials they finished (not those of other tunes sharing the studies), absolute and as
+    a fraction, split into the setup before the first trial (imports, planning) and the rest per trial; None
+    when it finished no trial."""
+    from ..tuning.study import WORKER, Worker, result
 
+    host, ours = Worker().host, set(pids)
     trained = [result(t)["seconds"] for ts in studies.values() for t in ts.all_trials()
-               if "seconds" in result(t) and t.datetime_complete is not None and t.datetime_complete >= since]
+               if "seconds" in result(t) and t.datetime_complete is not None and t.datetime_complete >= since
+               and (t.user_attrs.get(WORKER) or {}).get("host") == host
+               and (t.user_attrs.get(WORKER) or {}).get("pid") in ours]
     if not trained:
         return None
+    workers = len(pids)
     total = wall * workers
     outside = total - sum(trained)
     return {"wall_seconds": wall, "workers": workers, "trial_seconds": sum(trained), "trials": len(trained),
@@ -285,10 +383,11 @@ def measure_overhead(studies, since: datetime, wall: float, setup: float, worker
             "per_trial_seconds": max(0.0, outside - setup * workers) / len(trained)}
 
 
-def _run_finals(ctx, plan, results, seeds: int, quiet: bool, nproc: int) -> None:
-    """Each optimizer's best setting (final/tuned) and its preset (final/preset) over ``seeds`` fresh seeds,
-    through `mtbench compare` (its comparison directories resume like any other)."""
-    from ..tuning.results import FINAL_DIR, GUIDE, TUNED
+def _run_finals(ctx, plan, results, presets: Mapping[str, dict], seeds: int, quiet: bool, nproc: int) -> None:
+    """Each optimizer's best setting and its preset (``presets``: resolved) over ``seeds`` fresh seeds, each
+    through `mtbench compare` in a directory of its own (final/tuned|preset/<optimizer>/<hash of the settings
+    and seeds>: a new best setting gets new runs, and comparison directories resume like any other)."""
+    from ..tuning.results import GUIDE, TUNED, final_dir
     from ..tuning.space import setting_items
     from .compare import compare
 
@@ -298,22 +397,22 @@ def _run_finals(ctx, plan, results, seeds: int, quiet: bool, nproc: int) -> None
     common = option_args(compare, run_values) + ["--methods", plan.options["method"], "--seeds", str(seeds),
                                                  "--seed", str(plan.seed + 1), "--nproc-per-node", str(nproc), "--wait"]
     common += ["--quiet"] if quiet else []
-    fixed = [arg for name, items in plan.overrides.items() for item in items if not item.startswith("method.")
-             for arg in ("--set", f"{name}.{item}")]
-    fixed += [arg for item in dict.fromkeys(i for items in plan.overrides.values() for i in items
-                                            if i.startswith("method.")) for arg in ("--set", item)]
-    best = [r for r in results if r.best is not None]
     missing = [r.optimizer for r in results if r.best is None]
     if missing:
         _stderr(f"note: no completed search trial for {', '.join(missing)}: no final runs of a tuned setting")
-    tuned = [arg for r in best for item in setting_items(r.best_settings())
-             for arg in ("--set", f"{r.optimizer}.{item}")]
-    for folder, names, extra in ((TUNED, [r.optimizer for r in best], tuned), (GUIDE, list(plan.presets), [])):
-        if not names:
-            continue
-        args = ["--optimizers", ",".join(names), "--out", str(plan.out / FINAL_DIR / folder), *common, *fixed, *extra]
-        _stderr(f"final runs, {folder} settings: mtbench compare {' '.join(args)}")
-        try:
-            compare.main(args, prog_name="mtbench compare", standalone_mode=False, obj=ctx.obj)
-        except MTBenchError as exc:  # the failed runs are left out of the test figures; the report says so
-            _stderr(f"warning: final runs ({folder}): {exc}")
+    numbers = list(range(plan.seed + 1, plan.seed + 1 + seeds))
+    for role in (TUNED, GUIDE):
+        for r in results:
+            if role == TUNED and r.best is None:
+                continue
+            name = r.optimizer
+            items = plan.overrides[name] + (setting_items(r.best_settings()) if role == TUNED else [])
+            fixed = [arg for item in items
+                     for arg in ("--set", item if item.startswith("method.") else f"{name}.{item}")]
+            out = final_dir(plan.out, role, name, r.best.settings if role == TUNED else presets[name], numbers)
+            args = ["--optimizers", name, "--out", str(out), *common, *fixed]
+            _stderr(f"final runs, {role} settings: mtbench compare {' '.join(args)}")
+            try:
+                compare.main(args, prog_name="mtbench compare", standalone_mode=False, obj=ctx.obj)
+            except MTBenchError as exc:  # the failed runs are left out of the test figures; the report says so
+                _stderr(f"warning: final runs of {name} ({role}): {exc}")

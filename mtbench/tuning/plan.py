@@ -23,18 +23,20 @@ from ..errors import ConfigError
 from ..locks import LOCK_FILE
 from ..presets import OptimizerPreset
 from ..rundir import RunFileError, atomic_write_text, read_json
-from .space import SAMPLERS, Space, build_spaces, planned_points, space_record
+from .space import SAMPLERS, Space, build_spaces, planned_points, sampler_seed, space_record
 from .storage import STUDY_DB, Guard, default_storage, open_storage
 from .study import TuneStudy, Worker, open_study
-from .worker import OBJECTIVES, TRIALS_DIR
+from .worker import OBJECTIVES, TRIALS_DIR, recorded_settings
 
 TUNE_FORMAT = 1
 SETTINGS_FILE = "tune-settings.json"
 DEFAULT_HOLDOUT = 0.1
 DEFAULT_ROOT = Path("tunes")
-# Config fields left out of the record: where a run is written, and what only changes speed, so that
-# workers on other machines (another device, more loader workers) join the same tune.
-_NOT_RECORDED = ("run_dir", "device", "workers", "tensorboard")
+# --prune: the finished trials of an optimizer (its preset's among them) that run in full before the median
+# rule stops any (Optuna's default, 5, would leave a small budget unpruned).
+PRUNE_STARTUP = 2
+# Every trial of the budget is planned up front (NOTE [exact budget]): about 10 ms of storage each.
+MAX_TRIALS = 10_000
 
 
 @dataclass
@@ -74,8 +76,8 @@ def plan_tune(presets: Mapping[str, OptimizerPreset], *, trials: int, sampler: s
         raise ConfigError(f"--sampler {sampler!r}: expected one of {', '.join(SAMPLERS)}")
     if objective not in OBJECTIVES:
         raise ConfigError(f"--objective {objective!r}: expected one of {', '.join(OBJECTIVES)}")
-    if isinstance(trials, bool) or not isinstance(trials, int) or trials < 1:
-        raise ConfigError(f"--trials {trials!r} is not allowed: expected a whole number > 0")
+    if isinstance(trials, bool) or not isinstance(trials, int) or not 1 <= trials <= MAX_TRIALS:
+        raise ConfigError(f"--trials {trials!r} is not allowed: expected a whole number in [1, {MAX_TRIALS}]")
     options = dict(options or {})
     if options.get("holdout") is None:
         options["holdout"] = DEFAULT_HOLDOUT
@@ -88,6 +90,7 @@ def plan_tune(presets: Mapping[str, OptimizerPreset], *, trials: int, sampler: s
         raise ConfigError(f"--objective {objective} reads the {needed} task, which --tasks {','.join(tasks)} "
                           "does not train")
     method_name = method.name if method is not None else SUM_METHOD
+    _check_method(presets, method_name)
     shared = split_overrides(set_items, presets, {method_name: method})
     method_items = [f"method.{item}" for item in shared.methods.get(method_name, [])]
     overrides = {name: items + method_items for name, items in shared.optimizers.items()}
@@ -103,8 +106,7 @@ def plan_tune(presets: Mapping[str, OptimizerPreset], *, trials: int, sampler: s
             config = build_config(preset, "", method, **{**options, "set_values": overrides[name]})
         except ConfigError as exc:
             raise ConfigError(f"{name}: {exc}") from None
-        recorded = {k: v for k, v in json.loads(json.dumps(config.to_dict(), default=str)).items()
-                    if k not in _NOT_RECORDED}
+        recorded = recorded_settings(config.to_dict())
         settings[name] = {**recorded, "space": space_record(spaces[name]), "sampler": sampler,
                           "objective": objective, "prune": prune,
                           # a grid's points depend on its size; qmc and tpe may be given more trials later
@@ -112,8 +114,31 @@ def plan_tune(presets: Mapping[str, OptimizerPreset], *, trials: int, sampler: s
     record = {"format": TUNE_FORMAT, "optimizers": list(presets), "seeds": [seed], "settings": settings}
     named = default_directory(record, DEFAULT_ROOT)
     out = out or named
+    notes = list(shared.notes)
+    if prune:
+        notes.append(f"--prune: the median rule stops a trial once {PRUNE_STARTUP} trials of its optimizer have "
+                     "finished (its preset's trial among them, which is never pruned); the ones before run in full"
+                     + ("; with this budget none can be pruned" if trials + 1 <= PRUNE_STARTUP else ""))
     return TunePlan(dict(presets), spaces, overrides, options, method, trials, sampler, objective, prune, seed,
-                    record, out, storage or default_storage(out), study or f"tune-{named.name}", shared.notes)
+                    record, out, storage or default_storage(out), study or f"tune-{named.name}", notes)
+
+
+def _check_method(presets: Mapping[str, OptimizerPreset], method: str) -> None:
+    """ConfigError when ``method`` does not compose with a tuned optimizer, by compare's rule (plan_rows)."""
+    from ..compare import plan_rows
+
+    try:
+        rows, _ = plan_rows(presets, [method])
+    except ConfigError:
+        rows = []
+    unfit = [name for name in presets if name not in {row.optimizer for row in rows}]
+    if unfit:
+        one = len(unfit) == 1
+        raise ConfigError(f"--method {method} does not compose with {', '.join(unfit)}, which "
+                          + ("takes the tasks' gradients apart and balances them itself; tune it with --method sum, "
+                             "or leave it out of --optimizers" if one else
+                             "take the tasks' gradients apart and balance them themselves; tune them with --method "
+                             "sum, or leave them out of --optimizers"))
 
 
 def study_record(plan: TunePlan, name: str) -> dict:
@@ -157,7 +182,7 @@ def open_studies(plan: TunePlan, worker_index: int | None = None, me: Worker | N
 
     storage = open_storage(plan.storage)
     guard = Guard(plan.storage)
-    pruner = optuna.pruners.MedianPruner() if plan.prune else optuna.pruners.NopPruner()
+    pruner = optuna.pruners.MedianPruner(n_startup_trials=PRUNE_STARTUP) if plan.prune else optuna.pruners.NopPruner()
     studies = {}
     for name, preset in plan.presets.items():
         points = planned_points(plan.spaces[name], preset, plan.sampler, plan.trials, plan.seed)
@@ -176,8 +201,8 @@ def _sampler(plan: TunePlan, me: Worker | None, worker_index: int | None):
         # Each worker its own stream: with one seed, workers starting together would draw the same
         # random start-up points. Reproducible for one host and one --jobs.
         me = me or Worker()
-        seed = (plan.seed + zlib.crc32(f"{me.host}/{worker_index or 0}".encode())) % 2**32
+        seed = sampler_seed(plan.seed + zlib.crc32(f"{me.host}/{worker_index or 0}".encode()))
         return optuna.samplers.TPESampler(seed=seed, constant_liar=True)
     # qmc and grid: every trial is enqueued with its point (planned_points), so this sampler never draws;
     # a stateless one spares the per-trial bookkeeping writes of QMCSampler and GridSampler.
-    return optuna.samplers.RandomSampler(seed=plan.seed)
+    return optuna.samplers.RandomSampler(seed=sampler_seed(plan.seed))

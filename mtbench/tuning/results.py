@@ -14,11 +14,11 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from ..presets import format_settings
-from ..rundir import SUMMARY_FILE, RunFileError, atomic_write_text, read_json
+from ..rundir import CONFIG_FILE, SUMMARY_FILE, RunFileError, atomic_write_text, read_json
 from ..stats import compare_to_best, summarize
 from ..table import format_table
 from .space import Space, space_record, space_text
-from .study import PRESET, ROLE, SEARCH, SLOT, TuneStudy, attempt, owners, result
+from .study import PRESET, ROLE, SEARCH, SLOT, TuneStudy, attempt, owners, result, run_name
 from .worker import score
 
 FINAL_DIR = "final"
@@ -31,6 +31,7 @@ class TrialRow:
     """One trial of a study as the report shows it (a slot's latest attempt, or an earlier one killed)."""
 
     number: int
+    name: str  # its run directory's name, which it goes by in the messages
     role: str
     slot: int | None
     state: str
@@ -89,6 +90,11 @@ class Result:
         best = self.best
         return {} if best is None else {k: best.settings[k] for k in self.space if k in best.settings}
 
+    def failed(self) -> list[TrialRow]:
+        """The slots whose latest attempt failed on its own account (its error says why), in slot order."""
+        return sorted((r for r in self._latest(PRESET) + self.search if r.state == "FAIL" and r.error is not None),
+                      key=lambda r: (r.role != PRESET, r.slot or 0))
+
     def count(self, state: str) -> int:
         """Search slots whose latest attempt ended in ``state`` (a FAIL counts when it was the setting's own)."""
         return sum(r.state == state and (state != "FAIL" or r.error is not None) for r in self.search)
@@ -121,7 +127,7 @@ def collect(studies: Mapping[str, TuneStudy], titles: Mapping[str, str], spaces:
                 continue  # a copy dropped unrun
             facts = result(t)
             rows.append(TrialRow(
-                number=t.number, role=t.user_attrs[ROLE], slot=t.user_attrs.get(SLOT), state=t.state.name,
+                number=t.number, name=run_name(t, name), role=t.user_attrs[ROLE], slot=t.user_attrs.get(SLOT), state=t.state.name,
                 value=t.value, settings=dict(facts.get("settings") or {}), steps=facts.get("steps"),
                 seconds=facts.get("seconds"), outcome=facts.get("outcome"), error=facts.get("error"),
                 attempt=attempt(t)))
@@ -129,27 +135,38 @@ def collect(studies: Mapping[str, TuneStudy], titles: Mapping[str, str], spaces:
     return results
 
 
-def final_scores(folder: Path, objective: str) -> dict[str, dict[int, float | None]]:
-    """{optimizer: {seed: the objective on the test split}} of a final comparison's completed runs."""
-    scores: dict[str, dict[int, float | None]] = {}
-    for path in sorted((folder / "runs").glob(f"*/{SUMMARY_FILE}")):
+def final_dir(out: Path, role: str, optimizer: str, settings: Mapping[str, Any], seeds: Sequence[int]) -> Path:
+    """``final/<tuned|preset>/<optimizer>/<hash>``: the comparison of one optimizer's final runs at ``settings``
+    over ``seeds``; a new best setting, or other seeds, make another one beside it."""
+    from ..compare import default_directory
+
+    record = {"settings": json.loads(json.dumps(dict(settings))), "seeds": list(seeds)}
+    return default_directory(record, out / FINAL_DIR / role / optimizer)
+
+
+def final_scores(folder: Path, objective: str, settings: Mapping[str, Any]) -> dict[int, float | None]:
+    """{seed: the objective on the test split} of the completed final runs at ``settings`` among the
+    comparisons in ``folder`` (one optimizer's, each over its seeds); runs at other settings are not these."""
+    wanted = json.loads(json.dumps(dict(settings)))
+    scores: dict[int, float | None] = {}
+    for path in sorted(folder.glob(f"*/runs/*/{SUMMARY_FILE}")):
         try:
-            summary = read_json(path)
+            summary, config = read_json(path), read_json(path.with_name(CONFIG_FILE))
         except RunFileError:
             continue
-        if summary.get("status") != "completed" or summary.get("optimizer") is None:
-            continue
-        scores.setdefault(summary["optimizer"], {})[summary.get("seed")] = score(summary, objective, "final")
+        if summary.get("status") == "completed" and config.get("hyperparams") == wanted:
+            scores[summary.get("seed")] = score(summary, objective, "final")
     return scores
 
 
-def add_finals(results: Sequence[Result], out: Path, objective: str) -> None:
-    """The test split's figures of the final runs: the tuned setting and the preset over seeds, and the
-    preset's paired gap to the tuned setting (preset - tuned, over the seeds both completed)."""
-    tuned = final_scores(out / FINAL_DIR / TUNED, objective)
-    guide = final_scores(out / FINAL_DIR / GUIDE, objective)
+def add_finals(results: Sequence[Result], out: Path, objective: str, presets: Mapping[str, Mapping[str, Any]]) -> None:
+    """The test split's figures of the final runs (whichever invocation ran them): the best setting and the
+    preset (``presets``: each optimizer's resolved preset settings) over seeds, and the preset's paired gap to
+    the best (preset - tuned, over the seeds both completed)."""
     for result in results:
-        t, p = tuned.get(result.optimizer, {}), guide.get(result.optimizer, {})
+        best = result.best
+        t = final_scores(out / FINAL_DIR / TUNED / result.optimizer, objective, best.settings) if best else {}
+        p = final_scores(out / FINAL_DIR / GUIDE / result.optimizer, objective, presets[result.optimizer])
         if not t and not p:
             continue
         result.test = {"tuned": summarize(t.values()), "preset": summarize(p.values())}
@@ -194,7 +211,7 @@ def table_rows(results: Sequence[Result]) -> list[list[str]]:
         rows.append([
             r.optimizer, f"{r.done}/{r.budget}" + (f" ({extra})" if extra else ""),
             format_settings(r.best_settings()) or "-",
-            _num(best.value if best else None) + (f" (t{best.number})" if best else ""),
+            _num(best.value if best else None) + (f" ({best.name})" if best else ""),
             _num(preset.value if preset else None),
             _interval(r.test.get("tuned")), _interval(r.test.get("preset")),
             _interval(r.test.get("gap") and {**r.test["gap"], "n": r.test["gap"]["pairs"]}), steps,
@@ -218,6 +235,10 @@ def notes(results: Sequence[Result], meta: Mapping[str, Any]) -> list[str]:
                      "steps the search trials actually trained, 'of N' the steps without pruning.")
     for r in results:
         lines.append(f"{r.optimizer} searched: {space_text(r.space)}")
+    for r in results:
+        for row in r.failed():
+            shown = format_settings({k: row.settings[k] for k in r.space if k in row.settings})
+            lines.append(f"{row.name} ({shown or row.role}) failed: {(row.error.strip().splitlines() or ['?'])[0]}")
     overhead = meta.get("overhead")
     if overhead:
         lines.append(f"Tuning overhead of the last invocation: {overhead['seconds']:.1f} s of "
@@ -251,7 +272,7 @@ def csv_text(results: Sequence[Result]) -> str:
         tuned, guide, gap = r.test.get("tuned") or {}, r.test.get("preset") or {}, r.test.get("gap") or {}
         writer.writerow({
             "optimizer": r.optimizer, "budget": r.budget, "trials_done": r.done, "pruned": r.count("PRUNED"),
-            "failed": r.count("FAIL"), "rerun": r.retried, "best_trial": best.number if best else None,
+            "failed": r.count("FAIL"), "rerun": r.retried, "best_trial": best.name if best else None,
             "best_settings": format_settings(r.best_settings()), "holdout_best": best.value if best else None,
             "holdout_preset": preset.value if preset else None, "test_tuned_mean": tuned.get("mean"),
             "test_tuned_ci_low": tuned.get("ci_low"), "test_tuned_ci_high": tuned.get("ci_high"),

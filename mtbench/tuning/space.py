@@ -150,6 +150,12 @@ def setting_items(params: Mapping[str, Any]) -> list[str]:
 # Points planned up front
 
 
+def sampler_seed(seed: int) -> int:
+    """A run's seed (any of [0, 2**64), as `mtbench run` takes it) as the 32-bit seed numpy's generators
+    behind Optuna's samplers take; a seed below 2**32 is itself."""
+    return seed % 2**32
+
+
 def planned_points(space: Space, preset: OptimizerPreset, sampler: str, n: int, seed: int) -> list[dict] | None:
     """The ``n`` points qmc or grid visits, in order; None for tpe, whose sampler draws as trials run.
 
@@ -172,14 +178,14 @@ def _draw(space: Space, preset: OptimizerPreset, sampler: str, n: int, seed: int
     dists = distributions(space, preset)
     if sampler == "qmc":
         planner = optuna.create_study(direction="maximize", sampler=optuna.samplers.QMCSampler(
-            qmc_type="halton", scramble=True, seed=seed))
+            qmc_type="halton", scramble=True, seed=sampler_seed(seed)))
         # QMCSampler takes its space from the study's first finished trial; one added at a corner
         # (drawn by nobody) fixes it, so the n trials asked below are Halton points 0..n-1.
         corner = {key: (dist.choices[0] if hasattr(dist, "choices") else dist.low) for key, dist in dists.items()}
         planner.add_trial(optuna.trial.create_trial(params=corner, distributions=dists, value=0.0))
     else:
         planner = optuna.create_study(direction="maximize", sampler=optuna.samplers.GridSampler(
-            grid_values(space, preset, n), seed=seed))
+            grid_values(space, preset, n), seed=sampler_seed(seed)))
     # The planner's trials stay RUNNING: GridSampler then counts their points as taken, and telling
     # the last one would make it stop a study that runs no optimize loop.
     return [dict(planner.ask(dists).params) for _ in range(n)]

@@ -46,6 +46,7 @@ SLOT = "slot"  # a search trial's slot, 0..N-1
 WORKER = "worker"  # {host, pid, started, trial, every, at}: who runs it, since when
 ALIVE = "alive"  # time.time() of the worker's last heartbeat
 DROPPED = "dropped"  # why a trial was let go unrun
+RUN_DIR = "run_dir"  # the name of its run directory under trials/ (a retry keeps its first attempt's)
 # How the trial went, in one attribute (each write is a storage transaction): settings (the run's
 # resolved hyperparameters), seconds (training time), steps, epochs, holdout {top1, miou}, outcome
 # (completed, pruned at epoch k, diverged: ...) and error (why it failed on its own account: it
@@ -72,6 +73,12 @@ def quiet_optuna() -> Iterator[None]:
 
 def result(trial: "FrozenTrial") -> dict:
     return trial.user_attrs.get(RESULT) or {}
+
+
+def run_name(trial: "FrozenTrial", optimizer: str) -> str:
+    """The name a trial goes by: its run directory's, ``<optimizer>-t<n>`` with n its first attempt's number
+    (unless that directory held another run when the trial started)."""
+    return trial.user_attrs.get(RUN_DIR) or f"{optimizer}-t{trial.system_attrs.get('failed_trial', trial.number)}"
 
 
 def attempt(trial: "FrozenTrial") -> int:
@@ -254,15 +261,19 @@ class TuneStudy:
                 if not self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
                     return None
                 trial = self.study.ask()
-            trial.set_user_attr(WORKER, me.record(trial.number, every))
-            trials = self.all_trials()
-            frozen = next(t for t in trials if t.number == trial.number)
-            key = slot_key(frozen)
-            owner = owners(trials).get((*key, attempt(frozen))) if key else None
-            if owner == trial.number:
-                return trial, frozen
-            trial.set_user_attr(DROPPED, f"a copy of trial {owner}, which runs that slot" if owner is not None
-                                else "not a planned trial")
+            try:
+                trial.set_user_attr(WORKER, me.record(trial.number, every))
+                trials = self.all_trials()
+                frozen = next(t for t in trials if t.number == trial.number)
+                key = slot_key(frozen)
+                owner = owners(trials).get((*key, attempt(frozen))) if key else None
+                if owner == trial.number:
+                    return trial, frozen
+                trial.set_user_attr(DROPPED, f"a copy of trial {owner}, which runs that slot" if owner is not None
+                                    else "not a planned trial")
+            except KeyboardInterrupt:  # taken, not yet run: lost now (recover() queues it again), not in STALE_BEATS
+                self.release(trial.number)
+                raise
             self.release(trial.number)
 
     def release(self, number: int, retry: bool = False) -> bool:
@@ -300,7 +311,7 @@ class TuneStudy:
             else:
                 reason = "it was stopped"
             self.retry(trial.number)
-            notes.append(f"{self.optimizer} trial {trial.number} is run again: {reason}")
+            notes.append(f"{run_name(trial, self.optimizer)} is run again: {reason}")
         return notes
 
 

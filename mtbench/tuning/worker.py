@@ -8,6 +8,8 @@ worker dies is run again by a worker that is still there.
 
 from __future__ import annotations
 
+import itertools
+import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,9 +20,9 @@ from ..convergence import joint_score
 from ..errors import ConfigError, MTBenchError, NonFiniteLossError, RunStopped
 from ..locks import LockedError
 from ..presets import OptimizerPreset, first_line, format_settings
-from ..rundir import SUMMARY_FILE, RunDir, RunFileError
+from ..rundir import CHECKPOINT_DIR, CONFIG_FILE, LAST_CHECKPOINT, SUMMARY_FILE, RunDir, RunFileError
 from .space import Space, distributions, setting_items, suggest
-from .study import PRESET, RESULT, ROLE, SEARCH, TuneStudy, Worker, heartbeat
+from .study import PRESET, RESULT, ROLE, RUN_DIR, SEARCH, TuneStudy, Worker, heartbeat, run_name
 
 if TYPE_CHECKING:
     import optuna
@@ -34,9 +36,46 @@ DIVERGED_SCORE = 0.0
 POLL_SECONDS = 2.0  # how often a worker with nothing to take looks again
 
 
-def trial_dir(out: Path, optimizer: str, number: int) -> Path:
-    """``TUNE_DIR/trials/<optimizer>-t<number>``: a trial's run directory (a retry keeps its first number's)."""
-    return out / TRIALS_DIR / f"{optimizer}-t{number}"
+# Config fields that do not make a run another run: where it is written, and what only changes speed, so
+# that workers on other machines (another device, more loader workers) join the same tune.
+UNRECORDED_SETTINGS = ("run_dir", "device", "workers", "tensorboard")
+
+
+def recorded_settings(config: Mapping[str, Any]) -> dict[str, Any]:
+    """A run config (a RunConfig's ``to_dict()`` or a config.json) as JSON, less what does not make it another run."""
+    data = json.loads(json.dumps(dict(config), default=str))
+    return {k: v for k, v in data.items() if k not in UNRECORDED_SETTINGS and k != "preset"}
+
+
+def other_run(path: Path, config: RunConfig) -> str | None:
+    """How the run in ``path`` differs from ``config``; None when it is this run or no run is there yet."""
+    from ..compare import describe_difference
+
+    try:
+        there = RunDir(path).read_json(CONFIG_FILE)
+    except RunFileError:  # nothing there, or a run killed before its config was written: the trainer starts it
+        return None
+    return describe_difference({"settings": {"run": recorded_settings(there)}},
+                               {"settings": {"run": recorded_settings(config.to_dict())}})
+
+
+def claim_run_dir(out: Path, name: str, config: RunConfig) -> tuple[Path, str | None]:
+    """The run directory of a trial named ``name``: ``trials/<name>``, unless it holds a run of other settings
+    (left by a study that is gone), then the first of ``trials/<name>.2``, ``.3``, ... that is free or holds
+    this run; with what was passed over, or None."""
+    passed = None
+    for k in itertools.count(1):
+        path = out / TRIALS_DIR / (name if k == 1 else f"{name}.{k}")
+        difference = other_run(path, config)
+        if difference is None:
+            return path, passed
+        passed = passed or f"{path} holds a run of other settings ({difference})"
+
+
+def drop_checkpoint(run_dir: Path) -> None:
+    """Delete a finished trial's resume checkpoint (the size of the model and optimizer state: a large tune
+    would fill the disk); its run directory keeps what a report reads."""
+    (run_dir / CHECKPOINT_DIR / LAST_CHECKPOINT).unlink(missing_ok=True)
 
 
 def score(summary: Mapping[str, Any], objective: str, split: str = "holdout") -> float | None:
@@ -90,6 +129,7 @@ class Tuner:
     heartbeat: float = 60.0
     echo: Callable[[str], None] = print
     progress: bool = False
+    keep_checkpoints: bool = False
     worker: Worker = field(default_factory=Worker)
 
     def __post_init__(self) -> None:
@@ -111,7 +151,11 @@ class Tuner:
             for ts in sorted(self.studies.values(), key=lambda ts: ts.started(trials[ts.optimizer])):
                 taken = ts.take(self.worker, self.heartbeat)
                 if taken is not None:
-                    self.run_trial(ts, *taken)
+                    try:
+                        self.run_trial(ts, *taken)
+                    except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the next tune runs it again (from its checkpoint)
+                        ts.release(taken[0].number, retry=True)  # a no-op once the study was told how it ended
+                        raise
                     waiting = False
                     break
             else:
@@ -127,13 +171,23 @@ class Tuner:
         """Run one taken trial in its run directory and tell the study how it went."""
         name, preset = ts.optimizer, self.presets[ts.optimizer]
         role = frozen.user_attrs[ROLE]
-        run_dir = trial_dir(self.out, name, frozen.system_attrs.get("failed_trial", frozen.number))
-        head = f"[{name} t{trial.number}{' = preset' if role == PRESET else ''}]"
+        label = run_name(frozen, name)
+        head = f"[{label}{' = preset' if role == PRESET else ''}]"
         params = suggest(trial, self.dists[name]) if role == SEARCH else {}
         try:
-            config = self.config(name, params, run_dir)
+            config = self.config(name, params)
         except ConfigError as exc:  # a point the optimizer's own checks refuse: that is the point's result
             return self._tell(ts, trial, head, state="fail", facts={"error": str(exc)})
+        if RUN_DIR in frozen.user_attrs:  # a retry: its first attempt chose the directory
+            run_dir = self.out / TRIALS_DIR / label
+        else:
+            run_dir, passed = claim_run_dir(self.out, label, config)
+            if passed:
+                self.echo(f"{head} {passed}: a trial of a study that is gone (was its storage lost?); "
+                          f"this trial runs in {run_dir.name}")
+                head = f"[{run_dir.name}{' = preset' if role == PRESET else ''}]"
+            trial.set_user_attr(RUN_DIR, run_dir.name)
+        config.run_dir = str(run_dir)
         settings = dict(config.hyperparams)
         state = _run_state(run_dir)
         shown = {k: settings[k] for k in self.spaces[name] if k in settings}  # the preset may leave one unset
@@ -149,13 +203,11 @@ class Tuner:
                     summary = self.train_fn(config, preset, method=self.method, resume=state == "resume",
                                             progress=self.progress, echo=self.echo, on_epoch=reporter)
         except RunStopped as exc:
-            return self._tell(ts, trial, head, state="pruned", facts=_facts(settings, reporter.last, start, str(exc)))
+            return self._tell(ts, trial, head, state="pruned", facts=_facts(settings, reporter.last, start, str(exc)),
+                              run_dir=run_dir)
         except NonFiniteLossError as exc:
-            return self._tell(ts, trial, head, value=DIVERGED_SCORE,
+            return self._tell(ts, trial, head, value=DIVERGED_SCORE, run_dir=run_dir,
                               facts=_facts(settings, reporter.last, start, f"diverged: {first_line(exc)}"))
-        except KeyboardInterrupt:
-            ts.release(trial.number, retry=True)
-            raise
         except LockedError as exc:  # its run directory is busy: the worker we took it over from still runs
             self.echo(f"{head} {exc}; left for later")
             ts.release(trial.number, retry=True)
@@ -163,21 +215,23 @@ class Tuner:
             return
         except Exception as exc:  # the setting's own failure (or the code's): it uses its slot all the same
             message = str(exc) if isinstance(exc, MTBenchError) else first_line(exc)
-            return self._tell(ts, trial, head, state="fail",
+            return self._tell(ts, trial, head, state="fail", run_dir=run_dir,
                               facts={**_facts(settings, reporter.last, start), "error": message})
         status = summary.get("status")
-        if status == "interrupted":  # a launched run stopped from outside (torchrun): run it again
-            ts.release(trial.number, retry=True)
-            return
+        if status == "interrupted":  # a launched run (torchrun) stopped from outside: as a Ctrl-C here
+            self.echo(f"{head} interrupted: {summary.get('error') or 'its processes were stopped'}")
+            raise KeyboardInterrupt
         value = score(summary, self.objective)
         if status != "completed" or value is None:
             why = summary.get("error") or (f"status {status}" if status != "completed"
                                            else f"no holdout {self.objective} in its summary")
-            return self._tell(ts, trial, head, state="fail", facts={**_facts(settings, summary, start), "error": why})
-        self._tell(ts, trial, head, value=value, facts=_facts(settings, summary, start, "completed"))
+            return self._tell(ts, trial, head, state="fail", run_dir=run_dir,
+                              facts={**_facts(settings, summary, start), "error": why})
+        self._tell(ts, trial, head, value=value, facts=_facts(settings, summary, start, "completed"), run_dir=run_dir)
 
     def _tell(self, ts: TuneStudy, trial: "optuna.Trial", head: str, *, value: float | None = None,
-              state: str = "complete", facts: Mapping[str, Any]) -> None:
+              state: str = "complete", facts: Mapping[str, Any], run_dir: Path | None = None) -> None:
+        """Tell the study how a trial ended (it used its slot); its checkpoint goes unless --keep-checkpoints."""
         import optuna
         from optuna.trial import TrialState
 
@@ -191,6 +245,8 @@ class Tuner:
             self.echo(f"{head} was given up as lost by another worker meanwhile; its result is dropped "
                       "(the retry reads the finished run directory)")
             return
+        if run_dir is not None and not self.keep_checkpoints:
+            drop_checkpoint(run_dir)
         what = facts.get("error") or facts.get("outcome", "")
         shown = f"holdout {self.objective} {value:.4f}" if state == "complete" else state
         seconds = facts.get("seconds")
