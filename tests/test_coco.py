@@ -279,6 +279,8 @@ BIG_COUNTS = {"counts": [0, 64 * 64]}  # a full 64x64 mask on a 32x32 image
     (_set_rle(3, counts=compressed_rle(np.ones((64, 64), bool))["counts"]),
      r"RLE run lengths cover 4096 pixels; the 32x32 image has 1024$"),
     (_set_image(3, id=7), r"lists image id 7 twice; image ids must be unique$"),
+    (_set_image(5, file_name="000000000007.jpg"),
+     r"lists the file 000000000007\.jpg for images (7 and 5|5 and 7); each image entry needs a file of its own$"),
     (_set_image(5, height=0), r"image 5 \(000000000005\.jpg\) has height 0 and width 32; expected whole numbers > 0$"),
     (_set_image(5, width=-32), r"image 5 \(000000000005\.jpg\) has height 32 and width -32"),
     (_set_image(5, height="32"), r"image 5 \(000000000005\.jpg\) has height '32' and width 32"),
@@ -338,4 +340,14 @@ def test_duplicate_image_ids_never_share_masks(tmp_path):
               {"id": 1, "file_name": "b.png", "pixels": pixels}]
     coco_split(tmp_path, "train", images)
     with pytest.raises(DataError, match=r"instances_train2017\.json lists image id 1 twice"):
+        CocoSegmentation(tmp_path, "train", segmentation_transform(16, train=False))
+
+
+def test_two_entries_of_one_file_never_paint_one_images_masks_on_the_other(tmp_path):
+    pixels = np.zeros((16, 16, 3), np.uint8)
+    images = [{"id": 1, "file_name": "a.png", "pixels": pixels,
+               "annotations": [{"category_id": DOG, "segmentation": box_polygon(0, 0, 16, 16)}]},
+              {"id": 2, "file_name": "a.png", "pixels": pixels}]
+    coco_split(tmp_path, "train", images)
+    with pytest.raises(DataError, match=r"instances_train2017\.json lists the file a\.png for images 1 and 2; "):
         CocoSegmentation(tmp_path, "train", segmentation_transform(16, train=False))

@@ -19,8 +19,8 @@ input: a NaN or far-away polygon coordinate makes it allocate gigabytes and cras
 lengths that do not cover the image exactly read memory that was never written. A file with
 such an annotation is refused (DataError naming the file, the annotation id and the problem)
 rather than trained on without it: it is a broken file that the user has to know about. The same
-goes for duplicate image ids (an image would get another image's masks) and image sizes that
-are not positive or exceed what PIL decodes. Polygon coordinates may lie outside the image by
+goes for duplicate image ids and two entries of one file name (an image would get another
+image's masks) and image sizes that are not positive or exceed what PIL decodes. Polygon coordinates may lie outside the image by
 up to one image size (COCO's own polygons stray a little; the rasteriser clips them); polygons
 of fewer than 3 points are ignored, as before. Only annotations of the VOC categories are
 checked: the others are never rasterised.
@@ -183,13 +183,17 @@ def segmentation_problem(segm, height: int, width: int) -> str | None:
 
 def _listed_images(path: Path, entries: list) -> list[tuple]:
     """(id, file name, height, width) of every image entry, sorted by id; DataError for an unusable entry."""
-    images, seen = [], set()
+    images, seen, files = [], set(), {}
     pixel_limit = max_image_pixels()
     for entry in entries:
         image_id, name, height, width = entry["id"], entry["file_name"], entry["height"], entry["width"]
         if image_id in seen:
             raise DataError(f"annotation file {path} lists image id {image_id!r} twice; image ids must be unique")
         seen.add(image_id)
+        if name in files:
+            raise DataError(f"annotation file {path} lists the file {name} for images {files[name]!r} and "
+                            f"{image_id!r}; each image entry needs a file of its own")
+        files[name] = image_id
         if not all(type(v) is int and v > 0 for v in (height, width)):
             raise DataError(
                 f"annotation file {path}: image {image_id!r} ({name}) has height {height!r} and width {width!r}; "
