@@ -23,6 +23,7 @@ batches; summary.json's ``init_weights_sha256`` records it and the report checks
 from __future__ import annotations
 
 import dataclasses
+import gc
 import hashlib
 import json
 import subprocess
@@ -487,6 +488,7 @@ def run_comparison(plan: Sequence[PlannedRun], train_fn: Callable | None = None,
             error = (error.strip().splitlines() or ["unknown error"])[0]
             echo(f"{head}: failed: {error}")
         outcomes.append(Outcome(run, "failed" if error else "completed", error))
+        gc.collect()  # a backstop for cycles in plugin code; the trainer leaves none (NOTE [no reference cycles])
     echo(f"{len(plan)} runs done in {_clock(time.monotonic() - start)}")
     return outcomes
 

@@ -88,3 +88,24 @@ def test_repeated_runs_in_one_process_leave_no_tensors_behind(tmp_path, collecto
     for i in range(2):
         tiny_run(tmp_path / f"run{i}", "adam", "pcgrad")
     assert live_tensors() == before
+
+
+def test_a_comparison_frees_what_a_run_left_in_reference_cycles(tmp_path, collector_off):
+    from mtbench.compare import PlannedRun, run_comparison
+    from mtbench.rows import Row
+
+    adam = REGISTRY.get("adam")
+    plan = [PlannedRun(Row.of("adam", "sum"), seed, adam, None,
+                       build_config(adam, tmp_path / f"adam-seed{seed}", seed=seed)) for seed in (0, 1)]
+    left = []
+
+    class Cyclic:  # what a plugin's code might leave behind: an object that refers to itself
+        def __init__(self):
+            self.me = self
+
+    def leaky_train(config, preset, **kwargs):
+        left.append(weakref.ref(Cyclic()))
+        return {"status": "completed"}
+
+    run_comparison(plan, leaky_train, progress=False, echo=lambda line: None)
+    assert [ref() for ref in left] == [None, None]
