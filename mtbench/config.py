@@ -38,7 +38,7 @@ def _count(low: int, high: int) -> Param:
 LIMITS: dict[str, Param] = {
     "epochs": _count(1, 100_000),
     "batch_size": _count(1, 65_536),
-    "image_size": _count(MIN_IMAGE_SIZE, 4096),
+    "image_size": _count(MIN_IMAGE_SIZE, 2048),
     "limit_train": _count(1, 10**9),
     "limit_val": _count(1, 10**9),
     "workers": _count(0, 1024),
