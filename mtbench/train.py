@@ -231,6 +231,7 @@ class Trainer:
             digest = checkpoint.restore(run.load_checkpoint(), self.state, config, self.model, self.optimizer,
                                         self.strategy, self.scaler, self.scheduler, self.device, str(run.path))
             self.init_digest = digest or self.init_digest
+            counters["peak_memory_mb"] = max(counters["peak_memory_mb"], self.log.reported_peak_mb())
             done = counters["epoch"]
             if done > config.epochs:
                 raise ConfigError(f"{run.path} has already trained {done} epochs; --epochs {config.epochs} "

@@ -109,3 +109,19 @@ def test_a_comparison_frees_what_a_run_left_in_reference_cycles(tmp_path, collec
 
     run_comparison(plan, leaky_train, progress=False, echo=lambda line: None)
     assert [ref() for ref in left] == [None, None]
+
+
+def test_a_resumed_run_reports_the_peak_of_the_parts_before_up_to_their_summary(tmp_path, monkeypatch):
+    import itertools
+
+    import mtbench.train as train_module
+
+    readings = itertools.count(100, 100)  # the first part's memory grows to its very end (its last summary)
+    monkeypatch.setattr(train_module, "peak_rss_mb", lambda: float(next(readings)))
+    first = tiny_run(tmp_path / "run")
+    monkeypatch.setattr(train_module, "peak_rss_mb", lambda: 50.0)  # the resumed part needs less
+    adam = REGISTRY.get("adam")
+    resumed = train(build_config(adam, tmp_path / "run", **{**TINY, "epochs": 2}), adam, resume=True,
+                    progress=False, echo=lambda line: None)
+    assert resumed["status"] == "completed" and resumed["epochs"] == 2
+    assert resumed["peak_memory_mb"] == first["peak_memory_mb"]

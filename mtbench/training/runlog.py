@@ -8,7 +8,7 @@ from typing import Callable
 
 from ..board import TENSORBOARD_DIR, Board
 from ..config import RunConfig
-from ..rundir import SUMMARY_FILE, RunDir, RunFileError
+from ..rundir import SUMMARY_FILE, RunDir, RunFileError, finite_number
 from .checkpoint import TrainState
 from .gradients import StepResult
 
@@ -114,6 +114,14 @@ class RunLog:
         }
         self.run.write_json(SUMMARY_FILE, summary)
         return summary
+
+    def reported_peak_mb(self) -> float:
+        """The peak memory that summary.json reports (0 without one): for a resumed run, that of the parts
+        before, up to their last summary (the checkpoint's count was taken before its own save)."""
+        try:
+            return finite_number(self.run.read_json(SUMMARY_FILE).get("peak_memory_mb")) or 0.0
+        except RunFileError:
+            return 0.0
 
     def finished_summary(self) -> dict | None:
         """The summary of a run that completed, read back (None when there is none to trust)."""
