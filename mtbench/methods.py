@@ -53,10 +53,14 @@ class Method(Protocol):
         ``task_grads[t][i]`` is task t's gradient of parameter i, or None where task t does not
         reach it; ``losses`` is the 1-d tensor of the T task losses, already scaled by the task
         weights; ``step`` counts from 1. An entry is None where no task reaches the parameter.
+        The trainer checks the result (mtbench.training.contract): one finite gradient per
+        parameter reached, of its shape, dtype and device; a MethodError names the method otherwise.
         """
 
     def state_dict(self) -> dict[str, Any]:
-        """What ``load_state_dict`` needs to continue identically; saved in the run's checkpoint."""
+        """What ``load_state_dict`` needs to continue identically; saved in the run's checkpoint, so it
+        holds only what ``torch.load(weights_only=True)`` loads (tensors, numbers, strings, None, and
+        lists, tuples and dicts of them): the trainer checks it before training and at each checkpoint."""
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Restore what ``state_dict`` returned."""
