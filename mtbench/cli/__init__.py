@@ -63,7 +63,7 @@ class App:
 
 class LazyGroup(click.Group):
     """A group that imports a command's module only when that command runs or its help is shown,
-    and turns MTBenchError into a one-line error."""
+    and turns MTBenchError into a one-line error (naming the --config file where one was read)."""
 
     def list_commands(self, ctx):
         return sorted(_COMMANDS)
@@ -94,7 +94,7 @@ class LazyGroup(click.Group):
             return super().invoke(ctx)
         except MTBenchError as exc:
             message, path = str(exc), config_file(ctx)
-            if isinstance(exc, ConfigError) and path is not None and f"--config {path}" not in message:
+            if isinstance(exc, ConfigError) and path is not None:
                 message += f" (with options from --config {path})"  # the bad value may be the file's
             raise click.ClickException(message) from None
         except click.BadParameter as exc:
