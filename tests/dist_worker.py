@@ -55,7 +55,7 @@ def main():
     registry = load_registry(environ={})
     preset, method = registry.get(args.optimizer), method_preset(registry, args.method)
     config = build_config(preset, os.path.join(args.out, "run"), method, image_size=32, limit_train=16, limit_val=8,
-                          batch_size=local)
+                          batch_size=local, device="cpu")
     trainer = Trainer(config, preset, config.run_dir, method=method, progress=False, echo=print)
     trainer.model.eval()
     snapshots = {}
@@ -77,7 +77,7 @@ def main():
             trainer.step(xc[part], yc[part], xs[part], ys[part], epoch=1)
             weights = getattr(getattr(trainer.strategy, "method", None), "last_weights", None)
             if weights is not None:
-                method_weights.append(weights.detach().clone())
+                method_weights.append(torch.as_tensor(weights, dtype=torch.float64).clone())
             if step == 1:
                 snapshots["after_first_step"] = copy.deepcopy(trainer.optimizer.state_dict())
     except NonFiniteLossError as exc:

@@ -120,7 +120,8 @@ def test_a_nan_on_one_rank_stops_both(tmp_path):
 
 
 def test_a_distributed_run_writes_once_and_resumes(tmp_path):
-    common = ["--image-size", "32", "--limit-train", "16", "--limit-val", "8", "--batch-size", "4", "--quiet"]
+    common = ["--device", "cpu", "--image-size", "32", "--limit-train", "16", "--limit-val", "8", "--batch-size", "4",
+              "--quiet"]
     first = torchrun("-m", "mtbench", "run", "-o", "mtadamv2", "--out", str(tmp_path), "--epochs", "1", *common)
     assert first.returncode == 0, first.stderr[-3000:]
     (run_dir,) = tmp_path.iterdir()
@@ -156,7 +157,7 @@ def test_a_torchrun_run_ends_with_the_same_state_on_every_rank(tmp_path, optimiz
 def test_compare_runs_each_run_under_torchrun(tmp_path):
     out = tmp_path / "cmp"
     cmd = [sys.executable, "-m", "mtbench", "compare", "--optimizers", "sgd,mtadamv2", "--methods", "sum,upgrad",
-           "--nproc-per-node", "2", "--out", str(out), "--image-size", "32", "--limit-train", "16",
+           "--nproc-per-node", "2", "--out", str(out), "--device", "cpu", "--image-size", "32", "--limit-train", "16",
            "--limit-val", "8", "--batch-size", "4", "--epochs", "1", "--quiet"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
