@@ -17,7 +17,7 @@ from mtbench.training.schedule import lr_factor
 from states import assert_same_state
 
 REGISTRY = load_registry(environ={})
-TINY = dict(image_size=32, limit_train=16, limit_val=8, batch_size=8, epochs=1)
+TINY = dict(image_size=32, limit_train=16, limit_val=8, batch_size=8, epochs=1, device="cpu")
 
 
 def make(tmp_path, optimizer="adam", method=None, **options):
