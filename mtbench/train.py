@@ -159,6 +159,9 @@ class Trainer:
                                            {"bf16": torch.bfloat16, "fp16": torch.float16}.get(config.amp))
         self.scaler = torch.amp.GradScaler("cuda") if config.amp == "fp16" else None
         self.strategy = self._gradient_strategy(method)
+        # What a skipped step puts back (see step): the BatchNorm statistics, copied in a few fused kernels.
+        self._buffers = list(self.model.buffers())
+        self._buffers_before = [torch.empty_like(b) for b in self._buffers]
         self.strategy.state_dict()  # a method state that no checkpoint could hold is refused before training
         per_step = config.batch_size * self.dist.world
         self.steps_per_epoch = max(len(self.data.cls_train) // per_step, len(self.data.seg_train) // per_step)
@@ -197,8 +200,9 @@ class Trainer:
         NOTE [BatchNorm across ranks]: on CUDA the BatchNorm layers become SyncBatchNorm, so
         statistics are computed over the global batch. SyncBatchNorm has no CPU kernel, so on CPU
         each rank normalises with its own batch and rank 0's running statistics are broadcast
-        (DDP syncs them at every forward, or TaskGradientBuffer.sync_buffers after a per-task step): the
-        buffers are identical on every rank either way.
+        (DDP syncs them at every forward, or TaskGradientBuffer.sync_buffers after a per-task step) and,
+        since a forward pass moves them again, at the end of each epoch: evaluation and the checkpoint
+        see the same buffers on every rank.
         """
         if not self.dist.enabled:
             return self.model
@@ -296,6 +300,8 @@ class Trainer:
         finally:
             bar.close()
             self.log.flush()
+        if self.dist.enabled:  # see NOTE [BatchNorm across ranks]
+            distributed.broadcast_(list(self.model.buffers()))
         state.last_val = self.evaluate(self.data.cls_val, self.data.seg_val)
         if self.data.cls_holdout is not None:
             state.last_holdout = self.evaluate(self.data.cls_holdout, self.data.seg_holdout)
@@ -316,12 +322,11 @@ class Trainer:
         counters = self.state.counters
         # A skipped step leaves the model as it was: its forward pass updated the BatchNorm statistics
         # too, with NaN where the batch was the cause.
-        buffers = list(self.model.buffers())
-        before = [b.clone() for b in buffers]
+        if self._buffers:
+            torch._foreach_copy_(self._buffers_before, self._buffers)
         result = self.strategy.step(xc, yc, xs, ys, counters["step"] + 1)
-        if not result.taken:
-            for buffer, value in zip(buffers, before):
-                buffer.copy_(value)
+        if not result.taken and self._buffers:
+            torch._foreach_copy_(self._buffers, self._buffers_before)
         if self.scheduler is not None:
             self.scheduler.step()  # by step number, taken or skipped: the lr depends on the step alone
         elapsed = time.perf_counter() - start
