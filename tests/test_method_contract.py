@@ -183,3 +183,27 @@ def test_the_cli_prints_the_broken_method_as_one_line(tmp_path):
     assert "Traceback" not in result.output
     assert result.output.strip().splitlines()[-1].startswith(
         f"Error: method 'onegrad' from plugin 'onegrad' (file {plugin}): its combine returned 1 gradients at step 1")
+
+
+def checked(returns=summed, **attributes):
+    from mtbench.training.contract import CheckedMethod
+
+    method = Broken(2, returns=returns)
+    for name, value in attributes.items():
+        setattr(method, name, value)
+    return CheckedMethod(method, LABEL, ["shared.weight", "head.bias"], [torch.zeros(2, 2), torch.zeros(3)])
+
+
+def test_a_non_finite_result_from_non_finite_task_gradients_is_not_blamed_on_the_method():
+    from mtbench.errors import NonFiniteLossError
+
+    task_grads = [[torch.full((2, 2), float("inf")), torch.ones(3)], [torch.ones(2, 2), None]]
+    with pytest.raises(NonFiniteLossError, match=r"^non-finite task gradient at step 4 \(the losses were finite\)"):
+        checked().combine(task_grads, torch.ones(2), 4)
+
+
+def test_task_weights_that_are_not_numbers_name_the_method():
+    assert checked(last_weights=torch.tensor([0.25, 0.75])).last_weights == [0.25, 0.75]
+    assert checked().last_weights is None
+    with pytest.raises(MethodError, match=rf"^{re.escape(LABEL)}: its last_weights is str: expected a tensor"):
+        checked(last_weights="balanced").last_weights

@@ -94,11 +94,12 @@ class CheckedMethod:
             if grad.shape != param.shape or grad.dtype != param.dtype or grad.device != param.device:
                 raise self._error(f"its combine returned a gradient of {_shape(grad)} for parameter "
                                   f"{self.names[i]} at step {step}: expected {_shape(param)}, like the parameter")
-        self._check_finite(combined, task_grads, losses, step)
+        self._check_finite(combined, task_grads, step)
         return list(combined)
 
-    def _check_finite(self, combined, task_grads, losses: torch.Tensor, step: int) -> None:
-        """A non-finite combined gradient is the method's doing when its inputs were finite (one norm pass)."""
+    def _check_finite(self, combined, task_grads, step: int) -> None:
+        """A non-finite combined gradient is the method's doing when its inputs were finite (one norm pass;
+        the trainer calls combine only with finite losses)."""
         given = [(i, g) for i, g in enumerate(combined) if g is not None]
         if not given:
             return
