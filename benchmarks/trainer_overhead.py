@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from mtbench.bench import median_ms
 from mtbench.cli.run import method_preset
 from mtbench.config import build_config
+from mtbench.errors import ConfigError
 from mtbench.model import MultiTaskNet
 from mtbench.plugins import load_registry
 from mtbench.train import Trainer, masked_cross_entropy
@@ -101,7 +102,10 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     with tempfile.TemporaryDirectory() as run_root:
-        trainers = build_trainers(args, run_root)
+        try:
+            trainers = build_trainers(args, run_root)
+        except ConfigError as exc:
+            parser.error(str(exc))
         try:
             med = time_rows(trainers, args.steps, args.rounds)
         finally:

@@ -167,9 +167,11 @@ def test_trainer_overhead_prints_the_one_device_of_its_rows(tmp_path, monkeypatc
     assert list(tmp_path.iterdir()) == []  # the runs were temporary
 
 
-def test_gramian_benchmark_names_a_bad_device_in_one_line(monkeypatch, capsys):
-    monkeypatch.setattr("sys.argv", ["gramian.py", "--device", "tpu"])
+@pytest.mark.parametrize("name", ["gramian", "trainer_overhead"])
+def test_benchmarks_name_a_bad_device_in_one_line(name, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    monkeypatch.setattr("sys.argv", [f"{name}.py", "--device", "tpu"])
     with pytest.raises(SystemExit):
-        load_benchmark("gramian").main()
+        load_benchmark(name).main()
     assert capsys.readouterr().err.strip().splitlines()[-1] == (
-        "gramian.py: error: unknown device 'tpu': expected auto, cpu, cuda or cuda:N")
+        f"{name}.py: error: unknown device 'tpu': expected auto, cpu, cuda or cuda:N")
