@@ -187,8 +187,8 @@ main()
 def _mtbench(*args, **env):
     """`mtbench ARGS` in a fresh process, one thread (the same arithmetic in every process)."""
     code = PAUSING_RUN if "PAUSE_AT_STEP" in env else "from mtbench.cli import main; main()"
-    return subprocess.Popen([sys.executable, "-c", code, *args], env={**os.environ, **ENV, "OMP_NUM_THREADS": "1", **env},
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    env = {**os.environ, **ENV, "OMP_NUM_THREADS": "1", **env}
+    return subprocess.Popen([sys.executable, "-c", code, *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 
 
 def _finished(proc):

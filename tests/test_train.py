@@ -220,7 +220,8 @@ def test_a_skipped_step_leaves_the_run_as_if_it_had_never_come(tmp_path, optimiz
 
     skipping, taken = stepped(tmp_path / "skipping", optimizer, method, first_four)
     assert taken == [True, False, True, True] and skipping.state.counters["skipped_steps"] == 1
-    never, _ = stepped(tmp_path / "never", optimizer, method, lambda t: [b for i, b in enumerate(first_four(t)) if i != 1])
+    never, _ = stepped(tmp_path / "never", optimizer, method,
+                       lambda trainer: [b for i, b in enumerate(first_four(trainer)) if i != 1])
     assert_same_state(skipping.model.state_dict(), never.model.state_dict(), "model")  # parameters and buffers
     assert_same_state(skipping.optimizer.state_dict(), never.optimizer.state_dict(), "optimizer")
     assert_same_state(skipping.strategy.state_dict(), never.strategy.state_dict(), "method")
