@@ -174,6 +174,7 @@ def _check_mtadamv2_args(params, grads, exp_avgs, exp_avg_sqs, norm_avgs, steps,
                                             f"got {steps[i]}")
 
 
+# The Gramian route of multi-task methods: the T x T Gramian of the task gradients, then one weighted sum.
 def _check_task_grads(op, task_grads, num_tasks, dtype, device, origin) -> None:
     for i, g in enumerate(task_grads):
         torch._check(g.layout == torch.strided, lambda: f"{op}: task_grads[{i}] must be strided, got layout {g.layout}")
