@@ -148,19 +148,18 @@ def test_an_interrupted_trial_stops_the_tune_and_is_run_again_under_its_own_name
 
 # -- bounds (15) --------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("option, value, message", [
-    ("--trials", "99999999999999999999", r"--trials"),
-    ("--trials", "0", r"--trials"),
-    ("--jobs", "100000", r"--jobs"),
-    ("--final-seeds", "1000000000", r"--final-seeds"),
-    ("--nproc-per-node", "100000", r"--nproc-per-node"),
-    ("--heartbeat", "1e308", r"--heartbeat"),
+@pytest.mark.parametrize("option, value, expected", [
+    ("--trials", "99999999999999999999", "a whole number in [1, 10000]"),
+    ("--trials", "0", "a whole number in [1, 10000]"),
+    ("--jobs", "100000", "a whole number in [1, 256]"),
+    ("--final-seeds", "1000000000", "a whole number in [0, 10000]"),
+    ("--nproc-per-node", "100000", "a whole number in [1, 1024]"),
+    ("--heartbeat", "1e308", "a number of seconds in [1, 3600]"),
 ])
-def test_every_count_of_tune_has_a_bound(tmp_path, option, value, message):
+def test_every_count_of_tune_has_a_bound(tmp_path, option, value, expected):
     result = CliRunner().invoke(main, ["tune", "--optimizers", "adam", option, value, *TINY,
                                        "--out", str(tmp_path / "t")])
-    line = one_line_error(result, exit_code=result.exit_code or 1)
-    assert option in line and ("range" in line or "expected" in line), line
+    assert one_line_error(result, exit_code=2) == f"Error: {option} {value} is not allowed: expected {expected}"
     assert not (tmp_path / "t").exists()
 
 

@@ -15,19 +15,17 @@ from typing import Any, Iterator, Mapping
 
 import click
 
+from ..config import LIMITS
 from ..errors import ConfigError, MTBenchError
-from ..tuning.plan import MAX_TRIALS
+from ..tuning.plan import TUNE_LIMITS
 from ..tuning.space import DEFAULT_SAMPLER, SAMPLERS
 from ..tuning.study import DEFAULT_HEARTBEAT
 from ..tuning.worker import DEFAULT_OBJECTIVE, OBJECTIVES
+from .bounded import Bounded
 from .configfile import config_option
 from .run import method_preset, run_options
 
 DEFAULT_TRIALS = 20
-MAX_JOBS = 256  # worker processes on one machine
-MAX_NPROC = 256  # torchrun processes per trial
-MAX_FINAL_SEEDS = 1000
-MAX_HEARTBEAT = 3600.0  # seconds
 PR_SET_PDEATHSIG = 1  # prctl(2): the signal a process gets when its parent ends (Linux)
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -45,15 +43,17 @@ within 10x of the preset's, and weight_decay log-uniform over [1e-6, 0.1] where 
 A setting fixed with --set is not searched.
 \b
 The tune directory holds tune-settings.json, the studies (study.db, unless --storage), one run
-directory per trial (trials/<optimizer>-t<n>/: `mtbench report` reads them like runs), the final
-runs (final/tuned/ and final/preset/: comparison directories) and the report (tune.md/.csv/.json,
-lr_sensitivity.png). Running the same command again continues the tune: finished trials are kept,
-a trial whose worker was killed is run again from its last checkpoint. Workers on several machines
-that run the same command against one --storage (postgresql://USER@HOST/DB, or journal:PATH
-on a shared file system) finish exactly the budget together.""")
+directory per trial (trials/<optimizer>-t<n>/: `mtbench report` reads them like runs; a finished
+trial's checkpoint is deleted unless --keep-checkpoints), the final runs (final/tuned/<optimizer>/
+and final/preset/<optimizer>/: a comparison directory per setting and seeds) and the report
+(tune.md/.csv/.json, lr_sensitivity.png). Running the same command again continues the tune:
+finished trials are kept, a trial that was interrupted (Ctrl-C, SIGTERM) or whose worker was killed
+is run again from its last checkpoint. Workers on several machines that run the same command against
+one --storage (postgresql://USER@HOST/DB, or journal:PATH on a shared file system) finish exactly
+the budget together. The exit status is 1 when every trial of an optimizer failed (tune.md says why).""")
 @click.option("--optimizers", default=None, metavar="A,B,...",
               help="Optimizers to tune, comma-separated [default: every discovered preset].")
-@click.option("--trials", type=click.IntRange(1, MAX_TRIALS), default=DEFAULT_TRIALS, show_default=True,
+@click.option("--trials", type=Bounded(TUNE_LIMITS["trials"]), default=DEFAULT_TRIALS, show_default=True,
               help="Search trials per optimizer; each also gets one trial at the guide's preset.")
 @click.option("--sampler", type=click.Choice(SAMPLERS), default=DEFAULT_SAMPLER, show_default=True,
               help="qmc: scrambled Halton points; grid: log-spaced points over each range (DeepOBS); "
@@ -64,7 +64,8 @@ on a shared file system) finish exactly the budget together.""")
               help="Search KEY over a range (log-uniform with :log) or a list of choices (repeatable).")
 @click.option("--prune", is_flag=True,
               help="Stop trials whose holdout score falls below the median of earlier trials at the same epoch "
-                   "(Optuna's MedianPruner); the report counts the steps trained.")
+                   "(Optuna's MedianPruner), once two trials of the optimizer have finished; the report counts "
+                   "the steps trained.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="The tune directory [default: tunes/<hash of the settings>].")
 @click.option("--storage", default=None, metavar="URL",
@@ -72,15 +73,16 @@ on a shared file system) finish exactly the budget together.""")
                    "[default: sqlite:///OUT/study.db].")
 @click.option("--study", default=None, metavar="NAME",
               help="Name of the studies in the storage (NAME.<optimizer>) [default: tune-<hash of the settings>].")
-@click.option("--jobs", type=click.IntRange(1, MAX_JOBS), default=1, show_default=True,
+@click.option("--jobs", type=Bounded(TUNE_LIMITS["jobs"]), default=1, show_default=True,
               help="Trials at once on this machine, each in its own process: one GPU each when GPUs are visible, "
                    "else the CPU threads split between them.")
-@click.option("--nproc-per-node", type=click.IntRange(1, MAX_NPROC), default=1, show_default=True,
+@click.option("--nproc-per-node", type=Bounded(LIMITS["nproc_per_node"]), default=1, show_default=True,
               help="Run each trial distributed: torchrun with this many processes.")
-@click.option("--final-seeds", type=click.IntRange(0, MAX_FINAL_SEEDS), default=0, show_default=True,
+@click.option("--final-seeds", type=Bounded(TUNE_LIMITS["final_seeds"]), default=0, show_default=True,
               help="After the tune, run each optimizer's best setting and its preset with this many fresh seeds "
                    "(--seed + 1, ...) and report them on the test split.")
-@click.option("--heartbeat", type=click.FloatRange(1, MAX_HEARTBEAT), default=DEFAULT_HEARTBEAT, show_default=True,
+@click.option("--heartbeat", type=Bounded(TUNE_LIMITS["heartbeat"]), default=DEFAULT_HEARTBEAT,
+              show_default=True,
               metavar="SECONDS", help="How often a running trial tells the storage it is alive (for workers on "
                                       "other machines to rerun it when it stops).")
 @click.option("--keep-checkpoints", is_flag=True,

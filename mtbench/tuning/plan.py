@@ -18,10 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from ..config import SUM_METHOD, TASKS
+from ..config import LIMITS, SUM_METHOD, TASKS
 from ..errors import ConfigError
 from ..locks import LOCK_FILE
-from ..presets import OptimizerPreset
+from ..presets import OptimizerPreset, Param
 from ..rundir import RunFileError, atomic_write_text, read_json
 from .space import SAMPLERS, Space, build_spaces, planned_points, sampler_seed, space_record
 from .storage import STUDY_DB, Guard, default_storage, open_storage
@@ -35,8 +35,15 @@ DEFAULT_ROOT = Path("tunes")
 # --prune: the finished trials of an optimizer (its preset's among them) that run in full before the median
 # rule stops any (Optuna's default, 5, would leave a small budget unpruned).
 PRUNE_STARTUP = 2
-# Every trial of the budget is planned up front (NOTE [exact budget]): about 10 ms of storage each.
-MAX_TRIALS = 10_000
+# The range of each count of a tune (a run's are config.LIMITS), for the command's options (cli/bounded.py)
+# and plan_tune. Every trial of the budget is planned up front (NOTE [exact budget]), about 10 ms of
+# storage each; a heartbeat waits at most an hour.
+TUNE_LIMITS: dict[str, Param] = {
+    "trials": Param(int, 1, 10_000, what="a whole number"),
+    "jobs": Param(int, 1, 256, what="a whole number"),
+    "final_seeds": Param(int, 0, LIMITS["seeds"].high, what="a whole number"),
+    "heartbeat": Param(float, 1.0, 3600.0, what="a number of seconds"),
+}
 
 
 @dataclass
@@ -76,8 +83,7 @@ def plan_tune(presets: Mapping[str, OptimizerPreset], *, trials: int, sampler: s
         raise ConfigError(f"--sampler {sampler!r}: expected one of {', '.join(SAMPLERS)}")
     if objective not in OBJECTIVES:
         raise ConfigError(f"--objective {objective!r}: expected one of {', '.join(OBJECTIVES)}")
-    if isinstance(trials, bool) or not isinstance(trials, int) or not 1 <= trials <= MAX_TRIALS:
-        raise ConfigError(f"--trials {trials!r} is not allowed: expected a whole number in [1, {MAX_TRIALS}]")
+    trials = TUNE_LIMITS["trials"].check_option("--trials", trials)
     options = dict(options or {})
     if options.get("holdout") is None:
         options["holdout"] = DEFAULT_HOLDOUT

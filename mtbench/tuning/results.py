@@ -127,8 +127,8 @@ def collect(studies: Mapping[str, TuneStudy], titles: Mapping[str, str], spaces:
                 continue  # a copy dropped unrun
             facts = result(t)
             rows.append(TrialRow(
-                number=t.number, name=run_name(t, name), role=t.user_attrs[ROLE], slot=t.user_attrs.get(SLOT), state=t.state.name,
-                value=t.value, settings=dict(facts.get("settings") or {}), steps=facts.get("steps"),
+                number=t.number, name=run_name(t, name), role=t.user_attrs[ROLE], slot=t.user_attrs.get(SLOT),
+                state=t.state.name, value=t.value, settings=dict(facts.get("settings") or {}), steps=facts.get("steps"),
                 seconds=facts.get("seconds"), outcome=facts.get("outcome"), error=facts.get("error"),
                 attempt=attempt(t)))
         results.append(Result(name, titles.get(name, name), spaces[name], ts.trials, rows))
