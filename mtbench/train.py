@@ -159,8 +159,9 @@ class Trainer:
                                            {"bf16": torch.bfloat16, "fp16": torch.float16}.get(config.amp))
         self.scaler = torch.amp.GradScaler("cuda") if config.amp == "fp16" else None
         self.strategy = self._gradient_strategy(method)
-        # What a skipped step puts back (see step): the BatchNorm statistics, copied in a few fused kernels.
-        self._buffers = list(self.model.buffers())
+        # What a skipped step puts back (see step): the BatchNorm statistics, copied in a few fused kernels
+        # (under --on-nonfinite abort a bad step ends the run, so nothing is kept).
+        self._buffers = list(self.model.buffers()) if config.on_nonfinite == "skip" else []
         self._buffers_before = [torch.empty_like(b) for b in self._buffers]
         self.strategy.state_dict()  # a method state that no checkpoint could hold is refused before training
         per_step = config.batch_size * self.dist.world

@@ -333,21 +333,16 @@ def test_compressed_counts_read_what_pycocotools_writes():
         assert compressed_counts(compressed_rle(mask)["counts"]) == uncompressed_rle(mask)["counts"]
 
 
-def test_duplicate_image_ids_never_share_masks(tmp_path):
+@pytest.mark.parametrize("second, message", [
+    ({"id": 1, "file_name": "b.png"}, r"instances_train2017\.json lists image id 1 twice"),
+    # two entries of one file: one image's masks would be painted on the other's pixels
+    ({"id": 2, "file_name": "a.png"}, r"instances_train2017\.json lists the file a\.png for images 1 and 2; "),
+], ids=["same-id", "same-file"])
+def test_image_entries_that_would_share_masks_are_refused(tmp_path, second, message):
     pixels = np.zeros((16, 16, 3), np.uint8)
     images = [{"id": 1, "file_name": "a.png", "pixels": pixels,
                "annotations": [{"category_id": DOG, "segmentation": box_polygon(0, 0, 16, 16)}]},
-              {"id": 1, "file_name": "b.png", "pixels": pixels}]
+              {**second, "pixels": pixels}]
     coco_split(tmp_path, "train", images)
-    with pytest.raises(DataError, match=r"instances_train2017\.json lists image id 1 twice"):
-        CocoSegmentation(tmp_path, "train", segmentation_transform(16, train=False))
-
-
-def test_two_entries_of_one_file_never_paint_one_images_masks_on_the_other(tmp_path):
-    pixels = np.zeros((16, 16, 3), np.uint8)
-    images = [{"id": 1, "file_name": "a.png", "pixels": pixels,
-               "annotations": [{"category_id": DOG, "segmentation": box_polygon(0, 0, 16, 16)}]},
-              {"id": 2, "file_name": "a.png", "pixels": pixels}]
-    coco_split(tmp_path, "train", images)
-    with pytest.raises(DataError, match=r"instances_train2017\.json lists the file a\.png for images 1 and 2; "):
+    with pytest.raises(DataError, match=message):
         CocoSegmentation(tmp_path, "train", segmentation_transform(16, train=False))
