@@ -33,7 +33,7 @@ from mtbench import ops
 from mtbench.bench import median_ms, parameter_shapes
 from mtbench.distributed import resolve_device
 from mtbench.errors import ConfigError
-from mtbench.table import format_table
+from mtbench.text import format_table
 
 
 TASKS = 2

@@ -24,7 +24,6 @@ import torch
 import torch.nn.functional as F
 
 from mtbench.bench import median_ms
-from mtbench.cli.run import method_preset
 from mtbench.config import build_config
 from mtbench.errors import ConfigError
 from mtbench.model import MultiTaskNet
@@ -66,7 +65,7 @@ def build_trainers(args, run_root: str) -> dict[str, Trainer]:
     registry = load_registry()
     trainers = {}
     for name, optimizer, method in (("adam", "adam", None), ("mtadamv2", "mtadamv2", None),
-                                    (f"adam+{args.method}", "adam", method_preset(registry, args.method))):
+                                    (f"adam+{args.method}", "adam", registry.method_preset(args.method))):
         preset = registry.get(optimizer)
         config = build_config(preset, f"{run_root}/{name}", method, batch_size=args.batch_size,
                               image_size=args.image_size, limit_train=args.limit_train, device=args.device)

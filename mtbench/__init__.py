@@ -7,16 +7,15 @@ Importing the package is cheap (no torch): the names that need torch load on fir
 from __future__ import annotations
 
 from .lazy import lazy_names
-from .methods import Method, MethodPreset
+from .methods import Method, build_method
 from .plugins.hookspecs import hookimpl
-from .presets import Expected, OptimizerPreset, Param, SearchDim, standard_params
+from .presets import Expected, MethodPreset, OptimizerPreset, Param, SearchDim, standard_params
 
 __version__ = "0.1.0"
 
 # public name -> module that defines it; imported (with torch) when the name is first used
 _LAZY = {
     "MTAdamV2": "mtbench.optim",
-    "build_method": "mtbench.methods",
     "AggregationMethod": "mtbench.aggregation",
     "GramianWeightingMethod": "mtbench.aggregation",
     "JacobianMethod": "mtbench.aggregation",
@@ -27,7 +26,8 @@ _LAZY = {
 }
 
 __all__ = [
-    "Expected", "Method", "MethodPreset", "OptimizerPreset", "Param", "SearchDim", "hookimpl", "standard_params",
+    "Expected", "Method", "MethodPreset", "OptimizerPreset", "Param", "SearchDim", "build_method", "hookimpl",
+    "standard_params",
     "__version__", *_LAZY,
 ]
 

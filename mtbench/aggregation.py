@@ -32,7 +32,7 @@ from torch import Tensor
 
 from . import ops
 from .errors import ConfigError
-from .presets import format_value
+from .text import format_value
 
 __all__ = [
     "AggregationMethod",

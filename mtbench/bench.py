@@ -28,10 +28,9 @@ from . import ops
 from .aggregation import weighted_sum
 from .distributed import resolve_device
 from .errors import ConfigError
-from .methods import MethodPreset
 from .optim import MTAdamV2
-from .presets import did_you_mean
-from .table import format_table
+from .presets import MethodPreset
+from .text import did_you_mean, format_table
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16}
 METHOD_TARGET = 2.0  # a method's combine against the one-pass weighted sum (the Gramian route's floor: 5/3)

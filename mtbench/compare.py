@@ -36,12 +36,12 @@ from typing import Callable, Mapping, Sequence
 from .config import LIMITS, SUM_METHOD, TASKS, RunConfig
 from .errors import ConfigError, MTBenchError
 from .locks import LOCK_FILE, DirLock
-from .methods import MethodPreset
 from .plugins import Registry
-from .presets import OptimizerPreset, format_value
+from .presets import MethodPreset, OptimizerPreset
 from .report import COMPARISON_FILE, RUNS_DIR, flatten, run_name
 from .rows import Row, same_weighting
 from .rundir import CONFIG_FILE, SUMMARY_FILE, RunDir, RunFileError, atomic_write_text, read_json
+from .text import format_value
 
 COMPARISON_FORMAT = 1
 # Settings left out of comparison.json: they differ between the runs of one comparison by design

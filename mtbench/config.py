@@ -6,19 +6,15 @@ import dataclasses
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .data.sizes import MIN_IMAGE_SIZE
 from .errors import ConfigError
-
-if TYPE_CHECKING:
-    from .methods import MethodPreset
-    from .presets import OptimizerPreset
-from .presets import Param, format_value
+from .presets import SUM_METHOD, MethodPreset, OptimizerPreset, Param
+from .text import format_value
 
 TASKS = ("cls", "seg")
 # Settings a resumed run may change: they do not alter what is computed.
-SUM_METHOD = "sum"  # the plain weighted loss: the default multi-task method
 RESUMABLE_SETTINGS = ("run_dir", "epochs", "device", "workers", "tensorboard")
 TASK_NAMES = {"cls": "classification", "seg": "segmentation"}
 NONFINITE_POLICIES = ("abort", "skip")

@@ -1,37 +1,22 @@
-"""Multi-task gradient methods: the contract a plugin implements and how mtbench builds one.
+"""Multi-task gradient methods: the object a plugin's factory returns and how mtbench builds one.
 
 A method (PCGrad, UPGrad, MGDA, uncertainty weighting, ...) turns the per-task gradients, and
 where it needs them the task losses, into the one gradient a single-gradient optimizer steps on.
-A plugin declares it as a ``MethodPreset`` returned by its ``mtbench_methods()`` hook. This
-module imports no torch: the names are public in ``mtbench`` and importing it must stay cheap.
+A plugin declares it as a ``MethodPreset`` (mtbench.presets) returned by its ``mtbench_methods()``
+hook. This module imports no torch: the names are public in ``mtbench`` and importing it must stay
+cheap.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, ClassVar, Mapping, Protocol, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Protocol, Sequence
 
-from .errors import ConfigError
-from .presets import Param, Preset
+from .plugins import load_registry
 
 if TYPE_CHECKING:
     from torch import Tensor
 
-# What every method object must have; ``parameters`` is optional but must be callable when present.
-REQUIRED = ("combine", "state_dict", "load_state_dict")
-
-# What a method reads of each step, as its preset declares it (``MethodPreset.reads``), and what a
-# training step with it costs beyond the forward passes, as `mtbench list` shows it. "T gradients":
-# the trainer keeps the tasks' gradients apart, one backward pass into the [T, N] buffer
-# (training/gradients.py, TaskGradientBuffer); then the method's own passes over the buffer.
-COSTS = {
-    "loss": "one backward (weighted loss)",
-    "weights": "T gradients + weighted sum",
-    "norms": "T gradients + task norms + weighted sum",
-    "gramian": "T gradients + Gramian + weighted sum",
-    "jacobian": "T gradients + Jacobian copy + aggregator",
-    "gradients": "T gradients + the method's combine",
-}
+__all__ = ["Method", "build_method"]
 
 
 class Method(Protocol):
@@ -66,67 +51,10 @@ class Method(Protocol):
         """Restore what ``state_dict`` returned."""
 
 
-@dataclass(frozen=True)
-class MethodPreset(Preset):
-    """One multi-task gradient method with its settings, as a plugin declares it.
-
-    ``factory(num_tasks, **settings)`` builds the ``Method``; ``defaults`` holds its settings under
-    the factory's keyword names and ``params`` says what ``--set method.key=value`` accepts (a
-    default without a Param accepts values of its own type). ``reads`` says what ``combine`` needs
-    of the tasks' gradients, a key of COSTS: ``loss`` (nothing: the step is one backward pass of the
-    weighted loss, as for ``sum``), ``weights`` (it only weights them), ``norms``, ``gramian``,
-    ``jacobian``, or ``gradients`` (anything: the default). ``needs_losses``: it reads the task
-    losses. ``description`` is one paragraph naming the paper. ``order`` places the method in
-    listings (ties keep discovery order). ``source`` is filled in by the registry: the plugin that
-    brought it and where from.
-    """
-
-    KIND: ClassVar[str] = "method"
-
-    name: str
-    title: str
-    factory: Callable[..., Any]
-    defaults: Mapping[str, Any] = field(default_factory=dict)
-    params: Mapping[str, Param] = field(default_factory=dict)
-    description: str = ""
-    reads: str = "gradients"
-    needs_losses: bool = False
-    order: int = 100
-    source: str = field(default="", compare=False)
-
-    def __post_init__(self) -> None:
-        if self.reads not in COSTS:
-            raise ValueError(f"method {self.name!r}: reads={self.reads!r}, expected one of {', '.join(COSTS)}")
-
-    @property
-    def needs_grads(self) -> bool:
-        """Whether a run with this method keeps the tasks' gradients apart (every ``reads`` but ``loss``)."""
-        return self.reads != "loss"
-
-    def cost(self) -> str:
-        """What a training step with this method costs, in words (from ``reads``)."""
-        return COSTS[self.reads]
-
-    def build(self, num_tasks: int, **settings: Any) -> Method:
-        """The method object for ``num_tasks`` tasks; ConfigError when the plugin fails or returns
-        something that is not a Method."""
-        if isinstance(num_tasks, bool) or not isinstance(num_tasks, int) or num_tasks < 1:
-            raise ConfigError(f"{self.label()}: num_tasks={num_tasks!r} is not allowed: expected an integer >= 1")
-        method = self._call_factory(num_tasks, **settings)
-        missing = [name for name in REQUIRED if not callable(getattr(method, name, None))]
-        if hasattr(method, "parameters") and not callable(method.parameters):
-            missing.append("parameters")
-        if missing:
-            raise self._returned(method, f"an object with callable {', '.join(missing)}")
-        return method
-
-
 def build_method(name: str, num_tasks: int = 2, **settings: Any) -> Method:
     """Build the method called ``name`` from the installed plugins and ``$MTBENCH_PLUGINS``.
 
     ``settings`` override the preset's defaults and are checked as ``--set method.key=value`` is.
     """
-    from .plugins import load_registry
-
     preset = load_registry().get_method(name)
     return preset.build(num_tasks, **preset.resolve(settings))

@@ -25,7 +25,7 @@ from .convergence import (
     epoch_metrics, first_reach, joint_score,
 )
 from .errors import ConfigError, DataError, MTBenchError
-from .presets import format_value
+from .text import format_value
 from .rundir import (
     CONFIG_FILE, ENV_FILE, EPOCHS_FILE, SUMMARY_FILE, EpochRow, RunFileError, finite_number, read_epochs,
     read_json,

@@ -14,7 +14,7 @@ from .convergence import NOT_REACHED, THRESHOLDS, UNKNOWN, thresholds_text
 from .report import ROW_METRICS, Report, Row, loss_scale
 from .rundir import atomic_write_text
 from .stats import ALPHA, PROFILE_TAU_MAX, WILCOXON_MIN_PAIRS, performance_profile
-from .table import format_table
+from .text import format_table
 from .verdict import METRIC_NAMES, difference_unit, show, show_interval
 
 GUIDE_NOTE = ("guide = the optimizer guide's expected results for real ImageNet + COCO, 5 epochs, "

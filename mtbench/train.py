@@ -26,6 +26,7 @@ from .data import DataBundle, build_datasets
 from .errors import ConfigError, MTBenchError, NonFiniteLossError, RunStopped
 from .interrupts import Terminated, sigterm_as_interrupt
 from .model import MultiTaskNet, load_weights
+from .plugins import load_registry
 from .presets import OptimizerPreset
 from .rundir import CONFIG_FILE, ENV_FILE, RunDir, environment
 from .training import checkpoint
@@ -126,7 +127,7 @@ class Trainer:
         if config.method == SUM_METHOD:
             method = None  # the plain weighted loss: one backward pass, no per-task gradients
         elif method is None:
-            method = _registry_method(config.method)
+            method = load_registry().method_preset(config.method)
         self.dist, self.device = distributed.init(distributed.resolve_device(config.device))
         _check_combination(config, preset, self.device)
         main = self.dist.is_main
@@ -390,12 +391,6 @@ class Trainer:
     def _summary(self, status: str, error: str | None = None) -> dict:
         return self.log.summary(status, self.state, init_digest=self.init_digest, device=str(self.device),
                                 peak_memory_mb=self._peak_memory_mb(), error=error)
-
-
-def _registry_method(name: str):
-    from .plugins import load_registry
-
-    return load_registry().get_method(name)
 
 
 def _check_combination(config: RunConfig, preset: OptimizerPreset, device: torch.device) -> None:

@@ -1,7 +1,5 @@
 """Adagrad: step sizes shrink with the accumulated squared gradients."""
 
-import torch
-
 from mtbench import Expected, OptimizerPreset, hookimpl, standard_params
 
 
@@ -11,7 +9,7 @@ def mtbench_optimizers():
         OptimizerPreset(
             name="adagrad",
             title="Adagrad",
-            factory=torch.optim.Adagrad,
+            factory="torch.optim:Adagrad",  # imported when a run builds it: listing imports no torch
             defaults={"lr": 0.01, "lr_decay": 0.0, "eps": 1e-10},
             description=(
                 "Adagrad with a higher initial learning rate of 0.01, since the accumulated squared "

@@ -1,7 +1,5 @@
 """Adam: adaptive moments, the default that works out of the box."""
 
-import torch
-
 from mtbench import Expected, OptimizerPreset, hookimpl, standard_params
 
 
@@ -11,7 +9,7 @@ def mtbench_optimizers():
         OptimizerPreset(
             name="adam",
             title="Adam",
-            factory=torch.optim.Adam,
+            factory="torch.optim:Adam",  # imported when a run builds it: listing imports no torch
             defaults={"lr": 0.001, "betas": (0.9, 0.999), "eps": 1e-8},
             description=(
                 "Adam with the standard settings. Per-parameter adaptive step sizes make it work "

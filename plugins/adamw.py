@@ -1,7 +1,5 @@
 """AdamW: Adam with decoupled weight decay."""
 
-import torch
-
 from mtbench import Expected, OptimizerPreset, hookimpl, standard_params
 
 
@@ -11,7 +9,7 @@ def mtbench_optimizers():
         OptimizerPreset(
             name="adamw",
             title="AdamW",
-            factory=torch.optim.AdamW,
+            factory="torch.optim:AdamW",  # imported when a run builds it: listing imports no torch
             defaults={"lr": 0.001, "betas": (0.9, 0.999), "weight_decay": 0.01},
             description=(
                 "Adam with decoupled weight decay 0.01. As fast as Adam and usually generalises "

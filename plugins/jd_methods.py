@@ -2,178 +2,17 @@
 
 Aggregators whose weights depend only on the Gramian of the shared Jacobian take the Gramian
 route of mtbench.aggregation (the ``[T, N_shared]`` matrix is never built); ConFIG and GradDrop
-need the matrix and get it. torchjd is imported inside the factories: importing it pulls in
-cvxpy, which `mtbench list` should not wait for.
-
-Randomness: PCGrad and GradVac shuffle with ``torch.randperm``, RLW draws ``torch.randn`` and
-GradDrop ``torch.rand``, all from torch's global RNG; here they draw from the method's own seeded
-generators instead (``seed`` setting), saved in its state.
+need the matrix and get it. The factories are in jd_aggregators.py, named here by dotted name:
+listing the methods imports neither torch nor torchjd (which pulls in cvxpy).
 """
 
-from __future__ import annotations
-
-from typing import Any, Mapping
-
-import torch
-
-from mtbench import (
-    GramianWeightingMethod,
-    JacobianMethod,
-    MethodPreset,
-    MethodRng,
-    Param,
-    check_task_vector,
-    hookimpl,
-)
+from mtbench import MethodPreset, Param, hookimpl
 
 POSITIVE = Param(float, 0.0, None, low_open=True)
 NON_NEGATIVE = Param(float, 0.0, None)
 COUNT = Param(int, 1, None)
 SEED = Param(int, 0, None)
 PREF_VECTOR = Param(tuple, 0.0, None)  # one weight per task; its length is checked against T when built
-
-
-def _projector(norm_eps: float, reg_eps: float) -> Any:
-    from torchjd.linalg import QuadprogProjector
-
-    return QuadprogProjector(norm_eps=norm_eps, reg_eps=reg_eps)
-
-
-def upgrad(num_tasks: int, pref_vector=None, norm_eps: float = 1e-4, reg_eps: float = 1e-4) -> GramianWeightingMethod:
-    from torchjd.aggregation import UPGradWeighting
-
-    pref = check_task_vector("pref_vector", pref_vector, num_tasks)
-    return GramianWeightingMethod(num_tasks, UPGradWeighting(pref, projector=_projector(norm_eps, reg_eps)))
-
-
-def dualproj(num_tasks: int, pref_vector=None, norm_eps: float = 1e-4, reg_eps: float = 1e-4) -> GramianWeightingMethod:
-    from torchjd.aggregation import DualProjWeighting
-
-    pref = check_task_vector("pref_vector", pref_vector, num_tasks)
-    return GramianWeightingMethod(num_tasks, DualProjWeighting(pref, projector=_projector(norm_eps, reg_eps)))
-
-
-def mgda(num_tasks: int, epsilon: float = 1e-3, max_iters: int = 100) -> GramianWeightingMethod:
-    from torchjd.aggregation import MGDAWeighting
-
-    return GramianWeightingMethod(num_tasks, MGDAWeighting(epsilon=epsilon, max_iters=max_iters))
-
-
-def pcgrad(num_tasks: int, seed: int = 0) -> GramianWeightingMethod:
-    from torchjd.aggregation import PCGradWeighting
-
-    return GramianWeightingMethod(num_tasks, PCGradWeighting(), MethodRng(seed))
-
-
-def cagrad(num_tasks: int, c: float = 0.5, norm_eps: float = 1e-4) -> GramianWeightingMethod:
-    from torchjd.aggregation import CAGradWeighting
-
-    return GramianWeightingMethod(num_tasks, CAGradWeighting(c=c, norm_eps=norm_eps))
-
-
-def aligned_mtl(num_tasks: int, pref_vector=None) -> GramianWeightingMethod:
-    from torchjd.aggregation import AlignedMTLWeighting
-
-    pref = check_task_vector("pref_vector", pref_vector, num_tasks)
-    return GramianWeightingMethod(num_tasks, AlignedMTLWeighting(pref))
-
-
-def imtl_g(num_tasks: int) -> GramianWeightingMethod:
-    from torchjd.aggregation import IMTLGWeighting
-
-    return GramianWeightingMethod(num_tasks, IMTLGWeighting())
-
-
-def fairgrad(num_tasks: int, alpha: float = 1.0, max_iters: int | None = None) -> GramianWeightingMethod:
-    from torchjd.aggregation import FairGradWeighting
-
-    return GramianWeightingMethod(num_tasks, FairGradWeighting(alpha=alpha, max_iters=max_iters))
-
-
-def random_weighting(num_tasks: int, seed: int = 0) -> GramianWeightingMethod:
-    from torchjd.aggregation import RandomWeighting
-
-    # RandomWeighting reads only the number of rows, dtype and device of what it is given, so the
-    # T x T Gramian serves as well as the Jacobian and the weights match torchjd's Random.
-    return GramianWeightingMethod(num_tasks, RandomWeighting(), MethodRng(seed))
-
-
-class NashMTLMethod(GramianWeightingMethod):
-    """Nash-MTL on the Gramian route.
-
-    torchjd's Nash-MTL weighting reads the Jacobian only through ``J J^T`` (its bargaining problem)
-    and ``||w J||`` (the norm clipping), both functions of the Gramian; so it is given a T x T
-    square root ``R`` of the Gramian (``R R^T = J J^T``) instead of the ``[T, N_shared]`` matrix.
-    Its state (the previous weights and the step count) is saved; the solver problem is rebuilt.
-    """
-
-    def weights(self, gramian: torch.Tensor) -> torch.Tensor:
-        values, vectors = torch.linalg.eigh(gramian)
-        root = vectors * values.clamp(min=0).sqrt()
-        return self.weighting(root)
-
-    def state_dict(self) -> dict[str, Any]:
-        w = self.weighting
-        return {
-            "step": w.step,
-            "prvs_alpha": torch.from_numpy(w.prvs_alpha.copy()),
-            "normalization_factor": torch.from_numpy(w.normalization_factor.copy()),
-        }
-
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        w = self.weighting
-        w.reset()
-        w.prvs_alpha = state["prvs_alpha"].numpy().copy()
-        w.normalization_factor = state["normalization_factor"].numpy().copy()
-        w.step = state["step"]
-        if w.step:
-            # A fresh weighting builds its solver problem on its first call; a resumed one is past it.
-            w._init_optim_problem()
-
-
-def nash_mtl(
-    num_tasks: int, max_norm: float = 1.0, update_weights_every: int = 1, optim_niter: int = 20
-) -> NashMTLMethod:
-    from torchjd.aggregation import NashMTL
-
-    aggregator = NashMTL(
-        num_tasks, max_norm=max_norm, update_weights_every=update_weights_every, optim_niter=optim_niter
-    )
-    return NashMTLMethod(num_tasks, aggregator.weighting)
-
-
-class GradVacMethod(GramianWeightingMethod):
-    """GradVac on the Gramian route; its state is the EMA of the pairwise cosine targets and the RNG."""
-
-    def state_dict(self) -> dict[str, Any]:
-        phi = self.weighting._phi_t
-        return {**super().state_dict(), "phi": None if phi is None else phi.clone()}
-
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        super().load_state_dict(state)
-        self.weighting.reset()
-        phi = state["phi"]
-        if phi is not None:
-            self.weighting._phi_t = phi.clone()
-            self.weighting._state_key = (phi.shape[0], phi.dtype)
-
-
-def gradvac(num_tasks: int, beta: float = 0.5, eps: float = 1e-8, seed: int = 0) -> GradVacMethod:
-    from torchjd.aggregation import GradVacWeighting
-
-    return GradVacMethod(num_tasks, GradVacWeighting(beta=beta, eps=eps), MethodRng(seed))
-
-
-def graddrop(num_tasks: int, leak=None, seed: int = 0) -> JacobianMethod:
-    from torchjd.aggregation import GradDrop
-
-    return JacobianMethod(num_tasks, GradDrop(leak=check_task_vector("leak", leak, num_tasks)), MethodRng(seed))
-
-
-def config(num_tasks: int, pref_vector=None) -> JacobianMethod:
-    from torchjd.aggregation import ConFIG
-
-    return JacobianMethod(num_tasks, ConFIG(check_task_vector("pref_vector", pref_vector, num_tasks)))
 
 
 def _projector_params() -> dict[str, Param]:
@@ -186,7 +25,7 @@ def mtbench_methods():
         MethodPreset(
             name="upgrad",
             title="UPGrad",
-            factory=upgrad,
+            factory="mtbench_plugins.jd_aggregators:upgrad",
             defaults={"norm_eps": 1e-4, "reg_eps": 1e-4},
             params=_projector_params(),
             description=(
@@ -201,7 +40,7 @@ def mtbench_methods():
         MethodPreset(
             name="mgda",
             title="MGDA",
-            factory=mgda,
+            factory="mtbench_plugins.jd_aggregators:mgda",
             defaults={"epsilon": 1e-3, "max_iters": 100},
             params={"epsilon": POSITIVE, "max_iters": COUNT},
             description=(
@@ -215,7 +54,7 @@ def mtbench_methods():
         MethodPreset(
             name="pcgrad",
             title="PCGrad",
-            factory=pcgrad,
+            factory="mtbench_plugins.jd_aggregators:pcgrad",
             params={"seed": SEED},
             description=(
                 "Projecting conflicting gradients (Yu et al., 'Gradient Surgery for Multi-Task "
@@ -228,7 +67,7 @@ def mtbench_methods():
         MethodPreset(
             name="cagrad",
             title="CAGrad",
-            factory=cagrad,
+            factory="mtbench_plugins.jd_aggregators:cagrad",
             defaults={"c": 0.5, "norm_eps": 1e-4},
             params={"c": NON_NEGATIVE, "norm_eps": NON_NEGATIVE},
             description=(
@@ -242,7 +81,7 @@ def mtbench_methods():
         MethodPreset(
             name="nash_mtl",
             title="Nash-MTL",
-            factory=nash_mtl,
+            factory="mtbench_plugins.jd_aggregators:nash_mtl",
             defaults={"max_norm": 1.0, "update_weights_every": 1, "optim_niter": 20},
             params={"max_norm": NON_NEGATIVE, "update_weights_every": COUNT, "optim_niter": COUNT},
             description=(
@@ -256,7 +95,7 @@ def mtbench_methods():
         MethodPreset(
             name="aligned_mtl",
             title="Aligned-MTL",
-            factory=aligned_mtl,
+            factory="mtbench_plugins.jd_aggregators:aligned_mtl",
             params={"pref_vector": PREF_VECTOR},
             description=(
                 "Aligned-MTL (Senushkin et al., 'Independent Component Alignment for Multi-Task "
@@ -269,7 +108,7 @@ def mtbench_methods():
         MethodPreset(
             name="imtl_g",
             title="IMTL-G",
-            factory=imtl_g,
+            factory="mtbench_plugins.jd_aggregators:imtl_g",
             description=(
                 "Impartial multi-task learning, gradient part (Liu et al., 'Towards Impartial "
                 "Multi-task Learning', ICLR 2021), in the generalised form of Quinton & Rey 2024: "
@@ -281,7 +120,7 @@ def mtbench_methods():
         MethodPreset(
             name="dualproj",
             title="DualProj",
-            factory=dualproj,
+            factory="mtbench_plugins.jd_aggregators:dualproj",
             defaults={"norm_eps": 1e-4, "reg_eps": 1e-4},
             params=_projector_params(),
             description=(
@@ -294,7 +133,7 @@ def mtbench_methods():
         MethodPreset(
             name="gradvac",
             title="GradVac",
-            factory=gradvac,
+            factory="mtbench_plugins.jd_aggregators:gradvac",
             defaults={"beta": 0.5, "eps": 1e-8},
             params={"beta": Param(float, 0.0, 1.0), "eps": NON_NEGATIVE, "seed": SEED},
             description=(
@@ -308,7 +147,7 @@ def mtbench_methods():
         MethodPreset(
             name="graddrop",
             title="GradDrop",
-            factory=graddrop,
+            factory="mtbench_plugins.jd_aggregators:graddrop",
             params={"leak": Param(tuple, 0.0, 1.0), "seed": SEED},
             description=(
                 "Gradient sign dropout (Chen et al., 'Just Pick a Sign: Optimizing Deep Multitask "
@@ -321,7 +160,7 @@ def mtbench_methods():
         MethodPreset(
             name="config",
             title="ConFIG",
-            factory=config,
+            factory="mtbench_plugins.jd_aggregators:config",
             params={"pref_vector": PREF_VECTOR},
             description=(
                 "Conflict-free update (Liu et al., 'ConFIG: Towards Conflict-free Training of Physics "
@@ -334,7 +173,7 @@ def mtbench_methods():
         MethodPreset(
             name="fairgrad",
             title="FairGrad",
-            factory=fairgrad,
+            factory="mtbench_plugins.jd_aggregators:fairgrad",
             defaults={"alpha": 1.0},
             params={"alpha": NON_NEGATIVE, "max_iters": COUNT},
             description=(
@@ -348,7 +187,7 @@ def mtbench_methods():
         MethodPreset(
             name="random",
             title="RLW",
-            factory=random_weighting,
+            factory="mtbench_plugins.jd_aggregators:random_weighting",
             params={"seed": SEED},
             description=(
                 "Random loss weighting (Lin et al., 'Reasonable Effectiveness of Random Weighting: A "

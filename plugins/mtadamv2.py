@@ -3,20 +3,13 @@
 from mtbench import Expected, OptimizerPreset, Param, hookimpl, standard_params
 
 
-def _mtadamv2(params, **hyperparams):
-    # Imported here, not above: mtbench.MTAdamV2 loads torch, which listing the presets does not need.
-    from mtbench import MTAdamV2
-
-    return MTAdamV2(params, **hyperparams)
-
-
 @hookimpl
 def mtbench_optimizers():
     return [
         OptimizerPreset(
             name="mtadamv2",
             title="MTAdamV2",
-            factory=_mtadamv2,
+            factory="mtbench:MTAdamV2",  # imported when a run builds it: listing imports no torch
             defaults={"lr": 0.001, "betas": (0.9, 0.999), "task_weights": (0.5, 0.5)},
             description=(
                 "Multi-task Adam: each task's gradient is rescaled to the magnitude of the first "

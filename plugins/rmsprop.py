@@ -1,7 +1,5 @@
 """RMSprop: a running average of squared gradients scales each step."""
 
-import torch
-
 from mtbench import Expected, OptimizerPreset, hookimpl, standard_params
 
 
@@ -11,7 +9,7 @@ def mtbench_optimizers():
         OptimizerPreset(
             name="rmsprop",
             title="RMSprop",
-            factory=torch.optim.RMSprop,
+            factory="torch.optim:RMSprop",  # imported when a run builds it: listing imports no torch
             defaults={"lr": 0.001, "alpha": 0.99, "eps": 1e-8},
             description=(
                 "RMSprop with smoothing constant 0.99. Adapts the step size to recent gradient "

@@ -1,7 +1,5 @@
 """SGD with momentum: the classic baseline."""
 
-import torch
-
 from mtbench import Expected, OptimizerPreset, hookimpl, standard_params
 
 
@@ -11,7 +9,7 @@ def mtbench_optimizers():
         OptimizerPreset(
             name="sgd",
             title="SGD",
-            factory=torch.optim.SGD,
+            factory="torch.optim:SGD",  # imported when a run builds it: listing imports no torch
             defaults={"lr": 0.01, "momentum": 0.9, "weight_decay": 1e-4},
             description=(
                 "Plain SGD with momentum 0.9 and a little weight decay. The reference point every "

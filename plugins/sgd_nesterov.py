@@ -1,7 +1,5 @@
 """SGD with Nesterov momentum: SGD's preset with the look-ahead momentum switched on."""
 
-import torch
-
 from mtbench import Expected, OptimizerPreset, hookimpl, standard_params
 
 
@@ -11,7 +9,7 @@ def mtbench_optimizers():
         OptimizerPreset(
             name="sgd_nesterov",
             title="SGD + Nesterov",
-            factory=torch.optim.SGD,
+            factory="torch.optim:SGD",  # imported when a run builds it: listing imports no torch
             defaults={"lr": 0.01, "momentum": 0.9, "nesterov": True, "weight_decay": 1e-4},
             description=(
                 "SGD with Nesterov momentum: the same settings as SGD, with the gradient taken at "

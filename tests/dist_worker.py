@@ -13,7 +13,6 @@ import sys
 import torch
 
 import mtbench.training.gradients as gradients_module
-from mtbench.cli.run import method_preset
 from mtbench.config import build_config
 from mtbench.errors import NonFiniteLossError
 from mtbench.plugins import load_registry
@@ -53,7 +52,7 @@ def main():
         gradients_module.masked_cross_entropy = nan_on_second_call
 
     registry = load_registry(environ={})
-    preset, method = registry.get(args.optimizer), method_preset(registry, args.method)
+    preset, method = registry.get(args.optimizer), registry.method_preset(args.method)
     config = build_config(preset, os.path.join(args.out, "run"), method, image_size=32, limit_train=16, limit_val=8,
                           batch_size=local, device="cpu")
     trainer = Trainer(config, preset, config.run_dir, method=method, progress=False, echo=print)

@@ -11,7 +11,7 @@ import pytest
 from mtbench.cli import _COMMANDS, main
 
 # What a command may import when it runs, and listing the commands must not.
-HEAVY = ("torch", "numpy", "scipy", "matplotlib", "PIL", "optuna", "pycocotools", "torchjd")
+HEAVY = ("torch", "torchvision", "numpy", "scipy", "matplotlib", "PIL", "optuna", "pycocotools", "torchjd")
 
 # Runs the CLI the way the console script (`main`) or `python -m mtbench` (runpy) does, then prints
 # the heavy top-level packages it imported.
@@ -52,6 +52,14 @@ def test_completing_a_command_name_imports_no_heavy_library():
     output, heavy = loaded_heavy([], env=env)
     assert {"plain,compare", "plain,report", "plain,tune"} <= set(output.splitlines())
     assert heavy == []
+
+
+@pytest.mark.parametrize("args", [["list"], ["list", "--json"]], ids=["list", "list-json"])
+def test_listing_the_presets_imports_no_heavy_library(args):
+    # Every built-in plugin names its factory by a dotted name, imported only when a run builds it.
+    output, heavy = loaded_heavy(args)
+    assert "mtadamv2" in output and "upgrad" in output and "uncertainty" in output, output
+    assert heavy == [], f"`mtbench {' '.join(args)}` imported {heavy}"
 
 
 def test_each_command_line_in_the_listing_is_the_commands_own_short_help():

@@ -1,5 +1,6 @@
 """The built-in multi-task methods: parity with torchjd, exact resume, the loss-weighting math, bad settings."""
 
+import inspect
 import io
 
 import pytest
@@ -425,3 +426,11 @@ def test_on_cuda_random_methods_draw_from_their_own_generators():
     resumed = build("graddrop", 3, seed=0)
     resumed.load_state_dict(roundtrip(method.state_dict()))
     assert_grads_equal(resumed.combine(grads, LOSSES.cuda(), 2), method.combine(grads, LOSSES.cuda(), 2), tol=0)
+
+
+def test_each_default_of_a_builtin_method_is_said_once():
+    # A default lives in the preset's defaults=; the factory's signature must not say it again.
+    for preset in PRESETS.values():
+        signature = inspect.signature(preset.resolve_factory())
+        twice = [key for key in preset.defaults if signature.parameters[key].default is not inspect.Parameter.empty]
+        assert not twice, f"{preset.name}: {twice} have a default in the preset and in the factory"

@@ -57,7 +57,7 @@ def test_an_installed_plugin_package_appears_in_list_without_changing_mtbench(tm
     assert records["lion"]["defaults"] == {"lr": 1e-4, "momentum": 0.5}
     assert "entry point lion_plugin from mtbench-lion 1.0" in records["lion"]["source"]
     preset = load_registry(environ={}).get("lion")
-    opt = preset.factory([__import__("torch").zeros(2, requires_grad=True)], **preset.resolve())
+    opt = preset.resolve_factory()([__import__("torch").zeros(2, requires_grad=True)], **preset.resolve())
     assert type(opt).__name__ == "Lion" and opt.defaults["lr"] == 1e-4
 
 

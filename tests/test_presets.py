@@ -64,7 +64,7 @@ def take_step(opt, preset, problem):
 
 
 def build(preset, problem, **overrides):
-    return preset.factory(problem.params(), **preset.resolve(overrides))
+    return preset.resolve_factory()(problem.params(), **preset.resolve(overrides))
 
 
 @pytest.mark.parametrize("preset", PRESETS, ids=lambda p: p.name)
@@ -121,7 +121,7 @@ def test_honours_a_per_group_learning_rate(preset):
         {"params": [problem.shared, problem.heads[0], problem.unused]},
         {"params": [problem.heads[1]], "lr": 0.0},
     ]
-    opt = preset.factory(groups, **hyper)
+    opt = preset.resolve_factory()(groups, **hyper)
     for _ in range(3):
         take_step(opt, preset, problem)
     assert torch.equal(problem.heads[1], frozen)
@@ -198,7 +198,8 @@ def test_a_preset_param_narrows_what_set_accepts():
     [
         (OptimizerPreset(name=5, title="Five", factory=torch.optim.SGD), r"optimizer name 5 must be lower-case"),
         (OptimizerPreset(name="Adam2", title="A", factory=torch.optim.SGD), r"optimizer name 'Adam2' must be"),
-        (OptimizerPreset(name="x", title="X", factory="SGD"), r"optimizer 'x': factory is not callable"),
+        (OptimizerPreset(name="x", title="X", factory="SGD"),
+         r"optimizer 'x': factory 'SGD' is not callable or a dotted name 'package.module:attr'"),
         (OptimizerPreset(name="x", title="X", factory=torch.optim.SGD, params=[Param(float)]),
          r"optimizer 'x': params must be a dict of mtbench.Param"),
         (OptimizerPreset(name="x", title="X", factory=torch.optim.SGD, defaults={"lr": -1.0}),
@@ -211,3 +212,35 @@ def test_validate_preset_says_what_is_wrong(preset, message):
 
     with pytest.raises(ValueError, match=message):
         validate_preset(preset)
+
+
+def test_a_dotted_name_factory_is_imported_only_when_a_run_builds_it(tmp_path, monkeypatch):
+    (tmp_path / "lazy_factory_mod.py").write_text(
+        "import torch\n\ndef make(params, lr):\n    return torch.optim.SGD(params, lr=lr)\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(__import__("sys").modules, "lazy_factory_mod", raising=False)
+    from mtbench.presets import validate_preset
+
+    preset = validate_preset(OptimizerPreset(name="lazy", title="Lazy", factory="lazy_factory_mod:make",
+                                             defaults={"lr": 0.5}))
+    assert "lazy_factory_mod" not in __import__("sys").modules
+    opt = preset.build([torch.zeros(2, requires_grad=True)], **preset.resolve())
+    assert isinstance(opt, torch.optim.SGD) and opt.defaults["lr"] == 0.5
+    assert "lazy_factory_mod" in __import__("sys").modules
+
+
+@pytest.mark.parametrize(
+    "factory, message",
+    [
+        ("no_such_module_xyz:make", r"importing its factory 'no_such_module_xyz:make' raised ModuleNotFoundError"),
+        ("torch.optim:NoSuchOptimizer", r"importing its factory 'torch.optim:NoSuchOptimizer' raised AttributeError"),
+        ("torch:__version__", r"its factory 'torch:__version__' is \w+, not callable"),
+    ],
+)
+def test_a_dotted_name_that_does_not_import_is_one_line_naming_the_preset(factory, message):
+    preset = OptimizerPreset(name="lazy", title="Lazy", factory=factory, defaults={"lr": 0.1})
+    with pytest.raises(ConfigError, match=r"^optimizer 'lazy' could not be built: " + message) as info:
+        preset.build([torch.zeros(2, requires_grad=True)], **preset.resolve())
+    assert "\n" not in str(info.value)
+

@@ -8,7 +8,6 @@ import torch
 import torch.nn.functional as F
 
 import mtbench.training.gradients as gradients_module
-from mtbench.cli.run import method_preset
 from mtbench.config import build_config
 from mtbench.errors import ConfigError, RunStopped
 from mtbench.plugins import load_registry
@@ -22,7 +21,7 @@ TINY = dict(image_size=32, limit_train=16, limit_val=8, batch_size=8, epochs=1, 
 
 def make(tmp_path, optimizer="adam", method=None, **options):
     preset = REGISTRY.get(optimizer)
-    mp = method_preset(REGISTRY, method) if method else None
+    mp = REGISTRY.method_preset(method) if method else None
     config = build_config(preset, tmp_path / "run", mp, **{**TINY, **options})
     return config, preset, mp
 
@@ -195,7 +194,7 @@ def test_combinations_that_do_not_fit_are_one_line_errors(tmp_path, optimizer, m
 
 def test_unknown_methods_and_settings_are_named(tmp_path):
     with pytest.raises(ConfigError, match=r"'pcgrd'.*did you mean 'pcgrad'"):
-        method_preset(REGISTRY, "pcgrd")
+        REGISTRY.method_preset("pcgrd")
     with pytest.raises(ConfigError, match="upgrad"):
         make(tmp_path, method="upgrad", set_values=["method.bogus=1"])
 

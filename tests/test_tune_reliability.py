@@ -24,7 +24,7 @@ from mtbench.cli import main
 from mtbench.cli.tune import measure_overhead
 from mtbench.errors import ConfigError
 from mtbench.plugins import load_registry
-from mtbench.presets import format_settings
+from mtbench.text import format_settings
 from mtbench.rundir import CONFIG_FILE, SUMMARY_FILE, RunDir, read_json
 from mtbench.tuning import Tuner, open_directory, open_studies, plan_tune
 from mtbench.tuning.plan import PRUNE_STARTUP

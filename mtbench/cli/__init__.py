@@ -104,7 +104,7 @@ class LazyGroup(click.Group):
     def resolve_command(self, ctx, args):
         name = args[0] if args else None
         if name is not None and name not in _COMMANDS and not name.startswith("-"):
-            from ..presets import did_you_mean
+            from ..text import did_you_mean
 
             raise click.UsageError(f"no such command {name!r}{did_you_mean(name, list(_COMMANDS))}", ctx)
         return super().resolve_command(ctx, args)

@@ -22,7 +22,7 @@ from ..verdict import DEFAULT_PRIMARY, DELTA_M, PRIMARY_METRICS
 from ..config import LIMITS, SUM_METHOD, TASKS, build_config, parse_task_pair
 from .bounded import Bounded
 from .configfile import config_option
-from .run import method_preset, run_options
+from .run import run_options
 
 
 def _stderr(line: str) -> None:
@@ -118,7 +118,7 @@ def compare(ctx: click.Context, optimizers: str | None, methods: str, sweep: str
     plain = parse_task_pair(options["task_weights"], "--task-weights", 0.5) if options["task_weights"] else None
     rows, notes = plan_rows(compared, method_names, weights, base, plain)
     presets = {row.optimizer: registry.get(row.optimizer) for row in rows}
-    row_methods = {row.method: method_preset(registry, row.method) for row in rows}
+    row_methods = {row.method: registry.method_preset(row.method) for row in rows}
     overrides = split_overrides(options.pop("set_values"), presets, row_methods)
     for note in notes + overrides.notes:
         _stderr(f"note: {note}")

@@ -16,7 +16,7 @@ import click
 from click.core import ParameterSource
 
 from ..errors import ConfigError
-from ..presets import format_value
+from ..text import format_value
 
 # config.json field -> option of `mtbench run`, where the names differ
 _FIELD_OPTIONS = {"max_consecutive_skips": "max-skips", "hyperparams": "set"}

@@ -6,9 +6,8 @@ import json
 
 import click
 
-from ..methods import MethodPreset
-from ..presets import OptimizerPreset, format_settings
-from ..table import format_table
+from ..presets import MethodPreset, OptimizerPreset
+from ..text import format_settings, format_table
 
 
 def _expected_cells(preset: OptimizerPreset) -> list[str]:

@@ -10,14 +10,14 @@ import click
 from click.core import ParameterSource
 
 from ..config import (
-    AMP_MODES, BACKBONES, LIMITS, NONFINITE_POLICIES, RESUMABLE_SETTINGS, SCHEDULES, SUM_METHOD, RunConfig,
+    AMP_MODES, BACKBONES, LIMITS, NONFINITE_POLICIES, RESUMABLE_SETTINGS, SCHEDULES, RunConfig,
     build_config,
 )
 from ..errors import ConfigError, MTBenchError
 from ..rundir import CONFIG_FILE, create_run_dir
+from ..text import format_settings
 from .bounded import Bounded
 from .configfile import config_option
-from .presets import format_settings
 
 # The options that shape a run; `compare` takes them too.
 _RUN_OPTIONS = [
@@ -123,8 +123,8 @@ def run(ctx: click.Context, optimizer: str | None, out: Path, resume: Path | Non
         config, preset = _resume_config(ctx, registry, resume, options)
     else:
         preset = registry.get(optimizer or choose_optimizer(registry))
-        config = build_config(preset, "", method_preset(registry, options["method"]), **options)
-    method = method_preset(registry, config.method)
+        config = build_config(preset, "", registry.method_preset(options["method"]), **options)
+    method = registry.method_preset(config.method)
     echo = click.echo if int(os.environ.get("RANK", "0")) == 0 else (lambda *a, **k: None)
     described = f" + {method.title}: {format_settings(config.method_settings)}" if method else ""
     echo(f"{preset.title}: {format_settings(config.hyperparams)}{described}")
@@ -174,11 +174,6 @@ def _remove_if_unused(run_dir: Path) -> None:
             run_dir.rmdir()
     except OSError:
         pass
-
-
-def method_preset(registry, name: str):
-    """The MethodPreset of ``name``, or None for ``sum`` (the plain weighted loss the trainer computes itself)."""
-    return None if name == SUM_METHOD else registry.get_method(name)
 
 
 def _resume_config(ctx: click.Context, registry, run_dir: Path, options: dict):

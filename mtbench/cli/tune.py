@@ -23,7 +23,7 @@ from ..tuning.study import DEFAULT_HEARTBEAT
 from ..tuning.worker import DEFAULT_OBJECTIVE, OBJECTIVES
 from .bounded import Bounded
 from .configfile import config_option
-from .run import method_preset, run_options
+from .run import run_options
 
 DEFAULT_TRIALS = 20
 PR_SET_PDEATHSIG = 1  # prctl(2): the signal a process gets when its parent ends (Linux)
@@ -116,7 +116,7 @@ def tune(ctx: click.Context, optimizers: str | None, trials: int, sampler: str, 
         raise ConfigError(f"--final-seeds runs the final settings as a comparison, whose rows train both tasks; "
                           f"drop --tasks {options['tasks']} or --final-seeds")
     presets = {name: registry.get(name) for name in names}
-    method = method_preset(registry, options["method"])
+    method = registry.method_preset(options["method"])
     plan = plan_tune(presets, trials=trials, sampler=sampler, objective=objective, prune=prune,
                      space_items=space_items, set_items=options.pop("set_values"), options=options, method=method,
                      out=out, storage=storage, study=study)

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pluggy
 
-from ..methods import MethodPreset
-from ..presets import OptimizerPreset
+from ..presets import MethodPreset, OptimizerPreset
 
 PROJECT = "mtbench"
 hookspec = pluggy.HookspecMarker(PROJECT)
@@ -24,7 +23,7 @@ def mtbench_optimizers() -> list[OptimizerPreset]:
 
 @hookspec
 def mtbench_methods() -> list[MethodPreset]:
-    """Return the multi-task gradient methods this plugin brings (see ``mtbench.methods.Method``).
+    """Return the multi-task gradient methods this plugin brings (see ``mtbench.Method``).
 
     Called once per plugin when the registry loads, right after ``mtbench_optimizers`` where the
     plugin has both. Method names are unique across all plugins, apart from optimizer names; a

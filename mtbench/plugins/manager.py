@@ -15,8 +15,8 @@ from typing import Any, Iterable, Mapping
 import pluggy
 
 from ..errors import ConfigError
-from ..methods import MethodPreset
-from ..presets import OptimizerPreset, Preset, did_you_mean, failure_reason, first_line, validate_preset
+from ..presets import SUM_METHOD, MethodPreset, OptimizerPreset, Preset, validate_preset
+from ..text import did_you_mean, failure_reason, first_line
 from . import hookspecs
 
 ENV_PLUGINS = "MTBENCH_PLUGINS"
@@ -76,6 +76,11 @@ class Registry:
     def get_method(self, name: str) -> MethodPreset:
         """The method called ``name``; ConfigError saying why when there is none."""
         return self._find(self.methods, MethodPreset.KIND, name)
+
+    def method_preset(self, name: str) -> MethodPreset | None:
+        """The method a run called ``name`` steps with: None for ``sum`` (the plain weighted loss, which
+        the trainer computes itself), else ``get_method``."""
+        return None if name == SUM_METHOD else self.get_method(name)
 
     def names(self) -> list[str]:
         return list(self.presets)

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from ..errors import MethodError, NonFiniteLossError
-from ..presets import failure_reason, first_line
+from ..text import failure_reason, first_line
 
 _PLAIN = (bool, int, float, str, bytes, type(None))  # besides tensors, what weights_only loads (with containers)
 

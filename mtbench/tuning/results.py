@@ -13,10 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from ..presets import format_settings
 from ..rundir import CONFIG_FILE, SUMMARY_FILE, RunFileError, atomic_write_text, read_json
 from ..stats import compare_to_best, summarize
-from ..table import format_table
+from ..text import format_settings, format_table
 from .space import Space, space_record, space_text
 from .study import PRESET, ROLE, SEARCH, SLOT, TuneStudy, attempt, owners, result, run_name
 from .worker import score

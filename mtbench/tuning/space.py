@@ -12,7 +12,8 @@ import math
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from ..errors import ConfigError
-from ..presets import OptimizerPreset, Param, SearchDim, check_search_entry, did_you_mean, format_value
+from ..presets import OptimizerPreset, Param, SearchDim, check_search_entry
+from ..text import did_you_mean, format_value
 
 if TYPE_CHECKING:
     import optuna

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Iterator
 
 from ..errors import ConfigError
 from ..locks import DirLock
-from ..presets import first_line
+from ..text import first_line
 
 if TYPE_CHECKING:
     import optuna

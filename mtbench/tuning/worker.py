@@ -19,8 +19,9 @@ from ..config import TASKS, RunConfig, build_config
 from ..convergence import joint_score
 from ..errors import ConfigError, MTBenchError, NonFiniteLossError, RunStopped
 from ..locks import LockedError
-from ..presets import OptimizerPreset, first_line, format_settings
+from ..presets import OptimizerPreset
 from ..rundir import CHECKPOINT_DIR, CONFIG_FILE, LAST_CHECKPOINT, SUMMARY_FILE, RunDir, RunFileError
+from ..text import first_line, format_settings
 from .space import Space, distributions, setting_items, suggest
 from .study import PRESET, RESULT, ROLE, RUN_DIR, SEARCH, TuneStudy, Worker, heartbeat, run_name
 

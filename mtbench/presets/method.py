@@ -1,0 +1,90 @@
+"""``MethodPreset``: one multi-task gradient method with its settings, as a plugin declares it, and
+what a method reads of each step. The ``Method`` protocol its factory returns is in mtbench.methods."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar, Mapping
+
+from ..errors import ConfigError
+from .base import Factory, Preset
+from .params import Param
+
+if TYPE_CHECKING:
+    from ..methods import Method
+
+__all__ = ["COSTS", "REQUIRED", "SUM_METHOD", "MethodPreset"]
+
+SUM_METHOD = "sum"  # the plain weighted loss: the default multi-task method, computed by the trainer itself
+
+# What every method object must have; ``parameters`` is optional but must be callable when present.
+REQUIRED = ("combine", "state_dict", "load_state_dict")
+
+# What a method reads of each step, as its preset declares it (``MethodPreset.reads``), and what a
+# training step with it costs beyond the forward passes, as `mtbench list` shows it. "T gradients":
+# the trainer keeps the tasks' gradients apart, one backward pass into the [T, N] buffer
+# (training/gradients.py, TaskGradientBuffer); then the method's own passes over the buffer.
+COSTS = {
+    "loss": "one backward (weighted loss)",
+    "weights": "T gradients + weighted sum",
+    "norms": "T gradients + task norms + weighted sum",
+    "gramian": "T gradients + Gramian + weighted sum",
+    "jacobian": "T gradients + Jacobian copy + aggregator",
+    "gradients": "T gradients + the method's combine",
+}
+
+
+@dataclass(frozen=True)
+class MethodPreset(Preset):
+    """One multi-task gradient method with its settings, as a plugin declares it.
+
+    ``factory(num_tasks, **settings)`` builds the ``Method`` (a callable, or its dotted name
+    ``package.module:attr``, imported when a run builds it); ``defaults`` holds its settings under
+    the factory's keyword names and ``params`` says what ``--set method.key=value`` accepts (a
+    default without a Param accepts values of its own type). ``reads`` says what ``combine`` needs
+    of the tasks' gradients, a key of COSTS: ``loss`` (nothing: the step is one backward pass of the
+    weighted loss, as for ``sum``), ``weights`` (it only weights them), ``norms``, ``gramian``,
+    ``jacobian``, or ``gradients`` (anything: the default). ``needs_losses``: it reads the task
+    losses. ``description`` is one paragraph naming the paper. ``order`` places the method in
+    listings (ties keep discovery order). ``source`` is filled in by the registry: the plugin that
+    brought it and where from.
+    """
+
+    KIND: ClassVar[str] = "method"
+
+    name: str
+    title: str
+    factory: Factory
+    defaults: Mapping[str, Any] = field(default_factory=dict)
+    params: Mapping[str, Param] = field(default_factory=dict)
+    description: str = ""
+    reads: str = "gradients"
+    needs_losses: bool = False
+    order: int = 100
+    source: str = field(default="", compare=False)
+
+    def __post_init__(self) -> None:
+        if self.reads not in COSTS:
+            raise ValueError(f"method {self.name!r}: reads={self.reads!r}, expected one of {', '.join(COSTS)}")
+
+    @property
+    def needs_grads(self) -> bool:
+        """Whether a run with this method keeps the tasks' gradients apart (every ``reads`` but ``loss``)."""
+        return self.reads != "loss"
+
+    def cost(self) -> str:
+        """What a training step with this method costs, in words (from ``reads``)."""
+        return COSTS[self.reads]
+
+    def build(self, num_tasks: int, **settings: Any) -> Method:
+        """The method object for ``num_tasks`` tasks; ConfigError when the plugin fails or returns
+        something that is not a Method."""
+        if isinstance(num_tasks, bool) or not isinstance(num_tasks, int) or num_tasks < 1:
+            raise ConfigError(f"{self.label()}: num_tasks={num_tasks!r} is not allowed: expected an integer >= 1")
+        method = self._call_factory(num_tasks, **settings)
+        missing = [name for name in REQUIRED if not callable(getattr(method, name, None))]
+        if hasattr(method, "parameters") and not callable(method.parameters):
+            missing.append("parameters")
+        if missing:
+            raise self._returned(method, f"an object with callable {', '.join(missing)}")
+        return method

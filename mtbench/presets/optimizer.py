@@ -1,0 +1,78 @@
+"""``OptimizerPreset``: one optimizer with its tuned settings, as a plugin declares it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Mapping
+
+from .base import Factory, Preset
+from .params import STANDARD_PARAMS, Param
+from .search import LR_SPAN, WEIGHT_DECAY_RANGE, SearchDim, SearchEntry, check_search_entry
+
+__all__ = ["Expected", "OptimizerPreset"]
+
+
+@dataclass(frozen=True)
+class Expected:
+    """The optimizer guide's expected results on real ImageNet + COCO (5 epochs, batch size 8)."""
+
+    top1: tuple[float, float]
+    miou: tuple[float, float]
+    convergence: str
+
+    def to_dict(self) -> dict:
+        return {"top1": list(self.top1), "miou": list(self.miou), "convergence": self.convergence}
+
+
+
+@dataclass(frozen=True)
+class OptimizerPreset(Preset):
+    """One optimizer with its tuned settings, as a plugin declares it.
+
+    ``factory(params, **hyperparams)`` builds the optimizer (a callable, or its dotted name
+    ``package.module:attr``, imported when a run builds it); ``defaults`` holds the tuned
+    hyperparameters under the optimizer's own keyword names; ``params`` adds or narrows what
+    ``--set`` accepts beyond ``defaults`` (kinds from STANDARD_PARAMS otherwise).
+    ``per_task_gradients`` says that ``step(task_grads)`` takes each task's gradients apart.
+    ``order`` places the preset in listings and the run menu (ties keep discovery order).
+    ``search_space`` maps a setting to the SearchDim or list of choices `mtbench tune` searches
+    (empty: the default space, see ``tuning_space``).
+    ``source`` is filled in by the registry: the plugin that brought the preset and where from.
+    """
+
+    KIND: ClassVar[str] = "optimizer"
+    STANDARD: ClassVar[Mapping[str, Param]] = STANDARD_PARAMS
+
+    name: str
+    title: str
+    factory: Factory
+    defaults: Mapping[str, Any] = field(default_factory=dict)
+    description: str = ""
+    per_task_gradients: bool = False
+    params: Mapping[str, Param] = field(default_factory=dict)
+    expected: Expected | None = None
+    order: int = 100
+    search_space: Mapping[str, SearchEntry] = field(default_factory=dict)
+    source: str = field(default="", compare=False)
+
+    def tuning_space(self) -> dict[str, SearchDim | tuple]:
+        """What `mtbench tune` searches, checked: ``search_space``, or when it is empty the default
+        (lr log-uniform within LR_SPAN of the preset's, weight_decay over WEIGHT_DECAY_RANGE where the
+        preset has one)."""
+        space = dict(self.search_space)
+        if not space:
+            lr = self.defaults.get("lr")
+            if isinstance(lr, (int, float)) and not isinstance(lr, bool) and lr > 0:
+                space["lr"] = SearchDim(lr / LR_SPAN, lr * LR_SPAN, log=True)
+            if "weight_decay" in self.defaults:
+                space["weight_decay"] = SearchDim(*WEIGHT_DECAY_RANGE, log=True)
+        return {key: check_search_entry(key, entry, self.param(key)) for key, entry in space.items()}
+
+    def build(self, params: Any, **hyperparams: Any) -> Any:
+        """The optimizer over ``params`` (tensors or param groups); ConfigError when the plugin fails."""
+        import torch
+
+        optimizer = self._call_factory(params, **hyperparams)
+        if not isinstance(optimizer, torch.optim.Optimizer):
+            raise self._returned(optimizer, "a torch.optim.Optimizer")
+        return optimizer
