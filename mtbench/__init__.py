@@ -7,9 +7,9 @@ Importing the package is cheap (no torch): the names that need torch load on fir
 from __future__ import annotations
 
 from .lazy import lazy_names
-from .methods import Method, build_method
+from .methods import build_method
 from .plugins.hookspecs import hookimpl
-from .presets import Expected, MethodPreset, OptimizerPreset, Param, SearchDim, standard_params
+from .presets import Expected, Method, MethodPreset, OptimizerPreset, Param, SearchDim, standard_params
 
 __version__ = "0.1.0"
 

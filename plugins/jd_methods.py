@@ -8,6 +8,8 @@ listing the methods imports neither torch nor torchjd (which pulls in cvxpy).
 
 from mtbench import MethodPreset, Param, hookimpl
 
+__all__ = ["mtbench_methods"]
+
 POSITIVE = Param(float, 0.0, None, low_open=True)
 NON_NEGATIVE = Param(float, 0.0, None)
 COUNT = Param(int, 1, None)

@@ -11,6 +11,8 @@ imports no torch. Each default is said once, in ``defaults=``.
 
 from mtbench import MethodPreset, Param, hookimpl
 
+__all__ = ["mtbench_methods"]
+
 
 @hookimpl
 def mtbench_methods():

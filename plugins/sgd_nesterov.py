@@ -2,6 +2,8 @@
 
 from mtbench import Expected, OptimizerPreset, hookimpl, standard_params
 
+__all__ = ["mtbench_optimizers"]
+
 
 @hookimpl
 def mtbench_optimizers():

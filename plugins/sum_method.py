@@ -2,6 +2,8 @@
 
 from mtbench import MethodPreset, hookimpl
 
+__all__ = ["Sum", "mtbench_methods"]
+
 
 class Sum:
     """Adds the tasks' gradients of each parameter; holds no state and no weights of its own."""

@@ -62,6 +62,31 @@ def test_listing_the_presets_imports_no_heavy_library(args):
     assert heavy == [], f"`mtbench {' '.join(args)}` imported {heavy}"
 
 
+# `mtbench run` on a terminal with no --optimizer: what is loaded when the numbered menu asks.
+MENU = """\
+import sys
+import click
+import mtbench.cli.run
+
+mtbench.cli.run._stdin_is_terminal = lambda: True
+
+def answer(*args, **kwargs):
+    print("loaded:", ",".join(sorted({{m.split(".")[0] for m in sys.modules}} & set({heavy!r}))))
+    raise SystemExit(0)
+
+click.prompt = answer
+from mtbench.cli import main
+main(["run"], prog_name="mtbench")
+"""
+
+
+def test_the_run_menu_imports_no_heavy_library():
+    out = subprocess.run([sys.executable, "-c", MENU.format(heavy=HEAVY)], capture_output=True, text=True,
+                         timeout=120, env={**os.environ, "CUDA_VISIBLE_DEVICES": ""})
+    assert "Select an optimizer:" in out.stdout and "MTAdamV2" in out.stdout, out.stdout + out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "loaded:", out.stdout + out.stderr
+
+
 def test_each_command_line_in_the_listing_is_the_commands_own_short_help():
     ctx = click.Context(main)
     for name, (_, summary) in _COMMANDS.items():

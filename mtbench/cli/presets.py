@@ -9,6 +9,8 @@ import click
 from ..presets import MethodPreset, OptimizerPreset
 from ..text import format_settings, format_table
 
+__all__ = ["list_command", "method_record", "plugins_command", "preset_record"]
+
 
 def _expected_cells(preset: OptimizerPreset) -> list[str]:
     e = preset.expected

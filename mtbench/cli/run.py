@@ -116,7 +116,6 @@ _RESUMABLE = tuple(s for s in RESUMABLE_SETTINGS if s != "run_dir")
 def run(ctx: click.Context, optimizer: str | None, out: Path, resume: Path | None, quiet: bool, **options) -> None:
     """Train the shared network on both tasks with one optimizer and write a run directory."""
     from ..interrupts import Terminated, sigterm_as_interrupt
-    from ..train import train
 
     registry = ctx.obj.registry
     if resume is not None:
@@ -124,6 +123,8 @@ def run(ctx: click.Context, optimizer: str | None, out: Path, resume: Path | Non
     else:
         preset = registry.get(optimizer or choose_optimizer(registry))
         config = build_config(preset, "", registry.method_preset(options["method"]), **options)
+    from ..train import train  # torch loads here: the menu and the checks of the settings do not wait for it
+
     method = registry.method_preset(config.method)
     echo = click.echo if int(os.environ.get("RANK", "0")) == 0 else (lambda *a, **k: None)
     described = f" + {method.title}: {format_settings(config.method_settings)}" if method else ""

@@ -6,6 +6,8 @@ import pluggy
 
 from ..presets import MethodPreset, OptimizerPreset
 
+__all__ = ["PROJECT", "hookimpl", "hookspec", "mtbench_methods", "mtbench_optimizers"]
+
 PROJECT = "mtbench"
 hookspec = pluggy.HookspecMarker(PROJECT)
 hookimpl = pluggy.HookimplMarker(PROJECT)

@@ -19,6 +19,8 @@ from ..presets import SUM_METHOD, MethodPreset, OptimizerPreset, Preset, validat
 from ..text import did_you_mean, failure_reason, first_line
 from . import hookspecs
 
+__all__ = ["ENV_DISABLE", "ENV_PLUGINS", "HOOKS", "PluginFailure", "PluginInfo", "Registry", "load_registry"]
+
 ENV_PLUGINS = "MTBENCH_PLUGINS"
 ENV_DISABLE = "MTBENCH_DISABLE_PLUGINS"
 

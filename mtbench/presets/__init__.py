@@ -7,7 +7,7 @@ imports torch.
 """
 
 from .base import Factory, Preset, is_dotted_name
-from .method import COSTS, REQUIRED, SUM_METHOD, MethodPreset
+from .method import COSTS, REQUIRED, SUM_METHOD, Method, MethodPreset
 from .optimizer import Expected, OptimizerPreset
 from .params import STANDARD_PARAMS, Param, standard_params
 from .search import LR_SPAN, WEIGHT_DECAY_RANGE, SearchDim, SearchEntry, check_search_entry
@@ -15,6 +15,6 @@ from .validate import validate_preset
 
 __all__ = [
     "COSTS", "LR_SPAN", "REQUIRED", "STANDARD_PARAMS", "SUM_METHOD", "WEIGHT_DECAY_RANGE", "Expected", "Factory",
-    "MethodPreset", "OptimizerPreset", "Param", "Preset", "SearchDim", "SearchEntry", "check_search_entry",
+    "Method", "MethodPreset", "OptimizerPreset", "Param", "Preset", "SearchDim", "SearchEntry", "check_search_entry",
     "is_dotted_name", "standard_params", "validate_preset",
 ]

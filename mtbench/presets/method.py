@@ -1,19 +1,19 @@
-"""``MethodPreset``: one multi-task gradient method with its settings, as a plugin declares it, and
-what a method reads of each step. The ``Method`` protocol its factory returns is in mtbench.methods."""
+"""``MethodPreset``: one multi-task gradient method with its settings, as a plugin declares it, what a
+method reads of each step, and the ``Method`` protocol its factory returns."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, Mapping
+from typing import TYPE_CHECKING, Any, ClassVar, Mapping, Protocol, Sequence
 
 from ..errors import ConfigError
 from .base import Factory, Preset
 from .params import Param
 
 if TYPE_CHECKING:
-    from ..methods import Method
+    from torch import Tensor
 
-__all__ = ["COSTS", "REQUIRED", "SUM_METHOD", "MethodPreset"]
+__all__ = ["COSTS", "REQUIRED", "SUM_METHOD", "Method", "MethodPreset"]
 
 SUM_METHOD = "sum"  # the plain weighted loss: the default multi-task method, computed by the trainer itself
 
@@ -32,6 +32,38 @@ COSTS = {
     "jacobian": "T gradients + Jacobian copy + aggregator",
     "gradients": "T gradients + the method's combine",
 }
+
+
+class Method(Protocol):
+    """The object a ``MethodPreset``'s factory returns; the trainer calls it once per step.
+
+    Optional, looked up with ``getattr``:
+
+    - ``parameters()``: learnable tensors (loss weights, say) that the run's optimizer trains as a
+      parameter group of their own; ``combine`` sets their ``.grad``.
+    - ``last_weights``: the task weights used by the last ``combine`` (a 1-d tensor of T values),
+      or None when the method has no weights to show.
+    """
+
+    def combine(
+        self, task_grads: Sequence[Sequence[Tensor | None]], losses: Tensor, step: int
+    ) -> list[Tensor | None]:
+        """The gradient to step on, one entry per parameter.
+
+        ``task_grads[t][i]`` is task t's gradient of parameter i, or None where task t does not
+        reach it; ``losses`` is the 1-d tensor of the T task losses, already scaled by the task
+        weights; ``step`` counts from 1. An entry is None where no task reaches the parameter.
+        The trainer checks the result (mtbench.training.contract): one finite gradient per
+        parameter reached, of its shape, dtype and device; a MethodError names the method otherwise.
+        """
+
+    def state_dict(self) -> dict[str, Any]:
+        """What ``load_state_dict`` needs to continue identically; saved in the run's checkpoint, so it
+        holds only what ``torch.load(weights_only=True)`` loads (tensors, numbers, strings, None, and
+        lists, tuples and dicts of them): the trainer checks it before training and at each checkpoint."""
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore what ``state_dict`` returned."""
 
 
 @dataclass(frozen=True)
