@@ -40,7 +40,7 @@ from .plugins import Registry
 from .presets import MethodPreset, OptimizerPreset
 from .report import COMPARISON_FILE, RUNS_DIR, flatten, run_name
 from .rows import Row, same_weighting
-from .rundir import CONFIG_FILE, SUMMARY_FILE, RunDir, RunFileError, atomic_write_text, read_json
+from .rundir import CONFIG_FILE, SUMMARY_FILE, RunDir, RunFileError, Summary, atomic_write_text, read_json
 from .text import format_value
 
 COMPARISON_FORMAT = 1
@@ -443,9 +443,9 @@ def run_state(run_dir: Path) -> str:
     """'completed', 'resume' (a checkpoint to continue from) or 'new' (the trainer starts it afresh)."""
     run = RunDir(run_dir)
     try:
-        status = run.read_json(SUMMARY_FILE).get("status")
+        status = run.read_summary().status
     except RunFileError:
-        status = None  # a summary.json cut short: the checkpoint decides
+        status = None  # a summary.json cut short or damaged: the checkpoint decides
     if status == "completed":
         return "completed"
     return "resume" if run.has_checkpoint() else "new"
@@ -475,15 +475,15 @@ def run_comparison(plan: Sequence[PlannedRun], train_fn: Callable | None = None,
              + f"  [{_clock(time.monotonic() - start)} elapsed]")
         error = None
         try:
-            summary = train_fn(run.config, run.preset, method=run.method, resume=state == "resume",
-                               progress=progress, echo=echo)
+            summary = Summary.from_json(train_fn(run.config, run.preset, method=run.method,
+                                                 resume=state == "resume", progress=progress, echo=echo))
         except Exception as exc:  # one row's failure must not end the comparison (Ctrl-C still does)
             error = str(exc) if isinstance(exc, MTBenchError) else f"{type(exc).__name__}: {exc}"
         else:
-            if summary.get("status") == "interrupted":  # a torchrun child stopped by a signal: so is the comparison
-                raise KeyboardInterrupt(summary.get("error") or "interrupted")
-            if summary.get("status") != "completed":
-                error = summary.get("error") or f"status {summary.get('status')}"
+            if summary.status == "interrupted":  # a torchrun child stopped by a signal: so is the comparison
+                raise KeyboardInterrupt(summary.error or "interrupted")
+            if not summary.completed:
+                error = summary.error or f"status {summary.status}"
         if error:
             error = (error.strip().splitlines() or ["unknown error"])[0]
             echo(f"{head}: failed: {error}")

@@ -1,96 +1,45 @@
 """PNG figures of a comparison, drawn from run directories: losses, validation curves, reported metrics,
 the scalarization front and, across workloads, performance profiles.
 
-Figures are built on matplotlib's object API with the Agg canvas, so nothing needs a display and
-no global pyplot state is touched.
+Figures are built on matplotlib's object API in the shared style of mtbench.plotstyle.
 """
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from .plots_gradients import write_conflict_plots
+from .plotstyle import band, binned, line_colors, or_nan, palette, save, step_bins
 from .report import Group, Report
-from .rundir import atomic_writer, finite_number, read_metrics
+from .rundir import read_metrics
 from .stats import PROFILE_TAU_MAX, performance_profile
-
-LOSS_BINS = 200  # points per loss curve: each the mean of the steps in its bin (smoothing + thinning)
-DPI = 110
-
 
 def load_losses(run_dir: Path) -> dict[str, np.ndarray]:
     """Step, classification and segmentation loss per step (NaN where not finite), from the run's log."""
     records = read_metrics(run_dir)
     steps = np.array([r["step"] for r in records], dtype=float)
-    values = np.array([[_or_nan(r.get("loss_cls")), _or_nan(r.get("loss_seg"))] for r in records],
+    values = np.array([[or_nan(r.get("loss_cls")), or_nan(r.get("loss_seg"))] for r in records],
                       dtype=float).reshape(-1, 2)
     return {"step": steps, "loss_cls": values[:, 0], "loss_seg": values[:, 1]}
-
-
-def _or_nan(value) -> float:
-    x = finite_number(value)
-    return math.nan if x is None else x
-
-
-def _binned(steps: np.ndarray, values: np.ndarray, edges: np.ndarray) -> np.ndarray:
-    """Mean of the finite values in each bin; NaN for an empty bin."""
-    keep = np.isfinite(values)
-    idx = np.clip(np.searchsorted(edges, steps[keep], side="right") - 1, 0, len(edges) - 2)
-    sums = np.bincount(idx, weights=values[keep], minlength=len(edges) - 1)
-    counts = np.bincount(idx, minlength=len(edges) - 1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
-
-
-def _band(curves: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Mean, min and max over seeds, ignoring seeds without a value at that point."""
-    stack = np.vstack(curves)
-    present = np.isfinite(stack).any(axis=0)
-    out = np.full((3, stack.shape[1]), np.nan)
-    if present.any():
-        sub = stack[:, present]
-        with np.errstate(invalid="ignore"):
-            out[0, present] = np.nanmean(sub, axis=0)
-            out[1, present] = np.nanmin(sub, axis=0)
-            out[2, present] = np.nanmax(sub, axis=0)
-    return out[0], out[1], out[2]
-
-
-def _colors(groups: Sequence[Group]) -> dict[str, tuple]:
-    from matplotlib import colormaps
-
-    cmap = colormaps["tab10" if len(groups) <= 10 else "tab20"]
-    return {g.label: cmap(i % cmap.N) for i, g in enumerate(groups)}
-
-
-def _save(fig: Figure, path: Path) -> Path:
-    FigureCanvasAgg(fig)
-    with atomic_writer(path, binary=True) as f:
-        fig.savefig(f, dpi=DPI, format="png")
-    return path
 
 
 def plot_losses(groups: Sequence[Group], path: Path) -> Path:
     """Training loss per task vs step: bin-mean smoothed, mean over seeds with a min-max band."""
     losses = {g.label: [load_losses(r.path) for r in g.runs if r.path.is_dir()] for g in groups}
-    last = max((int(d["step"].max()) for ds in losses.values() for d in ds if len(d["step"])), default=1)
-    bins = min(LOSS_BINS, last)
-    edges = np.linspace(0.5, last + 0.5, bins + 1)
-    centers = (edges[:-1] + edges[1:]) / 2
-    colors = _colors(groups)
+    edges, centers, width = step_bins([d for ds in losses.values() for d in ds])
+    colors = line_colors([g.label for g in groups])
     fig = Figure(figsize=(12, 4.5), layout="constrained")
     for ax, key, title in zip(fig.subplots(1, 2), ("loss_cls", "loss_seg"),
                               ("Classification loss (ImageNet)", "Segmentation loss (COCO)")):
         for g in groups:
-            curves = [_binned(d["step"], d[key], edges) for d in losses[g.label] if len(d["step"])]
+            curves = [binned(d["step"], d[key], edges) for d in losses[g.label] if len(d["step"])]
             if not curves:
                 continue
-            mean, lo, hi = _band(curves)
+            mean, lo, hi = band(curves)
             ax.plot(centers, mean, color=colors[g.label], label=g.label, linewidth=1.4)
             if len(curves) > 1:
                 ax.fill_between(centers, lo, hi, color=colors[g.label], alpha=0.2, linewidth=0)
@@ -100,18 +49,17 @@ def plot_losses(groups: Sequence[Group], path: Path) -> Path:
             ax.set_yscale("log")
         ax.set_title(title)
         ax.set_xlabel("optimizer step")
-        width = round(last / bins)
         ax.set_ylabel("loss as logged" + (f" (mean over {width}-step bins)" if width > 1 else ""))
         ax.grid(alpha=0.3)
         if ax.lines:
             ax.legend(fontsize="small")
     fig.suptitle("Training loss per task (line: mean over seeds, band: min-max over seeds)")
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def plot_validation(groups: Sequence[Group], path: Path) -> Path:
     """Validation top-1 and mIoU after each epoch, mean over seeds with a min-max band."""
-    colors = _colors(groups)
+    colors = line_colors([g.label for g in groups])
     last = max((len(r.epochs) for g in groups for r in g.runs), default=1)
     epochs = np.arange(1, last + 1)
     fig = Figure(figsize=(12, 4.5), layout="constrained")
@@ -130,7 +78,7 @@ def plot_validation(groups: Sequence[Group], path: Path) -> Path:
                 curves.append(curve)
             if not curves or not np.isfinite(np.vstack(curves)).any():
                 continue
-            mean, lo, hi = _band(curves)
+            mean, lo, hi = band(curves)
             ax.plot(epochs, mean, marker="o", color=colors[g.label], label=g.label, linewidth=1.4)
             if len(curves) > 1:
                 ax.fill_between(epochs, lo, hi, color=colors[g.label], alpha=0.2, linewidth=0)
@@ -142,7 +90,7 @@ def plot_validation(groups: Sequence[Group], path: Path) -> Path:
         if ax.lines:
             ax.legend(fontsize="small")
     fig.suptitle("Validation after each epoch (line: mean over seeds, band: min-max over seeds)")
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def _half_ci(summary: dict | None, scale: float) -> float:
@@ -154,7 +102,7 @@ def _half_ci(summary: dict | None, scale: float) -> float:
 def plot_final(report: Report, path: Path) -> Path:
     """Bars of the reported top-1 and mIoU per row, error bars the 95 % interval over seeds."""
     rows = report.rows
-    colors = _colors([r.group for r in rows])
+    colors = line_colors([r.group.label for r in rows])
     x = np.arange(len(rows))
     fig = Figure(figsize=(max(8, 1.3 * len(rows) + 4), 4.8), layout="constrained")
     for ax, key, scale, title, ylabel, fmt in zip(
@@ -175,7 +123,7 @@ def plot_final(report: Report, path: Path) -> Path:
         ax.grid(axis="y", alpha=0.3)
     fig.suptitle(f"Reported metrics, selection {report.selection} "
                  "(bar: mean over seeds, error bar: 95 % t interval over seeds)")
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def plot_pareto(report: Report, path: Path) -> Path:
@@ -184,7 +132,7 @@ def plot_pareto(report: Report, path: Path) -> Path:
     Each point is a row's mean over seeds with 95 % interval whiskers on both axes.
     """
     rows = [r for r in report.rows if r.on_front is not None or r.dominated_by_front is not None]
-    colors = _colors([r.group for r in rows])
+    colors = line_colors([r.group.label for r in rows])
     fig = Figure(figsize=(8, 6.5), layout="constrained")
     ax = fig.subplots()
 
@@ -213,20 +161,17 @@ def plot_pareto(report: Report, path: Path) -> Path:
         ax.legend(fontsize="small")
     fig.suptitle("Scalarization front: task-weight sweep (circles) vs other rows (diamonds); "
                  "whiskers: 95 % t interval over seeds", fontsize="medium")
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def plot_profile(times: dict[str, dict[str, float | None]], path: Path) -> Path:
     """AlgoPerf performance profiles: per row, the fraction of workloads within tau x the best time."""
     taus = np.linspace(1.0, PROFILE_TAU_MAX, 301)
     profile = performance_profile(times, taus)
-    from matplotlib import colormaps
-
-    cmap = colormaps["tab10" if len(times) <= 10 else "tab20"]
     fig = Figure(figsize=(8, 5), layout="constrained")
     ax = fig.subplots()
-    for i, name in enumerate(times):
-        ax.step(taus, profile[name]["fractions"], where="post", color=cmap(i % cmap.N), linewidth=1.6,
+    for name, color in zip(times, palette(len(times))):
+        ax.step(taus, profile[name]["fractions"], where="post", color=color, linewidth=1.6,
                 label=f"{name} (area {profile[name]['area']:.2f})")
     ax.set_xlim(1.0, PROFILE_TAU_MAX)
     ax.set_ylim(-0.02, 1.02)
@@ -237,7 +182,7 @@ def plot_profile(times: dict[str, dict[str, float | None]], path: Path) -> Path:
         ax.legend(fontsize="small")
     fig.suptitle(f"Performance profiles over {len({w for t in times.values() for w in t})} workloads "
                  "(steps to target, median over seeds)")
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def write_plots(report: Report, out: Path) -> list[Path]:
@@ -248,6 +193,4 @@ def write_plots(report: Report, out: Path) -> list[Path]:
              plot_final(report, out / "final.png")]
     if any(r.on_front is not None for r in report.rows):
         files.append(plot_pareto(report, out / "pareto.png"))
-    from .plots_gradients import write_conflict_plots  # it draws with this module's helpers
-
     return files + write_conflict_plots(groups, out)

@@ -13,14 +13,13 @@ so it gets no figure and no line.
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 from matplotlib.figure import Figure
 
-from .plots import LOSS_BINS, _band, _binned, _colors, _save
+from .plotstyle import band, binned, line_colors, or_nan, save, step_bins
 from .report import Group, Run
 from .rundir import RunFileError, finite_number, read_metrics
 
@@ -41,21 +40,8 @@ def load_conflict(run_dir: Path) -> dict[str, np.ndarray] | None:
         return None
     data = {"step": np.array([r["step"] for r in records], dtype=float)}
     for key in FIELDS:
-        data[key] = np.array([_or_nan(r.get(key)) for r in records], dtype=float)
+        data[key] = np.array([or_nan(r.get(key)) for r in records], dtype=float)
     return data
-
-
-def _or_nan(value) -> float:
-    x = finite_number(value)
-    return math.nan if x is None else x
-
-
-def _edges(series: Sequence[dict[str, np.ndarray]]) -> tuple[np.ndarray, np.ndarray, int]:
-    """Bin edges and centres over the longest run (as the loss curves are binned), and the bin width."""
-    last = max((int(d["step"].max()) for d in series if len(d["step"])), default=1)
-    bins = min(LOSS_BINS, last)
-    edges = np.linspace(0.5, last + 0.5, bins + 1)
-    return edges, (edges[:-1] + edges[1:]) / 2, round(last / bins)
 
 
 def _style(ax, key: str, width: int) -> None:
@@ -80,17 +66,17 @@ def plot_comparison_conflict(groups: Sequence[Group], path: Path) -> Path | None
     present = [g for g in groups if series[g.label]]
     if not present:
         return None
-    edges, centers, width = _edges([d for ds in series.values() for d in ds])
-    colors = _colors(groups)
+    edges, centers, width = step_bins([d for ds in series.values() for d in ds])
+    colors = line_colors([g.label for g in groups])
     weighted = [g for g in present if any(np.isfinite(d[WEIGHTS[0]]).any() for d in series[g.label])]
     fig = Figure(figsize=(6 * (2 + bool(weighted)), 4.5), layout="constrained")
     axes = fig.subplots(1, 2 + bool(weighted))
     for ax, key in zip(axes, (COSINE, RATIO)):
         for g in present:
-            curves = [_binned(d["step"], d[key], edges) for d in series[g.label]]
+            curves = [binned(d["step"], d[key], edges) for d in series[g.label]]
             if not np.isfinite(np.vstack(curves)).any():
                 continue
-            mean, lo, hi = _band(curves)
+            mean, lo, hi = band(curves)
             ax.plot(centers, mean, color=colors[g.label], label=g.label, linewidth=1.4)
             if len(curves) > 1:
                 ax.fill_between(centers, lo, hi, color=colors[g.label], alpha=0.2, linewidth=0)
@@ -101,7 +87,7 @@ def plot_comparison_conflict(groups: Sequence[Group], path: Path) -> Path | None
         ax = axes[2]
         for g in weighted:
             for key, dash in zip(WEIGHTS, ("-", "--")):
-                mean, _, _ = _band([_binned(d["step"], d[key], edges) for d in series[g.label]])
+                mean, _, _ = band([binned(d["step"], d[key], edges) for d in series[g.label]])
                 ax.plot(centers, mean, dash, color=colors[g.label], linewidth=1.4,
                         label=f"{g.label}, {key.rsplit('_', 1)[1]}")
         ax.set_title("The method's task weights (solid: cls, dashed: seg)")
@@ -110,7 +96,7 @@ def plot_comparison_conflict(groups: Sequence[Group], path: Path) -> Path | None
         ax.grid(alpha=0.3)
         ax.legend(fontsize="small")
     fig.suptitle("Gradient conflict over the shared parameters (line: mean over seeds, band: min-max over seeds)")
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def plot_run_conflict(run: Run, label: str, path: Path) -> Path | None:
@@ -118,20 +104,20 @@ def plot_run_conflict(run: Run, label: str, path: Path) -> Path | None:
     data = load_conflict(run.path)
     if data is None:
         return None
-    edges, centers, width = _edges([data])
+    edges, centers, width = step_bins([data])
     weighted = bool(np.isfinite(data[WEIGHTS[0]]).any() or np.isfinite(data[WEIGHTS[1]]).any())
     fig = Figure(figsize=(6 * (2 + weighted), 4.5), layout="constrained")
     axes = fig.subplots(1, 2 + weighted)
     for ax, key in zip(axes, (COSINE, RATIO)):
         keep = np.isfinite(data[key])
         ax.plot(data["step"][keep], data[key][keep], ".", color="C0", alpha=0.25, markersize=3, label="per step")
-        ax.plot(centers, _binned(data["step"], data[key], edges), color="C0", linewidth=1.4, label="bin mean")
+        ax.plot(centers, binned(data["step"], data[key], edges), color="C0", linewidth=1.4, label="bin mean")
         _style(ax, key, 1)
         ax.legend(fontsize="small")
     if weighted:
         ax = axes[2]
         for key, color in zip(WEIGHTS, ("C1", "C2")):
-            ax.plot(centers, _binned(data["step"], data[key], edges), color=color, linewidth=1.4,
+            ax.plot(centers, binned(data["step"], data[key], edges), color=color, linewidth=1.4,
                     label=key.rsplit("_", 1)[1])
         ax.set_title("The method's task weights")
         ax.set_xlabel("optimizer step")
@@ -139,7 +125,7 @@ def plot_run_conflict(run: Run, label: str, path: Path) -> Path | None:
         ax.grid(alpha=0.3)
         ax.legend(fontsize="small")
     fig.suptitle(f"{label}: gradient conflict over the shared parameters")
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def write_conflict_plots(groups: Sequence[Group], out: Path) -> list[Path]:

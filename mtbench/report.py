@@ -27,8 +27,8 @@ from .convergence import (
 from .errors import ConfigError, DataError, MTBenchError
 from .text import format_value
 from .rundir import (
-    CONFIG_FILE, ENV_FILE, EPOCHS_FILE, SUMMARY_FILE, EpochRow, RunFileError, finite_number, read_epochs,
-    read_json,
+    CONFIG_FILE, ENV_FILE, EPOCHS_FILE, SUMMARY_FILE, EpochRow, RunFileError, Summary, read_epochs, read_json,
+    read_summary,
 )
 from .rows import ROLES
 from .rows import Row as RowSpec
@@ -65,7 +65,7 @@ class Run:
     optimizer: str
     seed: int | None
     config: dict = field(default_factory=dict)
-    summary: dict | None = None
+    summary: Summary | None = None
     epochs: list[EpochRow] = field(default_factory=list)
     env: dict = field(default_factory=dict)
     failure: str | None = None  # why a run that left no summary.json failed, when the caller knows
@@ -74,9 +74,13 @@ class Run:
 
     def __post_init__(self):
         if self.row is None:
-            settings = {**(self.summary or {}), **self.config}
-            self.row = RowSpec.of(self.optimizer, settings.get("method"), settings.get("task_weights"),
-                                  settings.get("tasks"))
+            told = self.told
+
+            def setting(key: str, recorded):  # config.json's, else summary.json's
+                return self.config[key] if key in self.config else recorded
+
+            self.row = RowSpec.of(self.optimizer, setting("method", told.method),
+                                  setting("task_weights", told.task_weights), setting("tasks", told.tasks))
 
     @property
     def status(self) -> str:
@@ -84,7 +88,7 @@ class Run:
             if not self.path.exists():
                 return "not run"
             return "no summary" if self.problems.get(SUMMARY_FILE, "is missing") == "is missing" else "bad summary"
-        return str(self.summary.get("status") or "unknown")
+        return str(self.summary.status or "unknown")
 
     @property
     def completed(self) -> bool:
@@ -101,9 +105,9 @@ class Run:
                 return "not run"
             return f"{SUMMARY_FILE} {self.problems.get(SUMMARY_FILE, 'is missing')}; {self.progress}"
         if self.status in ("running", "interrupted"):  # "running" left behind: the process was killed
-            done = self.summary.get("epochs")
+            done = self.summary.epochs
             return f"interrupted after epoch {done}" if done else "interrupted before the first epoch ended"
-        error = self.summary.get("error")
+        error = self.summary.error
         return "failed: " + (str(error).splitlines()[0] if error else f"status {self.status}")
 
     @property
@@ -133,11 +137,13 @@ class Run:
         for a run that wrote its config and summary, their content (a copy of the run directory)."""
         found = {("path", os.path.realpath(self.path))}
         if self.config and self.summary is not None:
-            found.add(("content", json.dumps([self.config, self.summary], sort_keys=True)))
+            found.add(("content", json.dumps([self.config, self.summary.to_json()], sort_keys=True)))
         return found
 
-    def final(self, key: str) -> float | None:
-        return finite_number((self.summary or {}).get(key))
+    @property
+    def told(self) -> Summary:
+        """The run's summary; an empty one (every field None) for a run that left none to read."""
+        return self.summary or Summary()
 
 
 def is_run_dir(path: Path) -> bool:
@@ -157,22 +163,23 @@ def load_run(path: Path, optimizer: str | None = None, seed: int | None = None, 
     path = Path(path)
     problems: dict[str, str] = {}
 
-    def read(name: str) -> dict | None:
+    def read(name: str, load=read_json):
         try:
-            return read_json(path / name)
+            return load(path / name)
         except RunFileError as exc:
             problems[name] = exc.problem
             return None
 
     config = read(CONFIG_FILE) or {}
-    summary = read(SUMMARY_FILE)
+    summary = read(SUMMARY_FILE, lambda file: read_summary(file.parent))
     env = read(ENV_FILE) or {}
     try:
         epochs = read_epochs(path)
     except RunFileError as exc:
         problems[EPOCHS_FILE], epochs = exc.problem, []
-    optimizer = config.get("optimizer") or (summary or {}).get("optimizer") or optimizer or path.name
-    seed = config.get("seed", (summary or {}).get("seed", seed))
+    told = summary or Summary()
+    optimizer = config.get("optimizer") or told.optimizer or optimizer or path.name
+    seed = config.get("seed", seed if told.seed is None else told.seed)
     return Run(path, optimizer, seed, config, summary, epochs, env, problems=problems, row=row)
 
 
@@ -340,8 +347,8 @@ def select(run: Run, selection: str = DEFAULT_SELECTION) -> Selected | None:
         raise ConfigError(f"selection {selection!r} is not known (expected {' or '.join(SELECTIONS)})")
     if not run.completed:
         return None
-    final = Selected(run.summary.get("epochs"), run.summary.get("steps"), run.final("final_top1"),
-                     run.final("final_miou"), "final")
+    told = run.summary
+    final = Selected(told.epochs, told.steps, told.final_top1, told.final_miou, "final")
     if selection == "final":
         return final
     best, best_score = None, None
@@ -487,8 +494,8 @@ def build_report(runs: Sequence[Run], target: float | AbsoluteTarget | None = No
         metrics = {m: summarize(values[m].values()) if m in values else None for m in ("top1", "miou", "joint", "delta_m")}
         metrics["steps_to_target"] = _time_summary(steps) if steps else None
         metrics["seconds_to_target"] = _time_summary(seconds) if seconds else None
-        metrics["seconds_per_step"] = summarize(r.final("seconds_per_step") for r in g.done)
-        metrics["peak_memory_mb"] = summarize(r.final("peak_memory_mb") for r in g.done)
+        metrics["seconds_per_step"] = summarize(r.summary.seconds_per_step for r in g.done)
+        metrics["peak_memory_mb"] = summarize(r.summary.peak_memory_mb for r in g.done)
         rows.append(Row(g, {**values, "steps_to_target": steps, "seconds_to_target": seconds}, metrics, "n/a", None))
     _label_convergence([r for r in rows if r.role != "baseline"], resolved)
 
@@ -579,7 +586,7 @@ def _resolve_target(target: float | AbsoluteTarget, groups: Sequence[Group]) -> 
 
 def _final_on_split(run: Run) -> tuple[float | None, float | None]:
     if run.split == "val":
-        return run.final("final_top1"), run.final("final_miou")
+        return run.told.figures("final")
     last = next((e for e in reversed(run.epochs) if e.holdout_top1 is not None or e.holdout_miou is not None), None)
     return epoch_metrics(last, "holdout")
 
@@ -713,14 +720,14 @@ def _header(runs: Sequence[Run], groups: Sequence[Group]) -> list[str]:
 
 def loss_scale(run: Run) -> list[float] | None:
     """The run's per-task loss multipliers (a stress test), None when it recorded none."""
-    scale = (run.summary or {}).get("loss_scale") or run.config.get("loss_scale")
+    scale = run.told.loss_scale or run.config.get("loss_scale")
     return [float(s) for s in scale] if scale else None
 
 
 def _init_check(runs: Sequence[Run]) -> str:
     by_seed: dict[int, set] = {}
     for r in runs:
-        sha = (r.summary or {}).get("init_weights_sha256")
+        sha = r.told.init_weights_sha256
         if sha and r.seed is not None:
             by_seed.setdefault(r.seed, set()).add(sha)
     differ = [s for s, shas in sorted(by_seed.items()) if len(shas) > 1]

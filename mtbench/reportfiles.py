@@ -296,10 +296,10 @@ def json_record(report: Report, base: Path | None = None) -> dict:
             "ratio_to_fastest": row.ratio, "guide_real_data": g.expected,
             "runs": [{"seed": r.seed, "path": where(r.path), "status": r.status,
                       "error": None if r.completed else r.reason,
-                      "final_top1": r.final("final_top1"), "final_miou": r.final("final_miou"),
+                      "final_top1": r.told.final_top1, "final_miou": r.told.final_miou,
                       "selected": report.selected[r.path].to_dict() if r.path in report.selected else None,
                       "target_split": "holdout" if r.split == "holdout" else "test",
-                      "init_weights_sha256": (r.summary or {}).get("init_weights_sha256"),
+                      "init_weights_sha256": r.told.init_weights_sha256,
                       "loss_scale": loss_scale(r)} for r in g.runs],
         })
     return _strict({

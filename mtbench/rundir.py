@@ -3,7 +3,7 @@
 Layout::
 
     config.json   the resolved RunConfig (+ the preset)      env.json     versions, device, commit
-    summary.json  how the run ended and its final metrics     epochs.csv   one row per epoch (EpochRow)
+    summary.json  how the run ended, its figures (Summary)    epochs.csv   one row per epoch (EpochRow)
     metrics.jsonl one record per optimizer step               checkpoints/last.pt   the train state
     .lock         while a process works in the directory (see mtbench.locks)
 
@@ -72,6 +72,100 @@ class EpochRow:
 
 
 EPOCH_COLUMNS = [f.name for f in dataclasses.fields(EpochRow)]
+
+SPLITS = ("final", "holdout")  # summary.json's figures: the test (validation) split's, the held-out split's
+
+
+@dataclass(frozen=True)
+class Summary:
+    """summary.json: how a run ended and its figures. The fields are the file's keys, in its order.
+
+    The run log builds it and writes ``to_json()``; ``from_json`` reads any version's file: a key an
+    older run did not write reads as None, a key this version does not know is ignored, a figure reads
+    as a float and a non-finite one as None (as every reader took them), so old run directories still
+    report. A value of the wrong type is a ValueError naming the key, the value and what was expected.
+    """
+
+    optimizer: str | None = None
+    title: str | None = None
+    method: str | None = None
+    status: str | None = None
+    error: str | None = None
+    seed: int | None = None
+    epochs: int | None = None
+    steps: int | None = None
+    final_top1: float | None = None
+    final_top5: float | None = None
+    final_miou: float | None = None
+    final_pixel_acc: float | None = None
+    holdout_top1: float | None = None
+    holdout_top5: float | None = None
+    holdout_miou: float | None = None
+    holdout_pixel_acc: float | None = None
+    seconds_per_step: float | None = None
+    total_seconds: float | None = None
+    peak_memory_mb: float | None = None
+    skipped_steps: int | None = None
+    corrupt_images: int | None = None
+    init_weights_sha256: str | None = None
+    task_weights: tuple[float, ...] | None = None
+    loss_scale: tuple[float, ...] | None = None
+    holdout: float | None = None
+    tasks: tuple[str, ...] | None = None
+    method_settings: dict | None = None
+    device: str | None = None
+
+    @property
+    def completed(self) -> bool:
+        return self.status == "completed"
+
+    def figures(self, split: str) -> tuple[float | None, float | None]:
+        """(top-1, mIoU) on one split: "final" (the test split) or "holdout" (the selection split)."""
+        if split not in SPLITS:
+            raise ValueError(f"split {split!r} is not known (expected {' or '.join(SPLITS)})")
+        if split == "final":
+            return self.final_top1, self.final_miou
+        return self.holdout_top1, self.holdout_miou
+
+    def to_json(self) -> dict:
+        """The content of summary.json: every field, in order (sequences as lists)."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in
+                ((f.name, getattr(self, f.name)) for f in dataclasses.fields(self))}
+
+    @classmethod
+    def from_json(cls, data: dict) -> Summary:
+        """The record of a summary.json's content (see the class for what an old or odd file reads as)."""
+        return cls(**{name: _SUMMARY_TYPES[name](name, data[name]) for name in _SUMMARY_TYPES if name in data})
+
+
+def _checked(what: str, ok: Callable[[Any], bool], convert: Callable[[Any], Any] = lambda v: v):
+    """A reader of one summary.json value: None stays None, a value ``ok`` refuses is a ValueError."""
+    def read(name: str, value: Any) -> Any:
+        if value is None:
+            return None
+        if not ok(value):
+            raise ValueError(f"{name} is {value!r}, expected {what}")
+        return convert(value)
+    return read
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _is_list_of(kind: Callable[[Any], bool]) -> Callable[[Any], bool]:
+    return lambda v: isinstance(v, list) and all(kind(x) for x in v)
+
+
+_SUMMARY_READERS = {
+    "str": _checked("a string", lambda v: isinstance(v, str)),
+    "int": _checked("a whole number", lambda v: _is_number(v) and float(v).is_integer(), int),
+    "float": _checked("a number", _is_number, lambda v: float(v) if math.isfinite(v) else None),
+    "tuple[float, ...]": _checked("a list of numbers", _is_list_of(_is_number), tuple),
+    "tuple[str, ...]": _checked("a list of strings", _is_list_of(lambda x: isinstance(x, str)), tuple),
+    "dict": _checked("an object", lambda v: isinstance(v, dict), dict),
+}
+_SUMMARY_TYPES = {f.name: _SUMMARY_READERS[f.type.removesuffix(" | None")] for f in dataclasses.fields(Summary)}
 
 
 class RunFileError(MTBenchError):
@@ -222,6 +316,15 @@ def read_json(path: str | os.PathLike) -> dict:
     return data
 
 
+def read_summary(run_dir: str | os.PathLike) -> Summary:
+    """A run's summary.json as a Summary; RunFileError says what is wrong with the file."""
+    path = Path(run_dir) / SUMMARY_FILE
+    try:
+        return Summary.from_json(read_json(path))
+    except ValueError as exc:
+        raise RunFileError(path, f"is not a run summary ({exc})") from None
+
+
 def finite_number(value: Any) -> float | None:
     """A float from a log or summary field; None for an empty, unparsable or non-finite value."""
     if value is None or value == "":
@@ -348,6 +451,13 @@ class RunDir:
     def read_json(self, name: str) -> dict:
         """A JSON file of the run; RunFileError when it is missing, empty or cut short."""
         return read_json(self.file(name))
+
+    def write_summary(self, summary: Summary) -> None:
+        self.write_json(SUMMARY_FILE, summary.to_json())
+
+    def read_summary(self) -> Summary:
+        """summary.json; RunFileError when it is missing, cut short or not a run summary."""
+        return read_summary(self.path)
 
     def append_metrics(self, records: Iterable[dict]) -> None:
         if not self.writable:

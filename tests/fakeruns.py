@@ -138,3 +138,29 @@ def write_comparison(
         comparison["rows"] = records
     (out / "comparison.json").write_text(json.dumps(comparison))
     return out
+
+
+def write_reference_comparison(out: Path) -> Path:
+    """A fixed comparison whose runs use what summary.json can say: rows over three seeds with held-out
+    curves, two points of a task-weight sweep, a loss scale, a failed run with its error, an interrupted
+    one and a run that left no summary. Its report.json is stored in tests/data/ as the report built
+    before summary.json had a type, so a change to how summaries are read shows as a different report."""
+    curves = {
+        "adam": [[(0.5, 0.3), (0.70, 0.40)], [(0.5, 0.3), (0.72, 0.42)], [(0.4, 0.3), (0.69, 0.41)]],
+        "sgd": [[(0.2, 0.1), (0.50, 0.30)], [(0.3, 0.1), (0.56, 0.28)], [(0.3, 0.2), (0.52, 0.33)]],
+        "adam@w0.3": [[(0.3, 0.3), (0.55, 0.45)], [(0.3, 0.4), (0.57, 0.47)], [(0.2, 0.3), (0.50, 0.44)]],
+        "adam@w0.7": [[(0.6, 0.2), (0.75, 0.30)], [(0.5, 0.2), (0.74, 0.33)], [(0.6, 0.1), (0.78, 0.31)]],
+    }
+    rows = {"adam": {}, "sgd": {"optimizer": "sgd"},
+            "adam@w0.3": {"optimizer": "adam", "task_weights": (0.3, 0.7), "role": "sweep"},
+            "adam@w0.7": {"optimizer": "adam", "task_weights": (0.7, 0.3), "role": "sweep"}}
+    holdout = {name: [[(top1 * 0.9, miou * 1.1) for top1, miou in seed] for seed in seeds]
+               for name, seeds in curves.items()}
+    out = write_comparison(out, curves, rows=rows, holdout_curves=holdout, loss_scale=(1.0, 10.0))
+    write_run(out / "runs/sgd-seed1", optimizer="sgd", seed=1, curve=[(0.1, 0.05)], epochs=2, status="failed",
+              holdout_curve=[(0.09, 0.06)], error="non-finite loss at step 12 in segmentation (loss_cls=2.1, "
+              "loss_seg=nan)\nmore", loss_scale=(1.0, 10.0), task_weights=(0.5, 0.5))
+    write_run(out / "runs/adam@w0.7-seed2", optimizer="adam", seed=2, curve=[(0.6, 0.1)], epochs=2,
+              holdout_curve=[(0.54, 0.11)], status="interrupted", loss_scale=(1.0, 10.0), task_weights=(0.7, 0.3))
+    (out / "runs/adam@w0.3-seed1" / SUMMARY_FILE).unlink()
+    return out

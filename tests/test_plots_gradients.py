@@ -1,12 +1,17 @@
 """Gradient-conflict figures: read from metrics.jsonl, drawn for the runs that logged the fields only."""
 
+import ast
 import json
 import math
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 from matplotlib.image import imread
 
+import mtbench
 from fakeruns import write_run
 from mtbench.plots_gradients import load_conflict, write_conflict_plots
 from mtbench.report import find_runs, group_runs
@@ -69,3 +74,23 @@ def test_a_step_without_a_value_leaves_a_gap(tmp_path):
     assert np.isnan(data["grad_cosine"][0]) and data["grad_cosine"][1] == 0.5
     assert [f.name for f in write_conflict_plots(group_runs(find_runs([tmp_path / "runs"])), tmp_path)] == [
         "conflict.png", "conflict-adam+upgrad-seed0.png"]
+
+
+def test_the_figure_modules_draw_with_the_style_module_not_with_each_other():
+    """plots_gradients needs none of plots' names (no circle: plots imports it to write every figure)."""
+    code = "import sys, mtbench.plots_gradients; print(sorted(m for m in sys.modules if m.startswith('mtbench.plot')))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["['mtbench.plots_gradients',", "'mtbench.plotstyle']"]
+
+
+def test_no_module_imports_another_modules_private_name():
+    """A helper that two modules need is public in a shared module (as plotstyle's are)."""
+    package = Path(mtbench.__file__).parent
+    found = []
+    for path in sorted(package.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            # names from a module of the package (``from . import _C`` takes the compiled module itself)
+            if isinstance(node, ast.ImportFrom) and node.module and (node.level or node.module.startswith("mtbench")):
+                found += [f"{path.relative_to(package)}: {alias.name} from {'.' * node.level}{node.module}"
+                          for alias in node.names if alias.name.startswith("_") and not alias.name.startswith("__")]
+    assert found == []

@@ -14,7 +14,7 @@ from ..config import (
     build_config,
 )
 from ..errors import ConfigError, MTBenchError
-from ..rundir import CONFIG_FILE, create_run_dir
+from ..rundir import CONFIG_FILE, SUMMARY_FILE, Summary, create_run_dir
 from ..text import format_settings
 from .bounded import Bounded
 from .configfile import config_option
@@ -136,7 +136,8 @@ def run(ctx: click.Context, optimizer: str | None, out: Path, resume: Path | Non
         with sigterm_as_interrupt():
             if new:
                 config.run_dir = _new_run_dir(out, preset.name, config.device)  # after the settings are checked
-            summary = train(config, preset, method=method, resume=not new, progress=not quiet, echo=echo)
+            summary = Summary.from_json(train(config, preset, method=method, resume=not new, progress=not quiet,
+                                              echo=echo))
     except MTBenchError:
         if new and config.run_dir:
             _remove_if_unused(Path(config.run_dir))
@@ -151,12 +152,12 @@ def run(ctx: click.Context, optimizer: str | None, out: Path, resume: Path | Non
             echo(f"\n{why} while the run was setting up; nothing was kept", err=True)
         ctx.exit(130)
     echo(
-        f"final: top-1 {summary['final_top1']:.1%}  top-5 {summary['final_top5']:.1%}  "
-        f"mIoU {summary['final_miou']:.3f}  pixel acc {summary['final_pixel_acc']:.1%}  "
-        f"({summary['steps']} steps, {summary['seconds_per_step'] * 1000:.0f} ms/step, "
-        f"peak memory {summary['peak_memory_mb']:.0f} MB)"
+        f"final: top-1 {summary.final_top1:.1%}  top-5 {summary.final_top5:.1%}  "
+        f"mIoU {summary.final_miou:.3f}  pixel acc {summary.final_pixel_acc:.1%}  "
+        f"({summary.steps} steps, {summary.seconds_per_step * 1000:.0f} ms/step, "
+        f"peak memory {summary.peak_memory_mb:.0f} MB)"
     )
-    echo(f"written: {config.run_dir}/summary.json")
+    echo(f"written: {Path(config.run_dir, SUMMARY_FILE)}")
 
 
 def _new_run_dir(out: Path, name: str, device: str) -> str:

@@ -8,7 +8,7 @@ from typing import Callable
 
 from ..board import TENSORBOARD_DIR, Board
 from ..config import RunConfig
-from ..rundir import SUMMARY_FILE, RunDir, RunFileError, finite_number
+from ..rundir import RunDir, RunFileError, Summary
 from .checkpoint import TrainState
 from .gradients import StepResult
 
@@ -88,45 +88,47 @@ class RunLog:
 
     def summary(self, status: str, state: TrainState, *, init_digest: str, device: str, peak_memory_mb: float,
                 error: str | None = None) -> dict:
-        """Write summary.json; the ``final_*`` figures are the test (validation) split's."""
+        """Write summary.json and return its content; the ``final_*`` figures are the test (validation) split's."""
         c, v, h = state.counters, state.last_val or {}, state.last_holdout or {}
-        summary = {
+        summary = Summary(
             **self.identity,
-            "status": status,
-            "error": error,
-            "seed": self.config.seed,
-            "epochs": c["epoch"],
-            "steps": c["step"],
+            status=status,
+            error=error,
+            seed=self.config.seed,
+            epochs=c["epoch"],
+            steps=c["step"],
             **{f"final_{k}": v.get(k) for k in ("top1", "top5", "miou", "pixel_acc")},
             **{f"holdout_{k}": h.get(k) for k in ("top1", "top5", "miou", "pixel_acc")},
-            "seconds_per_step": statistics.median(state.step_times) if state.step_times else None,
-            "total_seconds": round(c["train_seconds"], 3),
-            "peak_memory_mb": round(peak_memory_mb, 1),
-            "skipped_steps": c["skipped_steps"],
-            "corrupt_images": c["corrupt_images"],
-            "init_weights_sha256": init_digest,
-            "task_weights": list(self.config.task_weights),
-            "loss_scale": list(self.config.loss_scale),
-            "holdout": self.config.holdout,
-            "tasks": list(self.config.tasks),
-            "method_settings": dict(self.config.method_settings),
-            "device": device,
-        }
-        self.run.write_json(SUMMARY_FILE, summary)
-        return summary
+            seconds_per_step=statistics.median(state.step_times) if state.step_times else None,
+            total_seconds=round(c["train_seconds"], 3),
+            peak_memory_mb=round(peak_memory_mb, 1),
+            skipped_steps=c["skipped_steps"],
+            corrupt_images=c["corrupt_images"],
+            init_weights_sha256=init_digest,
+            task_weights=tuple(self.config.task_weights),
+            loss_scale=tuple(self.config.loss_scale),
+            holdout=self.config.holdout,
+            tasks=tuple(self.config.tasks),
+            method_settings=dict(self.config.method_settings),
+            device=device,
+        )
+        self.run.write_summary(summary)
+        return summary.to_json()
+
+    def _written(self) -> Summary | None:
+        """The summary.json a part of this run wrote before (None when there is none to read)."""
+        try:
+            return self.run.read_summary()
+        except RunFileError:
+            return None
 
     def reported_peak_mb(self) -> float:
         """The peak memory that summary.json reports (0 without one): for a resumed run, that of the parts
         before, up to their last summary (the checkpoint's count was taken before its own save)."""
-        try:
-            return finite_number(self.run.read_json(SUMMARY_FILE).get("peak_memory_mb")) or 0.0
-        except RunFileError:
-            return 0.0
+        written = self._written()
+        return (written.peak_memory_mb if written else None) or 0.0
 
     def finished_summary(self) -> dict | None:
         """The summary of a run that completed, read back (None when there is none to trust)."""
-        try:
-            summary = self.run.read_json(SUMMARY_FILE)
-        except RunFileError:
-            return None
-        return summary if summary.get("status") == "completed" else None
+        written = self._written()
+        return written.to_json() if written and written.completed else None

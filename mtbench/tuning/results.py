@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from ..rundir import CONFIG_FILE, SUMMARY_FILE, RunFileError, atomic_write_text, read_json
+from ..rundir import CONFIG_FILE, SUMMARY_FILE, RunFileError, atomic_write_text, read_json, read_summary
 from ..stats import compare_to_best, summarize
 from ..text import format_settings, format_table
 from .space import Space, space_record, space_text
@@ -150,11 +150,11 @@ def final_scores(folder: Path, objective: str, settings: Mapping[str, Any]) -> d
     scores: dict[int, float | None] = {}
     for path in sorted(folder.glob(f"*/runs/*/{SUMMARY_FILE}")):
         try:
-            summary, config = read_json(path), read_json(path.with_name(CONFIG_FILE))
+            summary, config = read_summary(path.parent), read_json(path.with_name(CONFIG_FILE))
         except RunFileError:
             continue
-        if summary.get("status") == "completed" and config.get("hyperparams") == wanted:
-            scores[summary.get("seed")] = score(summary, objective, "final")
+        if summary.completed and config.get("hyperparams") == wanted:
+            scores[summary.seed] = score(summary, objective, "final")
     return scores
 
 
@@ -306,18 +306,13 @@ def write_report(results: Sequence[Result], out: Path, meta: Mapping[str, Any]) 
 def plot_lr_sensitivity(results: Sequence[Result], path: Path, objective: str) -> Path:
     """Holdout score against lr on a log axis, one line per optimizer through its search trials in
     order of lr, the guide's preset marked with a star (DeepOBS's LR sensitivity plot)."""
-    from matplotlib import colormaps
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    from ..plots import DPI
-    from ..rundir import atomic_writer
+    from ..plotstyle import palette, save
 
     fig = Figure(figsize=(7, 4.5), layout="constrained")
     ax = fig.subplots()
-    cmap = colormaps["tab10" if len(results) <= 10 else "tab20"]
-    for i, r in enumerate(results):
-        color = cmap(i % cmap.N)
+    for r, color in zip(results, palette(len(results))):
         points = sorted((row.settings["lr"], row.value) for row in r.search
                         if row.state == "COMPLETE" and row.value is not None and "lr" in row.settings)
         if points:
@@ -333,7 +328,4 @@ def plot_lr_sensitivity(results: Sequence[Result], path: Path, objective: str) -
     ax.grid(True, which="both", alpha=0.3)
     if ax.lines:
         ax.legend(fontsize="small")
-    FigureCanvasAgg(fig)
-    with atomic_writer(path, binary=True) as f:
-        fig.savefig(f, dpi=DPI, format="png")
-    return path
+    return save(fig, path)

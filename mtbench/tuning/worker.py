@@ -20,7 +20,7 @@ from ..convergence import joint_score
 from ..errors import ConfigError, MTBenchError, NonFiniteLossError, RunStopped
 from ..locks import LockedError
 from ..presets import OptimizerPreset
-from ..rundir import CHECKPOINT_DIR, CONFIG_FILE, LAST_CHECKPOINT, SUMMARY_FILE, RunDir, RunFileError
+from ..rundir import CHECKPOINT_DIR, CONFIG_FILE, LAST_CHECKPOINT, RunDir, RunFileError, Summary
 from ..text import first_line, format_settings
 from .space import Space, distributions, setting_items, suggest
 from .study import PRESET, RESULT, ROLE, RUN_DIR, SEARCH, TuneStudy, Worker, heartbeat, run_name
@@ -79,15 +79,15 @@ def drop_checkpoint(run_dir: Path) -> None:
     (run_dir / CHECKPOINT_DIR / LAST_CHECKPOINT).unlink(missing_ok=True)
 
 
-def score(summary: Mapping[str, Any], objective: str, split: str = "holdout") -> float | None:
+def score(summary: Summary, objective: str, split: str = "holdout") -> float | None:
     """The objective on one split of a run's summary: ``holdout`` selects, ``final`` (the test split) only
     reports. joint is the absolute joint score of the report, the mean of the trained tasks' metrics."""
-    top1, miou = summary.get(f"{split}_top1"), summary.get(f"{split}_miou")
+    top1, miou = summary.figures(split)
     if objective == "top1":
         return top1
     if objective == "miou":
         return miou
-    return joint_score(top1, miou, summary.get("tasks") or TASKS)
+    return joint_score(top1, miou, summary.tasks or TASKS)
 
 
 class _Reporter:
@@ -95,14 +95,14 @@ class _Reporter:
 
     def __init__(self, trial: "optuna.Trial", objective: str, prune: bool):
         self.trial, self.objective, self.prune = trial, objective, prune
-        self.last: dict = {}
+        self.last: Summary | None = None
 
     def __call__(self, summary: dict) -> None:
-        self.last = summary
-        value = score(summary, self.objective)
+        self.last = Summary.from_json(summary)
+        value = score(self.last, self.objective)
         if value is None:
             return
-        epoch = int(summary["epochs"])
+        epoch = int(self.last.epochs)
         self.trial.report(value, epoch)
         if self.prune and self.trial.should_prune():
             raise RunStopped(f"pruned at epoch {epoch}: holdout {self.objective} {value:.4f} is below the median "
@@ -199,10 +199,11 @@ class Tuner:
         try:
             with heartbeat(trial, self.heartbeat):
                 if state == "completed":
-                    summary = RunDir(run_dir).read_json(SUMMARY_FILE)
+                    summary = RunDir(run_dir).read_summary()
                 else:
-                    summary = self.train_fn(config, preset, method=self.method, resume=state == "resume",
-                                            progress=self.progress, echo=self.echo, on_epoch=reporter)
+                    summary = Summary.from_json(self.train_fn(
+                        config, preset, method=self.method, resume=state == "resume", progress=self.progress,
+                        echo=self.echo, on_epoch=reporter))
         except RunStopped as exc:
             return self._tell(ts, trial, head, state="pruned", facts=_facts(settings, reporter.last, start, str(exc)),
                               run_dir=run_dir)
@@ -218,14 +219,14 @@ class Tuner:
             message = str(exc) if isinstance(exc, MTBenchError) else first_line(exc)
             return self._tell(ts, trial, head, state="fail", run_dir=run_dir,
                               facts={**_facts(settings, reporter.last, start), "error": message})
-        status = summary.get("status")
+        status = summary.status
         if status == "interrupted":  # a launched run (torchrun) stopped from outside: as a Ctrl-C here
-            self.echo(f"{head} interrupted: {summary.get('error') or 'its processes were stopped'}")
+            self.echo(f"{head} interrupted: {summary.error or 'its processes were stopped'}")
             raise KeyboardInterrupt
         value = score(summary, self.objective)
         if status != "completed" or value is None:
-            why = summary.get("error") or (f"status {status}" if status != "completed"
-                                           else f"no holdout {self.objective} in its summary")
+            why = summary.error or (f"status {status}" if status != "completed"
+                                    else f"no holdout {self.objective} in its summary")
             return self._tell(ts, trial, head, state="fail", run_dir=run_dir,
                               facts={**_facts(settings, summary, start), "error": why})
         self._tell(ts, trial, head, value=value, facts=_facts(settings, summary, start, "completed"), run_dir=run_dir)
@@ -255,13 +256,13 @@ class Tuner:
                   + (f" in {seconds:.1f} s" if seconds is not None else ""))
 
 
-def _facts(settings: dict, summary: Mapping[str, Any], start: float, outcome: str | None = None) -> dict[str, Any]:
+def _facts(settings: dict, summary: Summary | None, start: float, outcome: str | None = None) -> dict[str, Any]:
     """What the study keeps of a trial's run: its settings, length, time and holdout figures (never the
     test split's)."""
     facts: dict[str, Any] = {"settings": settings, "seconds": time.perf_counter() - start}
-    if summary:
-        facts.update(steps=summary.get("steps"), epochs=summary.get("epochs"),
-                     holdout={"top1": summary.get("holdout_top1"), "miou": summary.get("holdout_miou")})
+    if summary is not None:
+        top1, miou = summary.figures("holdout")
+        facts.update(steps=summary.steps, epochs=summary.epochs, holdout={"top1": top1, "miou": miou})
     if outcome is not None:
         facts["outcome"] = outcome
     return facts

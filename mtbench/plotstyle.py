@@ -1,0 +1,79 @@
+"""The style every figure shares: per-step binning, seed bands, row colours, resolution and the PNG writer.
+
+The figure modules (plots, plots_gradients, tuning's LR sensitivity) draw with these, so a loss curve
+and a gradient-conflict curve of the same runs are binned alike and a row keeps its colour. Figures
+are written with the Agg canvas: nothing needs a display and no global pyplot state is touched.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+from matplotlib import colormaps
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from .rundir import atomic_writer, finite_number
+
+LOSS_BINS = 200  # points per per-step curve: each the mean of the steps in its bin (smoothing + thinning)
+DPI = 110
+
+
+def or_nan(value) -> float:
+    """A logged value as a float, NaN where it is missing or not finite."""
+    x = finite_number(value)
+    return math.nan if x is None else x
+
+
+def step_bins(series: Sequence[Mapping[str, np.ndarray]]) -> tuple[np.ndarray, np.ndarray, int]:
+    """Bin edges and centres over the longest of ``series`` (each with a "step" array), and the bin width."""
+    last = max((int(d["step"].max()) for d in series if len(d["step"])), default=1)
+    bins = min(LOSS_BINS, last)
+    edges = np.linspace(0.5, last + 0.5, bins + 1)
+    return edges, (edges[:-1] + edges[1:]) / 2, round(last / bins)
+
+
+def binned(steps: np.ndarray, values: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """Mean of the finite values in each bin; NaN for an empty bin."""
+    keep = np.isfinite(values)
+    idx = np.clip(np.searchsorted(edges, steps[keep], side="right") - 1, 0, len(edges) - 2)
+    sums = np.bincount(idx, weights=values[keep], minlength=len(edges) - 1)
+    counts = np.bincount(idx, minlength=len(edges) - 1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
+
+
+def band(curves: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Mean, min and max over seeds, ignoring seeds without a value at that point."""
+    stack = np.vstack(curves)
+    present = np.isfinite(stack).any(axis=0)
+    out = np.full((3, stack.shape[1]), np.nan)
+    if present.any():
+        sub = stack[:, present]
+        with np.errstate(invalid="ignore"):
+            out[0, present] = np.nanmean(sub, axis=0)
+            out[1, present] = np.nanmin(sub, axis=0)
+            out[2, present] = np.nanmax(sub, axis=0)
+    return out[0], out[1], out[2]
+
+
+def palette(n: int) -> list[tuple]:
+    """``n`` distinct line colours, in order (tab10, tab20 beyond ten, repeating beyond twenty)."""
+    cmap = colormaps["tab10" if n <= 10 else "tab20"]
+    return [cmap(i % cmap.N) for i in range(n)]
+
+
+def line_colors(labels: Sequence[str]) -> dict[str, tuple]:
+    """A colour per label, by position: the same rows get the same colours in every figure."""
+    return dict(zip(labels, palette(len(labels))))
+
+
+def save(fig: Figure, path: Path) -> Path:
+    """Write ``fig`` as a PNG at the shared resolution, atomically."""
+    FigureCanvasAgg(fig)
+    with atomic_writer(path, binary=True) as f:
+        fig.savefig(f, dpi=DPI, format="png")
+    return path
