@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import os
 import signal
@@ -11,12 +10,13 @@ import sys
 import time
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Mapping
 
 import click
 
 from ..config import LIMITS
 from ..errors import ConfigError, MTBenchError
+from ..interrupts import STOP_SIGNALS, sigterm_as_interrupt
 from ..tuning.plan import TUNE_LIMITS
 from ..tuning.space import DEFAULT_SAMPLER, SAMPLERS
 from ..tuning.study import DEFAULT_HEARTBEAT
@@ -27,7 +27,6 @@ from .run import run_options
 
 DEFAULT_TRIALS = 20
 PR_SET_PDEATHSIG = 1  # prctl(2): the signal a process gets when its parent ends (Linux)
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 def _stderr(line: str) -> None:
@@ -135,7 +134,7 @@ def tune(ctx: click.Context, optimizers: str | None, trials: int, sampler: str, 
                       train_fn, method=method, prune=prune, heartbeat=heartbeat, echo=_stderr, progress=not quiet,
                       keep_checkpoints=keep_checkpoints)
         try:
-            with _terminate_as_interrupt():
+            with sigterm_as_interrupt():  # SIGTERM stops the tune as Ctrl-C does, between trials too
                 if worker_index is not None:
                     _split_threads(jobs)
                     tuner.work()
@@ -178,20 +177,6 @@ def _check_final_seeds(plan, final_seeds: int) -> None:
     except ConfigError as exc:
         raise ConfigError(f"--final-seeds {final_seeds} runs the seeds {plan.seed + 1} to {last} (--seed + 1 on): "
                           f"{exc}") from None
-
-
-@contextlib.contextmanager
-def _terminate_as_interrupt() -> Iterator[None]:
-    """SIGTERM stops the tune as Ctrl-C does, between trials too: the trial under way is given back for the
-    next run (the trainer does the same while it trains)."""
-    def interrupt(signum, frame):
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def _describe(plan, studies, resumed: bool) -> None:
