@@ -43,6 +43,17 @@ class Method(Protocol):
       parameter group of their own; ``combine`` sets their ``.grad``.
     - ``last_weights``: the task weights used by the last ``combine`` (a 1-d tensor of T values),
       or None when the method has no weights to show.
+
+    NOTE [losses-only methods]: a preset with ``reads="loss"`` never sees gradients. The trainer calls
+    ``scalarize(losses, step) -> Tensor`` instead of ``combine``: ``losses`` is the 1-d tensor of the T
+    weighted task losses, attached to the autograd graph, and the 0-d result is backpropagated once
+    (one backward pass, as for ``sum``). Optional for such a method:
+
+    - ``after_step(recompute)``: called after the optimizer step; ``recompute()`` returns the same
+      batch's T weighted losses at the new parameters, without gradient (one extra forward pass, paid
+      only when called; FAMO's weight update).
+    - ``bind(shared)``: called once before training with the parameters of the model's last shared
+      layer (GradNorm reads the task gradients there only).
     """
 
     def combine(
