@@ -9,7 +9,16 @@ from .base import Factory, Preset
 from .params import STANDARD_PARAMS, Param
 from .search import LR_SPAN, WEIGHT_DECAY_RANGE, SearchDim, SearchEntry, check_search_entry
 
-__all__ = ["Expected", "OptimizerPreset"]
+__all__ = ["NEEDS", "Expected", "OptimizerPreset"]
+
+# What an optimizer may need of the trainer beyond a plain ``step()``, by name (``OptimizerPreset.needs``):
+# "closure": ``step(closure)`` with a closure that recomputes the same batch's loss and gradients
+# (SAM and its family); "train_eval": ``optimizer.train()`` / ``.eval()`` around evaluation and
+# checkpoints, with the BatchNorm statistics recomputed at the evaluation point (Schedule-Free).
+NEEDS = {
+    "closure": "step(closure): the same batch's loss and gradients recomputed",
+    "train_eval": "optimizer.eval() at evaluation and checkpoints, BatchNorm statistics recomputed",
+}
 
 
 @dataclass(frozen=True)
@@ -37,6 +46,7 @@ class OptimizerPreset(Preset):
     ``order`` places the preset in listings and the run menu (ties keep discovery order).
     ``search_space`` maps a setting to the SearchDim or list of choices `mtbench tune` searches
     (empty: the default space, see ``tuning_space``).
+    ``needs`` names what the optimizer needs of the trainer beyond ``step()`` (keys of NEEDS).
     ``source`` is filled in by the registry: the plugin that brought the preset and where from.
     """
 
@@ -53,7 +63,26 @@ class OptimizerPreset(Preset):
     expected: Expected | None = None
     order: int = 100
     search_space: Mapping[str, SearchEntry] = field(default_factory=dict)
+    needs: frozenset[str] = frozenset()
     source: str = field(default="", compare=False)
+
+    def __post_init__(self) -> None:
+        # A plugin may write needs={"closure"} or ("closure",): kept as a frozenset (hashable, like
+        # the rest of a frozen preset); anything else is left for check_capabilities to name.
+        if isinstance(self.needs, (set, tuple, list)):
+            object.__setattr__(self, "needs", frozenset(self.needs))
+
+    def check_capabilities(self) -> None:
+        """Raise ValueError naming the field when ``needs`` is not a set of known names."""
+        needs = self.needs
+        if isinstance(needs, str) or not isinstance(needs, (frozenset, set, tuple, list)) \
+                or not all(isinstance(n, str) for n in needs):
+            raise ValueError(f"{self.KIND} {self.name!r}: needs={needs!r} must be a frozenset of names from: "
+                             f"{', '.join(sorted(NEEDS))}")
+        unknown = sorted(set(needs) - set(NEEDS))
+        if unknown:
+            raise ValueError(f"{self.KIND} {self.name!r}: unknown need {unknown[0]!r}; known: "
+                             f"{', '.join(sorted(NEEDS))}")
 
     def tuning_space(self) -> dict[str, SearchDim | tuple]:
         """What `mtbench tune` searches, checked: ``search_space``, or when it is empty the default

@@ -33,6 +33,7 @@ def validate_preset(preset: Any, kind: type[Preset] = OptimizerPreset) -> Any:
         if not isinstance(preset.search_space, Mapping):
             raise ValueError(f"{kind.KIND} {preset.name!r}: search_space must be a dict of mtbench.SearchDim "
                              "or lists of choices")
+        preset.check_capabilities()
         try:
             preset.tuning_space()
         except ConfigError as exc:
