@@ -1,0 +1,70 @@
+"""Writing an embedded data set once into the cache, as ``synthetic.ensure_synthetic`` does for the
+ImageNet + COCO set: the folder is named after the set, its format version and a digest of its
+spec (a new spec never reuses an old set), built in a temporary folder and renamed into place, so
+concurrent first uses cannot leave a half-written set behind. A manifest written last marks a
+complete set.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any, Callable
+
+from ..errors import DataError
+from ..rundir import make_temp_dir
+from .synthetic import cache_root
+
+__all__ = ["MANIFEST", "ensure_embedded", "write_embedded"]
+
+MANIFEST = "embedded.json"
+
+
+def _folder_name(name: str, version: int, spec: Any) -> str:
+    digest = hashlib.sha256(json.dumps(dataclasses.asdict(spec), sort_keys=True).encode()).hexdigest()
+    return f"{name}-v{version}-{digest[:10]}"
+
+
+def write_embedded(out_dir: str | Path, name: str, version: int, spec: Any,
+                   write: Callable[[Path, Any], dict]) -> Path:
+    """Write the set into ``out_dir`` (new or empty) with ``write(out_dir, spec)``, which returns what the
+    manifest records of it (class names, ...); returns ``out_dir``."""
+    out = Path(out_dir)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        if any(out.iterdir()):
+            raise DataError(f"{out} is not empty; choose a new or empty folder for the {name} data set")
+        described = write(out, spec)
+        manifest = {"set": name, "format": version, "spec": dataclasses.asdict(spec), **described}
+        (out / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    except OSError as exc:
+        raise DataError(f"cannot write the {name} data set to {out}: {exc.strerror or exc}") from None
+    return out
+
+
+def ensure_embedded(name: str, version: int, spec: Any, write: Callable[[Path, Any], dict],
+                    cache_dir: str | Path | None = None) -> Path:
+    """The folder of the embedded set ``name`` in the cache, written with ``write`` on first use."""
+    final = cache_root(cache_dir) / _folder_name(name, version, spec)
+    if (final / MANIFEST).is_file():
+        return final
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        staging = make_temp_dir(final.parent, f".{final.name}.")
+    except OSError as exc:
+        raise DataError(f"cannot create the data cache {final.parent}: {exc.strerror or exc}; "
+                        "set MTBENCH_CACHE to a writable folder") from None
+    try:
+        write_embedded(staging, name, version, spec, write)
+        os.rename(staging, final)
+    except OSError as exc:
+        # Another process renamed its complete copy into place first: use that one.
+        if not (final / MANIFEST).is_file():
+            raise DataError(f"cannot move the {name} data set into {final}: {exc.strerror or exc}") from None
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return final
