@@ -80,8 +80,8 @@ def _street_side(rng: np.random.Generator, side: float, kerb: float) -> list[Pri
             trunk = rng.uniform(2.0, 3.5)
             prims.append(Cylinder(_C["nature"], _colour(rng, 0.08, (0.4, 0.6), (0.25, 0.4)), base=(x, zp),
                                   radius=0.15, top=trunk))
-            prims.append(Sphere(_C["nature"], _colour(rng, 0.3, (0.5, 0.8), (0.3, 0.6)), centre=(x, trunk + crown * 0.8, zp),
-                                radius=crown))
+            prims.append(Sphere(_C["nature"], _colour(rng, 0.3, (0.5, 0.8), (0.3, 0.6)),
+                                centre=(x, trunk + crown * 0.8, zp), radius=crown))
     return prims
 
 

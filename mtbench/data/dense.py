@@ -148,7 +148,8 @@ def _check_values(path: Path, name: str, array: np.ndarray, layout: DenseLayout)
             else (array < -1) | (array > layout.classes - 1)
         if bad.any():
             value = array[bad].flat[0]
-            raise DataError(f"{path}: label {value!r}, expected whole numbers in 0..{layout.classes - 1} or -1 (ignored)")
+            raise DataError(f"{path}: label {value!r}, expected whole numbers in 0..{layout.classes - 1} "
+                            "or -1 (ignored)")
         return
     if not np.isfinite(array).all():
         raise DataError(f"{path}: holds NaN or infinite values")
@@ -178,7 +179,9 @@ class DenseTransform:
         x = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)).permute(2, 0, 1)
         y = torch.from_numpy(label.astype(np.int64))
         d = torch.from_numpy(np.ascontiguousarray(depth, dtype=np.float32).reshape(1, *label.shape))
-        n = None if normal is None else torch.from_numpy(np.ascontiguousarray(normal, dtype=np.float32)).permute(2, 0, 1)
+        n = None
+        if normal is not None:
+            n = torch.from_numpy(np.ascontiguousarray(normal, dtype=np.float32)).permute(2, 0, 1)
         if self.size is not None and self.size != tuple(y.shape):
             x, y, d, n = self._resize(x, y, d, n)
         if self.flip and bool(torch.rand(()) < 0.5):
