@@ -14,8 +14,8 @@ finite, integral labels in -1..C-1, normals of length at most 1 (when an item is
 
 Resizing (``image_size``: the height the model sees; the width keeps the stored aspect ratio):
 bilinear for the image, nearest for labels and normals (a normal stays a stored unit vector), and
-mask-aware for depth: the resampled depth is the weighted mean of the valid depths under each
-output pixel, and missing where less than half of that footprint was valid, so a missing pixel
+mask-aware for depth: the resampled depth is the mean of the valid depths under each output
+pixel's footprint (area resampling), and missing where less than half of that footprint was valid, so a missing pixel
 never drags a depth towards 0. Training augmentation is a horizontal flip, which also negates the
 normals' x component.
 """
@@ -147,14 +147,14 @@ def _check_values(path: Path, name: str, array: np.ndarray, layout: DenseLayout)
         bad = (array != np.round(array)) | (array < -1) | (array > layout.classes - 1) if array.dtype.kind == "f" \
             else (array < -1) | (array > layout.classes - 1)
         if bad.any():
-            value = array[bad].flat[0]
-            raise DataError(f"{path}: label {value!r}, expected whole numbers in 0..{layout.classes - 1} "
+            value = array[bad].flat[0].item()
+            raise DataError(f"{path}: label {value:g}, expected whole numbers in 0..{layout.classes - 1} "
                             "or -1 (ignored)")
         return
     if not np.isfinite(array).all():
         raise DataError(f"{path}: holds NaN or infinite values")
     if name == "depth" and (array < 0).any():
-        raise DataError(f"{path}: negative depth {array.min()!r}; depth is >= 0 with 0 for missing")
+        raise DataError(f"{path}: negative depth {array.min().item():g}; depth is >= 0 with 0 for missing")
     if name == "normal" and (np.linalg.norm(array, axis=-1) > 1.01).any():
         raise DataError(f"{path}: normals longer than 1; expected unit vectors, or 0 where missing")
 
@@ -197,8 +197,8 @@ class DenseTransform:
         x = F.interpolate(x[None], size=size, mode="bilinear", antialias=True, align_corners=False)[0]
         y = F.interpolate(y[None, None].double(), size=size, mode="nearest-exact")[0, 0].long()
         valid = (d > 0).float()
-        weight = F.interpolate(valid[None], size=size, mode="bilinear", antialias=True, align_corners=False)[0]
-        total = F.interpolate((d * valid)[None], size=size, mode="bilinear", antialias=True, align_corners=False)[0]
+        weight = F.interpolate(valid[None], size=size, mode="area")[0]
+        total = F.interpolate((d * valid)[None], size=size, mode="area")[0]
         d = torch.where(weight >= 0.5, total / weight.clamp(min=1e-6), torch.zeros(()))
         if n is not None:
             n = F.interpolate(n[None], size=size, mode="nearest-exact")[0]
@@ -238,12 +238,13 @@ def check_image_size(image_size: int | None, minimum: int) -> int | None:
 
 
 def open_dense(layout: DenseLayout, root: str | Path, image_size: int | None = None, limit_train: int | None = None,
-               limit_val: int | None = None, holdout: float | None = None, min_size: int = 32):
+               limit_val: int | None = None, holdout: float | None = None, min_size: int = 1):
     """(train, val, holdout or None, (height, width)) of the set at ``root``.
 
     ``image_size`` is the height the model sees (None: as stored in train/); ``limit_*`` keep the
     first images by index; ``holdout`` moves that fraction of train/ (after the limit) into the
-    selection split, chosen as ``holdout.py`` chooses it and read without augmentation.
+    selection split, chosen as ``holdout.py`` chooses it and read without augmentation. ``min_size``
+    is the smallest side the model takes (ConfigError below it).
     """
     check_limit("limit_train", limit_train)
     check_limit("limit_val", limit_val)

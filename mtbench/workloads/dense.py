@@ -201,10 +201,12 @@ def build_dense_model(backbone: str, data) -> DenseNet:
 
 def _build(layout, ensure, outputs: tuple[int, ...], root, image_size, limit_train, limit_val, holdout, cache_dir):
     from ..data.dense import open_dense
+    from ..data.sizes import MIN_IMAGE_SIZE
 
     synthetic = root is None
     folder = ensure(cache_dir) if synthetic else root
-    train, val, held, size = open_dense(layout, folder, image_size, limit_train, limit_val, holdout)
+    train, val, held, size = open_dense(layout, folder, image_size, limit_train, limit_val, holdout,
+                                          MIN_IMAGE_SIZE)
     return WorkloadData(train=[train], val=[val], holdout=None if held is None else [held], image_size=size[0],
                         synthetic=synthetic, info={"classes": layout.classes, "outputs": outputs,
                                                    "size": list(size), "data_dir": str(folder)})
