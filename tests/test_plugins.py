@@ -47,29 +47,29 @@ def invoke(args, env=None):
 
 
 def test_an_installed_plugin_package_appears_in_list_without_changing_mtbench(tmp_path, monkeypatch):
-    write_plugin(tmp_path, "lion_plugin", "lion")
-    install_distribution(tmp_path, "mtbench-lion", {"lion": "lion_plugin"})
+    write_plugin(tmp_path, "lion_plugin", "my_lion")
+    install_distribution(tmp_path, "mtbench-lion", {"my_lion": "lion_plugin"})
     monkeypatch.syspath_prepend(str(tmp_path))
     result = invoke(["list", "--json"])
     assert result.exit_code == 0, result.output
     records = {r["name"]: r for r in json.loads(result.output)["optimizers"]}
-    assert len(records) == 9
-    assert records["lion"]["defaults"] == {"lr": 1e-4, "momentum": 0.5}
-    assert "entry point lion_plugin from mtbench-lion 1.0" in records["lion"]["source"]
-    preset = load_registry(environ={}).get("lion")
+    assert len(records) == 29
+    assert records["my_lion"]["defaults"] == {"lr": 1e-4, "momentum": 0.5}
+    assert "entry point lion_plugin from mtbench-lion 1.0" in records["my_lion"]["source"]
+    preset = load_registry(environ={}).get("my_lion")
     opt = preset.resolve_factory()([__import__("torch").zeros(2, requires_grad=True)], **preset.resolve())
     assert type(opt).__name__ == "Lion" and opt.defaults["lr"] == 1e-4
 
 
 def test_a_local_plugin_file_and_folder_add_optimizers(tmp_path):
-    single = write_plugin(tmp_path / "one", "lion_local", "lion")
+    single = write_plugin(tmp_path / "one", "lion_local", "my_lion")
     write_plugin(tmp_path / "many", "alpha", "alpha")
     write_plugin(tmp_path / "many", "beta", "beta")
     result = invoke(["--plugin", str(single), "--plugin", str(tmp_path / "many"), "list"])
     assert result.exit_code == 0, result.output
-    for name in ("lion", "alpha", "beta", "mtadamv2"):
+    for name in ("my_lion", "alpha", "beta", "mtadamv2"):
         assert f" {name} " in result.output
-    assert "11 optimizers" in result.output
+    assert "31 optimizers" in result.output
 
 
 def test_mtbench_plugins_environment_variable(tmp_path):
@@ -83,13 +83,13 @@ def test_mtbench_plugins_environment_variable(tmp_path):
 def test_a_broken_plugin_is_reported_by_name_and_the_rest_keeps_working(tmp_path):
     write_plugin(tmp_path, "broken", "x", body="import not_a_module_anywhere\n")
     write_plugin(tmp_path, "wrong", "x", body="from mtbench import hookimpl\n\n@hookimpl\ndef mtbench_optimizers():\n    return ['adam']\n")
-    write_plugin(tmp_path, "good", "lion")
+    write_plugin(tmp_path, "good", "my_lion")
     result = invoke(["--plugin", str(tmp_path), "list"])
     assert result.exit_code == 0
     assert "warning: plugin 'broken' (file " in result.output
     assert "ModuleNotFoundError: No module named 'not_a_module_anywhere'" in result.output
     assert "warning: plugin 'wrong'" in result.output and "returned str, expected mtbench.OptimizerPreset" in result.output
-    assert " lion " in result.output and "9 optimizers" in result.output
+    assert " my_lion " in result.output and "29 optimizers" in result.output
 
     plugins = invoke(["--plugin", str(tmp_path), "plugins"])
     assert plugins.exit_code == 0
@@ -118,7 +118,7 @@ def test_disabled_plugins_do_not_load(tmp_path):
     path = write_plugin(tmp_path, "broken", "x", body="raise RuntimeError('must not import')\n")
     registry = load_registry([path], environ={"MTBENCH_DISABLE_PLUGINS": "broken, adagrad"})
     assert registry.failures == []
-    assert "adagrad" not in registry.names() and len(registry.names()) == 7
+    assert "adagrad" not in registry.names() and len(registry.names()) == 27
     assert sorted(registry.disabled) == ["adagrad", "broken"]
 
 
@@ -209,11 +209,11 @@ def test_run_reports_a_failing_factory_in_one_line(tmp_path):
 )
 def test_a_plugin_that_calls_sys_exit_is_reported_and_the_rest_keeps_working(tmp_path, body, reason):
     write_plugin(tmp_path, "quitter", "x", body=body)
-    write_plugin(tmp_path, "good", "lion")
+    write_plugin(tmp_path, "good", "my_lion")
     result = invoke(["--plugin", str(tmp_path), "list"])
     assert result.exit_code == 0, result.output
     assert f"warning: plugin 'quitter' (file {tmp_path / 'quitter.py'}): {reason}" in result.output
-    assert " lion " in result.output and "9 optimizers" in result.output
+    assert " my_lion " in result.output and "29 optimizers" in result.output
 
 
 def test_a_disabled_optimizer_is_called_disabled_not_unknown(tmp_path):

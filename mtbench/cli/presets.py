@@ -7,6 +7,7 @@ import json
 import click
 
 from ..presets import MethodPreset, OptimizerPreset
+from ..presets.optimizer import NEEDS, ORIGINS
 from ..text import format_settings, format_table
 
 __all__ = ["list_command", "method_record", "plugins_command", "preset_record"]
@@ -35,6 +36,13 @@ def preset_record(preset: OptimizerPreset) -> dict:
         "title": preset.title,
         "defaults": _json_defaults(preset.defaults),
         "per_task_gradients": preset.per_task_gradients,
+        "origin": preset.listed_origin or "plugin",
+        "needs": sorted(preset.needs),
+        "groups": preset.groups if isinstance(preset.groups, str) or preset.groups is None
+        else getattr(preset.groups, "__qualname__", repr(preset.groups)),
+        "capabilities": preset.capabilities(),
+        "tuning_space": {k: (v.text(k) if hasattr(v, "text") else list(v)) for k, v in preset.tuning_space().items()},
+        "notice": preset.notice,
         "source": preset.source,
         "expected": preset.expected.to_dict() if preset.expected else None,
         "accepts": preset.accepted_keys(),
@@ -58,37 +66,78 @@ def method_record(method: MethodPreset) -> dict:
     }
 
 
+def _by_origin(presets: dict[str, OptimizerPreset]) -> list[tuple[str, list[tuple[int, str, OptimizerPreset]]]]:
+    """The presets grouped by origin (the guide's first, then torch.optim, pytorch-optimizer, other
+    plugins), each with its number in the run menu (the registry's order)."""
+    numbered = [(i, name, p) for i, (name, p) in enumerate(presets.items(), 1)]
+    origins = list(ORIGINS) + sorted({p.listed_origin for p in presets.values()} - set(ORIGINS))
+    groups = [(o, [row for row in numbered if row[2].listed_origin == o]) for o in origins]
+    return [(o, rows) for o, rows in groups if rows]
+
+
+def _library_rows() -> list[list]:
+    """`mtbench list --all`: every optimizer of pytorch-optimizer, runnable by name or refused and why."""
+    from ..presets.library import library_entries
+
+    rows = []
+    for entry in library_entries():
+        status = f"refused: it {entry.refused}" if entry.refused else (
+            f"runs ({', '.join(sorted(entry.needs))})" if entry.needs else "runs")
+        rows.append([entry.name, entry.cls.__name__, status + (f"; {entry.notice}" if entry.notice else "")])
+    return rows
+
+
 @click.command("list")
 @click.option("--json", "as_json", is_flag=True,
               help='Print {"optimizers": [...], "methods": [...]} as JSON.')
 @click.option("--verbose", "-v", is_flag=True, help="Add each preset's description and the settings it accepts.")
+@click.option("--all", "show_all", is_flag=True,
+              help="Also list every optimizer of pytorch-optimizer, runnable as --optimizer pytorch_optimizer:NAME "
+                   "with its class defaults (imports the library).")
 @click.pass_obj
-def list_command(app, as_json: bool, verbose: bool) -> None:
+def list_command(app, as_json: bool, verbose: bool, show_all: bool) -> None:
     """List the optimizer presets (tuned settings, the guide's expected results), then the
-    multi-task gradient methods."""
+    multi-task gradient methods.
+
+    The presets are grouped by where they come from: the optimizer guide's, torch.optim's,
+    pytorch-optimizer's, other plugins'."""
     registry = app.registry
     if as_json:
         records = {
             "optimizers": [preset_record(p) for p in registry.presets.values()],
             "methods": [method_record(m) for m in registry.methods.values()],
         }
+        if show_all:
+            records["library"] = [{"name": name, "class": cls, "status": status}
+                                  for name, cls, status in _library_rows()]
         click.echo(json.dumps(records, indent=2))
         return
-    rows = [
-        [i, name, p.title, format_settings(p.defaults), "yes" if p.per_task_gradients else "no",
-         *_expected_cells(p), _plugin_name(p)]
-        for i, (name, p) in enumerate(registry.presets.items(), 1)
-    ]
-    headers = ["#", "name", "title", "settings", "per-task", "top-1*", "mIoU*", "convergence*", "plugin"]
-    click.echo(format_table(headers, rows))
+    headers = ["#", "name", "title", "settings", "needs", "top-1*", "mIoU*", "convergence*", "plugin"]
+    for origin, members in _by_origin(registry.presets):
+        rows = [[i, name, p.title + (" (!)" if p.notice else ""), format_settings(p.defaults),
+                 ", ".join(p.capabilities()) or "-", *_expected_cells(p), _plugin_name(p)]
+                for i, name, p in members]
+        click.echo(f"{ORIGINS.get(origin, origin)} ({len(rows)})\n" + format_table(headers, rows) + "\n")
     click.echo(
-        "\n* expected by the optimizer guide for real ImageNet + COCO, 5 epochs, batch size 8 "
-        "(not measured here; `mtbench compare` measures)."
+        "* expected by the optimizer guide for real ImageNet + COCO, 5 epochs, batch size 8 "
+        "(not measured here; `mtbench compare` measures).\n"
+        "needs: per-task = step(task_grads) with each task's gradient; groups = parameters split by role "
+        "(hidden matrices apart); " + "; ".join(f"{k} = {v}" for k, v in NEEDS.items())
+        + "; lr-free = tuned by another knob than lr."
     )
+    notices = [f"  {name}: {p.notice}" for name, p in registry.presets.items() if p.notice]
+    if notices:
+        click.echo("(!) read before use:\n" + "\n".join(notices))
     if verbose:
         for name, p in registry.presets.items():
             click.echo(f"\n{name}: {p.description}\n  accepts --set {', '.join(p.accepted_keys())}")
-    click.echo(f"\n{len(rows)} optimizers; run one with `mtbench run --optimizer NAME [--set key=value]`.")
+    click.echo(f"\n{len(registry.presets)} optimizers; run one with `mtbench run --optimizer NAME [--set key=value]`.")
+    if show_all:
+        rows = _library_rows()
+        click.echo("\n" + format_table(["name", "class", "status"], rows))
+        runnable = sum(row[2].startswith("runs") for row in rows)
+        click.echo(f"\n{runnable} of {len(rows)} optimizers of pytorch-optimizer run by name, with the class's "
+                   "defaults: `mtbench run --optimizer pytorch_optimizer:NAME [--set key=value]`.")
 
     methods = [
         [i, name, m.title, m.cost(), format_settings(m.defaults) or "-", _plugin_name(m)]

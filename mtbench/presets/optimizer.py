@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Mapping
+from typing import Any, Callable, ClassVar, Mapping
 
-from .base import Factory, Preset
+from ..errors import ConfigError
+from ..text import failure_reason
+from .base import Factory, Preset, is_dotted_name
 from .params import STANDARD_PARAMS, Param
 from .search import LR_SPAN, WEIGHT_DECAY_RANGE, SearchDim, SearchEntry, check_search_entry
 
-__all__ = ["NEEDS", "Expected", "OptimizerPreset"]
+__all__ = ["NEEDS", "ORIGINS", "Expected", "OptimizerPreset"]
 
 # What an optimizer may need of the trainer beyond a plain ``step()``, by name (``OptimizerPreset.needs``):
 # "closure": ``step(closure)`` with a closure that recomputes the same batch's loss and gradients
@@ -19,6 +22,11 @@ NEEDS = {
     "closure": "step(closure): the same batch's loss and gradients recomputed",
     "train_eval": "optimizer.eval() at evaluation and checkpoints, BatchNorm statistics recomputed",
 }
+
+# Where a preset's optimizer comes from, in listing order (`mtbench list` groups by it): the
+# project's optimizer guide, torch.optim, the pytorch-optimizer library; "" is any other plugin.
+ORIGINS = {"guide": "the optimizer guide", "torch": "torch.optim", "pytorch-optimizer": "pytorch-optimizer",
+           "": "other plugins"}
 
 
 @dataclass(frozen=True)
@@ -47,6 +55,12 @@ class OptimizerPreset(Preset):
     ``search_space`` maps a setting to the SearchDim or list of choices `mtbench tune` searches
     (empty: the default space, see ``tuning_space``).
     ``needs`` names what the optimizer needs of the trainer beyond ``step()`` (keys of NEEDS).
+    ``groups`` (a callable or dotted name) splits the parameters by role:
+    ``groups(model, named_params) -> [{"role": "hidden", "params": [...], **settings}, ...]``; the
+    factory then gets those groups (each keeps its ``role`` key) and may give each its own settings
+    or its own optimizer (``mtbench.training.optimizers.CombinedOptimizer`` joins several into one).
+    ``origin`` says where the optimizer comes from (a key of ORIGINS), ``notice`` anything a user
+    must know before using it (a licence), shown by `mtbench list`.
     ``source`` is filled in by the registry: the plugin that brought the preset and where from.
     """
 
@@ -64,6 +78,9 @@ class OptimizerPreset(Preset):
     order: int = 100
     search_space: Mapping[str, SearchEntry] = field(default_factory=dict)
     needs: frozenset[str] = frozenset()
+    groups: Factory | None = None
+    origin: str = ""
+    notice: str = ""
     source: str = field(default="", compare=False)
 
     def __post_init__(self) -> None:
@@ -73,7 +90,12 @@ class OptimizerPreset(Preset):
             object.__setattr__(self, "needs", frozenset(self.needs))
 
     def check_capabilities(self) -> None:
-        """Raise ValueError naming the field when ``needs`` is not a set of known names."""
+        """Raise ValueError naming the field when ``needs``, ``groups`` or ``origin`` is not usable."""
+        if self.groups is not None and not (callable(self.groups) or is_dotted_name(self.groups)):
+            raise ValueError(f"{self.KIND} {self.name!r}: groups {self.groups!r} is not callable or a dotted name "
+                             "'package.module:attr'")
+        if not isinstance(self.origin, str) or not isinstance(self.notice, str):
+            raise ValueError(f"{self.KIND} {self.name!r}: origin and notice must be text")
         needs = self.needs
         if isinstance(needs, str) or not isinstance(needs, (frozenset, set, tuple, list)) \
                 or not all(isinstance(n, str) for n in needs):
@@ -83,6 +105,38 @@ class OptimizerPreset(Preset):
         if unknown:
             raise ValueError(f"{self.KIND} {self.name!r}: unknown need {unknown[0]!r}; known: "
                              f"{', '.join(sorted(NEEDS))}")
+
+    @property
+    def listed_origin(self) -> str:
+        """Where `mtbench list` shows the preset: its ``origin``; a preset without one that carries the
+        optimizer guide's expected results is the guide's."""
+        return self.origin or ("guide" if self.expected is not None else "")
+
+    def capabilities(self) -> list[str]:
+        """What this optimizer asks of the trainer, in words for `mtbench list`: per-task gradients,
+        parameter groups by role, a closure, a train / eval switch, no learning rate to tune."""
+        caps = ["per-task"] if self.per_task_gradients else []
+        caps += ["groups"] if self.groups is not None else []
+        caps += sorted(self.needs)
+        if "lr" not in self.tuning_space():
+            caps.append("lr-free")
+        return caps
+
+    def resolve_groups(self) -> Callable[..., Any]:
+        """The ``groups`` function as a callable (a dotted name is imported now); ConfigError when that fails."""
+        if not isinstance(self.groups, str):
+            return self.groups
+        module_name, _, attr = self.groups.partition(":")
+        try:
+            found: Any = importlib.import_module(module_name)
+            for part in attr.split("."):
+                found = getattr(found, part)
+        except (Exception, SystemExit) as exc:
+            raise ConfigError(f"{self.label()} could not be built: importing its groups {self.groups!r} "
+                              f"{failure_reason(exc)}") from None
+        if not callable(found):
+            raise ConfigError(f"{self.label()} could not be built: its groups {self.groups!r} is not callable")
+        return found
 
     def tuning_space(self) -> dict[str, SearchDim | tuple]:
         """What `mtbench tune` searches, checked: ``search_space``, or when it is empty the default
