@@ -28,7 +28,8 @@ from .common import check_limit
 from .embedded import ensure_embedded
 from .holdout import check_holdout, split_holdout
 
-__all__ = ["DigitsDataset", "DigitsSpec", "ensure_multidigits", "load_split", "open_multidigits", "write_multidigits"]
+__all__ = ["DigitsDataset", "DigitsSpec", "ensure_multidigits", "load_split", "open_multidigits", "source_pools",
+           "write_multidigits"]
 
 FORMAT_VERSION = 1
 EXPECTED_LAYOUT = "expected DIR/{train,val}/images.npy (N x H x W) and DIR/{train,val}/labels.npy (N x 2, 0..9)"
@@ -61,6 +62,13 @@ def compose(left: np.ndarray, right: np.ndarray, canvas: int, corners: tuple[int
     return out
 
 
+def source_pools(count: int, spec: DigitsSpec) -> dict[str, np.ndarray]:
+    """The source images each split draws its pairs from: a fixed permutation cut in two."""
+    order = np.random.default_rng([spec.seed, 0]).permutation(count)
+    n_val = round(spec.val_sources * count)
+    return {"train": order[n_val:], "val": order[:n_val]}
+
+
 def write_multidigits(out: Path, spec: DigitsSpec) -> dict:
     """Compose the embedded pairs into ``out`` in the on-disk format; returns what the manifest records."""
     from scipy.ndimage import zoom
@@ -68,9 +76,7 @@ def write_multidigits(out: Path, spec: DigitsSpec) -> dict:
 
     digits = load_digits()
     images = np.stack([zoom(img / 16.0, _SCALE, order=1) for img in digits.images]).clip(0, 1).astype(np.float32)
-    order = np.random.default_rng([spec.seed, 0]).permutation(len(images))
-    n_val = round(spec.val_sources * len(images))
-    pools = {"train": order[n_val:], "val": order[:n_val]}
+    pools = source_pools(len(images), spec)
     for split_id, (split, count) in enumerate((("train", spec.train), ("val", spec.val))):
         rng = np.random.default_rng([spec.seed, 1, split_id])
         pool = pools[split]
