@@ -1,5 +1,5 @@
 """The zoo's optimizer factories that are more than a class name: Muon over the hidden matrices with
-AdamW for the rest, and SAM around a base optimizer.
+AdamW for the rest, SAM around a base optimizer, and pytorch-optimizer's classes made copyable.
 
 Imported (with torch) only when a run builds one of these optimizers: the presets in zoo_torch and
 zoo_pytorch_optimizer name them by dotted name, so `mtbench list` imports no torch.
@@ -13,7 +13,8 @@ import torch
 
 from mtbench.training.optimizers import CombinedOptimizer
 
-__all__ = ["MatrixMuon", "muon_with_adamw", "sam_adamw", "sam_sgd", "split_roles"]
+__all__ = ["LIBRARY_CLASSES", "MatrixMuon", "adopt", "adopt_clip", "muon_with_adamw", "sam_adamw", "sam_sgd",
+           "split_roles"]
 
 
 class MatrixMuon(torch.optim.Muon):
@@ -57,6 +58,45 @@ class MatrixMuon(torch.optim.Muon):
         return False
 
 
+class _WholeState:
+    """Copied and pickled with every attribute, as torch.optim's own optimizers are.
+
+    NOTE [copyable library optimizers]: pytorch-optimizer 4.1.0 keeps some settings in instance
+    attributes (``maximize``, ``foreach``, SAM's ``base_optimizer``, ...) that
+    torch.optim.Optimizer.__getstate__ leaves out, so a deepcopy or an unpickled copy of one fails at
+    its next step. Its classes are used through subclasses that keep everything but the hooks
+    (torch.optim.Optimizer.__setstate__ makes those afresh, as for any optimizer).
+    """
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if not k.startswith("_optimizer_")}
+
+
+def _copyable(name: str) -> type:
+    """pytorch-optimizer's class ``name`` as a subclass of this module's, so pickle finds it by name."""
+    import pytorch_optimizer
+
+    base = getattr(pytorch_optimizer, name)
+    return type(name, (_WholeState, base), {"__module__": __name__, "__qualname__": name, "__doc__": base.__doc__})
+
+
+# The library's classes the presets use, each as this module's attribute of the same name.
+LIBRARY_CLASSES = ("Lion", "ADOPT", "SOAP", "Shampoo", "Prodigy", "DAdaptAdam", "Lamb", "ScheduleFreeAdamW",
+                   "ScheduleFreeSGD", "SAM", "AdEMAMix", "MARS", "Adan", "AdaBelief")
+globals().update({name: _copyable(name) for name in LIBRARY_CLASSES})
+
+
+def adopt_clip(step: float) -> float:
+    """ADOPT's default gradient clip at a step, step ** 0.25, as a named function (the library's is a
+    lambda, which no pickle can hold)."""
+    return step ** 0.25
+
+
+def adopt(params, **settings) -> torch.optim.Optimizer:
+    """ADOPT with its default clip, copyable and picklable."""
+    return globals()["ADOPT"](params, clip_lambda=adopt_clip, **settings)
+
+
 def _matrix(t: torch.Tensor, what: str) -> torch.Tensor:
     """``t`` as a [out, rest] view sharing its storage (an update of the view is an update of ``t``)."""
     try:
@@ -95,9 +135,7 @@ def muon_with_adamw(params, lr: float = 0.02, momentum: float = 0.95, weight_dec
 def sam_sgd(params, rho: float = 0.05, adaptive: bool = False, lr: float = 0.01, momentum: float = 0.9,
             nesterov: bool = False, weight_decay: float = 1e-4) -> torch.optim.Optimizer:
     """SAM (pytorch-optimizer) around torch.optim.SGD: ``rho`` the neighbourhood radius, the rest SGD's."""
-    from pytorch_optimizer import SAM
-
-    return SAM(params, torch.optim.SGD, rho=rho, adaptive=adaptive, lr=lr, momentum=momentum, nesterov=nesterov,
+    return globals()["SAM"](params, torch.optim.SGD, rho=rho, adaptive=adaptive, lr=lr, momentum=momentum, nesterov=nesterov,
                weight_decay=weight_decay)
 
 
@@ -105,7 +143,5 @@ def sam_adamw(params, rho: float = 0.05, adaptive: bool = False, lr: float = 1e-
               betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
               weight_decay: float = 0.01) -> torch.optim.Optimizer:
     """SAM (pytorch-optimizer) around torch.optim.AdamW: ``rho`` the neighbourhood radius, the rest AdamW's."""
-    from pytorch_optimizer import SAM
-
-    return SAM(params, torch.optim.AdamW, rho=rho, adaptive=adaptive, lr=lr, betas=betas, eps=eps,
+    return globals()["SAM"](params, torch.optim.AdamW, rho=rho, adaptive=adaptive, lr=lr, betas=betas, eps=eps,
                weight_decay=weight_decay)

@@ -97,8 +97,8 @@ def library_preset(name: str) -> OptimizerPreset:
     key = name[len(PREFIX):].strip().lower() if name.startswith(PREFIX) else name
     table = _table()
     if key not in table:
-        raise ConfigError(f"unknown optimizer {name!r}{did_you_mean(key, list(table))}: pytorch-optimizer has "
-                          f"no optimizer {key!r} (mtbench list --all shows them)")
+        raise ConfigError(f"unknown optimizer {name!r}: pytorch-optimizer has no optimizer {key!r}"
+                          f"{did_you_mean(key, list(table))} (mtbench list --all shows them)")
     entry = LibraryEntry(key, table[key])
     if entry.refused:
         raise ConfigError(f"{entry.name} cannot run here: it {entry.refused}")

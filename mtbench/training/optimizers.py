@@ -243,12 +243,15 @@ class CombinedOptimizer(torch.optim.Optimizer):
         return f"CombinedOptimizer(\n{inner}\n)"
 
 
-def recompute_batchnorm(model: nn.Module, batches: Iterable[tuple], count: int) -> int:
+def recompute_batchnorm(model: nn.Module, batches: Iterable[Any], count: int,
+                        forward: Callable[[Any], Any] | None = None) -> int:
     """Recompute the BatchNorm running statistics as the plain average over ``count`` no-grad forward
-    passes ``model(*args)`` of the argument tuples ``batches`` gives; returns the passes made.
+    passes of the batches ``batches`` gives; returns the passes made.
 
+    ``forward(batch)`` runs one (default: ``model(*batch)``, a batch being the model's arguments).
     The momenta are put back after; the model is left in the mode it was in.
     """
+    forward = forward or (lambda args: model(*args))
     norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
     if not norms or count <= 0:
         return 0
@@ -261,8 +264,8 @@ def recompute_batchnorm(model: nn.Module, batches: Iterable[tuple], count: int) 
     passes = 0
     try:
         with torch.no_grad():
-            for args in islice(batches, count):
-                model(*args)
+            for batch in islice(batches, count):
+                forward(batch)
                 passes += 1
     finally:
         for m, momentum in zip(norms, momenta):
@@ -302,19 +305,21 @@ class OptimizerLifecycle:
         return self.switches
 
     @contextmanager
-    def evaluation(self, batches: Iterable[tuple] | None = None,
+    def evaluation(self, batches: Iterable[Any] | None = None, forward: Callable[[Any], Any] | None = None,
                    sync: Callable[[], None] | None = None) -> Iterator[None]:
         """Around an epoch's evaluation and checkpoint.
 
-        ``batches``: argument tuples for ``model(*args)`` from a training stream of their own, for the
-        BatchNorm statistics at the evaluation point (drawn only when needed); ``sync``: called after
-        they are recomputed (a distributed run makes every rank's statistics rank 0's).
+        ``batches``: training batches from a stream of their own, for the BatchNorm statistics at the
+        evaluation point (drawn only when needed, ``bn_batches`` of them), each run by ``forward(batch)``
+        (default ``model(*batch)``); ``sync``: called after they are recomputed (a distributed run
+        makes every rank's statistics rank 0's).
         """
         if not self.switches:
             yield
             return
         self.optimizer.eval()
-        self.bn_passes = recompute_batchnorm(self.model, batches, self.bn_batches) if batches is not None else 0
+        self.bn_passes = (recompute_batchnorm(self.model, batches, self.bn_batches, forward)
+                          if batches is not None else 0)
         if self.bn_passes and sync is not None:
             sync()
         try:
