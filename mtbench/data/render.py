@@ -62,6 +62,10 @@ class Primitive:
         """(distance along each ray, [N] with inf for a miss; unit outward normal, [N, 3]) in the world frame."""
         raise NotImplementedError
 
+    def bound(self) -> tuple[np.ndarray, float] | None:
+        """(centre, radius) of a sphere that holds the primitive, or None when it is unbounded."""
+        return None
+
 
 def _ahead(t: np.ndarray) -> np.ndarray:
     return np.where(np.isfinite(t) & (t > _EPS), t, np.inf)
@@ -97,6 +101,9 @@ class Sphere(Primitive):
         points = origin + np.where(np.isfinite(t), t, 0.0)[:, None] * dirs
         return t, (points - c) / self.radius
 
+    def bound(self):
+        return np.asarray(self.centre, dtype=float), self.radius
+
 
 def _yaw(angle: float) -> np.ndarray:
     """Box frame -> world frame: a turn about the vertical axis."""
@@ -118,15 +125,20 @@ class Box(Primitive):
         d = dirs @ turn
         d = np.where(np.abs(d) < _EPS, _EPS, d)
         h = np.asarray(self.half, dtype=float)
-        t1, t2 = (-h - o) / d, (h - o) / d
+        t1, t2 = ((-h - o) / d).T, ((h - o) / d).T  # [3, N]: per axis, the two slab crossings
         near, far = np.minimum(t1, t2), np.maximum(t1, t2)
-        entry, leave = near.max(axis=1), far.min(axis=1)
+        # Column-wise max / min: much faster than reducing over a length-3 axis.
+        entry = np.maximum(np.maximum(near[0], near[1]), near[2])
+        leave = np.minimum(np.minimum(far[0], far[1]), far[2])
         t = _ahead(np.where(entry <= leave, entry, np.inf))
-        axis = near.argmax(axis=1)
+        axis = np.where(entry == near[0], 0, np.where(entry == near[1], 1, 2))
         local = np.zeros_like(d)
         rows = np.arange(len(d))
         local[rows, axis] = -np.sign(d[rows, axis])
         return t, local @ turn.T
+
+    def bound(self):
+        return np.asarray(self.centre, dtype=float), float(np.linalg.norm(self.half))
 
 
 @dataclass(frozen=True)
@@ -164,6 +176,10 @@ class Cylinder(Primitive):
         normal[~hit_side, 1] = np.where(t[~hit_side] == caps[0][~hit_side], 1.0, -1.0)
         return t, normal
 
+    def bound(self):
+        half = (self.top - self.bottom) / 2
+        return np.array([self.base[0], self.bottom + half, self.base[1]]), float(np.hypot(self.radius, half))
+
 
 @dataclass
 class Hits:
@@ -174,6 +190,21 @@ class Hits:
     depth: np.ndarray  # [H, W] float64
     normal: np.ndarray  # [H, W, 3] float64, camera frame
     points: np.ndarray  # [H, W, 3] float64, world frame
+
+
+def _candidates(primitive: Primitive, origin: np.ndarray, dirs: np.ndarray) -> np.ndarray:
+    """Indices of the rays that may meet ``primitive``: those inside the cone around its bounding sphere
+    (the rest cannot meet it, so casting only these changes no result and saves most of the work)."""
+    bound = primitive.bound()
+    if bound is None:
+        return np.arange(len(dirs))
+    centre, radius = bound
+    offset = centre - origin
+    distance = float(np.linalg.norm(offset))
+    if distance <= radius:
+        return np.arange(len(dirs))
+    cos_cone = np.sqrt(1 - (radius / distance) ** 2)
+    return np.flatnonzero(dirs @ (offset / distance) >= cos_cone - 1e-9)
 
 
 def cast(camera: Camera, primitives: list[Primitive]) -> Hits:
@@ -187,9 +218,11 @@ def cast(camera: Camera, primitives: list[Primitive]) -> Hits:
     index = np.full(h * w, -1)
     normal = np.zeros((h * w, 3))
     for k, primitive in enumerate(primitives):
-        t, n = primitive.intersect(origin, dirs)
-        closer = t < best
-        best[closer], index[closer], normal[closer] = t[closer], k, n[closer]
+        rays = _candidates(primitive, origin, dirs)
+        t, n = primitive.intersect(origin, dirs[rays])
+        closer = t < best[rays]
+        chosen = rays[closer]
+        best[chosen], index[chosen], normal[chosen] = t[closer], k, n[closer]
     hit = index >= 0
     length = np.where(hit, best, 0.0)
     points = origin + length[:, None] * dirs
