@@ -15,11 +15,12 @@ from typing import Any, Mapping
 
 import torch
 
-from mtbench import GramianWeightingMethod, JacobianMethod, MethodRng, check_task_vector
+from mtbench import GramianWeightingMethod, JacobianMethod, MethodRng, TaskGradients, check_task_vector
 
 __all__ = [
-    "GradVacMethod", "NashMTLMethod", "aligned_mtl", "cagrad", "config", "dualproj", "fairgrad", "graddrop",
-    "gradvac", "imtl_g", "mgda", "nash_mtl", "pcgrad", "random_weighting", "upgrad",
+    "CRMOGMMethod", "ExcessMTLMethod", "GradVacMethod", "NashMTLMethod", "aligned_mtl", "cagrad", "config",
+    "cr_mogm", "dualproj", "excess_mtl", "fairgrad", "graddrop", "gradvac", "imtl_g", "mgda", "nash_mtl", "pcgrad",
+    "random_weighting", "upgrad",
 ]
 
 
@@ -162,3 +163,66 @@ def config(num_tasks: int, pref_vector=None) -> JacobianMethod:
     from torchjd.aggregation import ConFIG
 
     return JacobianMethod(num_tasks, ConFIG(check_task_vector("pref_vector", pref_vector, num_tasks)))
+
+
+class ExcessMTLMethod(JacobianMethod):
+    """ExcessMTL on the ``[T, N_shared]`` Jacobian: torchjd's weighting reads its squared entries (its
+    AdaGrad-like accumulator ``S`` is as large as the Jacobian); the shared gradient, torchjd's
+    ``w @ J``, is computed as the weighted sum of the task gradients, and ``w`` is logged. Its state,
+    ``S`` included, is saved."""
+
+    def __init__(self, num_tasks: int, aggregator: Any) -> None:
+        super().__init__(num_tasks, aggregator)
+        self.weighting = aggregator.weighting
+
+    def combine_shared(self, grads: TaskGradients, losses: torch.Tensor, step: int) -> list[torch.Tensor]:
+        if not grads.shared:
+            self.last_weights = None
+            return []
+        self.last_weights = self.weighting(grads.jacobian()).detach()
+        return grads.weighted_sum(self.last_weights)
+
+    def state_dict(self) -> dict[str, Any]:
+        w = self.weighting
+        clone = lambda t: None if t is None else t.clone()  # noqa: E731
+        return {"weights": clone(w._weights), "sq_grad_sum": clone(w._sq_grad_sum), "initial_w": clone(w._initial_w),
+                "warmup_w_sum": clone(w._warmup_w_sum), "n_steps": w._n_steps}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        w = self.weighting
+        w.reset()
+        if state["sq_grad_sum"] is None:
+            return
+        w._weights, w._sq_grad_sum = state["weights"].clone(), state["sq_grad_sum"].clone()
+        w._warmup_w_sum = state["warmup_w_sum"].clone()
+        w._initial_w = None if state["initial_w"] is None else state["initial_w"].clone()
+        w._n_steps = int(state["n_steps"])
+        s = w._sq_grad_sum
+        # torchjd rebuilds (zeroes) its state for a Jacobian of another shape, dtype or device than this key.
+        w._state_key = (s.shape[0], s.shape[1], s.dtype, s.device)
+
+
+def excess_mtl(num_tasks: int, *, robust_step_size: float, warmup: int) -> ExcessMTLMethod:
+    from torchjd.aggregation import ExcessMTL
+
+    return ExcessMTLMethod(num_tasks, ExcessMTL(robust_step_size=robust_step_size, n_warmup_steps=warmup))
+
+
+class CRMOGMMethod(GramianWeightingMethod):
+    """CR-MOGM on the Gramian route: torchjd's ``CRMOGMWeighting`` smooths the weights of the wrapped
+    Gramian weighting (MGDA here) with a moving average; the average is the state saved."""
+
+    def state_dict(self) -> dict[str, Any]:
+        previous = self.weighting._lambda
+        return {**super().state_dict(), "lambda": None if previous is None else previous.clone()}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        super().load_state_dict(state)
+        self.weighting.reset()
+        self.weighting._lambda = None if state["lambda"] is None else state["lambda"].clone()
+
+
+def cr_mogm(num_tasks: int, *, alpha: float, epsilon: float, max_iters: int) -> CRMOGMMethod:
+    from torchjd.aggregation import CRMOGMWeighting, MGDAWeighting
+
+    return CRMOGMMethod(num_tasks, CRMOGMWeighting(MGDAWeighting(epsilon=epsilon, max_iters=max_iters), alpha=alpha))

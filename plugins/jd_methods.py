@@ -4,6 +4,11 @@ Aggregators whose weights depend only on the Gramian of the shared Jacobian take
 route of mtbench.aggregation (the ``[T, N_shared]`` matrix is never built); ConFIG and GradDrop
 need the matrix and get it. The factories are in jd_aggregators.py, named here by dotted name:
 listing the methods imports neither torch nor torchjd (which pulls in cvxpy).
+
+NOTE [two-batch methods]: torchjd's MoDo and SDMGrad weightings are not methods here. Their weights
+come from the product of the task Jacobians of two (SDMGrad: three) independent batches, and the
+trainer draws one batch per task per step; fed one batch's Gramian they lose the guarantee they
+are made for. MGDA's description says so, where `mtbench list -v` shows it.
 """
 
 from mtbench import MethodPreset, Param, hookimpl
@@ -48,7 +53,9 @@ def mtbench_methods():
             description=(
                 "Multiple-gradient descent (Desideri 2012), solved with the Frank-Wolfe algorithm of "
                 "Sener & Koltun, 'Multi-Task Learning as Multi-Objective Optimization' (NeurIPS 2018): "
-                "the minimum-norm convex combination of the task gradients."
+                "the minimum-norm convex combination of the task gradients. Not available: MoDo (Chen et "
+                "al., JMLR 2024) and SDMGrad (Xiao et al., NeurIPS 2023), stochastic MGDA variants that need "
+                "the task gradients of two or three independent batches per step; the trainer draws one."
             ),
             reads="gramian",
             order=11,
@@ -198,5 +205,35 @@ def mtbench_methods():
             ),
             reads="gramian",
             order=22,
+        ),
+        MethodPreset(
+            name="excess_mtl",
+            title="ExcessMTL",
+            factory="mtbench_plugins.jd_aggregators:excess_mtl",
+            defaults={"robust_step_size": 1.0, "warmup": 0},
+            params={"robust_step_size": POSITIVE, "warmup": Param(int, 0, None)},
+            description=(
+                "Excess risk weighting (He et al., 'Robust Multi-Task Learning with Excess Risks', ICML "
+                "2024): exponentiated-gradient task weights driven by each task's estimated excess risk "
+                "(its squared gradient over an AdaGrad-like accumulator as large as the shared Jacobian, "
+                "saved in the checkpoint); `warmup` steps of uniform weights set the baseline risk."
+            ),
+            reads="jacobian",
+            order=23,
+        ),
+        MethodPreset(
+            name="cr_mogm",
+            title="CR-MOGM",
+            factory="mtbench_plugins.jd_aggregators:cr_mogm",
+            defaults={"alpha": 0.9, "epsilon": 1e-3, "max_iters": 100},
+            params={"alpha": Param(float, 0.0, 1.0), "epsilon": POSITIVE, "max_iters": COUNT},
+            description=(
+                "Correlation-reduced multi-objective gradient manipulation (Zhou et al., 'On the "
+                "Convergence of Stochastic Multi-Objective Gradient Manipulation and Beyond', NeurIPS "
+                "2022): MGDA's weights (epsilon, max_iters) smoothed across steps by a moving average with "
+                "rate alpha, which makes the stochastic update converge."
+            ),
+            reads="gramian",
+            order=24,
         ),
     ]

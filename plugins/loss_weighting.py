@@ -1,102 +1,126 @@
-"""The method objects of the loss-weighting plugin (loss_methods.py names them by dotted name, so
-listing the methods imports no torch): uncertainty weighting, DWA and GradNorm."""
+"""What the losses-only methods share (``LossMethod``), and GradNorm, which torchjd lacks.
+
+loss_methods.py names the method objects by dotted name, so listing the methods imports no torch.
+The scalarizers of torchjd (UW, DWA, FAMO, STCH, ...) are wrapped in jd_scalarizers.py.
+
+NOTE [losses-only methods]: a method that reads only the task losses (``reads="loss"``) makes its
+step one backward pass of ``scalarize(losses, step)``, a scalar of the T weighted task losses (see
+mtbench.presets.method). Its task weights are the derivatives of that scalar by the losses: every
+parameter, shared or task-specific, gets ``sum_t (d scalar / d L_t) g_t`` from the one backward pass.
+The same step on the tasks' gradients kept apart is that weighted sum, which ``combine`` computes
+(the method benchmark times it; a trainer that takes the losses-only path never calls it).
+"""
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import torch
 from torch import Tensor
 
-from mtbench import LossWeightingMethod, TaskGradients
+from mtbench import TaskGradients
 
-__all__ = ["DynamicWeightAverage", "GradNorm", "UncertaintyWeighting"]
+__all__ = ["GradNorm", "LossMethod"]
 
 
-class UncertaintyWeighting(LossWeightingMethod):
-    """Homoscedastic uncertainty weighting (Kendall et al. 2018) with learnable ``s_t = log sigma_t^2``.
+def _weighted(task_grads, num_tasks: int, weights: Tensor, grads: TaskGradients | None = None) -> list[Tensor | None]:
+    """``sum_t weights[t] g_t`` for every parameter, shared or task-specific; None where no task reaches it."""
+    grads = grads if grads is not None else TaskGradients(task_grads, num_tasks)
+    combined: list[Tensor | None] = [None] * grads.num_params
+    for i, g in zip(grads.shared, grads.weighted_sum(weights)):
+        combined[i] = g
+    scales = weights.tolist()
+    for i, task in grads.specific:
+        combined[i] = task_grads[task][i] * scales[task]
+    return combined
 
-    Both tasks here are softmax classifiers (per image, per pixel), so the loss is Kendall's
-    classification form, eq. (10): ``sum_t exp(-s_t) L_t + s_t / 2`` (``1/sigma^2 L + log sigma``).
-    Its weights start at 1 (the plain sum) and settle where ``exp(-s_t) = 1 / (2 L_t)``. The
-    gradient of ``s`` is set analytically, ``1/2 - exp(-s_t) L_t``: no extra backward pass.
+
+class LossMethod:
+    """Base of the built-in losses-only methods: a subclass says its ``objective(losses, step)``.
+
+    ``scalarize`` returns the objective of the attached losses and records ``last_weights``, its
+    derivatives by the T losses (read from the objective's own small graph, not the model's).
+    ``combine`` is the same step on the tasks' gradients kept apart (the chain rule); the method's
+    own learnable tensors (``parameters()``) get their gradient from either.
     """
 
     def __init__(self, num_tasks: int) -> None:
-        super().__init__(num_tasks)
-        self.log_vars = torch.zeros(num_tasks, requires_grad=True)
+        self.num_tasks = num_tasks
+        self.last_weights: Tensor | None = None
+        self._device: torch.device | None = None
+
+    def objective(self, losses: Tensor, step: int) -> Tensor:
+        """The 0-d tensor whose gradient the step follows; ``losses`` is the 1-d tensor of T losses."""
+        raise NotImplementedError
 
     def parameters(self) -> list[Tensor]:
-        return [self.log_vars]
+        """The learnable tensors the run's optimizer trains (none unless a subclass says so)."""
+        return []
 
-    def task_weights(self, grads: TaskGradients, losses: Tensor, step: int) -> Tensor:
-        s = self.log_vars.detach()
-        weights = torch.exp(-s)
-        self.log_vars.grad = 0.5 - weights * losses.to(s)
-        return weights
+    def to_device(self, device: torch.device) -> None:
+        """Move what the method computes with to ``device`` (where the losses are); a no-op here."""
 
-    def state_dict(self) -> dict[str, Any]:
-        return {"log_vars": self.log_vars.detach().clone()}
+    def _follow(self, device: torch.device) -> None:
+        if self._device != device:
+            self.to_device(device)
+            self._device = device
 
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        with torch.no_grad():
-            self.log_vars.copy_(state["log_vars"])
+    def _check(self, losses: Tensor) -> None:
+        if tuple(losses.shape) != (self.num_tasks,):
+            raise ValueError(f"losses has shape {tuple(losses.shape)}: expected ({self.num_tasks},), one loss per task")
 
+    def scalarize(self, losses: Tensor, step: int) -> Tensor:
+        """The scalar the step backpropagates once; ``losses`` must be attached to the autograd graph."""
+        self._check(losses)
+        if not losses.requires_grad:
+            raise ValueError("losses do not require grad: expected the task losses attached to the autograd graph")
+        self._follow(losses.device)
+        result = self.objective(losses, step)
+        (weights,) = torch.autograd.grad(result, losses, retain_graph=True)
+        self.last_weights = weights.detach()
+        return result
 
-class DynamicWeightAverage(LossWeightingMethod):
-    """Dynamic weight average (Liu et al. 2019): ``w_t = T softmax(r / temperature)_t`` with
-    ``r_t = L_t(k-1) / L_t(k-2)``, the ratio of task t's two latest average losses.
-
-    The paper averages losses over epochs; here over windows of ``window`` steps, so the
-    weights adapt at a pace that does not depend on the data set size (a window as long as an
-    epoch gives the paper's rule). Until two windows are complete the weights are 1.
-    """
-
-    def __init__(self, num_tasks: int, *, temperature: float, window: int) -> None:
-        super().__init__(num_tasks)
-        self.temperature = temperature
-        self.window = window
-        self.window_sum = torch.zeros(num_tasks, dtype=torch.float64)
-        self.window_steps = 0
-        self.averages = torch.zeros(0, num_tasks, dtype=torch.float64)  # the latest two window means, oldest first
-
-    def task_weights(self, grads: TaskGradients, losses: Tensor, step: int) -> Tensor:
-        if len(self.averages) == 2:
-            previous, latest = self.averages
-            # A task whose average loss reached zero has nothing left to balance: ratio 0, not inf.
-            ratios = latest / previous.clamp(min=torch.finfo(previous.dtype).tiny)
-            weights = self.num_tasks * torch.softmax(ratios / self.temperature, dim=0)
-        else:
-            weights = torch.ones(self.num_tasks, dtype=torch.float64)
-        self.window_sum += losses.to("cpu", torch.float64)
-        self.window_steps += 1
-        if self.window_steps == self.window:
-            self.averages = torch.cat([self.averages, (self.window_sum / self.window)[None]])[-2:]
-            self.window_sum.zero_()
-            self.window_steps = 0
-        return weights.float()
+    def combine(self, task_grads: Sequence[Sequence[Tensor | None]], losses: Tensor,
+                step: int) -> list[Tensor | None]:
+        """The gradient of ``objective`` from the tasks' gradients: ``sum_t (d objective / d L_t) g_t``
+        for every parameter (None where no task reaches it). Sets the ``.grad`` of ``parameters()``."""
+        if len(task_grads) != self.num_tasks:
+            raise ValueError(f"task_grads holds {len(task_grads)} tasks: expected {self.num_tasks}, one list per task")
+        present = next((g for row in task_grads for g in row if g is not None), None)
+        device = present.device if present is not None else losses.device
+        leaf = losses.detach().to(device).clone().requires_grad_()
+        self._check(leaf)
+        self._follow(device)
+        own = [p for p in self.parameters() if p.requires_grad]
+        grads = torch.autograd.grad(self.objective(leaf, step), [leaf, *own], allow_unused=True)
+        for p, g in zip(own, grads[1:]):  # as the trainer's backward pass would after its zero_grad
+            p.grad = g
+        self.last_weights = grads[0].detach()
+        return _weighted(task_grads, self.num_tasks, self.last_weights)
 
     def state_dict(self) -> dict[str, Any]:
-        return {
-            "window_sum": self.window_sum.clone(),
-            "window_steps": self.window_steps,
-            "averages": self.averages.clone(),
-        }
+        return {}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        self.window_sum = state["window_sum"].to("cpu", torch.float64).clone()
-        self.window_steps = int(state["window_steps"])
-        self.averages = state["averages"].to("cpu", torch.float64).clone()
+        pass
 
 
-class GradNorm(LossWeightingMethod):
+class GradNorm(LossMethod):
     """GradNorm (Chen et al. 2018): learnable task weights that equalise the tasks' training rates.
 
-    With ``G_t = w_t ||g_t||`` (the norm over all shared parameters), ``r_t`` task t's loss ratio
-    ``L_t / L_t(first step)`` over the mean ratio and the target ``mean(G) r_t^alpha`` held
-    constant, the weights' gradient is that of ``sum_t |G_t - target_t|``:
-    ``sign(G_t - target_t) ||g_t||``. The optimizer steps the weights; the next ``combine``
+    With ``G_t = w_t ||grad_W L_t||`` over the last shared layer W (``bind``: the paper's choice, and
+    what LibMTL does, to save compute), ``r_t`` task t's loss ratio ``L_t / L_t(first step)`` over
+    the mean ratio, and the target ``mean(G) r_t^alpha`` held constant, the weights' gradient is that
+    of the GradNorm loss ``sum_t |G_t - target_t|``: ``sign(G_t - target_t) ||grad_W L_t||``. The
+    step is on ``sum_t w_t L_t``; the run's optimizer steps the weights, and the next step
     renormalises them to sum to T before using them.
+
+    The scalar handed back carries the weights' gradient as a term of value zero,
+    ``w . d - (w . d).detach()`` with ``d`` the GradNorm gradient: the one backward pass sets it,
+    whenever the trainer clears the gradients, and a gradient scaler scales and unscales it with
+    the others. Cost: T backward passes from the losses to W (the heads and W only), then the one
+    backward pass. ``combine`` (tasks' gradients kept apart) reads the norms over all shared
+    parameters instead, as this method did before it took the losses-only path.
     """
 
     # A weight that one large step drove to or below zero would silence or invert its task.
@@ -107,23 +131,63 @@ class GradNorm(LossWeightingMethod):
         self.alpha = alpha
         self.weights = torch.ones(num_tasks, requires_grad=True)
         self.initial_losses: Tensor | None = None
+        self.shared: list[Tensor] | None = None
+        self.last_gradnorm_loss: Tensor | None = None  # sum_t |G_t - target_t| of the last step, for diagnostics
 
     def parameters(self) -> list[Tensor]:
         return [self.weights]
 
-    def task_weights(self, grads: TaskGradients, losses: Tensor, step: int) -> Tensor:
+    def bind(self, shared: Sequence[Tensor]) -> None:
+        """The parameters of the model's last shared layer, where the tasks' gradient norms are read."""
+        self.shared = [p for p in shared if p.requires_grad]
+        if not self.shared:
+            raise ValueError("bind was given no trainable parameter of the last shared layer")
+
+    def _renormalised(self) -> Tensor:
         with torch.no_grad():
             self.weights.clamp_(min=self.MIN_WEIGHT)
             self.weights.mul_(self.num_tasks / self.weights.sum())
-        w = self.weights.detach()
-        losses = losses.to(w)
+        return self.weights.detach().clone()
+
+    def _weights_grad(self, w: Tensor, norms: Tensor, losses: Tensor) -> Tensor:
+        """``d/dw sum_t |w_t n_t - target_t|`` with the target held constant (Chen et al. 2018, eq. 2)."""
         if self.initial_losses is None:
             self.initial_losses = losses.clone()
-        norms = grads.sq_norms().to(w).sqrt()
-        rates = losses / self.initial_losses.clamp(min=torch.finfo(w.dtype).tiny)
+        rates = losses / self.initial_losses.clamp(min=torch.finfo(w.dtype).tiny)  # inverse training rates
         target = (w * norms).mean() * (rates / rates.mean()) ** self.alpha
-        self.weights.grad = torch.sign(w * norms - target) * norms
-        return w.clone()
+        self.last_gradnorm_loss = (w * norms - target).abs().sum()
+        return torch.sign(w * norms - target) * norms
+
+    def scalarize(self, losses: Tensor, step: int) -> Tensor:
+        self._check(losses)
+        if self.shared is None:
+            raise ValueError("gradnorm reads the task gradients on the last shared layer: bind(shared) was not called")
+        self._follow(losses.device)
+        w = self._renormalised()
+        sq = []
+        for t in range(self.num_tasks):
+            grads = torch.autograd.grad(losses[t], self.shared, retain_graph=True, allow_unused=True)
+            sq.append(sum((g.float().square().sum() for g in grads if g is not None), torch.zeros((), device=w.device)))
+        norms = torch.stack(sq).to(w).sqrt()
+        d = self._weights_grad(w, norms, losses.detach().to(w))
+        self.last_weights = w
+        carrier = (self.weights * d).sum()
+        return (w.to(losses.dtype) * losses).sum() + (carrier - carrier.detach()).to(losses.dtype)
+
+    def combine(self, task_grads, losses, step):
+        grads = TaskGradients(task_grads, self.num_tasks)
+        self._check(losses)
+        w = self._renormalised()
+        norms = grads.sq_norms().to(w).sqrt()
+        d = self._weights_grad(w, norms, losses.detach().to(w))
+        self.weights.grad = d
+        self.last_weights = w
+        return _weighted(task_grads, self.num_tasks, w, grads)
+
+    def to_device(self, device: torch.device) -> None:
+        self.weights.data = self.weights.data.to(device)
+        if self.initial_losses is not None:
+            self.initial_losses = self.initial_losses.to(device)
 
     def state_dict(self) -> dict[str, Any]:
         initial = None if self.initial_losses is None else self.initial_losses.clone()

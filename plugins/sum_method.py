@@ -32,6 +32,12 @@ class Sum:
             combined.append(total)
         return combined
 
+    def scalarize(self, losses, step):
+        """The losses-only step: the sum of the (already weighted) task losses, backpropagated once."""
+        if losses.shape != (self.num_tasks,):
+            raise ValueError(f"losses has shape {tuple(losses.shape)}: expected ({self.num_tasks},), one loss per task")
+        return losses.sum()
+
     def state_dict(self):
         return {}
 

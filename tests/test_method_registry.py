@@ -199,7 +199,7 @@ def test_a_bad_methods_hook_drops_the_whole_plugin_and_says_why(tmp_path, body, 
 def test_a_plugin_with_neither_hook_names_both(tmp_path):
     path = write_plugin(tmp_path, "empty", "X = 1\n")
     (failure,) = load_registry([path], environ={}).failures
-    assert str(failure).endswith("defines no @mtbench.hookimpl mtbench_optimizers() or mtbench_methods()")
+    assert "defines no @mtbench.hookimpl mtbench_optimizers() or mtbench_methods()" in str(failure)
 
 
 FACTORY = '''
@@ -258,6 +258,45 @@ def test_a_method_object_with_a_parameters_attribute_that_is_not_callable_is_ref
     preset = MethodPreset(name="weights", title="Weights", factory=lambda num_tasks: Weights())
     with pytest.raises(ConfigError, match=r"returned Weights, expected an object with callable parameters"):
         preset.build(2)
+
+
+class LossesOnly:
+    """A losses-only method object: scalarize instead of combine."""
+
+    def scalarize(self, losses, step):
+        return losses.sum()
+
+    def state_dict(self):
+        return {}
+
+    def load_state_dict(self, state):
+        pass
+
+
+def test_a_losses_only_method_needs_scalarize_not_combine():
+    preset = MethodPreset(name="lossy", title="Lossy", factory=lambda num_tasks: LossesOnly(), reads="loss")
+    assert isinstance(preset.build(2), LossesOnly)
+    combine_only = MethodPreset(name="lossy", title="Lossy", factory=lambda num_tasks: Weights(), reads="loss")
+    with pytest.raises(ConfigError, match=r"returned Weights, expected an object with callable scalarize$"):
+        combine_only.build(2)
+    gradients = MethodPreset(name="grads", title="Grads", factory=lambda num_tasks: LossesOnly())
+    with pytest.raises(ConfigError, match=r"returned LossesOnly, expected an object with callable combine$"):
+        gradients.build(2)
+    broken = LossesOnly()
+    broken.after_step = "later"
+    with pytest.raises(ConfigError, match=r"expected an object with callable after_step$"):
+        MethodPreset(name="lossy", title="Lossy", factory=lambda num_tasks: broken, reads="loss").build(2)
+
+
+class Weights:
+    def combine(self, task_grads, losses, step):
+        return []
+
+    def state_dict(self):
+        return {}
+
+    def load_state_dict(self, state):
+        pass
 
 
 def test_public_names_and_a_cheap_import():

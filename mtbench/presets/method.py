@@ -13,12 +13,15 @@ from .params import Param
 if TYPE_CHECKING:
     from torch import Tensor
 
-__all__ = ["COSTS", "REQUIRED", "SUM_METHOD", "Method", "MethodPreset"]
+__all__ = ["COSTS", "OPTIONAL", "REQUIRED", "REQUIRED_LOSS", "SUM_METHOD", "Method", "MethodPreset"]
 
 SUM_METHOD = "sum"  # the plain weighted loss: the default multi-task method, computed by the trainer itself
 
-# What every method object must have; ``parameters`` is optional but must be callable when present.
+# What a method object must have: ``combine`` when it reads the tasks' gradients, ``scalarize`` when it
+# reads the losses only (``reads="loss"``); the OPTIONAL ones must be callable when present.
 REQUIRED = ("combine", "state_dict", "load_state_dict")
+REQUIRED_LOSS = ("scalarize", "state_dict", "load_state_dict")
+OPTIONAL = ("parameters", "after_step", "bind")
 
 # What a method reads of each step, as its preset declares it (``MethodPreset.reads``), and what a
 # training step with it costs beyond the forward passes, as `mtbench list` shows it. "T gradients":
@@ -40,14 +43,18 @@ class Method(Protocol):
     Optional, looked up with ``getattr``:
 
     - ``parameters()``: learnable tensors (loss weights, say) that the run's optimizer trains as a
-      parameter group of their own; ``combine`` sets their ``.grad``.
+      parameter group of their own; ``combine`` sets their ``.grad``, or the backward pass of
+      ``scalarize``'s result does.
     - ``last_weights``: the task weights used by the last ``combine`` (a 1-d tensor of T values),
       or None when the method has no weights to show.
 
     NOTE [losses-only methods]: a preset with ``reads="loss"`` never sees gradients. The trainer calls
     ``scalarize(losses, step) -> Tensor`` instead of ``combine``: ``losses`` is the 1-d tensor of the T
     weighted task losses, attached to the autograd graph, and the 0-d result is backpropagated once
-    (one backward pass, as for ``sum``). Optional for such a method:
+    (one backward pass, as for ``sum``). Such a method must have ``scalarize`` (``combine`` is then
+    optional: the built-in ones keep it, the chain rule on the tasks' gradients, for the method
+    benchmark). Its ``last_weights`` are the derivatives of the result by the T losses. Optional for
+    such a method:
 
     - ``after_step(recompute)``: called after the optimizer step; ``recompute()`` returns the same
       batch's T weighted losses at the new parameters, without gradient (one extra forward pass, paid
@@ -86,11 +93,13 @@ class MethodPreset(Preset):
     the factory's keyword names and ``params`` says what ``--set method.key=value`` accepts (a
     default without a Param accepts values of its own type). ``reads`` says what ``combine`` needs
     of the tasks' gradients, a key of COSTS: ``loss`` (nothing: the step is one backward pass of the
-    weighted loss, as for ``sum``), ``weights`` (it only weights them), ``norms``, ``gramian``,
-    ``jacobian``, or ``gradients`` (anything: the default). ``needs_losses``: it reads the task
-    losses. ``description`` is one paragraph naming the paper. ``order`` places the method in
-    listings (ties keep discovery order). ``source`` is filled in by the registry: the plugin that
-    brought it and where from.
+    method's ``scalarize``, as for ``sum``), ``weights`` (it only weights them), ``norms``,
+    ``gramian``, ``jacobian``, or ``gradients`` (anything: the default). ``extra_cost`` names what a
+    step with it pays beyond that, in words (GradNorm's backward passes to the last shared layer,
+    FAMO's forward pass without gradient). ``needs_losses``: it reads the task losses.
+    ``description`` is one paragraph naming the paper. ``order`` places the method in listings (ties
+    keep discovery order). ``source`` is filled in by the registry: the plugin that brought it and
+    where from.
     """
 
     KIND: ClassVar[str] = "method"
@@ -102,6 +111,7 @@ class MethodPreset(Preset):
     params: Mapping[str, Param] = field(default_factory=dict)
     description: str = ""
     reads: str = "gradients"
+    extra_cost: str = ""
     needs_losses: bool = False
     order: int = 100
     source: str = field(default="", compare=False)
@@ -116,8 +126,8 @@ class MethodPreset(Preset):
         return self.reads != "loss"
 
     def cost(self) -> str:
-        """What a training step with this method costs, in words (from ``reads``)."""
-        return COSTS[self.reads]
+        """What a training step with this method costs, in words (from ``reads`` and ``extra_cost``)."""
+        return f"{COSTS[self.reads]} + {self.extra_cost}" if self.extra_cost else COSTS[self.reads]
 
     def build(self, num_tasks: int, **settings: Any) -> Method:
         """The method object for ``num_tasks`` tasks; ConfigError when the plugin fails or returns
@@ -125,9 +135,9 @@ class MethodPreset(Preset):
         if isinstance(num_tasks, bool) or not isinstance(num_tasks, int) or num_tasks < 1:
             raise ConfigError(f"{self.label()}: num_tasks={num_tasks!r} is not allowed: expected an integer >= 1")
         method = self._call_factory(num_tasks, **settings)
-        missing = [name for name in REQUIRED if not callable(getattr(method, name, None))]
-        if hasattr(method, "parameters") and not callable(method.parameters):
-            missing.append("parameters")
+        required = REQUIRED_LOSS if self.reads == "loss" else REQUIRED
+        missing = [name for name in required if not callable(getattr(method, name, None))]
+        missing += [name for name in OPTIONAL if hasattr(method, name) and not callable(getattr(method, name))]
         if missing:
             raise self._returned(method, f"an object with callable {', '.join(missing)}")
         return method
