@@ -19,7 +19,8 @@ from click.testing import CliRunner
 from fakeruns import write_run
 import mtbench.cli.compare as cli_compare
 from mtbench.cli import main
-from mtbench.compare import describe_difference, parse_optimizers, parse_seeds, split_overrides
+from mtbench.compare import parse_optimizers, parse_seeds, split_overrides
+from mtbench.report.comparison import describe_difference
 from mtbench.errors import ConfigError, NonFiniteLossError
 from mtbench.locks import LOCK_FILE, DirLock
 from mtbench.plugins import load_registry

@@ -9,7 +9,8 @@ from click.testing import CliRunner
 
 from fakeruns import write_run
 from mtbench.cli import main
-from mtbench.compare import Row, parse_methods, parse_sweep, plan_rows, split_overrides
+from mtbench.compare import parse_methods, parse_sweep, plan_rows, split_overrides
+from mtbench.report.rows import RowSpec
 from mtbench.errors import ConfigError
 from mtbench.plugins import load_registry
 
@@ -125,9 +126,9 @@ def test_method_settings_go_to_their_rows(registry):
     assert overrides.optimizers == {"adam": ["lr=0.1"]}
     assert overrides.methods == {"pcgrad": ["seed=3"], "upgrad": ["reg_eps=0.01", "reg_eps=0.02"]}  # scoped wins
     assert overrides.notes == ["--set method.reg_eps=0.01 applies to upgrad only (the others do not accept 'reg_eps')"]
-    assert overrides.for_row(Row("adam+upgrad", "adam", "upgrad")) == [
+    assert overrides.for_row(RowSpec("adam+upgrad", "adam", "upgrad")) == [
         "lr=0.1", "method.reg_eps=0.01", "method.reg_eps=0.02"]
-    assert overrides.for_row(Row("adam", "adam")) == ["lr=0.1"]
+    assert overrides.for_row(RowSpec("adam", "adam")) == ["lr=0.1"]
 
 
 @pytest.mark.parametrize("item, methods, message", [

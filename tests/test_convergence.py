@@ -5,13 +5,13 @@ import math
 import pytest
 
 from fakeruns import write_run
-from mtbench.convergence import (
+from mtbench.report.convergence import (
     NOT_REACHED, TARGET_FRACTION, UNKNOWN, AbsoluteTarget, Target, convergence_label, convergence_target, first_reach,
     joint_score, parse_target,
 )
 from mtbench.errors import ConfigError
 from mtbench.report import build_report, load_run
-from mtbench.reportfiles import notes
+from mtbench.report.files import notes
 from mtbench.rundir import EPOCH_COLUMNS, EPOCHS_FILE, EpochRow
 
 
@@ -216,7 +216,7 @@ def test_a_single_task_baseline_is_not_timed_against_a_target_it_cannot_meet(tmp
 
 
 def test_auto_is_the_embedded_target_on_the_embedded_workload_and_relative_elsewhere():
-    from mtbench.convergence import EMBEDDED_TARGET, TARGET_FRACTION, default_target, parse_target
+    from mtbench.report.convergence import EMBEDDED_TARGET, TARGET_FRACTION, default_target, parse_target
 
     embedded = {"imagenet": None, "coco": None, "image_size": None, "limit_train": None, "limit_val": None,
                 "backbone": "resnet18", "weights": None, "epochs": 7}

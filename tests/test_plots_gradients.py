@@ -13,7 +13,7 @@ from matplotlib.image import imread
 
 import mtbench
 from fakeruns import write_run
-from mtbench.plots_gradients import load_conflict, write_conflict_plots
+from mtbench.report.plots_gradients import load_conflict, write_conflict_plots
 from mtbench.report import find_runs, group_runs
 
 
@@ -78,9 +78,10 @@ def test_a_step_without_a_value_leaves_a_gap(tmp_path):
 
 def test_the_figure_modules_draw_with_the_style_module_not_with_each_other():
     """plots_gradients needs none of plots' names (no circle: plots imports it to write every figure)."""
-    code = "import sys, mtbench.plots_gradients; print(sorted(m for m in sys.modules if m.startswith('mtbench.plot')))"
+    code = ("import sys, mtbench.report.plots_gradients; "
+            "print(sorted(m for m in sys.modules if m.startswith('mtbench.report.plot')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.split() == ["['mtbench.plots_gradients',", "'mtbench.plotstyle']"]
+    assert out.stdout.split() == ["['mtbench.report.plots_gradients',", "'mtbench.report.plotstyle']"]
 
 
 def test_no_module_imports_another_modules_private_name():

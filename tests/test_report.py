@@ -13,9 +13,9 @@ from matplotlib.image import imread
 from fakeruns import write_comparison, write_run
 from mtbench.cli import main
 from mtbench.errors import MTBenchError
-from mtbench.plots import load_losses, write_plots
+from mtbench.report.plots import load_losses, write_plots
 from mtbench.report import build_report, find_runs, load_run
-from mtbench.reportfiles import json_record, markdown, table_rows, terminal_table, write_tables
+from mtbench.report.files import json_record, markdown, table_rows, terminal_table, write_tables
 from mtbench.rundir import read_epochs
 
 CURVES = {

@@ -91,11 +91,11 @@ def test_repeated_runs_in_one_process_leave_no_tensors_behind(tmp_path, collecto
 
 
 def test_a_comparison_frees_what_a_run_left_in_reference_cycles(tmp_path, collector_off):
-    from mtbench.compare import PlannedRun, run_comparison
-    from mtbench.rows import Row
+    from mtbench.compare import PlannedRun, run_plan
+    from mtbench.report.rows import RowSpec
 
     adam = REGISTRY.get("adam")
-    plan = [PlannedRun(Row.of("adam", "sum"), seed, adam, None,
+    plan = [PlannedRun(RowSpec.of("adam", "sum"), seed, adam, None,
                        build_config(adam, tmp_path / f"adam-seed{seed}", seed=seed)) for seed in (0, 1)]
     left = []
 
@@ -107,7 +107,7 @@ def test_a_comparison_frees_what_a_run_left_in_reference_cycles(tmp_path, collec
         left.append(weakref.ref(Cyclic()))
         return {"status": "completed"}
 
-    run_comparison(plan, leaky_train, progress=False, echo=lambda line: None)
+    run_plan(plan, leaky_train, progress=False, echo=lambda line: None)
     assert [ref() for ref in left] == [None, None]
 
 

@@ -158,13 +158,13 @@ def test_a_signal_during_a_checkpoint_stops_the_comparison(tmp_path, signal_duri
 
 
 def test_a_run_launched_apart_that_reports_an_interruption_stops_the_comparison(tmp_path):
-    from mtbench.compare import PlannedRun, run_comparison
+    from mtbench.compare import PlannedRun, run_plan
     from mtbench.config import build_config
     from mtbench.plugins import load_registry
-    from mtbench.rows import Row
+    from mtbench.report.rows import RowSpec
 
     adam = load_registry(environ={}).get("adam")
-    plan = [PlannedRun(Row.of("adam", "sum"), seed, adam, None,
+    plan = [PlannedRun(RowSpec.of("adam", "sum"), seed, adam, None,
                        build_config(adam, tmp_path / f"adam-seed{seed}", seed=seed)) for seed in (0, 1)]
     calls = []
 
@@ -173,5 +173,5 @@ def test_a_run_launched_apart_that_reports_an_interruption_stops_the_comparison(
         return {"status": "interrupted", "error": "terminated (SIGTERM) after 0 of 1 epochs"}
 
     with pytest.raises(KeyboardInterrupt, match="terminated"):
-        run_comparison(plan, torchrun_like, progress=False, echo=lambda line: None)
+        run_plan(plan, torchrun_like, progress=False, echo=lambda line: None)
     assert calls == [0]

@@ -8,10 +8,8 @@ import pytest
 from scipy import stats as sps
 
 from mtbench.errors import ConfigError, DataError
-from mtbench.stats import (
-    compare_to_best, delta_m, dominated_by_front, holm, pareto_front, performance_profile, seeds_needed,
-    summarize, summarize_time_to_target,
-)
+from mtbench.report.fronts import dominated_by_front, pareto_front, performance_profile
+from mtbench.report.stats import compare_to_best, delta_m, holm, seeds_needed, summarize, summarize_time_to_target
 
 SAMPLE = [0.61, 0.64, 0.58, 0.66, 0.63]
 

@@ -22,7 +22,8 @@ from optuna.trial import TrialState
 
 from mtbench import OptimizerPreset, SearchDim
 from mtbench.cli import main
-from mtbench.cli.tune import option_args, threads_per_job, tune, worker_env
+from mtbench.cli.tune import option_args, tune
+from mtbench.tuning.spawn import threads_per_job, worker_env
 from mtbench.errors import ConfigError, NonFiniteLossError
 from mtbench.plugins import load_registry
 from mtbench.presets import LR_SPAN, WEIGHT_DECAY_RANGE, validate_preset

@@ -21,14 +21,13 @@ from click.testing import CliRunner
 from optuna.trial import TrialState
 
 from mtbench.cli import main
-from mtbench.cli.tune import measure_overhead
 from mtbench.errors import ConfigError
 from mtbench.plugins import load_registry
 from mtbench.text import format_settings
 from mtbench.rundir import CONFIG_FILE, SUMMARY_FILE, RunDir, read_json
 from mtbench.tuning import Tuner, open_directory, open_studies, plan_tune
 from mtbench.tuning.plan import PRUNE_STARTUP
-from mtbench.tuning.results import collect, markdown
+from mtbench.tuning.results import collect, markdown, measure_overhead
 from mtbench.tuning.space import planned_points
 from mtbench.tuning.study import RESULT, RUN_DIR, SEARCH, WORKER, Worker, quiet_optuna
 from test_tune import TINY, TINY_OPTIONS, _check_exact_budget, fake_train, presets_of, tune_here

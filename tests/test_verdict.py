@@ -13,8 +13,8 @@ from fakeruns import write_comparison, write_run
 from mtbench.cli import main
 from mtbench.errors import ConfigError
 from mtbench.report import Run, build_report, find_runs, load_run, select, split_workloads
-from mtbench.reportfiles import json_record, markdown, terminal_table
-from mtbench.verdict import paired_verdict, verdict_sentences
+from mtbench.report.files import json_record, markdown, terminal_table
+from mtbench.report.verdict import paired_verdict, verdict_sentences
 
 SEEDS = 5
 

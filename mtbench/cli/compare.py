@@ -9,17 +9,18 @@ import click
 from click.core import ParameterSource
 
 from ..compare import (
-    DEFAULT_HOLDOUT, comparison_record, default_directory, locate_runs, open_directory, parse_methods,
-    parse_optimizers, parse_seeds, parse_sweep, plan_comparison, plan_rows, run_comparison, run_state,
-    split_overrides, torchrun_train,
+    ComparisonInterrupted, ComparisonResult, ComparisonSpec, ReportOptions, guide_ranges, parse_methods, parse_optimizers, parse_seeds,
+    parse_sweep, plan_rows, run_comparison,
 )
+from ..config import LIMITS, SUM_METHOD, TASKS, parse_task_pair
 from ..errors import ConfigError, MTBenchError
-from ..plots import plot_profile, write_plots
-from ..convergence import AUTO, parse_target
-from ..report import DEFAULT_SELECTION, SELECTIONS, Report, build_report, find_runs, is_comparison_dir, split_workloads
-from ..reportfiles import profile_terminal, profile_times, terminal_table, write_profile_tables, write_tables
-from ..verdict import DEFAULT_PRIMARY, DELTA_M, PRIMARY_METRICS
-from ..config import LIMITS, SUM_METHOD, TASKS, build_config, parse_task_pair
+from ..report.build import build_report
+from ..report.comparison import is_comparison_dir
+from ..report.convergence import AUTO, parse_target
+from ..report.selection import DEFAULT_SELECTION, SELECTIONS
+from ..report.files import terminal_table, write_report
+from ..report.verdict import DEFAULT_PRIMARY, DELTA_M, PRIMARY_METRICS
+from ..report.workloads import profile_terminal, split_workloads, write_profiles
 from .bounded import Bounded
 from .configfile import config_option
 from .run import run_options
@@ -117,45 +118,26 @@ def compare(ctx: click.Context, optimizers: str | None, methods: str, sweep: str
     compared = {name: registry.get(name) for name in names}
     plain = parse_task_pair(options["task_weights"], "--task-weights", 0.5) if options["task_weights"] else None
     rows, notes = plan_rows(compared, method_names, weights, base, plain)
-    presets = {row.optimizer: registry.get(row.optimizer) for row in rows}
-    row_methods = {row.method: registry.method_preset(row.method) for row in rows}
-    overrides = split_overrides(options.pop("set_values"), presets, row_methods)
-    for note in notes + overrides.notes:
+    for note in notes:
         _stderr(f"note: {note}")
-    if options["holdout"] is None:
-        options["holdout"] = DEFAULT_HOLDOUT
-
-    plan = plan_comparison(rows, presets, row_methods, seed_list, lambda row, preset, method, seed: build_config(
-        preset, "", method, **{**options, **row.options(), "seed": seed, "set_values": overrides.for_row(row)}))
-    record = comparison_record(plan)
-    out = out or default_directory(record)
-    lock, resumed = open_directory(out, record, wait=wait,
-                                   on_wait=lambda holder: _stderr(f"waiting for {out} ({holder})"))
-    ctx.call_on_close(lock.release)  # held until the report is written, whichever way the command ends
-    plan = locate_runs(plan, out)
-
-    done = sum(run_state(run.run_dir) == "completed" for run in plan)
-    resuming = f" (resuming: {done} of {len(plan)} runs completed)" if resumed else ""
-    _stderr(f"comparison directory: {out}{resuming}")
-    _stderr(f"{len(rows)} row{'s' * (len(rows) > 1)} x {len(seed_list)} seed{'s' * (len(seed_list) > 1)} "
-            f"({', '.join(map(str, seed_list))}) = {len(plan)} runs: {', '.join(row.name for row in rows)}")
+    spec = ComparisonSpec(tuple(rows), seed_list, options, tuple(options.pop("set_values")), out=out,
+                          nproc_per_node=nproc_per_node, plugin_paths=tuple(ctx.obj.plugin_paths), wait=wait,
+                          progress=not quiet, report=ReportOptions(target, primary, select))
     try:
-        train_fn = torchrun_train(nproc_per_node, ctx.obj.plugin_paths) if nproc_per_node > 1 else None
-        outcomes = run_comparison(plan, train_fn, progress=not quiet, echo=_stderr)
-    except KeyboardInterrupt:
-        _stderr(f"\ninterrupted; run the same command again to resume the comparison in {out}")
+        result = run_comparison(spec, registry, echo=_stderr)
+    except ComparisonInterrupted as stop:
+        _stderr(f"\ninterrupted; run the same command again to resume the comparison in {stop.out}")
         ctx.exit(130)
+    show_result(result)
+    failures = result.failures()
+    if failures:
+        raise MTBenchError(failures)
 
-    failed = [o for o in outcomes if o.status == "failed"]
-    runs = find_runs([out])
-    reasons = {o.run.run_dir: o.error for o in failed}
-    for run in runs:
-        run.failure = reasons.get(run.path)  # a run that failed before writing its summary
-    publish(build_report(runs, target=target, expected=_expected(presets.values()), primary=primary,
-                         selection=select), out)
-    if failed:
-        which = "; ".join(f"{o.run.name} seed {o.run.seed}: {o.error}" for o in failed)
-        raise MTBenchError(f"{len(failed)} of {len(outcomes)} runs failed ({which})")
+
+def show_result(result: ComparisonResult) -> None:
+    """Print a comparison's table and the files its report wrote."""
+    click.echo(terminal_table(result.report))
+    click.echo(f"\nwritten to {result.out}: {', '.join(f.name for f in result.files)}")
 
 
 def _check_combinations(ctx: click.Context, options: dict, seeds: str, single_task: bool, baseline: str,
@@ -168,7 +150,7 @@ def _check_combinations(ctx: click.Context, options: dict, seeds: str, single_ta
     def given(name: str) -> bool:
         return ctx.get_parameter_source(name) == ParameterSource.COMMANDLINE
 
-    method, tasks = options.pop("method"), options.pop("tasks")
+    method, tasks = options.pop("method"), options.pop("tasks") or ",".join(TASKS)  # --tasks: all by default
     if method != SUM_METHOD:
         raise click.BadParameter(f"--method {method}: compare crosses --methods with the optimizers, e.g. "
                                  f"--methods sum,{method}", param_hint="--method")
@@ -222,27 +204,15 @@ def report(ctx: click.Context, dirs: tuple[Path, ...], out: Path | None, target,
     # Only runs whose config.json lacks the guide's ranges need the plugins (and their imports).
     missing = {r.optimizer for r in runs if not (r.config.get("preset") or {}).get("expected")}
     known = ctx.obj.registry.presets if missing else {}
-    expected = _expected([known[name] for name in sorted(missing) if name in known])
+    expected = guide_ranges([known[name] for name in sorted(missing) if name in known])
     reports = {name: build_report(members, target=target, expected=expected, primary=primary, selection=select)
                for name, members in workloads}
     if len(reports) == 1:
-        publish(next(iter(reports.values())), out)
+        result = next(iter(reports.values()))
+        files = write_report(result, out)
+        click.echo(terminal_table(result))
+        click.echo(f"\nwritten to {out}: {', '.join(f.name for f in files)}")
         return
-    written = [f.name for f in write_profile_tables(reports, out)]
-    written.append(plot_profile(profile_times(reports), out / "profile.png").name)
-    for name, result in reports.items():
-        written += [f"{name}/{f.name}" for f in write_tables(result, out / name) + write_plots(result, out / name)]
+    written = write_profiles(reports, out)
     click.echo(profile_terminal(reports))
     click.echo(f"\nwritten to {out}: {', '.join(written)}")
-
-
-def _expected(presets) -> dict[str, dict]:
-    """The guide's ranges from the presets, for runs whose config.json does not carry them."""
-    return {p.name: p.expected.to_dict() for p in presets if p.expected is not None}
-
-
-def publish(result: Report, out: Path) -> None:
-    """Write the tables and plots into ``out`` and print the table."""
-    files = write_tables(result, out) + write_plots(result, out)
-    click.echo(terminal_table(result))
-    click.echo(f"\nwritten to {out}: {', '.join(f.name for f in files)}")

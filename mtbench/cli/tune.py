@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import ctypes
 import os
-import signal
-import subprocess
-import sys
 import time
 from datetime import datetime
 from pathlib import Path
@@ -16,7 +12,7 @@ import click
 
 from ..config import LIMITS
 from ..errors import ConfigError, MTBenchError
-from ..interrupts import STOP_SIGNALS, sigterm_as_interrupt
+from ..interrupts import sigterm_as_interrupt
 from ..tuning.plan import TUNE_LIMITS
 from ..tuning.space import DEFAULT_SAMPLER, SAMPLERS
 from ..tuning.study import DEFAULT_HEARTBEAT
@@ -25,8 +21,9 @@ from .bounded import Bounded
 from .configfile import config_option
 from .run import run_options
 
+__all__ = ["option_args", "tune"]
+
 DEFAULT_TRIALS = 20
-PR_SET_PDEATHSIG = 1  # prctl(2): the signal a process gets when its parent ends (Linux)
 
 
 def _stderr(line: str) -> None:
@@ -98,8 +95,11 @@ def tune(ctx: click.Context, optimizers: str | None, trials: int, sampler: str, 
          **options) -> None:
     """Give every optimizer the same tuning budget, score the trials on the holdout split, report the
     best setting beside the guide's preset."""
-    from ..compare import parse_optimizers
+    from ..compare import launcher, parse_optimizers
     from ..tuning import Tuner, open_directory, open_studies, plan_tune
+    from ..tuning.finals import check_final_seeds
+    from ..tuning.results import measure_overhead
+    from ..tuning.spawn import run_workers, split_threads
     from ..tuning.study import quiet_optuna
 
     started = time.monotonic()
@@ -111,7 +111,7 @@ def tune(ctx: click.Context, optimizers: str | None, trials: int, sampler: str, 
     if prune and nproc_per_node > 1:
         raise ConfigError("--prune stops a trial from inside its training process, which torchrun runs apart "
                           "with --nproc-per-node; drop one of them")
-    if final_seeds and {t.strip() for t in options["tasks"].split(",")} != {"cls", "seg"}:
+    if final_seeds and options["tasks"] and {t.strip() for t in options["tasks"].split(",")} != {"cls", "seg"}:
         raise ConfigError(f"--final-seeds runs the final settings as a comparison, whose rows train both tasks; "
                           f"drop --tasks {options['tasks']} or --final-seeds")
     presets = {name: registry.get(name) for name in names}
@@ -119,7 +119,7 @@ def tune(ctx: click.Context, optimizers: str | None, trials: int, sampler: str, 
     plan = plan_tune(presets, trials=trials, sampler=sampler, objective=objective, prune=prune,
                      space_items=space_items, set_items=options.pop("set_values"), options=options, method=method,
                      out=out, storage=storage, study=study)
-    _check_final_seeds(plan, final_seeds)
+    check_final_seeds(plan, final_seeds)
     with quiet_optuna():
         if worker_index is None:
             resumed = open_directory(plan)
@@ -128,7 +128,7 @@ def tune(ctx: click.Context, optimizers: str | None, trials: int, sampler: str, 
         studies = open_studies(plan, worker_index)
         if worker_index is None:
             _describe(plan, studies, resumed)
-        train_fn = _train_fn(nproc_per_node, ctx.obj.plugin_paths)  # imports the trainer: part of the setup
+        train_fn = launcher(nproc_per_node, ctx.obj.plugin_paths)  # imports the trainer: part of the setup
         since, setup = datetime.now(), time.monotonic() - started
         tuner = Tuner(plan.out, plan.presets, studies, plan.spaces, plan.options, plan.overrides, objective,
                       train_fn, method=method, prune=prune, heartbeat=heartbeat, echo=_stderr, progress=not quiet,
@@ -136,11 +136,11 @@ def tune(ctx: click.Context, optimizers: str | None, trials: int, sampler: str, 
         try:
             with sigterm_as_interrupt():  # SIGTERM stops the tune as Ctrl-C does, between trials too
                 if worker_index is not None:
-                    _split_threads(jobs)
+                    split_threads(jobs)
                     tuner.work()
                     return
                 if jobs > 1:
-                    pids = _run_workers(ctx, plan, jobs, options["device"], nproc_per_node)
+                    pids = run_workers(_worker_argv(ctx, plan), jobs, options["device"], nproc_per_node, _stderr)
                 else:
                     tuner.work()
                     pids = [os.getpid()]
@@ -163,22 +163,6 @@ def tune(ctx: click.Context, optimizers: str | None, trials: int, sampler: str, 
                            f"{plan.out / 'tune.md'} lists each reason")
 
 
-def _check_final_seeds(plan, final_seeds: int) -> None:
-    """ConfigError when the final runs' seeds (--seed + 1 ... --seed + K) go past what a run accepts."""
-    from ..config import build_config
-
-    if not final_seeds:
-        return
-    last = plan.seed + final_seeds
-    try:
-        name = next(iter(plan.presets))
-        build_config(plan.presets[name], "", plan.method,
-                     **{**plan.options, "seed": last, "set_values": plan.overrides[name]})
-    except ConfigError as exc:
-        raise ConfigError(f"--final-seeds {final_seeds} runs the seeds {plan.seed + 1} to {last} (--seed + 1 on): "
-                          f"{exc}") from None
-
-
 def _describe(plan, studies, resumed: bool) -> None:
     from ..tuning.storage import shown
 
@@ -190,60 +174,17 @@ def _describe(plan, studies, resumed: bool) -> None:
             f"scored on the holdout split ({plan.objective}): {', '.join(studies)}")
 
 
-def _train_fn(nproc: int, plugin_paths) -> Any:
-    """The trainer in this process, or each trial under torchrun (compare's launcher)."""
-    if nproc == 1:
-        from ..train import train
-
-        return train
-    from ..compare import torchrun_train
-
-    launch = torchrun_train(nproc, plugin_paths)
-
-    def train_distributed(config, preset, *, method, resume, progress, echo, on_epoch=None):
-        return launch(config, preset, method=method, resume=resume, progress=progress, echo=echo)
-
-    return train_distributed
-
-
 # ---------------------------------------------------------------------------------------------
-# --jobs: worker processes on this machine
+# --jobs: the workers' command line
 
 
-def cpu_count() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-
-
-def threads_per_job(jobs: int) -> int:
-    """CPU threads per trial: two torch processes with 2 threads each on 2 cores run ~20x slower than with 1."""
-    return max(1, cpu_count() // jobs)
-
-
-def _split_threads(jobs: int) -> None:
-    import torch
-
-    torch.set_num_threads(threads_per_job(jobs))
-
-
-def visible_gpus(device: str) -> list[str]:
-    """The GPUs to share out among the workers (CUDA_VISIBLE_DEVICES values); none for --device cpu or one
-    named GPU (cuda:N keeps every worker on it)."""
-    if device not in ("auto", "cuda"):
-        return []
-    import torch
-
-    count = torch.cuda.device_count()
-    listed = [d.strip() for d in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if d.strip()]
-    return (listed or [str(i) for i in range(count)])[:count]
-
-
-def worker_env(index: int, jobs: int, gpus: list[str], per_job: int = 1) -> dict[str, str]:
-    """The environment of worker ``index``: its share of the CPU threads, and its ``per_job`` GPUs (one per
-    torchrun process) when there are any, the workers taking them in turn."""
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads_per_job(jobs))}
-    if gpus:
-        env["CUDA_VISIBLE_DEVICES"] = ",".join(gpus[(index * per_job + k) % len(gpus)] for k in range(per_job))
-    return env
+def _worker_argv(ctx: click.Context, plan) -> list[str]:
+    """This tune's command line for its workers (tuning.spawn adds ``--worker i``): the same options, the
+    directory, storage and studies resolved, no final runs and no progress bar."""
+    values = {**ctx.params, "out": plan.out, "storage": plan.storage, "study": plan.study}
+    args = option_args(ctx.command, values, skip=("final_seeds", "worker_index", "quiet"))
+    plugins = [arg for path in ctx.obj.plugin_paths for arg in ("--plugin", path)]
+    return [*plugins, "tune", *args, "--quiet"]
 
 
 def option_args(command: click.Command, values: Mapping[str, Any], skip: tuple[str, ...] = ()) -> list[str]:
@@ -265,66 +206,6 @@ def option_args(command: click.Command, values: Mapping[str, Any], skip: tuple[s
     return args
 
 
-def _run_workers(ctx: click.Context, plan, jobs: int, device: str, nproc: int) -> list[int]:
-    """Run the tune in ``jobs`` worker processes of this command and wait for them; returns their pids.
-
-    The workers end with this process: SIGINT and SIGTERM are passed on to them and waited for (each gives
-    its trial back for the next run), and should this process be killed outright they get SIGTERM from
-    the kernel (Linux). They run in their own process group, so a Ctrl-C reaches them once, from here.
-    """
-    values = {**ctx.params, "out": plan.out, "storage": plan.storage, "study": plan.study}
-    args = option_args(ctx.command, values, skip=("final_seeds", "worker_index", "quiet"))
-    plugins = [arg for path in ctx.obj.plugin_paths for arg in ("--plugin", path)]
-    gpus = visible_gpus(device)
-    _stderr(f"{jobs} workers, " + (f"GPUs {', '.join(gpus)}" if gpus
-                                   else f"{threads_per_job(jobs)} CPU thread(s) each"))
-    stopped: list[int] = []
-    procs: list[subprocess.Popen] = []
-
-    def forward(signum, frame) -> None:
-        stopped.append(signum)
-        for p in procs:
-            if p.poll() is None:
-                p.send_signal(signum)
-
-    previous = {sig: signal.signal(sig, forward) for sig in STOP_SIGNALS}
-    try:
-        signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)  # held until every worker is there to pass it to
-        try:
-            procs += [subprocess.Popen(
-                [sys.executable, "-m", "mtbench", *plugins, "tune", *args, "--quiet", "--worker", str(i)],
-                env=worker_env(i, jobs, gpus, nproc), preexec_fn=_end_with(os.getpid())) for i in range(jobs)]
-        finally:
-            signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
-        codes = [p.wait() for p in procs]
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-    if stopped:
-        raise KeyboardInterrupt
-    failed = [code for code in codes if code != 0]
-    if failed:
-        raise MTBenchError(f"{len(failed)} of {jobs} workers stopped with an error (exit status "
-                           f"{', '.join(map(str, failed))}); run the same command again to finish the tune")
-    return [p.pid for p in procs]
-
-
-def _end_with(parent: int):
-    """A worker's set-up before it runs (in the child, after fork): its own process group, and SIGTERM
-    when ``parent`` ends."""
-    def setup() -> None:
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)  # blocked in the parent while it starts them
-        os.setpgid(0, 0)
-        try:
-            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
-        except (OSError, AttributeError):  # no prctl: not Linux
-            return
-        if os.getppid() != parent:  # the parent ended before prctl took effect
-            os.kill(os.getpid(), signal.SIGTERM)
-
-    return setup
-
-
 # ---------------------------------------------------------------------------------------------
 # The final runs and the report
 
@@ -332,12 +213,20 @@ def _end_with(parent: int):
 def _report(ctx, plan, studies, overhead: dict | None, final_seeds: int, quiet: bool, nproc: int) -> list:
     """Run the final runs (with --final-seeds) and write the report, with whatever final runs of the current
     settings earlier invocations ran; returns the results."""
+    from ..compare import ComparisonInterrupted
+    from ..tuning.finals import run_finals
     from ..tuning.results import add_finals, collect, terminal, write_report
+    from .compare import show_result
 
     results = collect(studies, {n: p.title for n, p in plan.presets.items()}, plan.spaces)
     presets = {name: plan.record["settings"][name]["hyperparams"] for name in plan.presets}
     if final_seeds:
-        _run_finals(ctx, plan, results, presets, final_seeds, quiet, nproc)
+        try:
+            run_finals(plan, results, presets, final_seeds, ctx.obj.registry, nproc=nproc,
+                       plugin_paths=ctx.obj.plugin_paths, progress=not quiet, echo=_stderr, show=show_result)
+        except ComparisonInterrupted:
+            _stderr(f"\ninterrupted; run the same command again to continue the tune's final runs in {plan.out}")
+            ctx.exit(130)
     add_finals(results, plan.out, plan.objective, presets)
     meta = {"objective": plan.objective, "sampler": plan.sampler, "trials": plan.trials, "prune": plan.prune,
             "holdout": plan.options["holdout"], "seed": plan.seed, "final_seeds": final_seeds,
@@ -346,60 +235,3 @@ def _report(ctx, plan, studies, overhead: dict | None, final_seeds: int, quiet: 
     click.echo(terminal(results, meta))
     click.echo(f"\nwritten to {plan.out}: {', '.join(f.name for f in files)}")
     return results
-
-
-def measure_overhead(studies, since: datetime, wall: float, setup: float, pids: list[int]) -> dict | None:
-    """What the invocation spent outside its trials' training: its wall time (x its workers, ``pids``) less the
-    training time of the trials they finished (not those of other tunes sharing the studies), absolute and as
-    a fraction, split into the setup before the first trial (imports, planning) and the rest per trial; None
-    when it finished no trial."""
-    from ..tuning.study import WORKER, Worker, result
-
-    host, ours = Worker().host, set(pids)
-    trained = [result(t)["seconds"] for ts in studies.values() for t in ts.all_trials()
-               if "seconds" in result(t) and t.datetime_complete is not None and t.datetime_complete >= since
-               and (t.user_attrs.get(WORKER) or {}).get("host") == host
-               and (t.user_attrs.get(WORKER) or {}).get("pid") in ours]
-    if not trained:
-        return None
-    workers = len(pids)
-    total = wall * workers
-    outside = total - sum(trained)
-    return {"wall_seconds": wall, "workers": workers, "trial_seconds": sum(trained), "trials": len(trained),
-            "seconds": outside, "fraction": outside / total, "setup_seconds": setup,
-            "per_trial_seconds": max(0.0, outside - setup * workers) / len(trained)}
-
-
-def _run_finals(ctx, plan, results, presets: Mapping[str, dict], seeds: int, quiet: bool, nproc: int) -> None:
-    """Each optimizer's best setting and its preset (``presets``: resolved) over ``seeds`` fresh seeds, each
-    through `mtbench compare` in a directory of its own (final/tuned|preset/<optimizer>/<hash of the settings
-    and seeds>: a new best setting gets new runs, and comparison directories resume like any other)."""
-    from ..tuning.results import GUIDE, TUNED, final_dir
-    from ..tuning.space import setting_items
-    from .compare import compare
-
-    # compare crosses --methods with the optimizers; its rows train both tasks (checked before the tune)
-    run_values = {k: v for k, v in plan.options.items() if k not in ("seed", "set_values", "method", "tasks")}
-    # --wait: workers of one tune on several machines that share the tune directory run the finals in turn
-    common = option_args(compare, run_values) + ["--methods", plan.options["method"], "--seeds", str(seeds),
-                                                 "--seed", str(plan.seed + 1), "--nproc-per-node", str(nproc), "--wait"]
-    common += ["--quiet"] if quiet else []
-    missing = [r.optimizer for r in results if r.best is None]
-    if missing:
-        _stderr(f"note: no completed search trial for {', '.join(missing)}: no final runs of a tuned setting")
-    numbers = list(range(plan.seed + 1, plan.seed + 1 + seeds))
-    for role in (TUNED, GUIDE):
-        for r in results:
-            if role == TUNED and r.best is None:
-                continue
-            name = r.optimizer
-            items = plan.overrides[name] + (setting_items(r.best_settings()) if role == TUNED else [])
-            fixed = [arg for item in items
-                     for arg in ("--set", item if item.startswith("method.") else f"{name}.{item}")]
-            out = final_dir(plan.out, role, name, r.best.settings if role == TUNED else presets[name], numbers)
-            args = ["--optimizers", name, "--out", str(out), *common, *fixed]
-            _stderr(f"final runs, {role} settings: mtbench compare {' '.join(args)}")
-            try:
-                compare.main(args, prog_name="mtbench compare", standalone_mode=False, obj=ctx.obj)
-            except MTBenchError as exc:  # the failed runs are left out of the test figures; the report says so
-                _stderr(f"warning: final runs of {name} ({role}): {exc}")

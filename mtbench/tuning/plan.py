@@ -18,10 +18,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+from ..compare.plan import plan_rows, split_overrides
 from ..config import LIMITS, SUM_METHOD, TASKS
 from ..errors import ConfigError
 from ..locks import LOCK_FILE
 from ..presets import OptimizerPreset, Param
+from ..report.comparison import default_directory, describe_difference
 from ..rundir import RunFileError, atomic_write_text, read_json
 from .space import SAMPLERS, Space, build_spaces, planned_points, sampler_seed, space_record
 from .storage import STUDY_DB, Guard, default_storage, open_storage
@@ -77,7 +79,6 @@ def plan_tune(presets: Mapping[str, OptimizerPreset], *, trials: int, sampler: s
     tune selects on the holdout split alone); ``set_items`` are ``--set`` items (``name.key=value``
     for one optimizer, ``key=value`` for each that accepts it, ``method.key=value`` for the method).
     """
-    from ..compare import default_directory, split_overrides
 
     if sampler not in SAMPLERS:
         raise ConfigError(f"--sampler {sampler!r}: expected one of {', '.join(SAMPLERS)}")
@@ -131,8 +132,6 @@ def plan_tune(presets: Mapping[str, OptimizerPreset], *, trials: int, sampler: s
 
 def _check_method(presets: Mapping[str, OptimizerPreset], method: str) -> None:
     """ConfigError when ``method`` does not compose with a tuned optimizer, by compare's rule (plan_rows)."""
-    from ..compare import plan_rows
-
     try:
         rows, _ = plan_rows(presets, [method])
     except ConfigError:
@@ -154,8 +153,6 @@ def study_record(plan: TunePlan, name: str) -> dict:
 
 def open_directory(plan: TunePlan) -> bool:
     """Create the tune directory, or check that it holds this tune; True when it did already."""
-    from ..compare import describe_difference
-
     path = plan.out / SETTINGS_FILE
     if path.is_file():
         try:

@@ -10,14 +10,16 @@ import io
 import json
 import math
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+from ..report.comparison import default_directory
+from ..report.stats import compare_to_best, summarize
 from ..rundir import CONFIG_FILE, SUMMARY_FILE, RunFileError, atomic_write_text, read_json, read_summary
-from ..stats import compare_to_best, summarize
 from ..text import format_settings, format_table
 from .space import Space, space_record, space_text
-from .study import PRESET, ROLE, SEARCH, SLOT, TuneStudy, attempt, owners, result, run_name
+from .study import PRESET, ROLE, SEARCH, SLOT, WORKER, TuneStudy, Worker, attempt, owners, result, run_name
 from .worker import score
 
 FINAL_DIR = "final"
@@ -137,8 +139,6 @@ def collect(studies: Mapping[str, TuneStudy], titles: Mapping[str, str], spaces:
 def final_dir(out: Path, role: str, optimizer: str, settings: Mapping[str, Any], seeds: Sequence[int]) -> Path:
     """``final/<tuned|preset>/<optimizer>/<hash>``: the comparison of one optimizer's final runs at ``settings``
     over ``seeds``; a new best setting, or other seeds, make another one beside it."""
-    from ..compare import default_directory
-
     record = {"settings": json.loads(json.dumps(dict(settings))), "seeds": list(seeds)}
     return default_directory(record, out / FINAL_DIR / role / optimizer)
 
@@ -308,7 +308,7 @@ def plot_lr_sensitivity(results: Sequence[Result], path: Path, objective: str) -
     order of lr, the guide's preset marked with a star (DeepOBS's LR sensitivity plot)."""
     from matplotlib.figure import Figure
 
-    from ..plotstyle import palette, save
+    from ..report.plotstyle import palette, save
 
     fig = Figure(figsize=(7, 4.5), layout="constrained")
     ax = fig.subplots()
@@ -329,3 +329,23 @@ def plot_lr_sensitivity(results: Sequence[Result], path: Path, objective: str) -
     if ax.lines:
         ax.legend(fontsize="small")
     return save(fig, path)
+
+
+def measure_overhead(studies, since: datetime, wall: float, setup: float, pids: list[int]) -> dict | None:
+    """What the invocation spent outside its trials' training: its wall time (x its workers, ``pids``) less the
+    training time of the trials they finished (not those of other tunes sharing the studies), absolute and as
+    a fraction, split into the setup before the first trial (imports, planning) and the rest per trial; None
+    when it finished no trial."""
+    host, ours = Worker().host, set(pids)
+    trained = [result(t)["seconds"] for ts in studies.values() for t in ts.all_trials()
+               if "seconds" in result(t) and t.datetime_complete is not None and t.datetime_complete >= since
+               and (t.user_attrs.get(WORKER) or {}).get("host") == host
+               and (t.user_attrs.get(WORKER) or {}).get("pid") in ours]
+    if not trained:
+        return None
+    workers = len(pids)
+    total = wall * workers
+    outside = total - sum(trained)
+    return {"wall_seconds": wall, "workers": workers, "trial_seconds": sum(trained), "trials": len(trained),
+            "seconds": outside, "fraction": outside / total, "setup_seconds": setup,
+            "per_trial_seconds": max(0.0, outside - setup * workers) / len(trained)}

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
 from ..errors import ConfigError
+from ..report.comparison import describe_difference
 from .storage import Guard, first_contact
 
 if TYPE_CHECKING:
@@ -319,8 +320,6 @@ def open_study(storage: "optuna.storages.BaseStorage", name: str, record: dict, 
     """Create or load the study ``name``; ConfigError when it was made with other settings than ``record``.
     Safe for any number of workers at once (NOTE [first contact] in storage.py)."""
     import optuna
-
-    from ..compare import describe_difference
 
     with first_contact(storage):
         study = optuna.create_study(storage=storage, study_name=name, direction="maximize", sampler=sampler,

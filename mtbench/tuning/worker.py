@@ -15,11 +15,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
+from ..compare.launch import run_state
 from ..config import TASKS, RunConfig, build_config
-from ..convergence import joint_score
 from ..errors import ConfigError, MTBenchError, NonFiniteLossError, RunStopped
 from ..locks import LockedError
 from ..presets import OptimizerPreset
+from ..report.comparison import describe_difference
+from ..report.convergence import joint_score
 from ..rundir import CHECKPOINT_DIR, CONFIG_FILE, LAST_CHECKPOINT, RunDir, RunFileError, Summary
 from ..text import first_line, format_settings
 from .space import Space, distributions, setting_items, suggest
@@ -50,8 +52,6 @@ def recorded_settings(config: Mapping[str, Any]) -> dict[str, Any]:
 
 def other_run(path: Path, config: RunConfig) -> str | None:
     """How the run in ``path`` differs from ``config``; None when it is this run or no run is there yet."""
-    from ..compare import describe_difference
-
     try:
         there = RunDir(path).read_json(CONFIG_FILE)
     except RunFileError:  # nothing there, or a run killed before its config was written: the trainer starts it
@@ -270,8 +270,6 @@ def _facts(settings: dict, summary: Summary | None, start: float, outcome: str |
 
 def _run_state(run_dir: Path) -> str:
     """'completed', 'resume' or 'new', as compare decides it for its runs."""
-    from ..compare import run_state
-
     try:
         return run_state(run_dir)
     except RunFileError:

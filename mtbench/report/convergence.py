@@ -23,9 +23,15 @@ import math
 from dataclasses import dataclass
 from typing import Sequence
 
-from .config import TASKS
-from .errors import ConfigError
-from .rundir import EpochRow
+from ..config import TASKS
+from ..errors import ConfigError
+from ..rundir import EpochRow
+
+__all__ = [
+    "AUTO", "EMBEDDED_TARGET", "NOT_REACHED", "RELATIVE", "SLOWEST_LABEL", "TARGET_FRACTION", "TASK_METRICS",
+    "THRESHOLDS", "UNKNOWN", "AbsoluteTarget", "Target", "convergence_label", "convergence_target",
+    "default_target", "epoch_metrics", "first_reach", "joint_score", "parse_target", "thresholds_text",
+]
 
 TARGET_FRACTION = 0.9
 RELATIVE = "relative"

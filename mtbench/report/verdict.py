@@ -1,7 +1,7 @@
 """The verdict of a comparison: rows against the best, the scalarization front, and the words for both.
 
-Works on numbers keyed by row label and seed, as mtbench.report hands them over; the statistics
-themselves live in mtbench.stats. Every metric a row can be ranked by is higher-is-better.
+Works on numbers keyed by row label and seed, as mtbench.report.build hands them over; the statistics
+themselves live in mtbench.report.stats. Every metric a row can be ranked by is higher-is-better.
 """
 
 from __future__ import annotations
@@ -9,7 +9,13 @@ from __future__ import annotations
 import math
 from typing import Hashable, Mapping
 
-from .stats import ALPHA, POWER, compare_to_best, dominated_by_front, pareto_front, seeds_needed
+from .fronts import dominated_by_front, pareto_front
+from .stats import ALPHA, POWER, compare_to_best, seeds_needed
+
+__all__ = [
+    "DEFAULT_PRIMARY", "DELTA_M", "METRIC_NAMES", "PRIMARY_METRICS", "difference_unit", "paired_verdict",
+    "scalarization_front", "show", "show_interval", "verdict_sentences",
+]
 
 DELTA_M = "delta_m"  # the primary metric that needs single-task baselines
 PRIMARY_METRICS = ("joint", "top1", "miou", DELTA_M)

@@ -1,5 +1,5 @@
 """The statistics behind a comparison's verdict: intervals over seeds, paired tests against the best,
-seeds a difference would need, Δm, Pareto fronts and performance profiles.
+seeds a difference would need, Δm. Pareto fronts and performance profiles: mtbench.report.fronts.
 
 Pure functions of numbers (no run directories, no torch), so the report can call them and tests can
 check them against scipy on known samples. Conventions shared by every function here:
@@ -24,7 +24,12 @@ from typing import Hashable, Iterable, Mapping, Sequence
 import numpy as np
 from scipy import stats as sps
 
-from .errors import ConfigError, DataError
+from ..errors import ConfigError, DataError
+
+__all__ = [
+    "ALPHA", "CONSTANT_RTOL", "POWER", "SEEDS_NEEDED_MAX", "WILCOXON_MIN_PAIRS", "as_number", "compare_to_best",
+    "delta_m", "holm", "seeds_needed", "summarize", "summarize_time_to_target",
+]
 
 ALPHA = 0.05
 POWER = 0.8
@@ -35,8 +40,6 @@ WILCOXON_MIN_PAIRS = 6
 # Paired differences whose spread is within this fraction of the values' magnitude are float rounding
 # (0.7 - 0.6 is not exactly 0.1), not seed-to-seed variation: the difference is treated as constant.
 CONSTANT_RTOL = 1e-12
-# AlgoPerf integrates the performance profile from tau = 1 to tau = 4.
-PROFILE_TAU_MAX = 4.0
 SEEDS_NEEDED_MAX = 1000
 
 
@@ -44,7 +47,7 @@ SEEDS_NEEDED_MAX = 1000
 # Values
 
 
-def _number(value, where: str) -> float | None:
+def as_number(value, where: str) -> float | None:
     """``value`` as a float; None for a failed run (None or NaN)."""
     if value is None:
         return None
@@ -65,7 +68,7 @@ def _clean(values: Iterable, where: str) -> tuple[np.ndarray, int]:
     """The kept values (finite and infinite) and the number of failed runs dropped."""
     kept, dropped = [], 0
     for i, value in enumerate(values):
-        x = _number(value, f"{where}[{i}]")
+        x = as_number(value, f"{where}[{i}]")
         if x is None:
             dropped += 1
         else:
@@ -212,7 +215,7 @@ def compare_to_best(rows: Mapping[str, Mapping[Hashable, float | None]], higher_
     for name, by_seed in rows.items():
         kept = {}
         for seed, value in by_seed.items():
-            x = _number(value, f"compare_to_best: row {name!r} seed {seed!r}")
+            x = as_number(value, f"compare_to_best: row {name!r} seed {seed!r}")
             if x is not None and not math.isfinite(x):
                 raise DataError(f"compare_to_best: row {name!r} seed {seed!r} is {x} (expected a finite "
                                 f"value; times to target that may be inf go to summarize_time_to_target)")
@@ -282,8 +285,8 @@ def seeds_needed(diffs: Sequence[float] | None = None, *, diff_mean: float | Non
             raise DataError("seeds_needed: the differences must be finite, got an infinite one")
         mean, std = float(d.mean()), float(d.std(ddof=1))
     else:
-        mean = _number(diff_mean, "seeds_needed: diff_mean")
-        std = _number(diff_std, "seeds_needed: diff_std")
+        mean = as_number(diff_mean, "seeds_needed: diff_mean")
+        std = as_number(diff_std, "seeds_needed: diff_std")
         if mean is None or std is None or not math.isfinite(mean) or not math.isfinite(std) or std < 0:
             raise DataError(f"seeds_needed: expected a finite diff_mean and a finite diff_std >= 0, "
                             f"got {diff_mean!r} and {diff_std!r}")
@@ -338,7 +341,7 @@ def delta_m(task_metrics: Mapping[str, Mapping[Hashable, float | None]],
             where = f"delta_m: baseline of task {task!r} seed {seed!r}"
         else:
             where = f"delta_m: baseline of task {task!r}"
-        x = _number(base, where)
+        x = as_number(base, where)
         if x is not None and not (math.isfinite(x) and x > 0):
             raise DataError(f"{where} is {x!r} (expected a finite value > 0 to measure a relative change)")
         return x
@@ -348,95 +351,11 @@ def delta_m(task_metrics: Mapping[str, Mapping[Hashable, float | None]],
     for seed in _sorted_seeds(seeds):
         changes = []
         for task, by_seed in task_metrics.items():
-            m = _number(by_seed[seed], f"delta_m: task {task!r} seed {seed!r}")
+            m = as_number(by_seed[seed], f"delta_m: task {task!r} seed {seed!r}")
             b = baseline(task, seed)
             if m is None or b is None:
                 break
             changes.append((m - b) / b)
         else:
             out[seed] = 100.0 * sum(changes) / len(changes)
-    return out
-
-
-def _points(points: Iterable[Sequence[float]], where: str) -> np.ndarray:
-    rows = []
-    for i, point in enumerate(points):
-        if len(point) != 2:
-            raise DataError(f"{where}[{i}]: {point!r} is not a pair (expected (task 1 value, task 2 value))")
-        xs = [_number(v, f"{where}[{i}]") for v in point]
-        rows.append([math.nan if x is None else x for x in xs])
-    return np.asarray(rows, dtype=float).reshape(-1, 2)
-
-
-def _dominates(p: np.ndarray, q: np.ndarray) -> np.ndarray:
-    """p[i] dominates q[j] (at least as good on both, better on one), maximising, as a [len(p), len(q)] mask."""
-    ge = (p[:, None, :] >= q[None, :, :]).all(axis=2)
-    gt = (p[:, None, :] > q[None, :, :]).any(axis=2)
-    return ge & gt
-
-
-def pareto_front(points: Sequence[Sequence[float]]) -> list[int]:
-    """Indices (ascending) of the points no other point dominates, both coordinates maximised.
-
-    Equal points do not dominate each other, so duplicates on the front all stay. A point with a
-    failed coordinate (None or NaN) is on no front and dominates nothing.
-    """
-    p = _points(points, "pareto_front: points")
-    ok = ~np.isnan(p).any(axis=1)
-    dominated = _dominates(p[ok], p[ok]).any(axis=0)
-    return [int(i) for i in np.flatnonzero(ok)[~dominated]]
-
-
-def dominated_by_front(point: Sequence[float], front_points: Sequence[Sequence[float]]) -> bool:
-    """Whether some front point is at least as good on both coordinates and better on one (maximised).
-
-    Dominance by the points themselves: a point below the segment joining two front points but
-    above each of them on one coordinate is not dominated.
-    """
-    p = _points([point], "dominated_by_front: point")
-    if np.isnan(p).any():
-        raise DataError(f"dominated_by_front: point {tuple(point)!r} has a missing value (expected two numbers)")
-    front = _points(front_points, "dominated_by_front: front_points")
-    front = front[~np.isnan(front).any(axis=1)]
-    return bool(_dominates(front, p).any())
-
-
-def performance_profile(times: Mapping[str, Mapping[str, float | None]], taus: Sequence[float],
-                        tau_max: float = PROFILE_TAU_MAX) -> dict[str, dict]:
-    """AlgoPerf performance profiles: per optimizer, the fraction of workloads within tau x the best time.
-
-    ``times`` maps an optimizer to {workload: time to target}; inf (never reached), None/NaN (failed)
-    and a workload the optimizer has no time for all count as never reached. The best time of a
-    workload is the smallest over optimizers; a workload nobody reached counts against everyone.
-    Returns {optimizer: {"fractions": [rho(tau) for tau in taus], "area": A}}, where A is the exact
-    integral of the step function rho over [1, tau_max] divided by tau_max - 1, so 1 means best on
-    every workload and 0 means never within tau_max x the best.
-    """
-    if isinstance(tau_max, bool) or not isinstance(tau_max, numbers.Real) or not 1 < tau_max < math.inf:
-        raise ConfigError(f"tau_max must be a finite number > 1, got {tau_max!r}")
-    taus = [_number(t, "performance_profile: taus") for t in taus]
-    if not all(t is not None and math.isfinite(t) for t in taus):
-        # inf <= inf would count a workload nobody reached as within tau.
-        raise ConfigError(f"performance_profile: taus must be finite numbers, got {taus!r}")
-    workloads = sorted({w for by_workload in times.values() for w in by_workload})
-    table = np.full((len(times), len(workloads)), math.inf)
-    for i, (name, by_workload) in enumerate(times.items()):
-        for j, workload in enumerate(workloads):
-            x = _number(by_workload.get(workload), f"performance_profile: {name!r} on {workload!r}")
-            if x is not None and not x > 0:
-                raise DataError(f"performance_profile: {name!r} on {workload!r} took {x!r} (expected a time "
-                                f"> 0, inf when the target was not reached)")
-            if x is not None:
-                table[i, j] = x
-    best = table.min(axis=0) if len(times) else np.empty(0)
-    with np.errstate(invalid="ignore"):
-        ratios = np.where(np.isfinite(table), table / best, math.inf)
-    n_workloads = max(len(workloads), 1)
-    out = {}
-    for i, name in enumerate(times):
-        r = ratios[i]
-        fractions = [float((r <= tau).sum()) / n_workloads for tau in taus]
-        # rho steps up by 1/W at each ratio; a workload with ratio r <= tau_max adds (tau_max - r) / W.
-        area = float(np.clip(tau_max - r, 0.0, None).sum()) / n_workloads / (tau_max - 1.0)
-        out[name] = {"fractions": fractions, "area": area}
     return out

@@ -1,7 +1,7 @@
 """PNG figures of a comparison, drawn from run directories: losses, validation curves, reported metrics,
 the scalarization front and, across workloads, performance profiles.
 
-Figures are built on matplotlib's object API in the shared style of mtbench.plotstyle.
+Figures are built on matplotlib's object API in the shared style of mtbench.report.plotstyle.
 """
 
 from __future__ import annotations
@@ -14,9 +14,14 @@ from matplotlib.figure import Figure
 
 from .plots_gradients import write_conflict_plots
 from .plotstyle import band, binned, line_colors, or_nan, palette, save, step_bins
-from .report import Group, Report
-from .rundir import read_metrics
-from .stats import PROFILE_TAU_MAX, performance_profile
+from .build import Report
+from .grouping import RowRuns
+from ..rundir import read_metrics
+from .fronts import PROFILE_TAU_MAX, performance_profile
+
+__all__ = [
+    "load_losses", "plot_final", "plot_losses", "plot_pareto", "plot_profile", "plot_validation", "write_plots",
+]
 
 def load_losses(run_dir: Path) -> dict[str, np.ndarray]:
     """Step, classification and segmentation loss per step (NaN where not finite), from the run's log."""
@@ -27,7 +32,7 @@ def load_losses(run_dir: Path) -> dict[str, np.ndarray]:
     return {"step": steps, "loss_cls": values[:, 0], "loss_seg": values[:, 1]}
 
 
-def plot_losses(groups: Sequence[Group], path: Path) -> Path:
+def plot_losses(groups: Sequence[RowRuns], path: Path) -> Path:
     """Training loss per task vs step: bin-mean smoothed, mean over seeds with a min-max band."""
     losses = {g.label: [load_losses(r.path) for r in g.runs if r.path.is_dir()] for g in groups}
     edges, centers, width = step_bins([d for ds in losses.values() for d in ds])
@@ -57,7 +62,7 @@ def plot_losses(groups: Sequence[Group], path: Path) -> Path:
     return save(fig, path)
 
 
-def plot_validation(groups: Sequence[Group], path: Path) -> Path:
+def plot_validation(groups: Sequence[RowRuns], path: Path) -> Path:
     """Validation top-1 and mIoU after each epoch, mean over seeds with a min-max band."""
     colors = line_colors([g.label for g in groups])
     last = max((len(r.epochs) for g in groups for r in g.runs), default=1)

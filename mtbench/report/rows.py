@@ -11,8 +11,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from .config import SUM_METHOD, TASKS
-from .errors import DataError
+from ..config import SUM_METHOD, TASKS
+from ..errors import DataError
+
+__all__ = [
+    "ROLES", "RowSpec", "same_weighting", "sweep_weight",
+]
 
 # row: an ordinary compared row; sweep: a point of the scalarization front; baseline: single-task, for Δm
 ROLES = ("row", "sweep", "baseline")
@@ -38,7 +42,7 @@ def same_weighting(a: Sequence[float] | None, b: Sequence[float] | None) -> bool
 
 
 @dataclass(frozen=True)
-class Row:
+class RowSpec:
     """One line of a comparison; its runs differ only by seed.
 
     ``task_weights`` None: the comparison's own ``--task-weights`` (a plain row).
@@ -53,7 +57,7 @@ class Row:
 
     @classmethod
     def of(cls, optimizer: str, method: str | None = None, task_weights: Sequence[float] | None = None,
-           tasks: Sequence[str] | None = None, plain: Sequence[float] | None = None) -> Row:
+           tasks: Sequence[str] | None = None, plain: Sequence[float] | None = None) -> RowSpec:
         """The row these settings make, named and given a role by the one rule (see the module).
 
         ``plain``: the task weights of the comparison's plain rows (None: equal weights); other
@@ -72,7 +76,7 @@ class Row:
         return cls(name, optimizer, method, weights, tasks, role)
 
     @classmethod
-    def from_record(cls, record: Any, where: str) -> Row:
+    def from_record(cls, record: Any, where: str) -> RowSpec:
         """A row of comparison.json's ``rows``; DataError naming what is wrong with it."""
         if not isinstance(record, dict) or not record.get("name") or not record.get("optimizer"):
             raise DataError(f"{where}: row {record!r} is not a row (expected an object with name, optimizer, "

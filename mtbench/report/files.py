@@ -1,5 +1,5 @@
-"""What a report shows: the terminal text, report.md, report.csv and report.json, for one workload
-(the verdict and the table) and across workloads (the performance profiles)."""
+"""What a report shows for one workload: the terminal text, report.md, report.csv and report.json (the
+verdict and the tables). Across workloads (the performance profiles): mtbench.report.workloads."""
 
 from __future__ import annotations
 
@@ -10,17 +10,22 @@ import math
 from pathlib import Path
 from typing import Sequence
 
+from ..rundir import atomic_write_text
+from ..text import format_table
+from .build import ROW_METRICS, Report, RowResult
 from .convergence import NOT_REACHED, THRESHOLDS, UNKNOWN, thresholds_text
-from .report import ROW_METRICS, Report, Row, loss_scale
-from .rundir import atomic_write_text
-from .stats import ALPHA, PROFILE_TAU_MAX, WILCOXON_MIN_PAIRS, performance_profile
-from .text import format_table
+from .header import loss_scale
+from .stats import ALPHA, WILCOXON_MIN_PAIRS
 from .verdict import METRIC_NAMES, difference_unit, show, show_interval
+
+__all__ = [
+    "BASELINE_HEADERS", "CSV_FIELDS", "GUIDE_NOTE", "SWEEP_HEADERS", "baseline_rows", "csv_text", "json_record",
+    "markdown", "notes", "strict_json", "sweep_rows", "table_headers", "table_rows", "terminal_table", "write_report",
+    "write_tables",
+]
 
 GUIDE_NOTE = ("guide = the optimizer guide's expected results for real ImageNet + COCO, 5 epochs, "
               "batch size 8 (not measured here)")
-# The profile's fractions as report.json lists them; the figure draws the exact step function.
-PROFILE_TAUS = tuple(1 + 0.25 * i for i in range(int((PROFILE_TAU_MAX - 1) / 0.25) + 1))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -51,7 +56,7 @@ def _time(summary: dict | None, fmt: str, unit: str = "") -> str:
     return text
 
 
-def _seeds(row: Row) -> str:
+def _seeds(row: RowResult) -> str:
     g = row.group
     return f"{len(g.done)}/{len(g.runs)}" if len(g.done) != len(g.runs) else str(len(g.runs))
 
@@ -62,7 +67,7 @@ def _p(p: float | None) -> str:
     return "p<0.001" if p < 0.001 else f"p={p:.3f}"
 
 
-def _vs_best(row: Row, metric: str) -> str:
+def _vs_best(row: RowResult, metric: str) -> str:
     if not row.verdict or row.vs_best is None:
         return "-"
     if row.verdict["is_best"]:
@@ -74,7 +79,7 @@ def _vs_best(row: Row, metric: str) -> str:
     return " ".join(p for p in parts if p)
 
 
-def _mark(row: Row) -> str:
+def _mark(row: RowResult) -> str:
     if not row.verdict or row.vs_best is None:
         return "-"
     if row.verdict["is_best"]:
@@ -260,14 +265,14 @@ def _summary(summary: dict | None, extra: Sequence[str] = ()) -> dict | None:
     return {k: summary[k] for k in (*_SUMMARY_KEYS, *extra)} if summary else None
 
 
-def _strict(value):
+def strict_json(value):
     """JSON without the non-standard Infinity and NaN: inf (a target never reached) becomes "inf"."""
     if isinstance(value, float) and not math.isfinite(value):
         return None if math.isnan(value) else ("inf" if value > 0 else "-inf")
     if isinstance(value, dict):
-        return {k: _strict(v) for k, v in value.items()}
+        return {k: strict_json(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_strict(v) for v in value]
+        return [strict_json(v) for v in value]
     return value
 
 
@@ -302,7 +307,7 @@ def json_record(report: Report, base: Path | None = None) -> dict:
                       "init_weights_sha256": r.told.init_weights_sha256,
                       "loss_scale": loss_scale(r)} for r in g.runs],
         })
-    return _strict({
+    return strict_json({
         "header": report.header, "verdict": report.verdict, "primary": report.primary,
         "selection": report.selection, "target": report.target.to_dict() if report.target else None,
         "baselines": report.baselines or None,
@@ -319,86 +324,8 @@ def write_tables(report: Report, out: Path) -> list[Path]:
     return [out / name for name in files]
 
 
-# ---------------------------------------------------------------------------------------------
-# Across workloads: performance profiles
+def write_report(report: Report, out: Path) -> list[Path]:
+    """The whole report of one workload in ``out``: the tables, then the figures."""
+    from .plots import write_plots  # matplotlib: only where figures are drawn
 
-
-def profile_times(reports: dict[str, Report]) -> dict[str, dict[str, float | None]]:
-    """{row: {workload: median steps to target}} over the compared rows of every workload; a row a
-    workload did not run is absent there (the profile counts it as never reaching)."""
-    times: dict[str, dict[str, float | None]] = {}
-    for workload, report in reports.items():
-        for row in report.role("row"):
-            times.setdefault(row.label, {})[workload] = (row.metrics["steps_to_target"] or {}).get("median")
-    return times
-
-
-def profile_record(reports: dict[str, Report]) -> dict:
-    """report.json across workloads: each workload's verdict and where its report is, and the profiles."""
-    times = profile_times(reports)
-    profile = performance_profile(times, PROFILE_TAUS)
-    return _strict({
-        "workloads": [{"name": name, "report": f"{name}/report.json", "primary": r.primary,
-                       "target": r.target.to_dict() if r.target else None, "verdict": r.verdict}
-                      for name, r in reports.items()],
-        "profile": {"time": "steps to target, median over seeds", "taus": list(PROFILE_TAUS),
-                    "tau_max": PROFILE_TAU_MAX,
-                    "rows": {name: {**profile[name], "times": times[name]} for name in times}},
-        "notes": profile_notes(reports)})
-
-
-def profile_notes(reports: dict[str, Report]) -> list[str]:
-    return [f"Performance profile (AlgoPerf): for each row, the fraction of the {len(reports)} workloads on "
-            f"which its time to target (median steps over seeds) is within tau x the best row's on that "
-            f"workload, for tau from 1 to {PROFILE_TAU_MAX:g}; a target not reached, or a workload the row was "
-            f"not run on, never counts. Area = the integral of that fraction over tau in [1, "
-            f"{PROFILE_TAU_MAX:g}] divided by {PROFILE_TAU_MAX - 1:g}: 1 is fastest everywhere, 0 never within "
-            f"{PROFILE_TAU_MAX:g}x of the fastest.",
-            "Each workload's own report (its verdict, table and plots) is in the folder named after it."]
-
-
-def profile_table(reports: dict[str, Report]) -> tuple[list[str], list[list[str]]]:
-    times = profile_times(reports)
-    profile = performance_profile(times, PROFILE_TAUS)
-    headers = ["row", "area", *[f"steps to target: {w}" for w in reports]]
-    rows = [[name, f"{profile[name]['area']:.3f}",
-             *[_steps(times[name].get(w), w in times[name]) for w in reports]]
-            for name in sorted(times, key=lambda n: -profile[n]["area"])]
-    return headers, rows
-
-
-def _steps(value: float | None, ran: bool) -> str:
-    if not ran:
-        return "not run"
-    if value is None:
-        return "-"
-    return "inf" if not math.isfinite(value) else f"{value:.0f}"
-
-
-def write_profile_tables(reports: dict[str, Report], out: Path) -> list[Path]:
-    """report.md, report.csv and report.json across workloads in ``out``; each workload's own report is
-    in the folder named after it."""
-    headers, rows = profile_table(reports)
-    md = ["# Performance profiles", "",
-          f"{len(reports)} workloads; rows by the area under their performance profile (larger is better).",
-          "", format_table(headers, rows, markdown=True), "", "## Verdict per workload", ""]
-    for name, report in reports.items():
-        md += [f"### {name} ([report]({name}/report.md))", "", " ".join(report.verdict), ""]
-    md += ["## Notes", "", *[f"- {line}" for line in profile_notes(reports)]]
-    text = io.StringIO()
-    writer = csv.writer(text, lineterminator="\n")
-    writer.writerows([headers, *rows])
-    files = {"report.md": "\n".join(md) + "\n", "report.csv": text.getvalue(),
-             "report.json": json.dumps(profile_record(reports), indent=2) + "\n"}
-    out.mkdir(parents=True, exist_ok=True)
-    for name, content in files.items():
-        atomic_write_text(out / name, content)
-    return [out / name for name in files]
-
-
-def profile_terminal(reports: dict[str, Report]) -> str:
-    headers, rows = profile_table(reports)
-    lines = [f"Performance profiles over {len(reports)} workloads:", "", format_table(headers, rows), ""]
-    for name, report in reports.items():
-        lines += [f"{name}: " + " ".join(report.verdict)]
-    return "\n".join([*lines, "", *profile_notes(reports)])
+    return write_tables(report, out) + write_plots(report, out)

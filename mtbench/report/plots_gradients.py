@@ -20,8 +20,14 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from .plotstyle import band, binned, line_colors, or_nan, save, step_bins
-from .report import Group, Run
-from .rundir import RunFileError, finite_number, read_metrics
+from .grouping import RowRuns
+from .runs import Run
+from ..rundir import RunFileError, finite_number, read_metrics
+
+__all__ = [
+    "FIELDS", "PANELS", "WEIGHTS", "load_conflict", "plot_comparison_conflict", "plot_run_conflict",
+    "write_conflict_plots",
+]
 
 COSINE, RATIO = "grad_cosine", "grad_norm_ratio"
 WEIGHTS = ("method_weight_cls", "method_weight_seg")
@@ -58,7 +64,7 @@ def _style(ax, key: str, width: int) -> None:
     ax.grid(alpha=0.3)
 
 
-def plot_comparison_conflict(groups: Sequence[Group], path: Path) -> Path | None:
+def plot_comparison_conflict(groups: Sequence[RowRuns], path: Path) -> Path | None:
     """conflict.png: cosine and norm ratio per step, one line per row (mean over seeds); None when no
     run logged them."""
     series = {g.label: [d for d in (load_conflict(r.path) for r in g.runs if r.path.is_dir()) if d is not None]
@@ -128,7 +134,7 @@ def plot_run_conflict(run: Run, label: str, path: Path) -> Path | None:
     return save(fig, path)
 
 
-def write_conflict_plots(groups: Sequence[Group], out: Path) -> list[Path]:
+def write_conflict_plots(groups: Sequence[RowRuns], out: Path) -> list[Path]:
     """conflict.png and conflict-<run>.png in ``out``, for the runs that logged the conflict fields."""
     summary = plot_comparison_conflict(groups, out / "conflict.png")
     if summary is None:

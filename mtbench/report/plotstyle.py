@@ -16,7 +16,11 @@ from matplotlib import colormaps
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from .rundir import atomic_writer, finite_number
+from ..rundir import atomic_writer, finite_number
+
+__all__ = [
+    "DPI", "LOSS_BINS", "band", "binned", "line_colors", "or_nan", "palette", "save", "step_bins",
+]
 
 LOSS_BINS = 200  # points per per-step curve: each the mean of the steps in its bin (smoothing + thinning)
 DPI = 110

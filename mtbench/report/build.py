@@ -1,0 +1,345 @@
+"""The verdict assembly: loaded runs -> rows over seeds -> the figures reported per run -> summaries, time
+to target, Δm, the paired verdict against the best row and the scalarization front.
+
+A comparison is a list of rows run for each seed. A row is (optimizer, method, task weights, tasks)
+with a role: "row" (compared against the best), "sweep" (a point of the scalarization front, task
+weights other than equal) or "baseline" (a single-task run, the reference of Δm). The statistics are
+mtbench.report.stats', the verdict's words mtbench.report.verdict's; the files a report writes are
+mtbench.report.files'.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Sequence
+
+from ..config import SUM_METHOD, TASKS
+from ..errors import ConfigError, DataError, MTBenchError
+from .convergence import (
+    TASK_METRICS, UNKNOWN, AbsoluteTarget, Target, convergence_label, convergence_target, default_target,
+    epoch_metrics, first_reach, joint_score,
+)
+from .grouping import RowRuns, group_runs
+from .header import header_lines
+from .runs import Run
+from .selection import DEFAULT_SELECTION, Selected, select
+from .stats import delta_m, summarize, summarize_time_to_target
+from .verdict import (
+    DEFAULT_PRIMARY, DELTA_M, METRIC_NAMES, PRIMARY_METRICS, paired_verdict, scalarization_front,
+    verdict_sentences,
+)
+
+__all__ = ["ROW_METRICS", "Report", "RowResult", "build_report"]
+
+# The metrics a row is summarised by over seeds, in the order report.json lists them.
+ROW_METRICS = ("top1", "miou", "joint", "delta_m", "steps_to_target")
+
+
+@dataclass
+class RowResult:
+    """One row of the comparison over its seeds: summaries, time to target, verdict."""
+
+    group: RowRuns
+    per_seed: dict[str, dict]  # metric -> {seed: value}; None for a failed run
+    metrics: dict[str, dict | None]  # metric -> stats.summarize (time metrics add median and reached)
+    convergence: str
+    ratio: float | None
+    verdict: dict | None = None  # verdict.paired_verdict's entry, for role "row"
+    dominated_by_front: bool | None = None  # for a compared row, when a sweep exists
+    on_front: bool | None = None  # for a sweep point
+
+    @property
+    def label(self) -> str:
+        return self.group.label
+
+    @property
+    def role(self) -> str:
+        return self.group.role
+
+    @property
+    def failures(self) -> list[Run]:
+        return [r for r in self.group.runs if not r.completed]
+
+    @property
+    def status(self) -> str:
+        failed = self.failures
+        if not failed:
+            return "ok"
+        if len(self.group.runs) == 1:
+            return failed[0].reason
+        reasons = "; ".join(f"seed {r.seed}: {r.reason}" for r in failed)
+        if len(failed) == len(self.group.runs):
+            return reasons
+        return f"{len(self.group.done)}/{len(self.group.runs)} ok; {reasons}"
+
+    @property
+    def tied_with_best(self) -> bool | None:
+        return self.verdict["tied_with_best"] if self.verdict else None
+
+    @property
+    def rank(self) -> int | None:
+        return self.verdict["rank"] if self.verdict else None
+
+    @property
+    def vs_best(self) -> dict | None:
+        return self.verdict["vs_best"] if self.verdict else None
+
+
+@dataclass
+class Report:
+    rows: list[RowResult]
+    target: Target | AbsoluteTarget | None
+    header: list[str]
+    runs: list[Run]
+    primary: str = DEFAULT_PRIMARY
+    selection: str = DEFAULT_SELECTION
+    verdict: list[str] = field(default_factory=list)
+    facts: list[str] = field(default_factory=list)  # how this report was measured, for the notes
+    selected: dict[Path, Selected] = field(default_factory=dict)
+    baselines: dict[str, str] = field(default_factory=dict)  # task -> label of the baseline row used for Δm
+
+    @property
+    def failed_runs(self) -> list[Run]:
+        return [r for r in self.runs if not r.completed]
+
+    def role(self, role: str) -> list[RowResult]:
+        return [r for r in self.rows if r.role == role]
+
+    @property
+    def has_delta_m(self) -> bool:
+        return any((r.metrics.get("delta_m") or {}).get("n") for r in self.rows)
+
+
+def build_report(runs: Sequence[Run], target: float | AbsoluteTarget | None = None,
+                 expected: dict[str, dict] | None = None, primary: str = DEFAULT_PRIMARY,
+                 selection: str = DEFAULT_SELECTION) -> Report:
+    """Aggregate runs into rows over seeds, measure time to target and give the verdict.
+
+    ``target`` is a fraction of the best final relative joint score (the relative target), fixed
+    per-task targets, or None: the embedded workload's fixed target where every run is of it, else
+    the relative one; ``primary`` the metric the rows are ranked and tested on; ``selection`` which
+    epoch of each run is reported. ``expected`` (optimizer -> {"top1", "miou", "convergence"}) fills in
+    the guide's ranges for runs whose config.json does not carry them.
+    """
+    if not runs:
+        raise MTBenchError("no runs to report")
+    if primary not in PRIMARY_METRICS:
+        raise ConfigError(f"--primary {primary!r} is not a metric to rank by (expected one of {', '.join(PRIMARY_METRICS)})")
+    groups = group_runs(runs)
+    for g in groups:
+        g.expected = g.expected or (expected or {}).get(g.optimizer)
+    selected = {r.path: s for r in runs if (s := select(r, selection)) is not None}
+    per_seed = {g.label: _selected_values(g, selected) for g in groups}
+    facts = _selection_facts(selection, selected.values())
+
+    baselines, planned = _baselines(groups), _baselines(groups, completed=False)
+    if primary == DELTA_M and len(planned) < len(TASKS):
+        raise ConfigError(f"--primary {DELTA_M} needs single-task baseline rows for both tasks (such as adam[cls] "
+                          "and adam[seg], run with --tasks cls and --tasks seg); this comparison has "
+                          + (", ".join(g.label for g in planned.values()) or "none"))
+    not_computed: dict[str, str] = {}  # row -> why its Δm could not be computed
+    for g in groups:
+        if g.role == "baseline" or len(planned) < len(TASKS):
+            continue
+        if len(baselines) < len(TASKS):
+            problem = "no run of the single-task baseline " + ", ".join(
+                planned[task].label for task in TASKS if task not in baselines) + " completed"
+        else:
+            per_seed[g.label]["delta_m"], problem = _delta_m(per_seed[g.label], baselines, per_seed)
+        if problem:
+            not_computed[g.label] = problem
+            facts.append(f"Δm of {g.label}: not computed ({problem}).")
+
+    measured = [g for g in groups if g.role != "baseline"]
+    if target is None:
+        target = default_target([r.config for r in runs])
+    resolved = _resolve_target(target, measured)
+    times = {g.label: _times_to_target(g, resolved) for g in measured}
+    facts.extend(_split_facts(resolved, measured))
+
+    rows = []
+    for g in groups:
+        values = per_seed[g.label]
+        steps, seconds = times.get(g.label, ({}, {}))
+        metrics = {m: summarize(values[m].values()) if m in values else None for m in ("top1", "miou", "joint", "delta_m")}
+        metrics["steps_to_target"] = _time_summary(steps) if steps else None
+        metrics["seconds_to_target"] = _time_summary(seconds) if seconds else None
+        metrics["seconds_per_step"] = summarize(r.summary.seconds_per_step for r in g.done)
+        metrics["peak_memory_mb"] = summarize(r.summary.peak_memory_mb for r in g.done)
+        rows.append(RowResult(g, {**values, "steps_to_target": steps, "seconds_to_target": seconds}, metrics, "n/a", None))
+    _label_convergence([r for r in rows if r.role != "baseline"], resolved)
+
+    compared = [r for r in rows if r.role == "row"]
+    verdict = paired_verdict({r.label: r.per_seed.get(primary, {}) for r in compared}, primary,
+                             spreads={r.label: (r.metrics[primary] or {}).get("std") for r in compared})
+    for r in compared:
+        r.verdict = verdict[r.label]
+    means = {r.label: (r.metrics[primary] or {}).get("mean") for r in compared}
+    seeds = {r.label: (r.metrics[primary] or {}).get("n", 0) for r in compared}
+    sentences = verdict_sentences(verdict, means, primary, seeds,
+                                  unranked=_unranked(compared, primary, not_computed))
+    sentences.extend(_front(rows))
+    return Report(rows, resolved, header_lines(runs, groups), list(runs), primary, selection, sentences,
+                  facts, selected, {task: g.label for task, g in baselines.items()})
+
+
+def _unranked(compared: Sequence[RowResult], primary: str, not_computed: dict[str, str]) -> str | None:
+    """Why no compared row has a value of ``primary`` although some of their runs completed (None: none did)."""
+    if not any(r.group.done for r in compared):
+        return None
+    if primary == DELTA_M and not_computed:
+        return f"Δm not computed: {'; '.join(dict.fromkeys(not_computed.values()))}"
+    return f"no completed run recorded a {METRIC_NAMES[primary]}"
+
+
+def _selected_values(group: RowRuns, selected: dict[Path, Selected]) -> dict[str, dict]:
+    """Per metric, {seed: value} over the group's runs (None for a run that did not complete)."""
+    out: dict[str, dict] = {"top1": {}, "miou": {}, "joint": {}}
+    for run in group.runs:
+        if run.key in out["top1"] and out["top1"][run.key] is not None:
+            continue  # a seed run twice (merged directories): the first completed run counts
+        s = selected.get(run.path)
+        # A single-task run's other head was never trained: its figure is not the row's.
+        top1 = s.top1 if s and "cls" in group.spec.tasks else None
+        miou = s.miou if s and "seg" in group.spec.tasks else None
+        out["top1"][run.key], out["miou"][run.key] = top1, miou
+        out["joint"][run.key] = joint_score(top1, miou, group.spec.tasks) if s else None
+    return out
+
+
+def _selection_facts(selection: str, selected: Iterable[Selected]) -> list[str]:
+    if selection == "final":
+        return ["Selection: final — every run is reported after its last epoch (the fixed budget)."]
+    rules = [s.rule for s in selected]
+    line = ("Selection: best-holdout — per run, the epoch with the best joint score on the held-out split "
+            "(carved from the training set), reported with that epoch's test-split figures; the test split "
+            "chooses nothing.")
+    fallback = sum(r != "best holdout" for r in rules)
+    if fallback:
+        line += (f" {fallback} of {len(rules)} runs have no holdout figures (trained without --holdout) and are "
+                 f"reported after their last epoch instead.")
+    return [line]
+
+
+def _baselines(groups: Sequence[RowRuns], completed: bool = True) -> dict[str, RowRuns]:
+    """The single-task baseline row of each task: the first one given with a completed run (with
+    ``completed`` False: the first one given). Δm needs one per task."""
+    out: dict[str, RowRuns] = {}
+    for g in groups:
+        if g.role == "baseline" and (g.done or not completed) and len(g.spec.tasks) == 1:
+            out.setdefault(g.spec.tasks[0], g)
+    return out
+
+
+def _delta_m(values: dict[str, dict], baselines: dict[str, RowRuns],
+             per_seed: dict[str, dict]) -> tuple[dict, str | None]:
+    """A row's Δm per seed against the baselines of the same seed: top-1 from the classification
+    baseline, mIoU from the segmentation one."""
+    metrics = {task: values[TASK_METRICS[task]] for task in TASKS}
+    base = {task: per_seed[baselines[task].label][TASK_METRICS[task]] for task in TASKS}
+    try:
+        return delta_m(metrics, base), None
+    except DataError as exc:
+        return {}, str(exc)
+
+
+def _resolve_target(target: float | AbsoluteTarget, groups: Sequence[RowRuns]) -> Target | AbsoluteTarget | None:
+    """Fixed targets as given; the relative one from each row's final figures on its runs' split."""
+    if isinstance(target, AbsoluteTarget):
+        return target
+    finals = []
+    for g in groups:
+        values = [_final_on_split(r) for r in g.done]
+        finals.append(tuple(summarize(v[i] for v in values)["mean"] for i in (0, 1)))
+    return convergence_target(finals, target)
+
+
+def _final_on_split(run: Run) -> tuple[float | None, float | None]:
+    if run.split == "val":
+        return run.told.figures("final")
+    last = next((e for e in reversed(run.epochs) if e.holdout_top1 is not None or e.holdout_miou is not None), None)
+    return epoch_metrics(last, "holdout")
+
+
+def _times_to_target(group: RowRuns, target: Target | AbsoluteTarget | None) -> tuple[dict, dict]:
+    """{seed: steps} and {seed: seconds} to the target: inf where a completed run never reached it, None
+    where the run did not complete or has no per-epoch figures to read (unknown); both empty when the
+    row cannot be measured."""
+    if target is None or (isinstance(target, AbsoluteTarget) and not target.needs(group.spec.tasks)):
+        return {}, {}
+    steps, seconds = {}, {}
+    for run in group.runs:
+        if run.key in steps and steps[run.key] is not None:
+            continue
+        hit = first_reach(run.epochs, target, run.split) if run.completed else None
+        steps[run.key], seconds[run.key] = hit if hit else (None, None)
+    return steps, seconds
+
+
+def _time_summary(values: dict) -> dict:
+    return {**summarize(values.values()), **summarize_time_to_target(values.values())}
+
+
+def _split_facts(target: Target | AbsoluteTarget | None, groups: Sequence[RowRuns]) -> list[str]:
+    if target is None:
+        return []
+    done = [r for g in groups for r in g.done]
+    held = sum(r.split == "holdout" for r in done)
+    if not done:
+        return []
+    if held == len(done):
+        where = "on the held-out split (every run has one)"
+    elif held == 0:
+        where = "on the test split (no run has a held-out split; train with --holdout to keep the test split out)"
+    else:
+        where = (f"on the held-out split for the {held} runs that have one, on the test split for the other "
+                 f"{len(done) - held}")
+    return [f"Time to target is read {where}."]
+
+
+def _label_convergence(rows: Sequence[RowResult], target) -> None:
+    medians = {r.label: (r.metrics["steps_to_target"] or {}).get("median") for r in rows}
+    finite = [m for m in medians.values() if m is not None and math.isfinite(m)]
+    fastest = min(finite, default=None)
+    for r in rows:
+        steps = r.metrics["steps_to_target"]
+        if target is None or not steps:
+            continue
+        if not steps["n"]:
+            if r.group.done:  # completed, but no epoch figures to read: not a miss
+                r.convergence = UNKNOWN
+            continue
+        median = steps["median"]
+        r.ratio = median / fastest if fastest and math.isfinite(median) else None
+        r.convergence = convergence_label(r.ratio)
+        if 0 < steps["reached"] < steps["n"]:
+            r.convergence += f" ({steps['reached']}/{steps['n']} seeds)"
+
+
+def _front(rows: Sequence[RowResult]) -> list[str]:
+    """Mark the scalarization front and the compared rows it dominates; the sentence saying so."""
+    sweep = [r for r in rows if r.role == "sweep"]
+    if not sweep:
+        return []
+    swept = {r.group.optimizer for r in sweep}
+    # A plain row of a swept optimizer is the sweep's point at the comparison's task weights.
+    points = [r for r in rows if r in sweep or (r.role == "row" and r.group.optimizer in swept
+                                                 and r.group.spec.method == SUM_METHOD)]
+    others = [r for r in rows if r.role == "row" and r not in points]
+    mean = {r.label: tuple((r.metrics[m] or {}).get("mean") for m in ("top1", "miou")) for r in rows}
+    front, dominated = scalarization_front({r.label: mean[r.label] for r in points},
+                                           {r.label: mean[r.label] for r in others})
+    for r in points:
+        r.on_front = r.label in front
+    for r in others:
+        r.dominated_by_front = dominated[r.label]
+    beaten = [r.label for r in others if r.dominated_by_front]
+    free = [r.label for r in others if r.dominated_by_front is False]
+    line = f"Scalarization front ({', '.join(sorted(swept))} over task weights): {', '.join(front) or 'none'}."
+    if beaten:
+        line += f" Dominated by it (no better on either task than some weighting of the plain loss): {', '.join(beaten)}."
+    if free:
+        line += f" Not dominated: {', '.join(free)}."
+    return [line]

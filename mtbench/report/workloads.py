@@ -1,0 +1,162 @@
+"""Across workloads: the runs split by workload (the data, the model and the budget), and the performance
+profiles over the workloads' reports (report.md/.csv/.json in the output folder, each workload's own report
+in a folder named after it).
+
+Runs of different workloads cannot be paired by seed, so each workload gets its own report (its verdict,
+table and plots) and the rows are compared across workloads by their time to target alone.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from pathlib import Path
+from typing import Sequence
+
+from ..rundir import atomic_write_text
+from ..text import format_table
+from .build import Report
+from .comparison import is_comparison_dir
+from .files import strict_json, write_report
+from .runs import Run, find_runs, unseen
+from .fronts import PROFILE_TAU_MAX, performance_profile
+
+__all__ = [
+    "PROFILE_TAUS", "WORKLOAD_KEYS", "profile_notes", "profile_record", "profile_table", "profile_terminal",
+    "profile_times", "split_workloads", "write_profile_tables", "write_profiles",
+]
+
+# The profile's fractions as report.json lists them; the figure draws the exact step function.
+PROFILE_TAUS = tuple(1 + 0.25 * i for i in range(int((PROFILE_TAU_MAX - 1) / 0.25) + 1))
+
+
+# What makes a workload: the data, the model and the budget. Rows (optimizer, method, task weights,
+# tasks) differ within a workload; these settings may not.
+WORKLOAD_KEYS = ("imagenet", "coco", "image_size", "limit_train", "limit_val", "backbone", "weights", "epochs",
+                 "batch_size", "loss_scale", "holdout")
+
+
+def _workload_key(config: dict) -> str:
+    return json.dumps({k: config.get(k) for k in WORKLOAD_KEYS}, sort_keys=True)
+
+
+def split_workloads(dirs: Sequence[Path]) -> list[tuple[str, list[Run]]]:
+    """The runs under ``dirs`` split by workload, each named after the directories it came from.
+
+    A comparison directory is one workload; a loose run directory joins the workload its settings
+    match. One workload makes one comparison table; several make performance profiles, since runs of
+    different workloads cannot be paired by seed.
+    """
+    workloads: dict[str, tuple[list[str], list[Run]]] = {}
+    seen: set = set()
+    for d in map(Path, dirs):
+        runs = unseen(find_runs([d]), seen)
+        configs = [r.config for r in runs if r.config]
+        fallback = _workload_key(configs[0]) if configs else ""
+        for run in runs:
+            key = fallback if is_comparison_dir(d) or not run.config else _workload_key(run.config)
+            names, members = workloads.setdefault(key, ([], []))
+            if d.resolve().name not in names:
+                names.append(d.resolve().name)
+            members.append(run)
+    named: list[tuple[str, list[Run]]] = []
+    for names, members in workloads.values():
+        name = "+".join(names) or "runs"
+        taken = sum(n == name or n.startswith(f"{name}-") for n, _ in named)
+        named.append((f"{name}-{taken + 1}" if taken else name, members))
+    return named
+
+
+def profile_times(reports: dict[str, Report]) -> dict[str, dict[str, float | None]]:
+    """{row: {workload: median steps to target}} over the compared rows of every workload; a row a
+    workload did not run is absent there (the profile counts it as never reaching)."""
+    times: dict[str, dict[str, float | None]] = {}
+    for workload, report in reports.items():
+        for row in report.role("row"):
+            times.setdefault(row.label, {})[workload] = (row.metrics["steps_to_target"] or {}).get("median")
+    return times
+
+
+def profile_record(reports: dict[str, Report]) -> dict:
+    """report.json across workloads: each workload's verdict and where its report is, and the profiles."""
+    times = profile_times(reports)
+    profile = performance_profile(times, PROFILE_TAUS)
+    return strict_json({
+        "workloads": [{"name": name, "report": f"{name}/report.json", "primary": r.primary,
+                       "target": r.target.to_dict() if r.target else None, "verdict": r.verdict}
+                      for name, r in reports.items()],
+        "profile": {"time": "steps to target, median over seeds", "taus": list(PROFILE_TAUS),
+                    "tau_max": PROFILE_TAU_MAX,
+                    "rows": {name: {**profile[name], "times": times[name]} for name in times}},
+        "notes": profile_notes(reports)})
+
+
+def profile_notes(reports: dict[str, Report]) -> list[str]:
+    return [f"Performance profile (AlgoPerf): for each row, the fraction of the {len(reports)} workloads on "
+            f"which its time to target (median steps over seeds) is within tau x the best row's on that "
+            f"workload, for tau from 1 to {PROFILE_TAU_MAX:g}; a target not reached, or a workload the row was "
+            f"not run on, never counts. Area = the integral of that fraction over tau in [1, "
+            f"{PROFILE_TAU_MAX:g}] divided by {PROFILE_TAU_MAX - 1:g}: 1 is fastest everywhere, 0 never within "
+            f"{PROFILE_TAU_MAX:g}x of the fastest.",
+            "Each workload's own report (its verdict, table and plots) is in the folder named after it."]
+
+
+def profile_table(reports: dict[str, Report]) -> tuple[list[str], list[list[str]]]:
+    times = profile_times(reports)
+    profile = performance_profile(times, PROFILE_TAUS)
+    headers = ["row", "area", *[f"steps to target: {w}" for w in reports]]
+    rows = [[name, f"{profile[name]['area']:.3f}",
+             *[_steps(times[name].get(w), w in times[name]) for w in reports]]
+            for name in sorted(times, key=lambda n: -profile[n]["area"])]
+    return headers, rows
+
+
+def _steps(value: float | None, ran: bool) -> str:
+    if not ran:
+        return "not run"
+    if value is None:
+        return "-"
+    return "inf" if not math.isfinite(value) else f"{value:.0f}"
+
+
+def write_profile_tables(reports: dict[str, Report], out: Path) -> list[Path]:
+    """report.md, report.csv and report.json across workloads in ``out``; each workload's own report is
+    in the folder named after it."""
+    headers, rows = profile_table(reports)
+    md = ["# Performance profiles", "",
+          f"{len(reports)} workloads; rows by the area under their performance profile (larger is better).",
+          "", format_table(headers, rows, markdown=True), "", "## Verdict per workload", ""]
+    for name, report in reports.items():
+        md += [f"### {name} ([report]({name}/report.md))", "", " ".join(report.verdict), ""]
+    md += ["## Notes", "", *[f"- {line}" for line in profile_notes(reports)]]
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\n")
+    writer.writerows([headers, *rows])
+    files = {"report.md": "\n".join(md) + "\n", "report.csv": text.getvalue(),
+             "report.json": json.dumps(profile_record(reports), indent=2) + "\n"}
+    out.mkdir(parents=True, exist_ok=True)
+    for name, content in files.items():
+        atomic_write_text(out / name, content)
+    return [out / name for name in files]
+
+
+def profile_terminal(reports: dict[str, Report]) -> str:
+    headers, rows = profile_table(reports)
+    lines = [f"Performance profiles over {len(reports)} workloads:", "", format_table(headers, rows), ""]
+    for name, report in reports.items():
+        lines += [f"{name}: " + " ".join(report.verdict)]
+    return "\n".join([*lines, "", *profile_notes(reports)])
+
+
+def write_profiles(reports: dict[str, Report], out: Path) -> list[str]:
+    """The reports of several workloads: the profiles' tables and profile.png in ``out``, each workload's own
+    report in ``out/<name>``; the files written, relative to ``out``."""
+    from .plots import plot_profile  # matplotlib: only where figures are drawn
+
+    written = [f.name for f in write_profile_tables(reports, out)]
+    written.append(plot_profile(profile_times(reports), out / "profile.png").name)
+    for name, report in reports.items():
+        written += [f"{name}/{f.name}" for f in write_report(report, out / name)]
+    return written
