@@ -39,7 +39,8 @@ class ManualLoop:
         config = trainer.config
         self.device = trainer.device
         torch.manual_seed(config.seed)
-        self.model = MultiTaskNet(config.backbone, trainer.data.num_cls_outputs, trainer.data.num_seg_classes)
+        info = trainer.data.info
+        self.model = MultiTaskNet(config.backbone, info["num_cls_outputs"], info["num_seg_classes"])
         self.model.to(self.device).train()
         self.opt = torch.optim.Adam(self.model.parameters(), **config.hyperparams)
         self.loss_weights = config.loss_weights
@@ -84,7 +85,7 @@ def time_rows(trainers: dict[str, Trainer], steps: int, rounds: int) -> dict[str
 
     runners = {"manual": run_all(manual.step)}
     for name, trainer in trainers.items():
-        runners[name] = run_all(lambda *batch, t=trainer: t.step(*batch, epoch=1))
+        runners[name] = run_all(lambda xc, yc, xs, ys, t=trainer: t.step(((xc, yc), (xs, ys)), epoch=1))
     times = median_ms(list(runners.values()), rounds, reference.device)
     return {name: ms / steps for name, ms in zip(runners, times)}
 

@@ -10,6 +10,7 @@ from .lazy import lazy_names
 from .methods import build_method
 from .plugins.hookspecs import hookimpl
 from .presets import Expected, Method, MethodPreset, OptimizerPreset, Param, SearchDim, standard_params
+from .workloads import Metric, Task, Workload, WorkloadData
 
 __version__ = "0.1.0"
 
@@ -26,8 +27,8 @@ _LAZY = {
 }
 
 __all__ = [
-    "Expected", "Method", "MethodPreset", "OptimizerPreset", "Param", "SearchDim", "build_method", "hookimpl",
-    "standard_params",
+    "Expected", "Method", "MethodPreset", "Metric", "OptimizerPreset", "Param", "SearchDim", "Task", "Workload",
+    "WorkloadData", "build_method", "hookimpl", "standard_params",
     "__version__", *_LAZY,
 ]
 

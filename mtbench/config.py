@@ -6,17 +6,26 @@ import dataclasses
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Sequence
 
 from .data.sizes import MIN_IMAGE_SIZE
 from .errors import ConfigError
 from .presets import SUM_METHOD, MethodPreset, OptimizerPreset, Param
 from .text import format_value
 
+if TYPE_CHECKING:
+    from .workloads import Workload
+
+MAX_TASKS = 8  # the most tasks a workload has (mtbench.workloads.Workload.MAX_TASKS)
+
+DEFAULT_WORKLOAD = "imagenet-coco"
+# The default workload's tasks (mtbench.workloads.imagenet_coco): what a run of an old config.json
+# without a workload trains, and what the comparison of such runs reads.
 TASKS = ("cls", "seg")
 # Settings a resumed run may change: they do not alter what is computed.
 RESUMABLE_SETTINGS = ("run_dir", "epochs", "device", "workers", "tensorboard")
-TASK_NAMES = {"cls": "classification", "seg": "segmentation"}
+# Settings added since the first checkpoints were written, with the value an older checkpoint had.
+ADDED_SETTINGS = {"workload": DEFAULT_WORKLOAD, "data": None}
 NONFINITE_POLICIES = ("abort", "skip")
 AMP_MODES = ("off", "bf16", "fp16")
 SCHEDULES = ("constant", "cosine", "step")  # see training/schedule.py
@@ -61,8 +70,8 @@ class RunConfig:
     optimizer: str
     hyperparams: dict[str, Any]
     run_dir: str
-    task_weights: tuple[float, float] = (0.5, 0.5)
-    loss_scale: tuple[float, float] = (1.0, 1.0)
+    task_weights: tuple[float, ...] = (0.5, 0.5)  # one per task of the workload, in its order
+    loss_scale: tuple[float, ...] = (1.0, 1.0)
     imagenet: str | None = None
     coco: str | None = None
     image_size: int | None = None
@@ -84,14 +93,39 @@ class RunConfig:
     method_settings: dict[str, Any] = field(default_factory=dict)
     holdout: float = 0.0
     schedule: str = "constant"
-    tasks: tuple[str, ...] = TASKS
+    tasks: tuple[str, ...] = TASKS  # the tasks trained, a subset of the workload's, in its order
     warmup_epochs: int = 0
+    workload: str = DEFAULT_WORKLOAD
+    data: str | None = None  # --data: the workload's data root (None: its embedded stand-in)
 
     def __post_init__(self) -> None:
         self.task_weights = tuple(float(w) for w in self.task_weights)
         self.loss_scale = tuple(float(s) for s in self.loss_scale)
         self.tasks = tuple(self.tasks)
+        # The workload's task names, in its order; known without the registry for the default workload,
+        # else once the trainer (or build_config) binds the workload.
+        # (A run that trains every task of another workload names them all in ``tasks``.)
+        self.workload_tasks: tuple[str, ...] | None = TASKS if self.workload == DEFAULT_WORKLOAD else (
+            self.tasks if len(self.tasks) == len(self.task_weights) == len(self.loss_scale) else None)
         self.validate()
+
+    def bind(self, workload) -> "RunConfig":
+        """Check the per-task settings against ``workload`` (a ``mtbench.workloads.Workload``) and put
+        ``tasks`` in its order; ConfigError naming the first bad one."""
+        if workload.name != self.workload:
+            raise ConfigError(f"the run is configured for workload {self.workload!r} but was given {workload.name!r}")
+        names = workload.task_names
+        unknown = [t for t in self.tasks if t not in names]
+        if unknown:
+            raise ConfigError(f"--tasks {','.join(self.tasks)}: {unknown[0]!r} is not a task of workload "
+                              f"{workload.name!r} (its tasks: {', '.join(names)})")
+        for option, values in (("--task-weights", self.task_weights), ("--loss-scale", self.loss_scale)):
+            if len(values) != len(names):
+                raise ConfigError(f"{option} {format_value(values)}: {len(values)} values for the {len(names)} tasks "
+                                  f"of workload {workload.name!r} ({', '.join(names)})")
+        self.workload_tasks = names
+        self.tasks = tuple(t for t in names if t in self.tasks)
+        return self
 
     def validate(self) -> None:
         """Raise ConfigError naming the first bad setting."""
@@ -108,9 +142,18 @@ class RunConfig:
                 f"--batch-size {self.batch_size} with --image-size {self.image_size} leaves one value per "
                 "channel at the backbone's last BatchNorm; use --batch-size 2 or more, or --image-size 64 or more"
             )
-        if not self.tasks or len(set(self.tasks)) != len(self.tasks) or not set(self.tasks) <= set(TASKS):
-            raise ConfigError(f"--tasks {','.join(map(str, self.tasks))} is not allowed: expected cls, seg or cls,seg")
-        self.tasks = tuple(t for t in TASKS if t in self.tasks)
+        if not self.tasks or len(set(self.tasks)) != len(self.tasks) or not all(isinstance(t, str) for t in self.tasks):
+            raise ConfigError(f"--tasks {','.join(map(str, self.tasks))} is not allowed: expected task names, "
+                              "each once")
+        if self.workload_tasks is not None:
+            if not set(self.tasks) <= set(self.workload_tasks):
+                raise ConfigError(f"--tasks {','.join(map(str, self.tasks))} is not allowed: expected some of "
+                                  f"{', '.join(self.workload_tasks)}")
+            self.tasks = tuple(t for t in self.workload_tasks if t in self.tasks)
+            for option, values in (("--task-weights", self.task_weights), ("--loss-scale", self.loss_scale)):
+                if len(values) != len(self.workload_tasks):
+                    raise ConfigError(f"{option} {format_value(values)}: expected {len(self.workload_tasks)} values, "
+                                      f"one per task ({', '.join(self.workload_tasks)})")
         if self.schedule not in SCHEDULES:
             raise ConfigError(f"--schedule {self.schedule!r}: expected one of {', '.join(SCHEDULES)}")
         if isinstance(self.warmup_epochs, bool) or not isinstance(self.warmup_epochs, int) \
@@ -126,9 +169,12 @@ class RunConfig:
     def loss_weights(self) -> tuple[float, ...]:
         """Each task's factor in the training objective: task weight x loss scale; a task trained
         alone (--tasks) has its loss scale only, a task not trained 0."""
+        if self.workload_tasks is None:
+            raise ConfigError(f"the tasks of workload {self.workload!r} are not known yet (RunConfig.bind)")
         if len(self.tasks) == 1:
-            return tuple(s if t in self.tasks else 0.0 for t, s in zip(TASKS, self.loss_scale))
-        return tuple(w * s for w, s in zip(self.task_weights, self.loss_scale))
+            return tuple(s if t in self.tasks else 0.0 for t, s in zip(self.workload_tasks, self.loss_scale))
+        return tuple(w * s if t in self.tasks else 0.0
+                     for t, w, s in zip(self.workload_tasks, self.task_weights, self.loss_scale))
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -171,37 +217,45 @@ def backbone_output_side(image_size: int) -> int:
 
 
 def _check_task_weights(weights: tuple[float, ...], shown: str) -> None:
-    """ConfigError unless ``weights`` are two finite weights >= 0, not both 0; ``shown`` as the user wrote them."""
-    if len(weights) != 2 or any(not 0 <= w < math.inf for w in weights) or sum(weights) <= 0:
-        raise ConfigError(f"--task-weights {shown} is not allowed: expected two finite weights >= 0, not both 0, "
+    """ConfigError unless ``weights`` are 1 to 8 finite weights >= 0, not all 0; ``shown`` as the user wrote them."""
+    if not 1 <= len(weights) <= MAX_TASKS or any(not 0 <= w < math.inf for w in weights) or sum(weights) <= 0:
+        raise ConfigError(f"--task-weights {shown} is not allowed: expected a finite weight >= 0 per task, not all 0, "
                           "e.g. 0.5,0.5")
 
 
 def _check_loss_scale(scale: tuple[float, ...], shown: str) -> None:
-    """ConfigError unless ``scale`` holds two finite positive factors; ``shown`` as the user wrote them."""
-    if len(scale) != 2 or any(not 0 < s < math.inf for s in scale):
+    """ConfigError unless ``scale`` holds 1 to 8 finite positive factors; ``shown`` as the user wrote them."""
+    if not 1 <= len(scale) <= MAX_TASKS or any(not 0 < s < math.inf for s in scale):
         raise ConfigError(f"--loss-scale {shown} is not allowed: expected finite positive factors, e.g. seg=100")
 
 
-def parse_task_pair(text: str, option: str, default: float) -> tuple[float, float]:
-    """Parse ``0.5,0.5`` or ``seg=100`` / ``cls=2,seg=3`` into a (cls, seg) pair."""
+def parse_task_values(text: str, option: str, default: float, names: Sequence[str] = TASKS) -> tuple[float, ...]:
+    """Parse one value per task: ``0.5,0.5`` (in the order of ``names``) or ``seg=100`` / ``cls=2,seg=3``
+    (the tasks not named keep ``default``)."""
     text = text.strip()
+    example = ",".join(["1"] * len(names))
     try:
         if "=" in text:
-            pair = {"cls": default, "seg": default}
+            values = dict.fromkeys(names, default)
             for item in text.split(","):
                 key, _, value = item.partition("=")
                 key = key.strip()
-                if key not in pair:
-                    raise ConfigError(f"{option} {text!r}: unknown task {key!r}; expected cls or seg")
-                pair[key] = float(value)
-            return pair["cls"], pair["seg"]
+                if key not in values:
+                    raise ConfigError(f"{option} {text!r}: unknown task {key!r}; expected {' or '.join(names)}")
+                values[key] = float(value)
+            return tuple(values.values())
         parts = [float(p) for p in text.split(",")]
     except ValueError:
-        raise ConfigError(f"{option} {text!r} does not parse: expected two numbers like 0.5,0.5 or seg=100") from None
-    if len(parts) != 2:
-        raise ConfigError(f"{option} {text!r}: expected two numbers (classification,segmentation)")
-    return parts[0], parts[1]
+        raise ConfigError(f"{option} {text!r} does not parse: expected {len(names)} numbers like {example} "
+                          f"or {names[-1]}=100") from None
+    if len(parts) != len(names):
+        raise ConfigError(f"{option} {text!r}: expected {len(names)} numbers ({','.join(names)})")
+    return tuple(parts)
+
+
+def parse_task_pair(text: str, option: str, default: float) -> tuple[float, ...]:
+    """``parse_task_values`` for the default workload's two tasks (cls, seg)."""
+    return parse_task_values(text, option, default, TASKS)
 
 
 def build_config(preset: "OptimizerPreset", run_dir: str | Path, method_preset: "MethodPreset | None" = None,
@@ -209,9 +263,18 @@ def build_config(preset: "OptimizerPreset", run_dir: str | Path, method_preset: 
     """A validated RunConfig from `run_options` values; ConfigError names the first bad one.
 
     ``method_preset`` is the multi-task method (None: ``sum``, the plain weighted loss);
-    ``--set method.key=value`` items are its settings, the others the optimizer's.
+    ``--set method.key=value`` items are its settings, the others the optimizer's. ``workload`` is the
+    run's Workload or its name (None: the default, ImageNet + COCO; a name is looked up in the plugin
+    registry); the per-task options name its tasks.
     """
     method = method_preset
+    workload = options.get("workload")
+    if isinstance(workload, str):
+        from .plugins import load_registry
+
+        workload = load_registry().workload(workload)
+    names = workload.task_names if workload is not None else TASKS
+    even = tuple(1 / len(names) for _ in names)  # 0.5,0.5 for two tasks
     items = list(options.get("set_values") or ())
     method_items = [s.partition(".")[2] for s in items if s.startswith("method.")]
     items = [s for s in items if not s.startswith("method.")]
@@ -221,7 +284,7 @@ def build_config(preset: "OptimizerPreset", run_dir: str | Path, method_preset: 
     hyperparams = preset.resolve(items)
     given = [s.partition("=")[0].strip() for s in items]
     weights = options.get("task_weights")
-    task_weights = parse_task_pair(weights, "--task-weights", 0.5) if weights else (0.5, 0.5)
+    task_weights = parse_task_values(weights, "--task-weights", even[0], names) if weights else even
     _check_task_weights(task_weights, weights)  # named as typed: seg=nan, not the pair it became
     if preset.param("task_weights") is not None:
         # One setting, not two: the trainer's task weights are this optimizer's task_weights.
@@ -235,9 +298,9 @@ def build_config(preset: "OptimizerPreset", run_dir: str | Path, method_preset: 
             task_weights = from_set
         hyperparams["task_weights"] = task_weights
     loss_scale = options.get("loss_scale")
-    scale = parse_task_pair(loss_scale, "--loss-scale", 1.0) if loss_scale else (1.0, 1.0)
+    scale = parse_task_values(loss_scale, "--loss-scale", 1.0, names) if loss_scale else (1.0,) * len(names)
     _check_loss_scale(scale, loss_scale)
-    return RunConfig(
+    config = RunConfig(
         optimizer=preset.name,
         hyperparams=hyperparams,
         run_dir=str(run_dir),
@@ -263,6 +326,9 @@ def build_config(preset: "OptimizerPreset", run_dir: str | Path, method_preset: 
         method_settings=_method_settings(method, method_items, options.get("seed", 0)),
         holdout=options.get("holdout") or 0.0,
         schedule=options.get("schedule", "constant"),
-        tasks=tuple(t.strip() for t in (options.get("tasks") or ",".join(TASKS)).split(",")),
+        tasks=tuple(t.strip() for t in (options.get("tasks") or ",".join(names)).split(",")),
         warmup_epochs=options.get("warmup_epochs", 0),
+        workload=workload.name if workload is not None else DEFAULT_WORKLOAD,
+        data=options.get("data"),
     )
+    return config if workload is None else config.bind(workload)

@@ -79,6 +79,10 @@ class MultiTaskNet(nn.Module):
             seg_out = self.seg_head(self.backbone(x_seg), x_seg.shape[-2:])
         return cls_out, seg_out
 
+    def last_shared_parameters(self) -> list[nn.Parameter]:
+        """The parameters of the backbone's last stage, the last layer both tasks share (GradNorm reads there)."""
+        return list(self.backbone.layer4[-1].parameters())
+
 
 # A plain torchvision ResNet checkpoint maps onto the backbone (and its fc onto the 1000-class head).
 _TORCHVISION_PREFIXES = {

@@ -114,6 +114,12 @@ class Summary:
     tasks: tuple[str, ...] | None = None
     method_settings: dict | None = None
     device: str | None = None
+    # The run's workload, each task's metrics ({task: [{name, title, higher_is_better, unit, primary}]})
+    # and every metric's value by name on the test and holdout splits (None for runs before workloads).
+    workload: str | None = None
+    task_metrics: dict | None = None
+    final_metrics: dict | None = None
+    holdout_metrics: dict | None = None
 
     @property
     def completed(self) -> bool:
@@ -466,17 +472,19 @@ class RunDir:
             for record in records:
                 f.write(json.dumps(record) + "\n")
 
-    def append_epoch(self, row: dict) -> None:
-        """Add one row to epochs.csv (a column ``row`` lacks stays empty)."""
+    def append_epoch(self, row: dict, columns: list[str] | None = None) -> None:
+        """Add one row to epochs.csv (a column ``row`` lacks stays empty); ``columns``: the file's columns
+        (default EPOCH_COLUMNS, those of the ImageNet + COCO workload; another workload names its own)."""
         if not self.writable:
             return
+        columns = columns or EPOCH_COLUMNS
         path = self.file(EPOCHS_FILE)
         new = not path.exists()
         with _appending(path) as f:
-            writer = csv.DictWriter(f, fieldnames=EPOCH_COLUMNS)
+            writer = csv.DictWriter(f, fieldnames=columns)
             if new:
                 writer.writeheader()
-            writer.writerow({k: row.get(k) for k in EPOCH_COLUMNS})
+            writer.writerow({k: row.get(k) for k in columns})
 
     def clear_logs(self) -> None:
         """Remove metrics.jsonl and epochs.csv: a run that starts afresh in this folder."""

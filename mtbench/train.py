@@ -11,8 +11,6 @@ import functools
 import hashlib
 import itertools
 import math
-import resource
-import sys
 import time
 from contextlib import nullcontext
 from typing import Callable, Iterator
@@ -21,24 +19,27 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 
 from . import distributed
-from .config import SUM_METHOD, TASKS, TASK_NAMES, RunConfig
-from .data import DataBundle, build_datasets
+from .config import SUM_METHOD, RunConfig
 from .errors import ConfigError, MTBenchError, NonFiniteLossError, RunStopped
 from .interrupts import Terminated, sigterm_as_interrupt
-from .model import MultiTaskNet, load_weights
+from .model import load_weights
 from .plugins import load_registry
 from .presets import OptimizerPreset
 from .rundir import CONFIG_FILE, ENV_FILE, RunDir, environment
 from .training import checkpoint
 from .training.batches import Batches, seed_for
 from .training.checkpoint import TrainState
+from .training.combination import check_combination
 from .training.evaluate import evaluate
 from .training.gradients import (
-    CombinedLoss, GradientStrategy, MethodGradients, OptimizerTaskGradients, StepContext, StepResult,
-    masked_cross_entropy,
+    CombinedLoss, GradientStrategy, LossMethod, MethodGradients, OptimizerTaskGradients, StepContext, StepResult,
 )
+from .training.memory import peak_rss_mb, reset_peak_rss
+from .training.optimizers import OptimizerLifecycle, build_optimizer
 from .training.runlog import RunLog
 from .training.schedule import build_scheduler
+from .workloads import Workload, WorkloadData, load_callable
+from .workloads.imagenet_coco import masked_cross_entropy
 
 __all__ = ["Trainer", "masked_cross_entropy", "train", "weights_digest"]
 
@@ -48,6 +49,7 @@ def train(
     preset: OptimizerPreset,
     *,
     method=None,
+    workload: Workload | None = None,
     resume: bool = False,
     progress: bool = True,
     echo: Callable[[str], None] = print,
@@ -55,13 +57,15 @@ def train(
 ) -> dict:
     """Train one run into ``config.run_dir`` and return its summary.
 
-    ``method`` is the MethodPreset of ``config.method`` (None: looked up in the plugin registry).
+    ``method`` is the MethodPreset of ``config.method`` and ``workload`` the Workload of ``config.workload``
+    (None: looked up in the plugin registry).
     With ``resume``, continue from the run directory's last checkpoint (from scratch when it has
     none). Whatever happens, the run directory keeps what was written and ``summary.json`` says how
     the run ended. ``on_epoch(summary)`` hears of every finished epoch (after its checkpoint); it may
     raise RunStopped to end the run there, e.g. a tuner pruning a trial.
     """
-    trainer = Trainer(config, preset, config.run_dir, method=method, progress=progress, echo=echo, on_epoch=on_epoch)
+    trainer = Trainer(config, preset, config.run_dir, method=method, workload=workload, progress=progress, echo=echo,
+                      on_epoch=on_epoch)
     try:
         return trainer.fit(resume)
     finally:
@@ -82,36 +86,6 @@ def _autocast(device_type: str, dtype: torch.dtype | None):
     return nullcontext() if dtype is None else torch.autocast(device_type, dtype=dtype)
 
 
-def reset_peak_rss() -> None:
-    """Start a new peak for this process's resident memory (Linux; elsewhere the peak is process-wide).
-
-    NOTE [peak memory of a run]: ``peak_memory_mb`` is the high-water mark of the process's
-    resident memory (CUDA: of allocated device memory) between the run's start and its end, the
-    mark reset when the run starts: writing 5 to /proc/self/clear_refs resets VmHWM to the current
-    resident size, torch.cuda.reset_peak_memory_stats the device's. It includes what the process
-    holds anyway (Python, torch); as runs free all they allocate (see NOTE [no reference cycles]),
-    equal runs in one process (a comparison, a tune) report equal peaks.
-    """
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-    except OSError:
-        pass
-
-
-def peak_rss_mb() -> float:
-    """Peak resident memory since the last reset_peak_rss (VmHWM), else since the process started."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # bytes on macOS, KiB elsewhere
-    return peak / 2**20 if sys.platform == "darwin" else peak / 1024
-
-
 class Trainer:
     """One run: data, model, optimizer, gradient strategy, the loop, evaluation and the run directory.
 
@@ -119,8 +93,8 @@ class Trainer:
     directory is written; from ``fit`` on, a failure leaves the directory with what it had written.
     """
 
-    def __init__(self, config: RunConfig, preset: OptimizerPreset, run_dir, *, method=None, progress: bool, echo,
-                 on_epoch: Callable[[dict], None] | None = None):
+    def __init__(self, config: RunConfig, preset: OptimizerPreset, run_dir, *, method=None,
+                 workload: Workload | None = None, progress: bool, echo, on_epoch: Callable[[dict], None] | None = None):
         if config.optimizer != preset.name:
             raise ConfigError(f"the run is configured for {config.optimizer!r} but was given preset {preset.name!r}")
         self.config, self.preset = config, preset
@@ -128,25 +102,25 @@ class Trainer:
             method = None  # the plain weighted loss: one backward pass, no per-task gradients
         elif method is None:
             method = load_registry().method_preset(config.method)
+        self.workload = workload if workload is not None else load_registry().workload(config.workload)
+        config.bind(self.workload)
         self.dist, self.device = distributed.init(distributed.resolve_device(config.device))
-        _check_combination(config, preset, self.device)
+        check_combination(config, preset, self.device)
         main = self.dist.is_main
         self.run = RunDir(run_dir, writable=main)
         self.progress = progress and main
         self.echo = echo if main else (lambda text: None)
         self.on_epoch = on_epoch
-        self.data: DataBundle = build_datasets(
-            imagenet=config.imagenet, coco=config.coco, image_size=config.image_size,
-            limit_train=config.limit_train, limit_val=config.limit_val, holdout=config.holdout,
-        )
-        for split, ds in (("classification", self.data.cls_train), ("segmentation", self.data.seg_train)):
+        self.data: WorkloadData = self._build_data()
+        for split, ds in zip(self._set_titles(), self.data.train):
             if len(ds) < config.batch_size:
                 raise ConfigError(
                     f"--batch-size {config.batch_size} is larger than the {split} training set "
                     f"({len(ds)} images); use a smaller batch size or more data"
                 )
         torch.manual_seed(config.seed)
-        self.model = MultiTaskNet(config.backbone, self.data.num_cls_outputs, self.data.num_seg_classes)
+        self.model = load_callable(self.workload.build_model, f"{self.workload.label()}: build_model")(
+            config.backbone, self.data)
         if config.weights:
             note = load_weights(self.model, config.weights)
             if note:
@@ -166,7 +140,7 @@ class Trainer:
         self._buffers_before = [torch.empty_like(b) for b in self._buffers]
         self.strategy.state_dict()  # a method state that no checkpoint could hold is refused before training
         per_step = config.batch_size * self.dist.world
-        self.steps_per_epoch = max(len(self.data.cls_train) // per_step, len(self.data.seg_train) // per_step)
+        self.steps_per_epoch = max(len(ds) // per_step for ds in self.data.train)
         self.scheduler = None
         if config.schedule != "constant" or config.warmup_epochs:
             self.scheduler = build_scheduler(self.optimizer, config.schedule, config.epochs * self.steps_per_epoch,
@@ -174,27 +148,57 @@ class Trainer:
         self.state = TrainState()
         self.batches = Batches(config, self.dist, self.device, self.state.counters)
         self.log = RunLog(self.run, config, {"optimizer": preset.name, "title": preset.title,
-                                             "method": config.method}, self.echo)
+                                             "method": config.method}, self.echo, self.workload)
         self._lock = None
+
+    def _build_data(self) -> WorkloadData:
+        """The workload's data sets; the ImageNet + COCO workload also takes --imagenet and --coco."""
+        config = self.config
+        extra = {k: v for k, v in (("imagenet", config.imagenet), ("coco", config.coco)) if v is not None}
+        if extra and self.workload.name != "imagenet-coco":
+            raise ConfigError(f"--{next(iter(extra))} is for the imagenet-coco workload; workload "
+                              f"{self.workload.name!r} takes its data with --data DIR")
+        build = load_callable(self.workload.build_data, f"{self.workload.label()}: build_data")
+        data = build(config.data, image_size=config.image_size, limit_train=config.limit_train,
+                     limit_val=config.limit_val, holdout=config.holdout, **extra)
+        expected = 1 if self.workload.shared_batch else len(self.workload.tasks)
+        if len(data.train) != expected or len(data.val) != expected:
+            raise ConfigError(f"{self.workload.label()}: build_data returned {len(data.train)} training sets, "
+                              f"expected {expected} (see NOTE [workload contract])")
+        return data
+
+    def _set_titles(self) -> list[str]:
+        return ["shared" if self.workload.shared_batch else t.title for t in self.workload.tasks][:len(self.data.train)]
 
     def _gradient_strategy(self, method) -> GradientStrategy:
         """The optimizer, and how the gradient it steps on is made: the weighted loss, the tasks'
         gradients for an optimizer that takes them, or a method's combination of them."""
         config, preset = self.config, self.preset
-        net = self._distribute(per_task=preset.per_task_gradients or method is not None)
+        per_task = preset.per_task_gradients or (method is not None and method.needs_grads)
+        net = self._distribute(per_task=per_task)
         self.names = [n for n, p in self.model.named_parameters() if p.requires_grad]
         self.params = [p for p in self.model.parameters() if p.requires_grad]
-        built = method.build(len(TASKS), **config.method_settings) if method is not None else None
+        tasks = self.workload.tasks
+        built = method.build(len(tasks), **config.method_settings) if method is not None else None
         extra = list(built.parameters()) if hasattr(built, "parameters") else []
         for p in extra:  # a method's learnable loss weights, made by its factory on the CPU
             p.data = p.data.to(self.device)
-        groups = [{"params": self.params}, {"params": extra}] if extra else self.params
-        self.optimizer = preset.build(groups, **config.hyperparams)
+        self.optimizer = build_optimizer(preset, self.model, self.names, self.params, extra, config.hyperparams)
+        self.lifecycle = OptimizerLifecycle(preset, self.optimizer, self.model)
+        losses = [load_callable(t.loss, f"{self.workload.label()}: task {t.name!r} loss") for t in tasks]
         ctx = StepContext(config, self.model, net, self.names, self.params, self.optimizer, self.dist,
-                          self.device, self._autocast, self.scaler)
+                          self.device, self._autocast, self.scaler, losses=losses,
+                          trained=[t.name in config.tasks for t in tasks], shared_batch=self.workload.shared_batch,
+                          closure="closure" in getattr(preset, "needs", ()))
+        if built is not None and not method.needs_grads:
+            return LossMethod(ctx, built, method.label(), self._last_shared_parameters())
         if built is not None:
             return MethodGradients(ctx, built, method.label())
         return OptimizerTaskGradients(ctx) if preset.per_task_gradients else CombinedLoss(ctx)
+
+    def _last_shared_parameters(self) -> list[torch.Tensor]:
+        shared = getattr(self.model, "last_shared_parameters", None)
+        return list(shared()) if callable(shared) else []
 
     def _distribute(self, per_task: bool) -> torch.nn.Module:
         """The module the training step calls: the model itself, or it wrapped for several processes.
@@ -216,7 +220,8 @@ class Trainer:
             return self.model
         ids = [self.device.index] if self.device.type == "cuda" else None
         # buffers follow rank 0 each forward; a single-task run leaves the other head without gradients
-        return DistributedDataParallel(self.model, device_ids=ids, find_unused_parameters=len(self.config.tasks) == 1)
+        return DistributedDataParallel(self.model, device_ids=ids,
+                                       find_unused_parameters=len(self.config.tasks) < len(self.workload.tasks))
 
     def close(self) -> None:
         self.log.close()
@@ -285,48 +290,50 @@ class Trainer:
         torch.manual_seed(seed_for(config.seed, epoch))
         self.model.train()
         batches = self.epoch_batches(epoch)
-        sums, taken = torch.zeros(2, dtype=torch.float64), 0
+        names = self.workload.task_names
+        sums, taken = torch.zeros(len(names), dtype=torch.float64), 0
         # disable=None: no bar off a terminal (CI logs, nohup, pipes), where the epoch lines suffice.
         bar = tqdm(total=self.steps_per_epoch, desc=f"epoch {epoch}/{config.epochs}", unit="step",
                    disable=None if self.progress else True, leave=False, dynamic_ncols=True)
         try:
             for _ in range(self.steps_per_epoch):
                 start = time.perf_counter()
-                (xc, yc), (xs, ys) = next(batches)
-                result = self.step(xc, yc, xs, ys, epoch, start)
+                result = self.step(next(batches), epoch, start)
                 if result.taken:
                     sums += torch.tensor([x or 0.0 for x in result.losses], dtype=torch.float64)
                     taken += 1
                 bar.update(1)
-                bar.set_postfix(**{t: "-" if x is None else f"{x:.3f}" for t, x in zip(TASKS, result.losses)})
+                bar.set_postfix(**{t: "-" if x is None else f"{x:.3f}" for t, x in zip(names, result.losses)})
         finally:
             bar.close()
             self.log.flush()
         if self.dist.enabled:  # see NOTE [BatchNorm across ranks]
             distributed.broadcast_(list(self.model.buffers()))
-        state.last_val = self.evaluate(self.data.cls_val, self.data.seg_val)
-        if self.data.cls_holdout is not None:
-            state.last_holdout = self.evaluate(self.data.cls_holdout, self.data.seg_holdout)
-        counters["epoch"] = epoch
-        # The mean over the steps taken (a skipped step has no loss); already averaged over ranks.
-        means = (sums / taken).tolist() if taken else [math.nan, math.nan]
-        self.log.epoch(state, epoch, [m if t in config.tasks else None for t, m in zip(TASKS, means)])
-        counters["peak_memory_mb"] = self._peak_memory_mb()
-        self.run.save_checkpoint(checkpoint.capture(state, config, self.model, self.optimizer, self.strategy,
-                                                    self.scaler, self.scheduler, self.device, self.init_digest))
+        with self.lifecycle.evaluation():
+            state.last_val = self.evaluate(self.data.val)
+            if self.data.holdout is not None:
+                state.last_holdout = self.evaluate(self.data.holdout)
+            counters["epoch"] = epoch
+            # The mean over the steps taken (a skipped step has no loss); already averaged over ranks.
+            means = (sums / taken).tolist() if taken else [math.nan] * len(names)
+            self.log.epoch(state, epoch, [m if t in config.tasks else None for t, m in zip(names, means)])
+            counters["peak_memory_mb"] = self._peak_memory_mb()
+            self.run.save_checkpoint(checkpoint.capture(state, config, self.model, self.optimizer, self.strategy,
+                                                        self.scaler, self.scheduler, self.device, self.init_digest))
         summary = self._summary("running")  # a run killed from here on still shows the epochs it finished
         if self.on_epoch is not None:
             self.on_epoch(summary)
 
-    def step(self, xc, yc, xs, ys, epoch: int, start: float | None = None) -> StepResult:
-        """One optimizer step on one batch of each task, counted and logged (``start``: when its batch was asked for)."""
+    def step(self, batch, epoch: int, start: float | None = None) -> StepResult:
+        """One optimizer step on one batch (one of each task, or the shared one: what ``epoch_batches``
+        yields), counted and logged (``start``: when its batch was asked for)."""
         start = time.perf_counter() if start is None else start
         counters = self.state.counters
         # A skipped step leaves the model as it was: its forward pass updated the BatchNorm statistics
         # too, with NaN where the batch was the cause.
         if self._buffers:
             torch._foreach_copy_(self._buffers_before, self._buffers)
-        result = self.strategy.step(xc, yc, xs, ys, counters["step"] + 1)
+        result = self.strategy.step(batch, counters["step"] + 1)
         if not result.taken and self._buffers:
             torch._foreach_copy_(self._buffers, self._buffers_before)
         if self.scheduler is not None:
@@ -342,22 +349,29 @@ class Trainer:
             self._on_nonfinite(result.losses)  # after the step is logged, so the logs count it
         return result
 
-    def epoch_batches(self, epoch: int) -> Iterator[tuple[tuple[torch.Tensor, torch.Tensor], ...]]:
-        """Pairs (classification batch, segmentation batch) of one epoch, endless; (None, None) for a
-        task the run does not train."""
-        sets = {"cls": self.data.cls_train, "seg": self.data.seg_train}
-        return zip(*(self.batches.train(task, sets[task], epoch) if task in self.config.tasks
-                     else itertools.repeat((None, None)) for task in TASKS))
+    def epoch_batches(self, epoch: int) -> Iterator:
+        """The batches of one epoch, endless: per-task batches, a tuple of one (images, target) pair per
+        task ((None, None) for a task the run does not train); a shared batch, one
+        (images, (target_0, ..., target_{T-1})) pair."""
+        if self.workload.shared_batch:
+            return self.batches.train(0, self.data.train[0], epoch)
+        return zip(*(self.batches.train(t, dataset, epoch) if task.name in self.config.tasks
+                     else itertools.repeat((None, None))
+                     for t, (task, dataset) in enumerate(zip(self.workload.tasks, self.data.train))))
 
-    def evaluate(self, cls_set, seg_set) -> dict[str, float]:
-        return evaluate(self.model, cls_set, seg_set, self.batches, self.data.num_seg_classes, self._autocast)
+    def evaluate(self, sets) -> dict[str, float]:
+        """Every task's metrics on one split (one data set per task, or the shared one)."""
+        meters = [load_callable(t.meter, f"{self.workload.label()}: task {t.name!r} meter")(self.data, self.device)
+                  for t in self.workload.tasks]
+        return evaluate(self.model, sets, meters, self.batches, self._autocast, self.workload.shared_batch)
 
     def _on_nonfinite(self, losses: list[float]) -> None:
         """Apply --on-nonfinite to a step whose loss was not finite (the step was not taken)."""
         counters = self.state.counters
-        bad = next(t for t, x in zip(TASKS, losses) if x is not None and not math.isfinite(x))
-        where = (f"non-finite loss at step {counters['step']} in {TASK_NAMES[bad]} "
-                 f"(loss_cls={losses[0]}, loss_seg={losses[1]})")
+        tasks = self.workload.tasks
+        bad = next(t for t, x in zip(tasks, losses) if x is not None and not math.isfinite(x))
+        shown = ", ".join(f"loss_{t.name}={x}" for t, x in zip(tasks, losses))
+        where = f"non-finite loss at step {counters['step']} in {bad.title} ({shown})"
         counters["skipped_steps"] += 1
         counters["consecutive_skips"] += 1
         if self.config.on_nonfinite == "abort":
@@ -376,6 +390,7 @@ class Trainer:
         p = self.preset
         return {
             "name": p.name, "title": p.title, "per_task_gradients": p.per_task_gradients,
+            "needs": sorted(getattr(p, "needs", ())),
             "defaults": dict(p.defaults),
             "expected": p.expected.to_dict() if p.expected else None,
         }
@@ -391,24 +406,3 @@ class Trainer:
     def _summary(self, status: str, error: str | None = None) -> dict:
         return self.log.summary(status, self.state, init_digest=self.init_digest, device=str(self.device),
                                 peak_memory_mb=self._peak_memory_mb(), error=error)
-
-
-def _check_combination(config: RunConfig, preset: OptimizerPreset, device: torch.device) -> None:
-    """ConfigError for settings that do not go together.
-
-    NOTE [methods and per-task optimizers]: an optimizer that takes the tasks' gradients apart
-    (MTAdamV2) balances the tasks itself; a method would hand it one combined gradient and undo
-    that, so the two do not compose.
-    """
-    if preset.per_task_gradients and config.method != SUM_METHOD:
-        raise ConfigError(f"--method {config.method} does not compose with {preset.name!r}, which takes the tasks' "
-                          "gradients apart and balances them itself; use --method sum, or a single-gradient "
-                          "optimizer such as adam")
-    if len(config.tasks) == 1 and (preset.per_task_gradients or config.method != SUM_METHOD):
-        culprit = (f"{preset.name!r} takes the tasks' gradients apart" if preset.per_task_gradients
-                   else f"--method {config.method} combines the tasks' gradients")  # only what is wrong
-        raise ConfigError(f"--tasks {config.tasks[0]} trains one task alone, but {culprit}; a single-task run "
-                          "needs a single-gradient optimizer (such as adam) and --method sum")
-    if config.amp == "fp16" and (device.type != "cuda" or preset.per_task_gradients or config.method != SUM_METHOD):
-        raise ConfigError("--amp fp16 needs a CUDA device, a single-gradient optimizer and --method sum; "
-                          "use --amp bf16")

@@ -12,7 +12,7 @@ import sys
 
 import torch
 
-import mtbench.training.gradients as gradients_module
+import mtbench.workloads.imagenet_coco as gradients_module
 from mtbench.config import build_config
 from mtbench.errors import NonFiniteLossError
 from mtbench.plugins import load_registry
@@ -73,7 +73,7 @@ def main():
     try:
         for step, (xc, yc, xs, ys) in enumerate(fixed_batches(args.steps), 1):
             part = slice(rank * local, (rank + 1) * local)
-            trainer.step(xc[part], yc[part], xs[part], ys[part], epoch=1)
+            trainer.step(((xc[part], yc[part]), (xs[part], ys[part])), epoch=1)
             weights = getattr(getattr(trainer.strategy, "method", None), "last_weights", None)
             if weights is not None:
                 method_weights.append(torch.as_tensor(weights, dtype=torch.float64).clone())

@@ -129,7 +129,7 @@ def test_a_garbage_or_foreign_checkpoint_is_named_without_torchs_advice_to_load_
     (["-o", "adam", "--loss-scale", "seg=nan"],
      "Error: --loss-scale seg=nan is not allowed: expected finite positive factors, e.g. seg=100"),
     (["-o", "adam", "--task-weights", "cls=0,seg=0"],
-     "Error: --task-weights cls=0,seg=0 is not allowed: expected two finite weights >= 0, not both 0, e.g. 0.5,0.5"),
+     "Error: --task-weights cls=0,seg=0 is not allowed: expected a finite weight >= 0 per task, not all 0, e.g. 0.5,0.5"),
 ])
 def test_an_error_blames_only_what_is_wrong_as_the_user_wrote_it(tmp_path, args, error):
     result = invoke(["run", *args, "--out", str(tmp_path / "runs"), *TINY])
@@ -155,13 +155,13 @@ def test_a_bad_setting_from_a_replayed_config_json_names_the_file(tmp_path):
 # A run whose set-up (reading the data) receives a real SIGTERM, as a scheduler or `kill` sends it.
 SIGTERM_IN_SET_UP = """\
 import signal, sys
-import mtbench.train
+import mtbench.workloads.imagenet_coco
 
-def reading_the_data(**kwargs):
+def reading_the_data(*args, **kwargs):
     signal.raise_signal(signal.SIGTERM)
     raise AssertionError("the SIGTERM did not stop the run")
 
-mtbench.train.build_datasets = reading_the_data
+mtbench.workloads.imagenet_coco.build_data = reading_the_data
 from mtbench.cli import main
 main(["run", "-o", "adam", "--out", sys.argv[1], "--quiet"], prog_name="mtbench")
 """

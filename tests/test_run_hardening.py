@@ -41,8 +41,8 @@ def summary_of(run_dir):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--task-weights", "nan,1"], "--task-weights nan,1 is not allowed: expected two finite weights"),
-        (["--task-weights", "inf,1"], "--task-weights inf,1 is not allowed: expected two finite weights"),
+        (["--task-weights", "nan,1"], "--task-weights nan,1 is not allowed: expected a finite weight >= 0 per task"),
+        (["--task-weights", "inf,1"], "--task-weights inf,1 is not allowed: expected a finite weight >= 0 per task"),
         (["--loss-scale", "seg=inf"], "--loss-scale seg=inf is not allowed: expected finite positive factors"),
         (["--max-skips", "-1"], "--max-skips -1 is not allowed: expected a whole number in [1, "),
         (["--seed", str(2**64)], f"--seed {2**64} is not allowed: expected a whole number in [0, {2**64 - 1}]"),

@@ -8,7 +8,7 @@ import json
 import pytest
 import torch
 
-import mtbench.training.gradients as gradients_module
+import mtbench.workloads.imagenet_coco as gradients_module
 from mtbench.config import build_config
 from mtbench.errors import ConfigError, NonFiniteLossError
 from mtbench.plugins import load_registry
@@ -138,7 +138,7 @@ def test_per_task_gradients_are_each_tasks_own_gradient(tmp_path):
     (xc, yc), (xs, ys) = next(trainer.epoch_batches(1))
     trainer.model.train()
     state = {k: v.clone() for k, v in trainer.model.state_dict().items()}
-    trainer.step(xc, yc, xs, ys, epoch=1)
+    trainer.step(((xc, yc), (xs, ys)), epoch=1)
     (task_grads,) = trainer.optimizer.received
 
     trainer.model.load_state_dict(state)  # the same BatchNorm statistics as in the step
@@ -203,7 +203,7 @@ def stepped(run_dir, optimizer, method, batches):
     trainer = Trainer(config, preset, config.run_dir, method=mp, progress=False, echo=print)
     trainer.model.train()
     torch.manual_seed(0)
-    taken = [trainer.step(xc, yc, xs, ys, epoch=1).taken for (xc, yc), (xs, ys) in batches(trainer)]
+    taken = [trainer.step(((xc, yc), (xs, ys)), epoch=1).taken for (xc, yc), (xs, ys) in batches(trainer)]
     trainer.close()
     return trainer, taken
 
@@ -242,7 +242,7 @@ def test_skip_gives_up_after_too_many_consecutive_skips(tmp_path, monkeypatch):
         ({"epochs": -1}, r"--epochs -1 is not allowed"),
         ({"device": "tpu"}, r"unknown device 'tpu': expected auto, cpu, cuda or cuda:N"),
         ({"device": "cuda:0"} if not torch.cuda.is_available() else {"device": "cuda:99"}, r"device 'cuda:\d+'"),
-        ({"task_weights": "1,2,3"}, r"--task-weights '1,2,3': expected two numbers"),
+        ({"task_weights": "1,2,3"}, r"--task-weights '1,2,3': expected 2 numbers \(cls,seg\)"),
         ({"task_weights": "0,0"}, r"--task-weights 0,0 is not allowed"),
         ({"loss_scale": "depth=3"}, r"--loss-scale 'depth=3': unknown task 'depth'; expected cls or seg"),
         ({"amp": "fp16", "device": "cpu"}, r"--amp fp16 needs a CUDA device"),

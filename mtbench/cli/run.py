@@ -1,4 +1,4 @@
-"""`mtbench run`: one training run, on the embedded data unless ImageNet/COCO folders are given."""
+"""`mtbench run`: one training run of a workload, on its embedded data unless a data folder is given."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import click
 from click.core import ParameterSource
 
 from ..config import (
-    AMP_MODES, BACKBONES, LIMITS, NONFINITE_POLICIES, RESUMABLE_SETTINGS, SCHEDULES, RunConfig,
+    AMP_MODES, BACKBONES, DEFAULT_WORKLOAD, LIMITS, NONFINITE_POLICIES, RESUMABLE_SETTINGS, SCHEDULES, RunConfig,
     build_config,
 )
 from ..errors import ConfigError, MTBenchError
@@ -23,6 +23,11 @@ from .configfile import config_option
 _RUN_OPTIONS = [
     click.option("--set", "set_values", multiple=True, metavar="KEY=VALUE",
                  help="Override a preset setting, e.g. --set lr=0.01 --set betas=0.9,0.99 (repeatable)."),
+    click.option("--workload", default=DEFAULT_WORKLOAD, show_default=True, metavar="NAME",
+                 help="The tasks trained together, their data and model (mtbench list shows the workloads)."),
+    click.option("--data", type=str, default=None, metavar="DIR",
+                 help="The workload's data folder [default: its embedded stand-in]; imagenet-coco reads "
+                      "DIR/imagenet and DIR/coco (or --imagenet and --coco)."),
     click.option("--imagenet", type=str, default=None, metavar="DIR",
                  help="ImageNet in folder layout: DIR/train/<wnid>/*.JPEG, DIR/val/<wnid>/*.JPEG."),
     click.option("--coco", type=str, default=None, metavar="DIR",
@@ -46,8 +51,9 @@ _RUN_OPTIONS = [
     click.option("--backbone", type=click.Choice(BACKBONES), default="resnet18", show_default=True),
     click.option("--weights", type=str, default=None, metavar="PATH",
                  help="Initial weights: a local checkpoint (state dict); never downloaded."),
-    click.option("--task-weights", type=str, default=None, metavar="W_CLS,W_SEG",
-                 help="Loss weights of the two tasks [default: 0.5,0.5]; MTAdamV2's task_weights."),
+    click.option("--task-weights", type=str, default=None, metavar="W1,W2,...",
+                 help="Loss weights of the workload's tasks, in its order or as TASK=W [default: 1/T each, "
+                      "0.5,0.5 for two]; MTAdamV2's task_weights."),
     click.option("--loss-scale", type=str, default=None, metavar="TASK=FACTOR",
                  help="Multiply one task's loss, e.g. seg=100 (a stress test of loss balancing)."),
     click.option("--on-nonfinite", type=click.Choice(NONFINITE_POLICIES), default="abort", show_default=True,
@@ -60,9 +66,9 @@ _RUN_OPTIONS = [
     click.option("--holdout", type=Bounded(LIMITS["holdout"]), default=None, metavar="FRACTION",
                  help="Hold out this fraction of each task's training images as a selection split, "
                       "evaluated each epoch beside the test split [run: 0; compare: 0.1]."),
-    click.option("--tasks", default="cls,seg", show_default=True, metavar="cls|seg|cls,seg",
-                 help="Train one task alone (a single-task baseline: the other head untouched, its loss not "
-                      "computed, --task-weights not applied) or both."),
+    click.option("--tasks", default=None, metavar="TASK,...",
+                 help="Train some of the workload's tasks (one alone: a single-task baseline, the other heads "
+                      "untouched, their losses not computed, --task-weights not applied) [default: all]."),
     click.option("--schedule", type=click.Choice(SCHEDULES), default="constant", show_default=True,
                  help="Learning-rate schedule over the run: constant, cosine (to 0) or step (x0.1 at 1/3 and 2/3)."),
     click.option("--warmup-epochs", type=Bounded(LIMITS["warmup_epochs"]), default=0, show_default=True,
@@ -121,11 +127,13 @@ def run(ctx: click.Context, optimizer: str | None, out: Path, resume: Path | Non
     if resume is not None:
         config, preset = _resume_config(ctx, registry, resume, options)
     else:
+        workload = registry.workload(options["workload"])
         preset = registry.get(optimizer or choose_optimizer(registry))
-        config = build_config(preset, "", registry.method_preset(options["method"]), **options)
+        config = build_config(preset, "", registry.method_preset(options["method"]), **{**options, "workload": workload})
     from ..train import train  # torch loads here: the menu and the checks of the settings do not wait for it
 
     method = registry.method_preset(config.method)
+    workload = registry.workload(config.workload)
     echo = click.echo if int(os.environ.get("RANK", "0")) == 0 else (lambda *a, **k: None)
     described = f" + {method.title}: {format_settings(config.method_settings)}" if method else ""
     echo(f"{preset.title}: {format_settings(config.hyperparams)}{described}")
@@ -136,8 +144,8 @@ def run(ctx: click.Context, optimizer: str | None, out: Path, resume: Path | Non
         with sigterm_as_interrupt():
             if new:
                 config.run_dir = _new_run_dir(out, preset.name, config.device)  # after the settings are checked
-            summary = Summary.from_json(train(config, preset, method=method, resume=not new, progress=not quiet,
-                                              echo=echo))
+            summary = Summary.from_json(train(config, preset, method=method, workload=workload, resume=not new,
+                                              progress=not quiet, echo=echo))
     except MTBenchError:
         if new and config.run_dir:
             _remove_if_unused(Path(config.run_dir))
@@ -151,10 +159,11 @@ def run(ctx: click.Context, optimizer: str | None, out: Path, resume: Path | Non
             why = "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted"
             echo(f"\n{why} while the run was setting up; nothing was kept", err=True)
         ctx.exit(130)
+    # a summary written before workloads has the default workload's figures as final_<metric>
+    final = summary.final_metrics or {m.name: getattr(summary, f"final_{m.name}", None) for _, m in workload.metrics()}
+    figures = "  ".join(m.show(final.get(m.name)) for _, m in workload.metrics())
     echo(
-        f"final: top-1 {summary.final_top1:.1%}  top-5 {summary.final_top5:.1%}  "
-        f"mIoU {summary.final_miou:.3f}  pixel acc {summary.final_pixel_acc:.1%}  "
-        f"({summary.steps} steps, {summary.seconds_per_step * 1000:.0f} ms/step, "
+        f"final: {figures}  ({summary.steps} steps, {summary.seconds_per_step * 1000:.0f} ms/step, "
         f"peak memory {summary.peak_memory_mb:.0f} MB)"
     )
     echo(f"written: {Path(config.run_dir, SUMMARY_FILE)}")

@@ -1,4 +1,4 @@
-"""The plugin registry: finds plugins, isolates the broken ones, indexes their optimizers and methods."""
+"""The plugin registry: finds plugins, isolates the broken ones, indexes their optimizers, methods and workloads."""
 
 from __future__ import annotations
 
@@ -16,7 +16,9 @@ import pluggy
 
 from ..errors import ConfigError
 from ..presets import SUM_METHOD, MethodPreset, OptimizerPreset, Preset, validate_preset
+from ..presets.base import is_dotted_name
 from ..text import did_you_mean, failure_reason, first_line
+from ..workloads import Workload
 from . import hookspecs
 
 __all__ = ["ENV_DISABLE", "ENV_PLUGINS", "HOOKS", "PluginFailure", "PluginInfo", "Registry", "load_registry"]
@@ -25,17 +27,19 @@ ENV_PLUGINS = "MTBENCH_PLUGINS"
 ENV_DISABLE = "MTBENCH_DISABLE_PLUGINS"
 
 # Each hook and the kind of preset it returns, in the order the registry calls them.
-HOOKS: dict[str, type[Preset]] = {"mtbench_optimizers": OptimizerPreset, "mtbench_methods": MethodPreset}
+HOOKS: dict[str, type] = {"mtbench_optimizers": OptimizerPreset, "mtbench_methods": MethodPreset,
+                          "mtbench_workloads": Workload}
 
 
 @dataclass(frozen=True)
 class PluginInfo:
-    """A plugin that loaded: its name, where it came from and the optimizers and methods it brought."""
+    """A plugin that loaded: its name, where it came from and the optimizers, methods and workloads it brought."""
 
     name: str
     source: str
     presets: tuple[str, ...]
     methods: tuple[str, ...] = ()
+    workloads: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -58,10 +62,11 @@ class PluginFailure:
 
 @dataclass
 class Registry:
-    """The optimizer presets and methods of all loaded plugins, each table in listing order."""
+    """The optimizer presets, methods and workloads of all loaded plugins, each table in listing order."""
 
     presets: dict[str, OptimizerPreset] = field(default_factory=dict)
     methods: dict[str, MethodPreset] = field(default_factory=dict)
+    workloads: dict[str, Workload] = field(default_factory=dict)
     plugins: list[PluginInfo] = field(default_factory=list)
     failures: list[PluginFailure] = field(default_factory=list)
     disabled: list[str] = field(default_factory=list)
@@ -72,7 +77,12 @@ class Registry:
         return {name: preset.source for name, preset in self.presets.items()}
 
     def get(self, name: str) -> OptimizerPreset:
-        """The optimizer preset called ``name``; ConfigError saying why when there is none."""
+        """The optimizer preset called ``name``; ConfigError saying why when there is none.
+        ``pytorch_optimizer:NAME`` is that library's optimizer with its defaults (mtbench.presets.library)."""
+        if name not in self.presets and name.startswith("pytorch_optimizer:"):
+            from ..presets.library import library_preset
+
+            return library_preset(name)
         return self._find(self.presets, OptimizerPreset.KIND, name)
 
     def get_method(self, name: str) -> MethodPreset:
@@ -84,13 +94,20 @@ class Registry:
         the trainer computes itself), else ``get_method``."""
         return None if name == SUM_METHOD else self.get_method(name)
 
+    def workload(self, name: str) -> Workload:
+        """The workload called ``name``; ConfigError saying why (with a did-you-mean) when there is none."""
+        return self._find(self.workloads, Workload.KIND, name)
+
     def names(self) -> list[str]:
         return list(self.presets)
 
     def method_names(self) -> list[str]:
         return list(self.methods)
 
-    def _find(self, table: Mapping[str, Preset], kind: str, name: str) -> Any:
+    def _table(self, kind: type) -> dict[str, Any]:
+        return {OptimizerPreset: self.presets, MethodPreset: self.methods, Workload: self.workloads}[kind]
+
+    def _find(self, table: Mapping[str, Any], kind: str, name: str) -> Any:
         try:
             return table[name]
         except KeyError:
@@ -150,12 +167,13 @@ def load_registry(
         _collect(pm, name, source, registry)
     registry.presets = _ordered(registry.presets)
     registry.methods = _ordered(registry.methods)
+    registry.workloads = _ordered(registry.workloads)
     return registry
 
 
 def _collect(pm: pluggy.PluginManager, name: str, source: str, registry: Registry) -> None:
     """Call the plugin's hooks and index what they return; a plugin with one bad hook brings nothing."""
-    found: dict[type[Preset], list[Preset]] = {}
+    found: dict[type, list[Any]] = {}
     for hook, kind in HOOKS.items():
         impls = [i for i in getattr(pm.hook, hook).get_hookimpls() if i.plugin_name == name]
         if not impls:
@@ -166,7 +184,8 @@ def _collect(pm: pluggy.PluginManager, name: str, source: str, registry: Registr
             registry.failures.append(PluginFailure(name, source, f"{hook}() {failure_reason(exc)}"))
             return
         try:
-            found[kind] = [validate_preset(p, kind) for p in _as_list(returned, hook, kind)]
+            check = validate_workload if kind is Workload else validate_preset
+            found[kind] = [check(p, kind) for p in _as_list(returned, hook, kind)]
         except Exception as exc:  # malformed plugin data (a name that is no str, ...) fails here too
             registry.failures.append(PluginFailure(name, source, first_line(exc)))
             return
@@ -176,9 +195,9 @@ def _collect(pm: pluggy.PluginManager, name: str, source: str, registry: Registr
         return
 
     plugin = f"{name!r} ({source})"
-    kept: dict[type[Preset], list[str]] = {kind: [] for kind in HOOKS.values()}
+    kept: dict[type, list[str]] = {kind: [] for kind in HOOKS.values()}
     for kind, presets in found.items():
-        table = registry.presets if kind is OptimizerPreset else registry.methods
+        table = registry._table(kind)
         for preset in presets:
             if preset.name in table:
                 registry.failures.append(
@@ -192,10 +211,31 @@ def _collect(pm: pluggy.PluginManager, name: str, source: str, registry: Registr
                 continue
             table[preset.name] = dataclasses.replace(preset, source=plugin)
             kept[kind].append(preset.name)
-    registry.plugins.append(PluginInfo(name, source, tuple(kept[OptimizerPreset]), tuple(kept[MethodPreset])))
+    registry.plugins.append(PluginInfo(name, source, tuple(kept[OptimizerPreset]), tuple(kept[MethodPreset]),
+                                       tuple(kept[Workload])))
 
 
-def _as_list(returned: Any, hook: str, kind: type[Preset]) -> list:
+def validate_workload(workload: Any, kind: type = Workload) -> Workload:
+    """Check what a ``mtbench_workloads`` hook returned; ValueError with the reason when it is not a usable
+    Workload (the dataclass checks its tasks, batch shape and names itself when it is made)."""
+    if not isinstance(workload, Workload):
+        raise ValueError(f"returned {type(workload).__name__}, expected mtbench.Workload")
+    name = workload.name
+    if not isinstance(name, str) or not name.replace("_", "").replace("-", "").isalnum() or name != name.lower():
+        raise ValueError(f"workload name {name!r} must be lower-case letters, digits, '_' or '-'")
+    for what, factory in (("build_model", workload.build_model), ("build_data", workload.build_data),
+                          *((f"task {t.name!r} loss", t.loss) for t in workload.tasks),
+                          *((f"task {t.name!r} meter", t.meter) for t in workload.tasks)):
+        if not (callable(factory) or is_dotted_name(factory)):
+            raise ValueError(f"workload {name!r}: {what} {factory!r} is not callable or a dotted name "
+                             "'package.module:attr'")
+    for task in workload.tasks:
+        if not isinstance(task.name, str) or not task.name.replace("_", "").isalnum():
+            raise ValueError(f"workload {name!r}: task name {task.name!r} must be letters, digits or '_'")
+    return workload
+
+
+def _as_list(returned: Any, hook: str, kind: type) -> list:
     if isinstance(returned, kind):
         return [returned]
     if not isinstance(returned, (list, tuple)):

@@ -8,7 +8,7 @@ from typing import Any, Iterator
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 
-from ..config import TASKS, RunConfig
+from ..config import RunConfig
 from ..data import SampleSeeds, SeededDataset, collate_skip_corrupt
 from ..distributed import Dist
 from ..errors import DataError
@@ -59,21 +59,22 @@ class Batches:
             if len(images):
                 yield images, targets
 
-    def train(self, task: str, dataset: Dataset, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """Endless batches of one task; each pass over the data has its own order.
+    def train(self, task: int, dataset: Dataset, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Endless batches of one task (its index in the workload; 0 for a shared batch); each pass over
+        the data has its own order.
 
         The order depends on (seed, epoch, task, pass) and each sample's augmentation on that and
         its index alone (see data/seeding.py), whatever the optimizer or the number of workers.
         """
         sampler = DistributedSampler(
             dataset, num_replicas=self.dist.world, rank=self.dist.rank, shuffle=True, drop_last=True,
-            seed=seed_for(self.config.seed, TASKS.index(task)) % 2**31,
+            seed=seed_for(self.config.seed, task) % 2**31,
         )
         seeded = SeededDataset(dataset)
         pass_ = 0
         while True:
             sampler.set_epoch(epoch * 1000 + pass_)
-            seed = seed_for(self.config.seed, epoch, TASKS.index(task), pass_)
+            seed = seed_for(self.config.seed, epoch, task, pass_)
             keys = SampleSeeds(sampler, dataset, seed)
             yield from self._kept(self._loader(seeded, keys, seed, self.config.batch_size, drop_last=True))
             pass_ += 1

@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from ..config import RESUMABLE_SETTINGS, RunConfig
+from ..config import ADDED_SETTINGS, RESUMABLE_SETTINGS, RunConfig
 from ..errors import ConfigError
 
 
@@ -66,6 +66,7 @@ def restore(ckpt: dict[str, Any], state: TrainState, config: RunConfig, model, o
     saved = ckpt.get("settings")
     if saved is not None:
         now = settings(config)
+        saved = {**ADDED_SETTINGS, **saved}  # a checkpoint older than a setting had its default
         changed = [k for k in sorted(set(saved) | set(now)) if saved.get(k) != now.get(k)]
         if changed:
             diff = "; ".join(f"{k}: {saved.get(k)!r} in the checkpoint, {now.get(k)!r} now" for k in changed)

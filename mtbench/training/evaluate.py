@@ -1,34 +1,44 @@
-"""Metrics on an evaluation split: top-1/top-5 on classification, mIoU and pixel accuracy on segmentation."""
+"""Metrics on an evaluation split: each task's meter over its batches, counts summed over ranks."""
 
 from __future__ import annotations
 
 from contextlib import AbstractContextManager
-from typing import Callable
+from typing import Callable, Sequence
 
 import torch
 from torch.utils.data import Dataset
 
-from ..data.coco import IGNORE_INDEX
-from ..metrics import ConfusionMatrix, TopKAccuracy
 from .batches import Batches
+
+__all__ = ["evaluate"]
 
 
 @torch.inference_mode()
-def evaluate(model: torch.nn.Module, cls_set: Dataset, seg_set: Dataset, batches: Batches, num_seg_classes: int,
-             autocast: Callable[[], AbstractContextManager]) -> dict[str, float]:
-    """The metrics of ``model`` on one split, counts summed over ranks; the model is left in train mode."""
+def evaluate(model: torch.nn.Module, sets: Sequence[Dataset], meters: Sequence, batches: Batches,
+             autocast: Callable[[], AbstractContextManager], shared_batch: bool = False) -> dict[str, float]:
+    """The metrics of ``model`` on one split (every task's, by metric name); the model is left in train mode.
+
+    ``meters`` holds one fresh meter per task of the workload; ``sets`` one data set per task, or
+    with ``shared_batch`` the one set whose items are labelled for every task.
+    """
     device = batches.device
     model.eval()
-    cls_meter = TopKAccuracy((1, 5), device=device)
-    confusion = ConfusionMatrix(num_seg_classes, IGNORE_INDEX, device=device)
-    for images, targets in batches.evaluation(cls_set):
-        with autocast():
-            cls_meter.update(model(images.to(device))[0].float(), targets.to(device))
-    for images, targets in batches.evaluation(seg_set):
-        with autocast():
-            confusion.update(model(None, images.to(device))[1].float(), targets.to(device))
-    cls_meter.all_reduce()
-    confusion.all_reduce()
+    if shared_batch:
+        for images, targets in batches.evaluation(sets[0]):
+            with autocast():
+                outputs = model(images.to(device))
+            for meter, output, target in zip(meters, outputs, targets):
+                meter.update(output, target.to(device))
+    else:
+        for t, (dataset, meter) in enumerate(zip(sets, meters)):
+            for images, targets in batches.evaluation(dataset):
+                inputs = [images.to(device) if i == t else None for i in range(len(sets))]
+                with autocast():
+                    output = model(*inputs)[t]
+                meter.update(output, targets.to(device))
+    metrics: dict[str, float] = {}
+    for meter in meters:
+        meter.all_reduce()
+        metrics.update(meter.compute())
     model.train()
-    top, seg = cls_meter.compute(), confusion.compute()
-    return {"top1": top["top1"], "top5": top["top5"], "miou": seg["miou"], "pixel_acc": seg["pixel_acc"]}
+    return metrics

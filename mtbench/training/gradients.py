@@ -1,13 +1,21 @@
 """How the gradient the optimizer steps on is made: the one seam where runs differ.
 
 - ``CombinedLoss``: the weighted sum of the task losses, one backward pass (the method ``sum``).
+- ``LossMethod``: a method that reads only the losses (``reads="loss"``) turns them into the one
+  scalar that is backpropagated once (NOTE [losses-only methods] in mtbench.presets.method).
 - ``OptimizerTaskGradients``: each task's gradient apart, handed to an optimizer that takes them
   (``preset.per_task_gradients``, e.g. MTAdamV2).
 - ``MethodGradients``: each task's gradient apart, turned into one by a multi-task method
   (PCGrad, UPGrad, ...), then an ordinary ``optimizer.step()``.
 
-The last two share ``TaskGradientBuffer``: one backward pass leaves every task's gradient in one
-contiguous ``[T, N]`` buffer per dtype and device, which a distributed run all-reduces in place.
+The last two share ``TaskGradientBuffer`` (taskgrads.py): every task's gradient in one ``[T, N]``
+buffer. Every strategy makes "the gradient of this batch" in one method, ``gradient(batch)``, which
+the step calls and, for an optimizer that needs a closure (``"closure" in preset.needs``: SAM and
+its family), the closure calls again at the optimizer's chosen point; the passes are counted.
+
+A batch is what ``Trainer.epoch_batches`` yields: per-task batches, a ``(images, target)`` pair per
+task of the workload (``(None, None)`` for a task the run does not train); a shared batch, one
+``(images, (target_0, ..., target_{T-1}))`` pair.
 """
 
 from __future__ import annotations
@@ -15,28 +23,18 @@ from __future__ import annotations
 import math
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import torch
-import torch.nn.functional as F
-from torch.func import functional_call
 
-from .. import distributed, ops
-from ..config import SUM_METHOD, TASKS, RunConfig
-from ..data.coco import IGNORE_INDEX
+from .. import distributed
+from ..config import RunConfig
 from ..distributed import Dist
 from .contract import CheckedMethod
+from .taskgrads import TaskGradientBuffer, _weighted_sum
 
-
-def masked_cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Pixel cross-entropy averaged over the labelled pixels (0 when a batch has none, never NaN)."""
-    total = F.cross_entropy(logits.float(), target, ignore_index=IGNORE_INDEX, reduction="sum")
-    return total / (target != IGNORE_INDEX).sum().clamp_min(1)
-
-
-def task_losses(out_c: torch.Tensor, yc: torch.Tensor, out_s: torch.Tensor, ys: torch.Tensor):
-    """(classification loss, segmentation loss) of one batch of each task."""
-    return F.cross_entropy(out_c.float(), yc), masked_cross_entropy(out_s, ys)
+__all__ = ["CombinedLoss", "GradientStrategy", "LossMethod", "MethodGradients", "OptimizerTaskGradients",
+           "StepContext", "StepResult", "TaskGradientBuffer", "all_finite"]
 
 
 @dataclass
@@ -46,6 +44,7 @@ class StepResult:
     losses: list[float | None]  # None for a task the run does not train (--tasks)
     taken: bool
     diagnostics: dict[str, float | None] = field(default_factory=dict)
+    passes: dict[str, int] = field(default_factory=dict)  # forward / backward passes over the step's batch
 
 
 @dataclass
@@ -62,31 +61,76 @@ class StepContext:
     device: torch.device
     autocast: Callable[[], AbstractContextManager]
     scaler: Any = None
+    losses: Sequence[Callable] = ()  # each workload task's loss(output, target)
+    trained: Sequence[bool] = ()  # whether the run trains each task (--tasks)
+    shared_batch: bool = False
+    closure: bool = False  # the optimizer steps with a closure that recomputes the batch's gradient
+    passes: dict[str, int] = field(default_factory=lambda: {"forward": 0, "backward": 0})
 
-    def reduced(self, loss_c: torch.Tensor | None, loss_s: torch.Tensor | None) -> list[float | None]:
+    @property
+    def tasks(self) -> range:
+        return range(len(self.losses))
+
+    def count(self, forward: int = 0, backward: int = 0) -> None:
+        self.passes["forward"] += forward
+        self.passes["backward"] += backward
+
+    def take_passes(self) -> dict[str, int]:
+        """The passes counted since the last call (one step's)."""
+        taken = dict(self.passes)
+        self.passes.update(forward=0, backward=0)
+        return taken
+
+    def losses_of(self, call: Callable, batch) -> list[torch.Tensor | None]:
+        """Each trained task's loss of ``batch`` through ``call`` (the model, or a stand-in), None for the others."""
+        if self.shared_batch:
+            images, targets = batch
+            images, *targets = self.to_device(images, *targets)
+            outputs = call(images)
+            return [loss(out, y) if on else None
+                    for loss, on, out, y in zip(self.losses, self.trained, outputs, targets)]
+        moved = [self.to_device(x, y) if x is not None else (None, None) for x, y in batch]
+        outputs = call(*(x for x, _ in moved))
+        return [loss(out, y) if x is not None else None
+                for loss, (x, y), out in zip(self.losses, moved, outputs)]
+
+    def reduced(self, losses: Sequence[torch.Tensor | None]) -> list[float | None]:
         """The task losses averaged over ranks (None for a task not trained): a NaN on any rank is a
         NaN on all, so all decide alike."""
-        computed = [loss for loss in (loss_c, loss_s) if loss is not None]
-        losses = torch.stack([loss.detach().float() for loss in computed])
+        computed = torch.stack([loss.detach().float() for loss in losses if loss is not None])
         if self.dist.enabled:
-            distributed.all_reduce_mean_([losses])
-        values = iter(losses.tolist())
-        return [None if loss is None else next(values) for loss in (loss_c, loss_s)]
+            distributed.all_reduce_mean_([computed])
+        values = iter(computed.tolist())
+        return [None if loss is None else next(values) for loss in losses]
 
     def to_device(self, *tensors: torch.Tensor) -> list[torch.Tensor]:
         return [t.to(self.device, non_blocking=True) for t in tensors]
 
 
+def all_finite(losses: list[float | None]) -> bool:
+    return all(math.isfinite(x) for x in losses if x is not None)
+
+
 class GradientStrategy:
-    """Makes one optimizer step from one batch of each task."""
+    """Makes one optimizer step from one batch."""
 
     uses_task_gradients = False
 
     def __init__(self, ctx: StepContext):
         self.ctx = ctx
 
-    def step(self, xc, yc, xs, ys, step: int) -> StepResult:
+    def step(self, batch, step: int) -> StepResult:
         raise NotImplementedError
+
+    def _closure(self, make: Callable[[], Any]) -> Callable[[], torch.Tensor]:
+        """The closure an optimizer that needs one calls: the same batch's gradient again, its loss returned."""
+        def closure() -> torch.Tensor:
+            with torch.enable_grad():
+                return make()
+        return closure
+
+    def _result(self, losses, taken: bool, diagnostics: dict | None = None) -> StepResult:
+        return StepResult(losses, taken, diagnostics or {}, self.ctx.take_passes())
 
     def state_dict(self) -> dict[str, Any]:
         return {}
@@ -95,156 +139,102 @@ class GradientStrategy:
         pass
 
 
-def all_finite(losses: list[float | None]) -> bool:
-    return all(math.isfinite(x) for x in losses if x is not None)
-
-
 class CombinedLoss(GradientStrategy):
-    """``w_cls * s_cls * L_cls + w_seg * s_seg * L_seg``, one backward pass, ``optimizer.step()``.
+    """``sum_t w_t * s_t * L_t`` over the trained tasks, one backward pass, ``optimizer.step()``.
 
-    A single-task run (``--tasks cls`` or ``seg``) computes only its task, with weight 1
+    A single-task run (``--tasks``) computes only its task, with its loss scale alone
     (``RunConfig.loss_weights``).
     """
 
-    def step(self, xc, yc, xs, ys, step: int) -> StepResult:
+    def gradient(self, batch) -> tuple[list[float | None], torch.Tensor | None]:
+        """The batch's losses and the weighted total, its gradient in the parameters' ``.grad``
+        (total None, and no backward pass, when a loss is not finite)."""
         ctx = self.ctx
-        lw = ctx.config.loss_weights
-        if len(ctx.config.tasks) == 1:
-            return self._single_task(xc, yc, xs, ys, lw)
-        xc, yc, xs, ys = ctx.to_device(xc, yc, xs, ys)
+        ctx.count(forward=1)
         with ctx.autocast():
-            out_c, out_s = ctx.net(xc, xs)
-            loss_c, loss_s = task_losses(out_c, yc, out_s, ys)
-        losses = ctx.reduced(loss_c, loss_s)
+            loss_tensors = ctx.losses_of(ctx.net, batch)
+        losses = ctx.reduced(loss_tensors)
         if not all_finite(losses):
-            return StepResult(losses, False)
-        return self._backward(lw[0] * loss_c + lw[1] * loss_s, losses)
-
-    def _single_task(self, xc, yc, xs, ys, lw) -> StepResult:
-        ctx = self.ctx
-        with ctx.autocast():
-            if ctx.config.tasks == ("cls",):
-                xc, yc = ctx.to_device(xc, yc)
-                loss_c, loss_s = F.cross_entropy(ctx.net(xc, None)[0].float(), yc), None
-            else:
-                xs, ys = ctx.to_device(xs, ys)
-                loss_c, loss_s = None, masked_cross_entropy(ctx.net(None, xs)[1], ys)
-        losses = ctx.reduced(loss_c, loss_s)
-        if not all_finite(losses):
-            return StepResult(losses, False)
-        return self._backward(lw[0] * loss_c if loss_c is not None else lw[1] * loss_s, losses)
-
-    def _backward(self, total: torch.Tensor, losses: list[float | None]) -> StepResult:
-        ctx = self.ctx
+            return losses, None
+        total = self.objective(loss_tensors, batch)
         ctx.optimizer.zero_grad(set_to_none=True)
+        ctx.count(backward=1)
+        (ctx.scaler.scale(total) if ctx.scaler is not None else total).backward()
+        return losses, total
+
+    def objective(self, loss_tensors: list[torch.Tensor | None], batch) -> torch.Tensor:
+        return _weighted_sum(self.ctx.config.loss_weights, loss_tensors)
+
+    def step(self, batch, step: int) -> StepResult:
+        ctx = self.ctx
+        self.current_step = step
+        losses, total = self.gradient(batch)
+        if total is None:
+            return self._result(losses, False)
         if ctx.scaler is not None:
-            ctx.scaler.scale(total).backward()
             ctx.scaler.step(ctx.optimizer)
             ctx.scaler.update()
+        elif ctx.closure:
+            ctx.optimizer.step(self._closure(lambda: self.gradient(batch)[1]))
         else:
-            total.backward()
             ctx.optimizer.step()
-        return StepResult(losses, True)
+        self.after_step(batch)
+        return self._result(losses, True, self.diagnostics())
+
+    def after_step(self, batch) -> None:
+        pass
+
+    def diagnostics(self) -> dict[str, float | None]:
+        return {}
 
 
-class TaskGradientBuffer:
-    """Every task's gradient of every parameter from ONE backward pass, in a ``[T, N]`` buffer.
+class LossMethod(CombinedLoss):
+    """A losses-only method (``reads="loss"``): ``method.scalarize(weighted losses, step)`` is
+    backpropagated once; ``after_step(recompute)`` may ask for the same batch's losses at the new
+    parameters (one forward pass without gradient, counted in the step)."""
 
-    NOTE [per-task gradients]: each task runs the model through its own detached aliases of the
-    parameters (no copies). One backward pass over the sum of the task losses then leaves each
-    task's gradient on its own leaves: the tasks' gradients stay apart at the cost of a single
-    backward. The leaves' ``.grad`` are views into one contiguous buffer per dtype and device (row
-    t = task t), zeroed before the pass, so autograd accumulates straight into it; a distributed run
-    all-reduces each buffer in place, and a method reads the shared parameters' Jacobian as the
-    buffer's leading columns without a copy. Which task reaches which parameter is learnt from
-    the first pass (before the buffer exists); a parameter a task never reaches gets None.
-    """
+    def __init__(self, ctx: StepContext, method, label: str, shared: Sequence[torch.Tensor]):
+        super().__init__(ctx)
+        self.method, self.label = method, label
+        self.current_step = 0
+        bind = getattr(method, "bind", None)
+        if callable(bind):
+            bind(list(shared))
 
-    def __init__(self, ctx: StepContext):
-        self.ctx = ctx
-        self.reach: list[list[bool]] | None = None  # reach[t][i]: task t reaches parameter i
-        self.views: list[list[torch.Tensor | None]] = []
-        self.buffers: list[torch.Tensor] = []
-        self.shared: list[int] = []  # indices of the parameters two tasks or more reach
+    def weighted(self, loss_tensors: list[torch.Tensor | None]) -> torch.Tensor:
+        """The 1-d tensor of the trained tasks' weighted losses, attached to the graph."""
+        weights = self.ctx.config.loss_weights
+        return torch.stack([w * loss.float() for w, loss in zip(weights, loss_tensors) if loss is not None])
 
-    def compute(self, xc, yc, xs, ys, weights: tuple[float, float]):
-        """(raw losses, weighted losses, task_grads); task_grads is None when a loss is not finite.
+    def objective(self, loss_tensors, batch) -> torch.Tensor:
+        return self.method.scalarize(self.weighted(loss_tensors), self.current_step)
 
-        The gradients are those of ``weights[t] * L_t``; the weighted losses a 1-d tensor.
-        """
+    def after_step(self, batch) -> None:
+        after = getattr(self.method, "after_step", None)
+        if not callable(after):
+            return
         ctx = self.ctx
-        xc, yc, xs, ys = ctx.to_device(xc, yc, xs, ys)
-        leaves = [[p.detach().requires_grad_() for p in ctx.params] for _ in TASKS]
-        if self.reach is not None:
-            for buffer in self.buffers:
-                buffer.zero_()
-            for task_leaves, task_views in zip(leaves, self.views):
-                for leaf, view in zip(task_leaves, task_views):
-                    leaf.grad = view
-        with ctx.autocast():
-            out_c, _ = functional_call(ctx.model, dict(zip(ctx.names, leaves[0])), (xc, None))
-            _, out_s = functional_call(ctx.model, dict(zip(ctx.names, leaves[1])), (None, xs))
-            loss_c, loss_s = task_losses(out_c, yc, out_s, ys)
-        losses = ctx.reduced(loss_c, loss_s)
-        weighted = torch.tensor([w * x for w, x in zip(weights, losses)], dtype=torch.float64)
-        if not all_finite(losses):
-            return losses, weighted, None
-        (weights[0] * loss_c + weights[1] * loss_s).backward()
-        if self.reach is None:
-            self._layout([[leaf.grad for leaf in task] for task in leaves])
-        if ctx.dist.enabled:
-            for buffer in self.buffers:
-                distributed.all_reduce_mean_in_place_(buffer)
-        return losses, weighted, self.views
 
-    def _layout(self, grads: list[list[torch.Tensor | None]]) -> None:
-        """Build the buffers from the first pass's gradients: shared parameters first, then each task's own."""
-        params = self.ctx.params
-        self.reach = [[g is not None for g in task] for task in grads]
-        reached_by = [sum(task[i] for task in self.reach) for i in range(len(params))]
-        self.shared = [i for i, n in enumerate(reached_by) if n >= 2]
-        order = self.shared + [i for i, n in enumerate(reached_by) if n == 1]
-        groups: dict[tuple[torch.dtype, torch.device], list[int]] = {}
-        for i in order:
-            groups.setdefault((params[i].dtype, params[i].device), []).append(i)
-        self.views = [[None] * len(params) for _ in TASKS]
-        for (dtype, device), members in groups.items():
-            buffer = torch.zeros(len(TASKS), sum(params[i].numel() for i in members), dtype=dtype, device=device)
-            self.buffers.append(buffer)
-            offset = 0
-            for i in members:
-                n = params[i].numel()
-                for t in range(len(TASKS)):
-                    if self.reach[t][i]:
-                        view = buffer[t, offset:offset + n].view_as(params[i])
-                        view.copy_(grads[t][i])
-                        self.views[t][i] = view
-                offset += n
+        def recompute() -> torch.Tensor:
+            ctx.count(forward=1)
+            with torch.no_grad(), ctx.autocast():
+                return self.weighted(ctx.losses_of(ctx.net, batch))
 
-    def shared_matrices(self) -> list[torch.Tensor]:
-        """The Jacobian of the shared parameters, ``[T, N_shared]`` per buffer, as views (no copy)."""
-        n_shared = {id(b): 0 for b in self.buffers}
-        params = self.ctx.params
-        for i in self.shared:
-            buffer = next(b for b in self.buffers if b.dtype == params[i].dtype and b.device == params[i].device)
-            n_shared[id(buffer)] += params[i].numel()
-        return [b[:, :n_shared[id(b)]] for b in self.buffers if n_shared[id(b)]]
+        after(recompute)
 
-    def conflict(self) -> dict[str, float | None]:
-        """Over the shared parameters: the cosine between the two task gradients and their norm ratio."""
-        matrices = self.shared_matrices()
-        if not matrices:
-            return {"grad_cosine": None, "grad_norm_ratio": None}
-        # One pass over the buffer's shared columns, read in place (a copy would cost as much as the step).
-        gram = sum(ops.gramian([m]).double() for m in matrices)
-        n0, n1 = gram[0, 0].sqrt().item(), gram[1, 1].sqrt().item()
-        return {"grad_cosine": gram[0, 1].item() / (n0 * n1) if n0 * n1 > 0 else None,
-                "grad_norm_ratio": n0 / n1 if n1 > 0 else None}
+    def diagnostics(self) -> dict[str, float | None]:
+        weights = getattr(self.method, "last_weights", None)
+        if weights is None:
+            return {}
+        values = weights.tolist() if hasattr(weights, "tolist") else list(weights)
+        names = [n for n, on in zip(self.ctx.config.workload_tasks or (), self.ctx.trained) if on]
+        return {f"method_weight_{task}": float(v) for task, v in zip(names, values)}
 
-    def sync_buffers(self) -> None:
-        """On CPU ranks normalise with their own batch: rank 0's BatchNorm statistics win (see the trainer)."""
-        if self.ctx.dist.enabled and self.ctx.device.type != "cuda":
-            distributed.broadcast_(list(self.ctx.model.buffers()))
+    def state_dict(self) -> dict[str, Any]:
+        return {"method": self.method.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.method.load_state_dict(state["method"])
 
 
 class OptimizerTaskGradients(GradientStrategy):
@@ -260,13 +250,19 @@ class OptimizerTaskGradients(GradientStrategy):
         super().__init__(ctx)
         self.grads = TaskGradientBuffer(ctx)
 
-    def step(self, xc, yc, xs, ys, step: int) -> StepResult:
-        losses, _, task_grads = self.grads.compute(xc, yc, xs, ys, self.ctx.config.loss_scale)
+    def gradient(self, batch):
+        return self.grads.compute(batch, self.ctx.config.loss_scale)
+
+    def step(self, batch, step: int) -> StepResult:
+        losses, weighted, task_grads = self.gradient(batch)
         if task_grads is None:
-            return StepResult(losses, False)
-        self.ctx.optimizer.step(task_grads)
+            return self._result(losses, False)
+        if self.ctx.closure:
+            self.ctx.optimizer.step(task_grads, closure=self._closure(lambda: self.gradient(batch)[1].sum()))
+        else:
+            self.ctx.optimizer.step(task_grads)
         self.grads.sync_buffers()
-        return StepResult(losses, True, self.grads.conflict())
+        return self._result(losses, True, self.grads.conflict())
 
 
 class MethodGradients(GradientStrategy):
@@ -286,21 +282,33 @@ class MethodGradients(GradientStrategy):
         self.grads = TaskGradientBuffer(ctx)
         self.weights = ctx.config.loss_weights
 
-    def step(self, xc, yc, xs, ys, step: int) -> StepResult:
-        losses, weighted, task_grads = self.grads.compute(xc, yc, xs, ys, self.weights)
+    def gradient(self, batch, step: int):
+        """The batch's losses, weighted losses and whether it is usable; the method's combination of the
+        tasks' gradients set as the parameters' ``.grad``."""
+        losses, weighted, task_grads = self.grads.compute(batch, self.weights)
         if task_grads is None:
-            return StepResult(losses, False)
+            return losses, weighted, False
         self.ctx.optimizer.zero_grad(set_to_none=True)
         combined = self.method.combine(task_grads, weighted, step)
         for param, grad in zip(self.ctx.params, combined):
             param.grad = grad
-        self.ctx.optimizer.step()
+        return losses, weighted, True
+
+    def step(self, batch, step: int) -> StepResult:
+        losses, _, usable = self.gradient(batch, step)
+        if not usable:
+            return self._result(losses, False)
+        if self.ctx.closure:
+            self.ctx.optimizer.step(self._closure(lambda: self.gradient(batch, step)[1].sum()))
+        else:
+            self.ctx.optimizer.step()
         self.grads.sync_buffers()
         diagnostics = self.grads.conflict()
         weights = self.method.last_weights
         if weights is not None:
-            diagnostics.update({f"method_weight_{task}": v for task, v in zip(TASKS, weights)})
-        return StepResult(losses, True, diagnostics)
+            names = self.ctx.config.workload_tasks or ()
+            diagnostics.update({f"method_weight_{task}": v for task, v in zip(names, weights)})
+        return self._result(losses, True, diagnostics)
 
     def state_dict(self) -> dict[str, Any]:
         return {"method": self.method.state_dict()}

@@ -9,6 +9,8 @@ from typing import Callable
 from ..board import TENSORBOARD_DIR, Board
 from ..config import RunConfig
 from ..rundir import RunDir, RunFileError, Summary
+from ..workloads import Workload
+from ..workloads.imagenet_coco import WORKLOAD as DEFAULT
 from .checkpoint import TrainState
 from .gradients import StepResult
 
@@ -23,11 +25,18 @@ def _show(value: float | None) -> str:
     return "-" if value is None else f"{value:.3f}"
 
 
+# summary.json's first figures, named before workloads (the ImageNet + COCO workload's metrics): kept
+# for every run, None where the workload has no such metric.
+_DEFAULT_METRICS = ("top1", "top5", "miou", "pixel_acc")
+
+
 class RunLog:
     """Writes the run directory's logs and summary (rank 0 only: RunDir ignores writes elsewhere)."""
 
-    def __init__(self, run: RunDir, config: RunConfig, identity: dict, echo: Callable[[str], None]):
+    def __init__(self, run: RunDir, config: RunConfig, identity: dict, echo: Callable[[str], None],
+                 workload: Workload = DEFAULT):
         self.run, self.config, self.echo = run, config, echo
+        self.workload = workload  # the run's workload: its tasks name the columns
         self.identity = identity  # optimizer, title, method: the first fields of summary.json
         self.board = Board()
         self.records: list[dict] = []
@@ -52,10 +61,12 @@ class RunLog:
         record = {
             "step": state.counters["step"], "epoch": epoch,
             # metrics.jsonl is strict JSON: a non-finite loss is null (and the step marked skipped)
-            "loss_cls": _finite_or_none(losses[0]), "loss_seg": _finite_or_none(losses[1]),
+            **{f"loss_{task}": _finite_or_none(x) for task, x in zip(self.workload.task_names, losses)},
             "loss": _finite_or_none(sum(f * x for f, x in zip(lw, losses) if x is not None)),
             "time": round(state.counters["train_seconds"], 4), "skipped": not result.taken,
             **{k: _finite_or_none(v) for k, v in result.diagnostics.items()},
+            # forward and backward passes over the step's batch (2 and 2 with a closure, ...)
+            **{f"{kind}_passes": n for kind, n in result.passes.items()},
         }
         self.records.append(record)
         self.board.step(record)
@@ -72,19 +83,24 @@ class RunLog:
         c, v, h = state.counters, state.last_val, state.last_holdout or {}
         row = {
             "epoch": epoch, "step": c["step"],
-            "train_loss_cls": mean_losses[0], "train_loss_seg": mean_losses[1],
+            **{f"train_loss_{task}": x for task, x in zip(self.workload.task_names, mean_losses)},
             **{f"val_{k}": x for k, x in v.items()},
             **{f"holdout_{k}": x for k, x in h.items()},
             "seconds": round(c["train_seconds"], 3),
         }
-        self.run.append_epoch(row)
+        self.run.append_epoch(row, self.epoch_columns())
         self.board.epoch(row)
-        held = f"  holdout top-1 {h['top1']:.1%} mIoU {h['miou']:.3f}" if h else ""
-        self.echo(
-            f"epoch {epoch}/{self.config.epochs}  loss cls {_show(mean_losses[0])} seg {_show(mean_losses[1])}  "
-            f"top-1 {v['top1']:.1%} top-5 {v['top5']:.1%}  mIoU {v['miou']:.3f} "
-            f"pixel acc {v['pixel_acc']:.1%}{held}  {c['train_seconds']:.1f}s"
-        )
+        tasks = self.workload.tasks
+        held = "  holdout " + " ".join(t.metric(t.primary).show(h.get(t.primary)) for t in tasks) if h else ""
+        losses = " ".join(f"{t.name} {_show(x)}" for t, x in zip(tasks, mean_losses))
+        figures = "  ".join(" ".join(m.show(v.get(m.name)) for m in t.metrics) for t in tasks)
+        self.echo(f"epoch {epoch}/{self.config.epochs}  loss {losses}  {figures}{held}  {c['train_seconds']:.1f}s")
+
+    def epoch_columns(self) -> list[str]:
+        """epochs.csv's columns: each task's training loss, each metric on the test and holdout splits."""
+        names = [m.name for _, m in self.workload.metrics()]
+        return ["epoch", "step", *(f"train_loss_{t}" for t in self.workload.task_names),
+                *(f"val_{m}" for m in names), *(f"holdout_{m}" for m in names), "seconds"]
 
     def summary(self, status: str, state: TrainState, *, init_digest: str, device: str, peak_memory_mb: float,
                 error: str | None = None) -> dict:
@@ -97,8 +113,8 @@ class RunLog:
             seed=self.config.seed,
             epochs=c["epoch"],
             steps=c["step"],
-            **{f"final_{k}": v.get(k) for k in ("top1", "top5", "miou", "pixel_acc")},
-            **{f"holdout_{k}": h.get(k) for k in ("top1", "top5", "miou", "pixel_acc")},
+            **{f"final_{k}": v.get(k) for k in _DEFAULT_METRICS},
+            **{f"holdout_{k}": h.get(k) for k in _DEFAULT_METRICS},
             seconds_per_step=statistics.median(state.step_times) if state.step_times else None,
             total_seconds=round(c["train_seconds"], 3),
             peak_memory_mb=round(peak_memory_mb, 1),
@@ -111,6 +127,12 @@ class RunLog:
             tasks=tuple(self.config.tasks),
             method_settings=dict(self.config.method_settings),
             device=device,
+            workload=self.workload.name,
+            task_metrics={t.name: [{"name": m.name, "title": m.title, "higher_is_better": m.higher_is_better,
+                                    "unit": m.unit, "primary": m.name == t.primary} for m in t.metrics]
+                          for t in self.workload.tasks},
+            final_metrics={m.name: v.get(m.name) for _, m in self.workload.metrics()},
+            holdout_metrics={m.name: h.get(m.name) for _, m in self.workload.metrics()} if h else None,
         )
         self.run.write_summary(summary)
         return summary.to_json()

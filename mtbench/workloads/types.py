@@ -22,15 +22,37 @@ NOTE [workload contract]:
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Sequence
+from typing import Any, Callable, ClassVar, Sequence
 
+from ..errors import ConfigError
 from ..presets.base import Factory
+from ..text import failure_reason
 
-__all__ = ["BATCH_SHAPES", "Metric", "Task", "Workload", "WorkloadData"]
+__all__ = ["BATCH_SHAPES", "Metric", "Task", "Workload", "WorkloadData", "load_callable"]
 
 # How a workload's batches come: a batch of its own images per task, or one batch labelled for every task.
 BATCH_SHAPES = ("per_task", "shared")
+
+
+def load_callable(factory: Factory, what: str) -> Callable[..., Any]:
+    """``factory`` as a callable: a dotted name ``package.module:attr`` is imported now; ConfigError
+    naming ``what`` (e.g. "workload 'nyuv2': build_model") when that fails."""
+    if not isinstance(factory, str):
+        if not callable(factory):
+            raise ConfigError(f"{what} is {type(factory).__name__}, not callable")
+        return factory
+    module_name, _, attr = factory.partition(":")
+    try:
+        found: Any = importlib.import_module(module_name)
+        for part in attr.split("."):
+            found = getattr(found, part)
+    except (Exception, SystemExit) as exc:  # a plugin's sys.exit() must not end mtbench silently
+        raise ConfigError(f"{what}: importing {factory!r} {failure_reason(exc)}") from None
+    if not callable(found):
+        raise ConfigError(f"{what}: {factory!r} is {type(found).__name__}, not callable")
+    return found
 
 
 @dataclass(frozen=True)
@@ -41,6 +63,12 @@ class Metric:
     title: str
     higher_is_better: bool
     unit: str = ""  # "%" for a fraction shown as a percentage, "deg", "m", or "" (a plain number)
+
+    def show(self, value: float | None) -> str:
+        """``top-1 22.0%``, ``mIoU 0.082``: the title and a value as the logs show them."""
+        if value is None:
+            return f"{self.title} -"
+        return f"{self.title} {value:.1%}" if self.unit == "%" else f"{self.title} {value:.3f}"
 
 
 @dataclass(frozen=True)
@@ -66,6 +94,10 @@ class Task:
 
     def metric(self, name: str) -> Metric:
         return next(m for m in self.metrics if m.name == name)
+
+    @property
+    def metric_names(self) -> tuple[str, ...]:
+        return tuple(m.name for m in self.metrics)
 
 
 @dataclass(frozen=True)
@@ -110,6 +142,19 @@ class Workload:
 
     def task(self, name: str) -> Task:
         return next(t for t in self.tasks if t.name == name)
+
+    @property
+    def shared_batch(self) -> bool:
+        """Whether one image set is labelled for every task (one batch per step, T heads)."""
+        return self.batches == "shared"
+
+    def metrics(self) -> list[tuple[Task, Metric]]:
+        """Every task's metrics, in task order: the keys of the run's metrics."""
+        return [(task, metric) for task in self.tasks for metric in task.metrics]
+
+    def label(self) -> str:
+        origin = f" from plugin {self.source}" if self.source else ""
+        return f"workload {self.name!r}{origin}"
 
 
 @dataclass
