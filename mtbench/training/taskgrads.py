@@ -29,15 +29,12 @@ but the optimizers and the other methods need the gradients themselves.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Sequence
+from typing import Any, Sequence
 
 import torch
 from torch.func import functional_call
 
 from .. import distributed, ops
-
-if TYPE_CHECKING:
-    from .gradients import StepContext
 
 __all__ = ["TaskGradientBuffer"]
 
@@ -55,7 +52,7 @@ class TaskGradientBuffer:
     """Every task's gradient of every parameter from one forward pass, in a ``[T, N]`` buffer (see the
     module's NOTE [per-task gradients])."""
 
-    def __init__(self, ctx: StepContext):
+    def __init__(self, ctx: Any):  # a gradients.StepContext
         self.ctx = ctx
         self.num_tasks = len(ctx.tasks)
         self.reach: list[list[bool]] | None = None  # reach[t][i]: task t reaches parameter i
