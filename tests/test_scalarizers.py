@@ -411,3 +411,46 @@ def test_every_losses_only_method_says_what_a_step_costs():
     assert PRESETS["gradnorm"].cost() == "one backward (weighted loss) + T backwards to the last shared layer"
     assert PRESETS["famo"].cost() == "one backward (weighted loss) + one forward without gradient"
     assert PRESETS["uw"].cost() == "one backward (weighted loss)"
+
+
+@pytest.mark.parametrize("name, settings", [
+    ("famo", ()), ("stch", ("method.warmup=1", "method.window=2")), ("dwa", ("method.window=1",)), ("uw", ()),
+    ("gradnorm", ()),
+])
+def test_a_run_with_a_losses_only_method_resumes_exactly(tmp_path, monkeypatch, name, settings):
+    """Through the trainer: interrupted after three steps and resumed, a run ends bit for bit where the
+    uninterrupted one does (model, optimizer with the method's own parameters, the method's state)."""
+    from states import assert_same_state
+
+    from mtbench.config import build_config
+    from mtbench.plugins import load_registry
+    from mtbench.train import Trainer, train
+
+    registry = load_registry(environ={})
+    preset, method = registry.get("adam"), registry.get_method(name)
+
+    def run(where, resume=False):
+        config = build_config(preset, where, method, image_size=32, limit_train=16, limit_val=8, batch_size=8,
+                              epochs=3, device="cpu", set_values=list(settings))
+        return train(config, preset, method=method, resume=resume, progress=False, echo=lambda s: None)
+
+    run(tmp_path / "whole")
+    real, calls = Trainer.step, {"n": 0}
+
+    def interrupted(self, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 4:
+            raise KeyboardInterrupt
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Trainer, "step", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path / "part")
+    monkeypatch.setattr(Trainer, "step", real)
+    run(tmp_path / "part", resume=True)
+    whole = torch.load(tmp_path / "whole" / "checkpoints" / "last.pt", weights_only=True)
+    again = torch.load(tmp_path / "part" / "checkpoints" / "last.pt", weights_only=True)
+    for part in ("model", "optimizer", "gradients"):
+        assert_same_state(again[part], whole[part], part)
+    if name == "stch":  # the run went past the warm-up: the nadir point is in the checkpoint
+        assert whole["gradients"]["method"]["nadir"] is not None
