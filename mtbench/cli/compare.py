@@ -25,6 +25,8 @@ from .bounded import Bounded
 from .configfile import config_option
 from .run import run_options
 
+__all__ = ["compare", "report", "report_options", "show_result"]
+
 
 def _stderr(line: str) -> None:
     click.echo(line, err=True)

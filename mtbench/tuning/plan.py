@@ -30,6 +30,11 @@ from .storage import STUDY_DB, Guard, default_storage, open_storage
 from .study import TuneStudy, Worker, open_study
 from .worker import OBJECTIVES, TRIALS_DIR, recorded_settings
 
+__all__ = [
+    "DEFAULT_HOLDOUT", "DEFAULT_ROOT", "PRUNE_STARTUP", "SETTINGS_FILE", "TUNE_FORMAT", "TUNE_LIMITS",
+    "TunePlan", "open_directory", "open_studies", "plan_tune", "study_record",
+]
+
 TUNE_FORMAT = 1
 SETTINGS_FILE = "tune-settings.json"
 DEFAULT_HOLDOUT = 0.1

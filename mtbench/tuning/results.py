@@ -22,6 +22,12 @@ from .space import Space, space_record, space_text
 from .study import PRESET, ROLE, SEARCH, SLOT, WORKER, TuneStudy, Worker, attempt, owners, result, run_name
 from .worker import score
 
+__all__ = [
+    "CSV_FIELDS", "FINAL_DIR", "GUIDE", "HEADERS", "SENSITIVITY_PLOT", "TUNED", "Result", "TrialRow",
+    "add_finals", "collect", "csv_text", "final_dir", "final_scores", "json_record", "markdown",
+    "measure_overhead", "notes", "plot_lr_sensitivity", "table_rows", "terminal", "write_report",
+]
+
 FINAL_DIR = "final"
 TUNED, GUIDE = "tuned", "preset"  # the two comparisons under final/: the best settings, the guide's presets
 SENSITIVITY_PLOT = "lr_sensitivity.png"

@@ -18,6 +18,11 @@ from ..text import did_you_mean, format_value
 if TYPE_CHECKING:
     import optuna
 
+__all__ = [
+    "DEFAULT_SAMPLER", "SAMPLERS", "Space", "build_spaces", "distributions", "grid_values", "parse_entry",
+    "planned_points", "sampler_seed", "scope_items", "setting_items", "space_record", "space_text", "suggest",
+]
+
 SAMPLERS = ("qmc", "grid", "tpe")
 DEFAULT_SAMPLER = "qmc"
 Space = dict[str, "SearchDim | tuple"]

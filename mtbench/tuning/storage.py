@@ -26,6 +26,11 @@ from ..text import first_line
 if TYPE_CHECKING:
     import optuna
 
+__all__ = [
+    "ADVISORY_KEY", "EXPECTED", "FIRST_CONTACT_WAIT", "JOURNAL_PREFIX", "SQLITE_TIMEOUT", "STUDY_DB", "Guard",
+    "default_storage", "first_contact", "open_storage", "shown", "sqlite_path",
+]
+
 STUDY_DB = "study.db"
 JOURNAL_PREFIX = "journal:"
 SQLITE_TIMEOUT = 60.0  # seconds a SQLite writer waits for another one

@@ -38,6 +38,13 @@ if TYPE_CHECKING:
     import optuna
     from optuna.trial import FrozenTrial
 
+__all__ = [
+    "ALIVE", "DEFAULT_HEARTBEAT", "DROPPED", "PRESET", "RESULT", "ROLE", "RUN_DIR", "SEARCH", "SLOT",
+    "STALE_BEATS", "WORKER", "Slot", "TuneStudy", "Worker", "attempt", "heartbeat", "lost_reason", "open_study",
+    "owners", "process_alive", "process_start", "quiet_optuna", "result", "retry_callback", "run_name",
+    "slot_key", "slots",
+]
+
 DEFAULT_HEARTBEAT = 60.0  # seconds between a running trial's heartbeats
 STALE_BEATS = 4  # heartbeats missed before a trial on another host counts as lost
 

@@ -30,6 +30,11 @@ from .study import PRESET, RESULT, ROLE, RUN_DIR, SEARCH, TuneStudy, Worker, hea
 if TYPE_CHECKING:
     import optuna
 
+__all__ = [
+    "DEFAULT_OBJECTIVE", "DIVERGED_SCORE", "OBJECTIVES", "POLL_SECONDS", "TRIALS_DIR", "UNRECORDED_SETTINGS",
+    "Tuner", "claim_run_dir", "drop_checkpoint", "other_run", "recorded_settings", "score",
+]
+
 TRIALS_DIR = "trials"
 OBJECTIVES = ("joint", "top1", "miou")
 DEFAULT_OBJECTIVE = "joint"
