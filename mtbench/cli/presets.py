@@ -66,6 +66,23 @@ def method_record(method: MethodPreset) -> dict:
     }
 
 
+def workload_record(workload) -> dict:
+    """The JSON form of a workload, as `mtbench list --json` prints it: its tasks and their metrics."""
+    return {
+        "name": workload.name,
+        "title": workload.title,
+        "batches": workload.batches,
+        "tasks": [{"name": t.name, "title": t.title, "primary": t.primary,
+                   "metrics": [{"name": m.name, "title": m.title, "higher_is_better": m.higher_is_better,
+                                "unit": m.unit} for m in t.metrics]} for t in workload.tasks],
+        "image_size": workload.image_size,
+        "batch_size": workload.batch_size,
+        "epochs": workload.epochs,
+        "source": workload.source,
+        "description": workload.description,
+    }
+
+
 def _by_origin(presets: dict[str, OptimizerPreset]) -> list[tuple[str, list[tuple[int, str, OptimizerPreset]]]]:
     """The presets grouped by origin (the guide's first, then torch.optim, pytorch-optimizer, other
     plugins), each with its number in the run menu (the registry's order)."""
@@ -89,7 +106,7 @@ def _library_rows() -> list[list]:
 
 @click.command("list")
 @click.option("--json", "as_json", is_flag=True,
-              help='Print {"optimizers": [...], "methods": [...]} as JSON.')
+              help='Print {"optimizers": [...], "methods": [...], "workloads": [...]} as JSON.')
 @click.option("--verbose", "-v", is_flag=True, help="Add each preset's description and the settings it accepts.")
 @click.option("--all", "show_all", is_flag=True,
               help="Also list every optimizer of pytorch-optimizer, runnable as --optimizer pytorch_optimizer:NAME "
@@ -106,6 +123,7 @@ def list_command(app, as_json: bool, verbose: bool, show_all: bool) -> None:
         records = {
             "optimizers": [preset_record(p) for p in registry.presets.values()],
             "methods": [method_record(m) for m in registry.methods.values()],
+            "workloads": [workload_record(w) for w in registry.workloads.values()],
         }
         if show_all:
             records["library"] = [{"name": name, "class": cls, "status": status}
@@ -154,6 +172,11 @@ def list_command(app, as_json: bool, verbose: bool, show_all: bool) -> None:
         "cost per step, beyond the forward passes: \"T gradients\" is one backward pass that keeps the T tasks' "
         "gradients apart in a [T, N] buffer (the run also reads it once for the logged gradient cosine)."
     )
+    workloads = [[name, w.title, ", ".join(f"{t.name} ({'/'.join(m.title for m in t.metrics)})" for t in w.tasks),
+                  "shared" if w.shared_batch else "per task", _plugin_name(w)]
+                 for name, w in registry.workloads.items()]
+    click.echo("\n" + format_table(["workload", "title", "tasks (metrics)", "batch", "plugin"], workloads))
+    click.echo(f"\n{len(workloads)} workloads; train one with `mtbench run --workload NAME [--data DIR]`.")
 
 
 @click.command("plugins")
@@ -164,8 +187,9 @@ def plugins_command(app) -> None:
 
     registry = app.registry
     click.echo(ops.describe())
-    rows = [[p.name, ", ".join(p.presets) or "-", ", ".join(p.methods) or "-", p.source] for p in registry.plugins]
-    click.echo(format_table(["plugin", "optimizers", "methods", "source"], rows))
+    rows = [[p.name, ", ".join(p.presets) or "-", ", ".join(p.methods) or "-", ", ".join(p.workloads) or "-",
+             p.source] for p in registry.plugins]
+    click.echo(format_table(["plugin", "optimizers", "methods", "workloads", "source"], rows))
     if registry.disabled:
         click.echo(f"\ndisabled by $MTBENCH_DISABLE_PLUGINS: {', '.join(registry.disabled)}")
     if registry.failures:
