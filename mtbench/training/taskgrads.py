@@ -15,15 +15,21 @@ task's head) gets None, so a head's parameters get only their own task's gradien
   ``.grad`` of the parameters pointed at that row). See NOTE [shared-batch gradients] for why
   this and not a batched (vmap'd) backward.
 
-NOTE [shared-batch gradients]: measured side by side in one process (benchmarks/shared_batch_grads.py,
-ResNet-18 backbone with three heads, 64x64 images, batch 8, T = 3, CPU, one thread):
-see the numbers in that benchmark's docstring. T backward passes over the retained graph write into
-the buffer directly; ``autograd.grad(..., is_grads_batched=True)`` (torchjd's autojac: one vmap'd
-vector-Jacobian product over the stacked losses) runs the backward once over a batch of T
-cotangents but pays vmap's fallbacks (BatchNorm's backward has no batching rule and loops) and a
-copy of its [T, ...] results into the buffer, so it is not cheaper here. torchjd's autogram engine
-computes the Gramian J J^T without forming J: right for a method that reads only the Gramian,
-but the optimizers and the other methods need the gradients themselves.
+NOTE [shared-batch gradients]: measured side by side in one process (benchmarks/shared_batch_grads.py:
+a ResNet-18 backbone with three heads, T = 3, batch 8, 64x64 images, CPU, one thread, median of 7
+interleaved rounds): one forward + one backward of the summed losses 207 ms (1.00x, the floor);
+one forward + T backward passes over the retained graph 463 ms (2.24x); one forward + a batched
+vector-Jacobian product, ``autograd.grad(losses, params, eye(T), is_grads_batched=True)``, and the
+copy of its results into the buffer 627 ms (3.03x); T forwards through per-task aliases + one
+backward (the per-task-batch route) 649 ms (3.14x). The T backward passes win and are what this
+module does: they write into the buffer directly, while the batched backward does the same T
+products through vmap's batched kernels (no cheaper on this CPU) and then copies [T, N] more. The
+extra cost over the floor is the T - 1 further backward passes; the forward is paid once. torchjd's autojac
+makes the same trade: it vmaps the vector-Jacobian product over chunks of the stacked losses
+(``parallel_chunk_size``; a chunk of 1 is this sequential route, its advice when vmap misbehaves),
+and gives the task-specific parameters each only its task's gradient, as the reach here does.
+torchjd's autogram engine forms the Gramian J J^T without J: right for a method that reads only the
+Gramian, but the optimizers and the other methods need the gradients themselves.
 """
 
 from __future__ import annotations
