@@ -48,6 +48,8 @@ class LossMethod:
         self.num_tasks = num_tasks
         self.last_weights: Tensor | None = None
         self._device: torch.device | None = None
+        self._step: int | None = None  # the step of the last scalarize, and the state it started from
+        self._before: dict[str, Any] = {}
 
     def objective(self, losses: Tensor, step: int) -> Tensor:
         """The 0-d tensor whose gradient the step follows; ``losses`` is the 1-d tensor of T losses."""
@@ -70,11 +72,35 @@ class LossMethod:
             raise ValueError(f"losses has shape {tuple(losses.shape)}: expected ({self.num_tasks},), one loss per task")
 
     def scalarize(self, losses: Tensor, step: int) -> Tensor:
-        """The scalar the step backpropagates once; ``losses`` must be attached to the autograd graph."""
+        """The scalar the step backpropagates once; ``losses`` must be attached to the autograd graph.
+
+        A second call with the same ``step`` is the same step evaluated again (an optimizer that
+        takes a closure, SAM say, asks for the gradient at a second point): it is computed from the
+        state the step started with (the learnable weights where the optimizer has put them), and
+        leaves the state as the first call left it, so that DWA's history, STCH's count, FAMO's
+        losses before the step and RLW's draw advance once per step.
+        """
         self._check(losses)
         if not losses.requires_grad:
             raise ValueError("losses do not require grad: expected the task losses attached to the autograd graph")
         self._follow(losses.device)
+        if step != self._step:
+            self._step, self._before = step, self.state_dict()
+            return self.evaluate(losses, step)
+        now = self.state_dict()
+        own = [p.detach().clone() for p in self.parameters()]
+        self.load_state_dict(self._before)
+        with torch.no_grad():
+            for p, value in zip(self.parameters(), own):
+                p.copy_(value)  # the learnable weights are the optimizer's: evaluated where it has put them
+        self._follow(losses.device)
+        result = self.evaluate(losses, step)
+        self.load_state_dict(now)
+        self._follow(losses.device)
+        return result
+
+    def evaluate(self, losses: Tensor, step: int) -> Tensor:
+        """The objective of the attached losses, its derivatives by them kept as ``last_weights``."""
         result = self.objective(losses, step)
         (weights,) = torch.autograd.grad(result, losses, retain_graph=True)
         self.last_weights = weights.detach()
@@ -159,10 +185,11 @@ class GradNorm(LossMethod):
         return torch.sign(w * norms - target) * norms
 
     def scalarize(self, losses: Tensor, step: int) -> Tensor:
-        self._check(losses)
         if self.shared is None:
             raise ValueError("gradnorm reads the task gradients on the last shared layer: bind(shared) was not called")
-        self._follow(losses.device)
+        return super().scalarize(losses, step)
+
+    def evaluate(self, losses: Tensor, step: int) -> Tensor:
         w = self._renormalised()
         sq = []
         for t in range(self.num_tasks):

@@ -454,3 +454,26 @@ def test_a_run_with_a_losses_only_method_resumes_exactly(tmp_path, monkeypatch, 
         assert_same_state(again[part], whole[part], part)
     if name == "stch":  # the run went past the warm-up: the nadir point is in the checkpoint
         assert whole["gradients"]["method"]["nadir"] is not None
+
+
+@pytest.mark.parametrize("name", [*CASES, "gradnorm"])
+def test_a_step_evaluated_twice_advances_the_state_once(name):
+    """An optimizer with a closure (SAM) evaluates a step twice: the second evaluation, at the same
+    losses, gives the first one's scalar and weights, and the run continues as if it had not happened."""
+    settings = CASES.get(name, {})
+    once, twice = build(name, **settings), build(name, **settings)
+    params = initial_params()
+    for method in (once, twice):
+        if hasattr(method, "bind"):
+            method.bind(params[:1])
+    for k in range(6):
+        losses = losses_at(params, k)
+        want = once.scalarize(losses, k + 1)
+        first = twice.scalarize(losses, k + 1)
+        again = twice.scalarize(losses, k + 1)
+        torch.testing.assert_close(first, want, rtol=0, atol=0)
+        torch.testing.assert_close(again, want, rtol=0, atol=0)
+        torch.testing.assert_close(twice.last_weights, once.last_weights, rtol=0, atol=0)
+        for method in (once, twice):
+            if hasattr(method, "after_step"):
+                method.after_step(lambda: losses.detach() * 0.9)

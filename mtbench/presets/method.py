@@ -53,8 +53,10 @@ class Method(Protocol):
     weighted task losses, attached to the autograd graph, and the 0-d result is backpropagated once
     (one backward pass, as for ``sum``). Such a method must have ``scalarize`` (``combine`` is then
     optional: the built-in ones keep it, the chain rule on the tasks' gradients, for the method
-    benchmark). Its ``last_weights`` are the derivatives of the result by the T losses. Optional for
-    such a method:
+    benchmark). Its ``last_weights`` are the derivatives of the result by the T losses. ``step`` tells
+    a second evaluation of the same step (an optimizer that takes a closure, SAM say, computes the
+    gradient at a second point) from the next step: a method's state advances once per step.
+    Optional for such a method:
 
     - ``after_step(recompute)``: called after the optimizer step; ``recompute()`` returns the same
       batch's T weighted losses at the new parameters, without gradient (one extra forward pass, paid
