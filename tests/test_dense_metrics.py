@@ -5,6 +5,8 @@ import math
 import numpy as np
 import pytest
 import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
 
 from mtbench.workloads.dense import (DepthMeter, NormalMeter, SegMeter, depth_loss, normal_loss, seg_loss)
 from mtbench.workloads.digits import DigitAccuracy, digit_loss
@@ -129,3 +131,46 @@ def test_digit_loss_and_accuracy():
     meter = DigitAccuracy("left_acc")
     meter.update(logits, target)
     assert meter.compute() == {"left_acc": pytest.approx(2 / 3)}
+
+
+def _halves(rank: int):
+    """Rank ``rank``'s half of a fixed batch: (outputs, targets) of the three dense tasks."""
+    gen = torch.Generator().manual_seed(3)
+    seg_out, seg_target = torch.randn(4, 3, 2, 3, generator=gen), torch.randint(-1, 3, (4, 2, 3), generator=gen)
+    depth_out, depth_target = torch.rand(4, 1, 2, 3, generator=gen), torch.rand(4, 1, 2, 3, generator=gen).round()
+    normal_out = torch.randn(4, 3, 2, 3, generator=gen)
+    normal_target = torch.nn.functional.normalize(torch.randn(4, 3, 2, 3, generator=gen), dim=1)
+    part = slice(None) if rank is None else slice(2 * rank, 2 * rank + 2)
+    return [(seg_out[part], seg_target[part]), (depth_out[part], depth_target[part]),
+            (normal_out[part], normal_target[part])]
+
+
+def _meters():
+    return [SegMeter(3), DepthMeter(), NormalMeter()]
+
+
+def _rank_meters(rank: int, store: str, results) -> None:
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=2)
+    meters = _meters()
+    for meter, (output, target) in zip(meters, _halves(rank)):
+        meter.update(output, target)
+        meter.all_reduce()
+    results.put((rank, [meter.compute() for meter in meters]))
+    dist.destroy_process_group()
+
+
+def test_meters_all_reduce_across_processes_to_the_one_process_result(tmp_path):
+    ctx = mp.get_context("fork")
+    results = ctx.Queue()
+    procs = [ctx.Process(target=_rank_meters, args=(rank, tmp_path / "store", results)) for rank in (0, 1)]
+    for p in procs:
+        p.start()
+    got = sorted((results.get(timeout=60) for _ in procs), key=lambda item: item[0])
+    for p in procs:
+        p.join(timeout=60)
+    whole = _meters()
+    for meter, (output, target) in zip(whole, _halves(None)):
+        meter.update(output, target)
+    expected = [meter.compute() for meter in whole]
+    for _, computed in got:
+        assert computed == [pytest.approx(e) for e in expected]
