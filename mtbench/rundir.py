@@ -7,17 +7,17 @@ Layout::
     metrics.jsonl one record per optimizer step               checkpoints/last.pt   the train state
     .lock         while a process works in the directory (see mtbench.locks)
 
-Every whole-file write goes through one atomic writer (a temporary file beside the target, then
-``os.replace``), so a crash at any moment leaves the previous version intact; the line-oriented logs
-are appended and trimmed back to the last checkpoint on resume. Files and folders get the
+Every whole-file write goes through one atomic writer (mtbench.atomic: a temporary file beside the
+target, then ``os.replace``), so a crash at any moment leaves the previous version intact; the
+line-oriented logs are appended and trimmed back to the last checkpoint on resume. Files and folders get the
 permissions the umask allows, as files written by any other program would. Importing this module
-does not import torch (``mtbench report`` reads run directories without it).
+does not import torch (``mtbench report`` reads run directories without it). The typed records
+(EpochRow, Summary) are mtbench.records', re-exported here.
 """
 
 from __future__ import annotations
 
 import csv
-import dataclasses
 import io
 import json
 import math
@@ -25,20 +25,26 @@ import os
 import pickle
 import platform
 import re
-import secrets
 import subprocess
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
+from .atomic import atomic_write_text, atomic_writer, make_temp_dir
 from .errors import ConfigError, MTBenchError
-from .interrupts import deferred
 from .locks import DirLock
+from .records import EPOCH_COLUMNS, SPLITS, EpochRow, RunFileError, Summary
 
 if TYPE_CHECKING:
     import torch
+
+__all__ = [
+    "CHECKPOINT_DIR", "CONFIG_FILE", "ENV_FILE", "EPOCHS_FILE", "EPOCH_COLUMNS", "LAST_CHECKPOINT", "METRICS_FILE",
+    "SPLITS", "SUMMARY_FILE", "EpochRow", "RunDir", "RunFileError", "Summary", "atomic_write_text", "atomic_writer",
+    "create_run_dir", "environment", "finite_number", "make_temp_dir", "read_epochs", "read_json", "read_metrics",
+    "read_summary",
+]
 
 CONFIG_FILE = "config.json"
 ENV_FILE = "env.json"
@@ -49,213 +55,6 @@ CHECKPOINT_DIR = "checkpoints"
 LAST_CHECKPOINT = "last.pt"
 # The files written whole (atomically): a killed writer may leave ".<name>.<random>" beside them.
 _ATOMIC_FILES = (CONFIG_FILE, ENV_FILE, SUMMARY_FILE, EPOCHS_FILE, METRICS_FILE)
-
-
-@dataclass(frozen=True)
-class EpochRow:
-    """One row of epochs.csv: the state at the end of one epoch (None where the file has no value)."""
-
-    epoch: int
-    step: int | None
-    train_loss_cls: float | None
-    train_loss_seg: float | None
-    val_top1: float | None
-    val_top5: float | None
-    val_miou: float | None
-    val_pixel_acc: float | None
-    # the held-out selection split (--holdout); empty without one
-    holdout_top1: float | None
-    holdout_top5: float | None
-    holdout_miou: float | None
-    holdout_pixel_acc: float | None
-    seconds: float | None
-
-
-EPOCH_COLUMNS = [f.name for f in dataclasses.fields(EpochRow)]
-
-SPLITS = ("final", "holdout")  # summary.json's figures: the test (validation) split's, the held-out split's
-
-
-@dataclass(frozen=True)
-class Summary:
-    """summary.json: how a run ended and its figures. The fields are the file's keys, in its order.
-
-    The run log builds it and writes ``to_json()``; ``from_json`` reads any version's file: a key an
-    older run did not write reads as None, a key this version does not know is ignored, a figure reads
-    as a float and a non-finite one as None (as every reader took them), so old run directories still
-    report. A value of the wrong type is a ValueError naming the key, the value and what was expected.
-    """
-
-    optimizer: str | None = None
-    title: str | None = None
-    method: str | None = None
-    status: str | None = None
-    error: str | None = None
-    seed: int | None = None
-    epochs: int | None = None
-    steps: int | None = None
-    final_top1: float | None = None
-    final_top5: float | None = None
-    final_miou: float | None = None
-    final_pixel_acc: float | None = None
-    holdout_top1: float | None = None
-    holdout_top5: float | None = None
-    holdout_miou: float | None = None
-    holdout_pixel_acc: float | None = None
-    seconds_per_step: float | None = None
-    total_seconds: float | None = None
-    peak_memory_mb: float | None = None
-    skipped_steps: int | None = None
-    corrupt_images: int | None = None
-    init_weights_sha256: str | None = None
-    task_weights: tuple[float, ...] | None = None
-    loss_scale: tuple[float, ...] | None = None
-    holdout: float | None = None
-    tasks: tuple[str, ...] | None = None
-    method_settings: dict | None = None
-    device: str | None = None
-    # The run's workload, each task's metrics ({task: [{name, title, higher_is_better, unit, primary}]})
-    # and every metric's value by name on the test and holdout splits (None for runs before workloads).
-    workload: str | None = None
-    task_metrics: dict | None = None
-    final_metrics: dict | None = None
-    holdout_metrics: dict | None = None
-
-    @property
-    def completed(self) -> bool:
-        return self.status == "completed"
-
-    def figures(self, split: str) -> tuple[float | None, float | None]:
-        """(top-1, mIoU) on one split: "final" (the test split) or "holdout" (the selection split)."""
-        if split not in SPLITS:
-            raise ValueError(f"split {split!r} is not known (expected {' or '.join(SPLITS)})")
-        if split == "final":
-            return self.final_top1, self.final_miou
-        return self.holdout_top1, self.holdout_miou
-
-    def to_json(self) -> dict:
-        """The content of summary.json: every field, in order (sequences as lists)."""
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in
-                ((f.name, getattr(self, f.name)) for f in dataclasses.fields(self))}
-
-    @classmethod
-    def from_json(cls, data: dict) -> Summary:
-        """The record of a summary.json's content (see the class for what an old or odd file reads as)."""
-        return cls(**{name: _SUMMARY_TYPES[name](name, data[name]) for name in _SUMMARY_TYPES if name in data})
-
-
-def _checked(what: str, ok: Callable[[Any], bool], convert: Callable[[Any], Any] = lambda v: v):
-    """A reader of one summary.json value: None stays None, a value ``ok`` refuses is a ValueError."""
-    def read(name: str, value: Any) -> Any:
-        if value is None:
-            return None
-        if not ok(value):
-            raise ValueError(f"{name} is {value!r}, expected {what}")
-        return convert(value)
-    return read
-
-
-def _is_number(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
-
-
-def _is_list_of(kind: Callable[[Any], bool]) -> Callable[[Any], bool]:
-    return lambda v: isinstance(v, list) and all(kind(x) for x in v)
-
-
-_SUMMARY_READERS = {
-    "str": _checked("a string", lambda v: isinstance(v, str)),
-    "int": _checked("a whole number", lambda v: _is_number(v) and float(v).is_integer(), int),
-    "float": _checked("a number", _is_number, lambda v: float(v) if math.isfinite(v) else None),
-    "tuple[float, ...]": _checked("a list of numbers", _is_list_of(_is_number), tuple),
-    "tuple[str, ...]": _checked("a list of strings", _is_list_of(lambda x: isinstance(x, str)), tuple),
-    "dict": _checked("an object", lambda v: isinstance(v, dict), dict),
-}
-_SUMMARY_TYPES = {f.name: _SUMMARY_READERS[f.type.removesuffix(" | None")] for f in dataclasses.fields(Summary)}
-
-
-class RunFileError(MTBenchError):
-    """A file of a run directory that is missing, empty, cut short or unreadable."""
-
-    def __init__(self, path: Path, problem: str):
-        super().__init__(f"{path} {problem}")
-        self.path = path
-        self.problem = problem  # "is missing", "is not valid JSON (...)", ...
-
-
-# ---------------------------------------------------------------------------------------------
-# Writing: one atomic writer, folders and temporary files with the umask's permissions
-
-
-def _new_temp_file(path: Path) -> tuple[int, Path]:
-    """Create ``.<name>.<random>`` beside ``path``; mode 0666 lets the umask decide (mkstemp's is 0600)."""
-    while True:
-        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}")
-        try:
-            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), tmp
-        except FileExistsError:
-            continue
-
-
-def make_temp_dir(parent: str | os.PathLike, prefix: str) -> Path:
-    """A new, uniquely named folder ``parent/<prefix><random>`` with the umask's permissions.
-
-    For staging a folder that is renamed into place when complete: ``tempfile.mkdtemp`` makes it
-    0700, which the renamed folder would keep.
-    """
-    while True:
-        path = Path(parent) / f"{prefix}{secrets.token_hex(4)}"
-        try:
-            path.mkdir(0o777)
-            return path
-        except FileExistsError:
-            continue
-
-
-def _os_error(exc: BaseException | None) -> OSError | None:
-    """The OSError behind an exception (torch's zip writer wraps a failed write in a RuntimeError)."""
-    seen = set()
-    while exc is not None and id(exc) not in seen:
-        if isinstance(exc, OSError):
-            return exc
-        seen.add(id(exc))
-        exc = exc.__cause__ or exc.__context__
-    return None
-
-
-@contextmanager
-def atomic_writer(path: str | os.PathLike, binary: bool = False, what: str | None = None) -> Iterator[IO]:
-    """A file object whose content replaces ``path`` in one step when the block ends without error.
-
-    On any error the temporary file is removed and ``path`` keeps its previous content; a failed
-    write (disk full, file-size limit, ...) becomes a one-line MTBenchError that says so. ``what``
-    names the file in that message (default: its name). Ctrl-C and SIGTERM wait until the write
-    is done or abandoned (see NOTE [signals during a write] in mtbench.interrupts).
-    """
-    path = Path(path)
-    with deferred():
-        try:
-            fd, tmp = _new_temp_file(path)
-        except OSError as exc:
-            raise MTBenchError(f"cannot write {path}: {exc.strerror or exc}") from None
-        try:
-            with os.fdopen(fd, "wb" if binary else "w", **({} if binary else {"encoding": "utf-8"})) as f:
-                yield f
-                f.flush()
-                os.fsync(f.fileno())  # the data is on disk before the name points at it
-            os.replace(tmp, path)
-        except BaseException as exc:
-            tmp.unlink(missing_ok=True)
-            cause = _os_error(exc)
-            if cause is None:
-                raise
-            kept = f"the previous {what or path.name} is intact" if path.exists() else "nothing was written"
-            raise MTBenchError(f"writing {path} failed ({cause.strerror or cause}); {kept}") from None
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    with atomic_writer(path) as f:
-        f.write(text)
 
 
 def _run_dir_stamp() -> str:
