@@ -179,8 +179,23 @@ class ExcessMTLMethod(JacobianMethod):
         if not grads.shared:
             self.last_weights = None
             return []
-        self.last_weights = self.weighting(grads.jacobian()).detach()
+        matrix = grads.jacobian()
+        self._follow(matrix)
+        self.last_weights = self.weighting(matrix).detach()
         return grads.weighted_sum(self.last_weights)
+
+    def _follow(self, matrix: torch.Tensor) -> None:
+        """Move the state to the Jacobian's device and dtype: a checkpoint loads on the CPU, and torchjd
+        would start afresh on a Jacobian whose device or dtype differs from its state's."""
+        w = self.weighting
+        s = w._sq_grad_sum
+        if s is None or s.shape != matrix.shape or (s.device, s.dtype) == (matrix.device, matrix.dtype):
+            return
+        for name in ("_weights", "_sq_grad_sum", "_initial_w", "_warmup_w_sum"):
+            value = getattr(w, name)
+            if value is not None:
+                setattr(w, name, value.to(matrix))
+        w._state_key = (*matrix.shape, matrix.dtype, matrix.device)
 
     def state_dict(self) -> dict[str, Any]:
         w = self.weighting
@@ -210,7 +225,14 @@ def excess_mtl(num_tasks: int, *, robust_step_size: float, warmup: int) -> Exces
 
 class CRMOGMMethod(GramianWeightingMethod):
     """CR-MOGM on the Gramian route: torchjd's ``CRMOGMWeighting`` smooths the weights of the wrapped
-    Gramian weighting (MGDA here) with a moving average; the average is the state saved."""
+    Gramian weighting (MGDA here) with a moving average; the average is the state saved, and moved
+    to the Gramian's device and dtype (a checkpoint loads on the CPU)."""
+
+    def weights(self, gramian: torch.Tensor) -> torch.Tensor:
+        previous = self.weighting._lambda
+        if previous is not None:
+            self.weighting._lambda = previous.to(gramian)
+        return self.weighting(gramian)
 
     def state_dict(self) -> dict[str, Any]:
         previous = self.weighting._lambda

@@ -441,3 +441,22 @@ def test_each_default_of_a_builtin_method_is_said_once():
         signature = inspect.signature(preset.resolve_factory())
         twice = [key for key in preset.defaults if signature.parameters[key].default is not inspect.Parameter.empty]
         assert not twice, f"{preset.name}: {twice} have a default in the preset and in the factory"
+
+
+def test_excess_mtl_state_loaded_in_another_dtype_is_moved_not_dropped():
+    """A checkpoint loads on the CPU; the state follows the Jacobian (its device, here its dtype) where
+    torchjd would start afresh."""
+    steps = drifting_steps("mixed", 5)
+    original = build("excess_mtl", 3)
+    for k in range(3):
+        original.combine(steps[k], LOSSES, k + 1)
+    state = {k: v.float() if isinstance(v, torch.Tensor) else v for k, v in original.state_dict().items()}
+    resumed = build("excess_mtl", 3)
+    resumed.load_state_dict(roundtrip(state))
+    fresh = build("excess_mtl", 3)
+    for k in (3, 4):
+        want = original.combine(steps[k], LOSSES, k + 1)
+        assert_grads_equal(resumed.combine(steps[k], LOSSES, k + 1), want, tol=1e-5)
+        assert resumed.weighting._n_steps == original.weighting._n_steps
+        fresh.combine(steps[k], LOSSES, k + 1)
+    assert not torch.allclose(fresh.last_weights, original.last_weights, atol=1e-3)

@@ -33,8 +33,8 @@ def losses_at(params, k):
     """The two task losses of step k's batch (a batch per step, the same for every path)."""
     w, h0, h1 = params
     gen = torch.Generator().manual_seed(100 + k)
-    x = torch.randn(6, 4, generator=gen, dtype=torch.float64)
-    y = torch.randn(6, 2, generator=gen, dtype=torch.float64)
+    x = torch.randn(6, 4, generator=gen, dtype=torch.float64).to(w.device)
+    y = torch.randn(6, 2, generator=gen, dtype=torch.float64).to(w.device)
     z = torch.tanh(x @ w)
     return torch.stack([(z @ h0 - y[:, 0]).square().mean() + 0.05, ((z @ h1).sin() - y[:, 1]).square().mean() + 0.05])
 
@@ -477,3 +477,30 @@ def test_a_step_evaluated_twice_advances_the_state_once(name):
         for method in (once, twice):
             if hasattr(method, "after_step"):
                 method.after_step(lambda: losses.detach() * 0.9)
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("name", [*CASES, "gradnorm"])
+def test_on_cuda_a_state_loaded_on_the_cpu_continues_identically(name):
+    """The trainer moves a method's parameters to the GPU and a checkpoint loads on the CPU: the method
+    follows the losses to the GPU (FAMO's Adam state, DWA's history, STCH's nadir, RLW's generator)."""
+    settings = CASES.get(name, {})
+
+    def on_gpu(method):
+        for p in method.parameters():
+            p.data = p.data.cuda()
+        return method
+
+    params = [p.detach().cuda().requires_grad_() for p in initial_params()]
+    original = on_gpu(build(name, **settings))
+    run_method(original, 5, params)
+    buffer = io.BytesIO()
+    torch.save(original.state_dict(), buffer)
+    buffer.seek(0)
+    resumed = on_gpu(build(name, **settings))
+    resumed.load_state_dict(torch.load(buffer, map_location="cpu", weights_only=True))
+    copy = [p.detach().clone().requires_grad_() for p in params]
+    want = run_method(original, 4, params, start=5)
+    got = run_method(resumed, 4, copy, start=5)
+    assert_same_records(got, want, tol=0)
+    assert all(g.is_cuda for _, grads, _ in got for g in grads)
