@@ -129,7 +129,8 @@ def load_split(root: Path, split: str, limit: int | None = None) -> tuple[np.nda
 
 
 class DigitsDataset(Dataset):
-    """One split held in memory; ``samples`` are row numbers of the split's arrays (the holdout moves them)."""
+    """One split held in memory; ``samples`` are row numbers of the split's arrays (the holdout moves them)
+    and ``transform`` is the side the images are resized to (``split_holdout`` hands it to the holdout part)."""
 
     def __init__(self, split: str, images: np.ndarray, labels: np.ndarray, size: int | None):
         self.split = split
