@@ -207,3 +207,45 @@ def test_task_weights_that_are_not_numbers_name_the_method():
     assert checked().last_weights is None
     with pytest.raises(MethodError, match=rf"^{re.escape(LABEL)}: its last_weights is str: expected a tensor"):
         checked(last_weights="balanced").last_weights
+
+
+class Scalar:
+    """A losses-only method whose scalarize returns ``returns(losses)``."""
+
+    def __init__(self, returns):
+        self.returns = returns
+
+    def scalarize(self, losses, step):
+        return self.returns(losses)
+
+    def state_dict(self):
+        return {}
+
+    def load_state_dict(self, state):
+        pass
+
+
+def _raise(losses):
+    raise RuntimeError("no solver")
+
+
+@pytest.mark.parametrize("returns, message", [
+    (lambda losses: losses, r"its scalarize returned a tensor of float32 \(2,\) on cpu at step 3: expected a 0-d "
+                            r"floating tensor, the scalar the step backpropagates$"),
+    (lambda losses: 1.5, r"its scalarize returned float at step 3: expected a 0-d floating tensor"),
+    (lambda losses: torch.tensor(2.0), r"its scalarize returned a scalar without gradient at step 3: expected one "
+                                       r"computed from the losses it was given$"),
+    (lambda losses: losses.sum() / 0 * 0, r"its scalarize returned a non-finite scalar at step 3, from finite losses$"),
+    (_raise, r"its scalarize raised RuntimeError: no solver at step 3$"),
+])
+def test_a_losses_only_method_that_breaks_its_contract_is_one_method_error(returns, message):
+    from mtbench.training.contract import CheckedMethod
+
+    checked = CheckedMethod(Scalar(returns), LABEL, ["w"], [torch.zeros(2)])
+    losses = torch.tensor([1.0, 2.0], requires_grad=True) * 1
+    with pytest.raises(MethodError, match=f"^{re.escape(LABEL)}: {message}") as info:
+        checked.scalarize(losses, 3)
+    assert "\n" not in str(info.value)
+    assert checked.method.returns is returns
+    good = CheckedMethod(Scalar(lambda losses: losses.sum()), LABEL, ["w"], [torch.zeros(2)])
+    assert good.scalarize(losses, 3).requires_grad

@@ -115,6 +115,24 @@ class CheckedMethod:
         raise self._error(f"its combine returned a non-finite gradient for parameter {name} at step {step}, "
                           "from finite task gradients and losses")
 
+    def scalarize(self, losses: torch.Tensor, step: int) -> torch.Tensor:
+        """A losses-only method's scalar, checked: MethodError unless it is a 0-d floating tensor that the
+        losses reach (the one backward pass follows it), finite when the losses are."""
+        try:
+            result = self.method.scalarize(losses, step)
+        except Exception as exc:
+            raise self._error(f"its scalarize {failure_reason(exc)} at step {step}") from None
+        if not isinstance(result, torch.Tensor) or result.dim() != 0 or not result.is_floating_point():
+            what = f"a tensor of {_shape(result)}" if isinstance(result, torch.Tensor) else _kind(result)
+            raise self._error(f"its scalarize returned {what} at step {step}: expected a 0-d floating tensor, "
+                              "the scalar the step backpropagates")
+        if not result.requires_grad:
+            raise self._error(f"its scalarize returned a scalar without gradient at step {step}: expected one "
+                              "computed from the losses it was given")
+        if not bool(torch.isfinite(result.detach())) and bool(torch.isfinite(losses.detach()).all()):
+            raise self._error(f"its scalarize returned a non-finite scalar at step {step}, from finite losses")
+        return result
+
     @property
     def last_weights(self) -> list[float] | None:
         """The task weights of the last combine (for the logs), as floats; None when the method has none."""
