@@ -1,7 +1,8 @@
 """Building a multi-task gradient method by name, from the installed plugins.
 
-A method (PCGrad, UPGrad, MGDA, uncertainty weighting, ...) turns the per-task gradients, and
-where it needs them the task losses, into the one gradient a single-gradient optimizer steps on.
+A method (PCGrad, UPGrad, MGDA, ...) turns the per-task gradients, and where it needs them the task
+losses, into the one gradient a single-gradient optimizer steps on; a losses-only method (UW, DWA,
+FAMO, ...) turns the task losses into the one scalar the step backpropagates.
 A plugin declares it as a ``MethodPreset`` returned by its ``mtbench_methods()`` hook; the preset
 and the ``Method`` protocol are in mtbench.presets. This module imports no torch.
 """

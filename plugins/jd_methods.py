@@ -201,7 +201,8 @@ def mtbench_methods():
             description=(
                 "Random loss weighting (Lin et al., 'Reasonable Effectiveness of Random Weighting: A "
                 "Litmus Test for Multi-Task Learning', TMLR 2022): fresh softmax-normalised Gaussian "
-                "weights every step; the baseline a balancing method has to beat."
+                "weights every step; the baseline a balancing method has to beat. rlw draws the same "
+                "weights from the losses alone, for one backward pass."
             ),
             reads="gramian",
             order=22,

@@ -504,3 +504,15 @@ def test_on_cuda_a_state_loaded_on_the_cpu_continues_identically(name):
     got = run_method(resumed, 4, copy, start=5)
     assert_same_records(got, want, tol=0)
     assert all(g.is_cuda for _, grads, _ in got for g in grads)
+
+
+def test_rlw_draws_the_weights_random_draws_from_the_same_seed():
+    """``random`` pays for the tasks' gradients, ``rlw`` does not: the same weights, step by step."""
+    from mtbench import build_method
+
+    gramian_route, losses_only = build_method("random", 2, seed=3), build("rlw", seed=3)
+    task_grads = [[torch.randn(3)], [torch.randn(3)]]
+    for k in range(3):
+        gramian_route.combine(task_grads, torch.tensor([1.0, 2.0]), k + 1)
+        losses_only.scalarize(torch.tensor([1.0, 2.0], requires_grad=True) * 1, k + 1)
+        torch.testing.assert_close(losses_only.last_weights, gramian_route.last_weights, rtol=0, atol=0)
