@@ -141,7 +141,8 @@ class FAMOMethod(ScalarizerMethod):
     """torchjd's FAMO with the paper's second pass: ``after_step(recompute)`` takes the same batch's
     losses at the new parameters (one forward pass without gradient) and steps the logits with
     FAMO's own Adam. FAMO steps its logits itself, so they are not in ``parameters()``; the state
-    saved is the logits, that Adam's state and the losses of the step in flight."""
+    saved is the logits, that Adam's state and the losses of the step in flight. On the gradients
+    route (``combine``, the method benchmark's) nothing calls ``after_step``: the weights stay."""
 
     def parameters(self) -> list[Tensor]:
         return []
