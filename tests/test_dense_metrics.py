@@ -174,3 +174,17 @@ def test_meters_all_reduce_across_processes_to_the_one_process_result(tmp_path):
     expected = [meter.compute() for meter in whole]
     for _, computed in got:
         assert computed == [pytest.approx(e) for e in expected]
+
+
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.cuda)])
+def test_meters_and_losses_on_a_device_match_the_cpu(device):
+    cpu, there = _meters(), [SegMeter(3, device), DepthMeter(device), NormalMeter(device)]
+    for task, (output, target) in enumerate(_halves(None)):
+        cpu[task].update(output, target)
+        there[task].update(output.to(device), target.to(device))
+        loss = (seg_loss, depth_loss, normal_loss)[task]
+        with torch.autocast(torch.device(device).type, dtype=torch.bfloat16):
+            low = loss(output.to(device).bfloat16(), target.to(device))
+        assert low.dtype == torch.float32
+        assert low.item() == pytest.approx(loss(output, target).item(), rel=0.02)
+    assert [m.compute() for m in there] == [pytest.approx(m.compute()) for m in cpu]
