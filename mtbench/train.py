@@ -98,11 +98,11 @@ class Trainer:
         if config.optimizer != preset.name:
             raise ConfigError(f"the run is configured for {config.optimizer!r} but was given preset {preset.name!r}")
         self.config, self.preset = config, preset
-        if config.method == SUM_METHOD:
-            method = None  # the plain weighted loss: one backward pass, no per-task gradients
-        elif method is None:
-            method = load_registry().method_preset(config.method)
-        self.workload = workload if workload is not None else load_registry().workload(config.workload)
+        registry = load_registry() if method is None or workload is None else None
+        if method is None:  # sum too is a plugin's method (reads="loss"); without that plugin, the weighted loss
+            method = registry.methods.get(SUM_METHOD) if config.method == SUM_METHOD \
+                else registry.get_method(config.method)
+        self.workload = workload if workload is not None else registry.workload(config.workload)
         config.bind(self.workload)
         self.dist, self.device = distributed.init(distributed.resolve_device(config.device))
         check_combination(config, preset, self.device)
@@ -179,7 +179,8 @@ class Trainer:
         self.names = [n for n, p in self.model.named_parameters() if p.requires_grad]
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         tasks = self.workload.tasks
-        built = method.build(len(tasks), **config.method_settings) if method is not None else None
+        built = method.build(len(tasks), **config.method_settings) \
+            if method is not None and not preset.per_task_gradients else None
         extra = list(built.parameters()) if hasattr(built, "parameters") else []
         for p in extra:  # a method's learnable loss weights, made by its factory on the CPU
             p.data = p.data.to(self.device)
@@ -190,11 +191,14 @@ class Trainer:
                           self.device, self._autocast, self.scaler, losses=losses,
                           trained=[t.name in config.tasks for t in tasks], shared_batch=self.workload.shared_batch,
                           closure="closure" in getattr(preset, "needs", ()))
-        if built is not None and not method.needs_grads:
+        # The strategy follows what the optimizer and the method read (never the method's name).
+        if preset.per_task_gradients:
+            return OptimizerTaskGradients(ctx)  # its method is sum (check_combination)
+        if built is None:
+            return CombinedLoss(ctx)
+        if not method.needs_grads:
             return LossMethod(ctx, built, method.label(), self._last_shared_parameters())
-        if built is not None:
-            return MethodGradients(ctx, built, method.label())
-        return OptimizerTaskGradients(ctx) if preset.per_task_gradients else CombinedLoss(ctx)
+        return MethodGradients(ctx, built, method.label())
 
     def _last_shared_parameters(self) -> list[torch.Tensor]:
         shared = getattr(self.model, "last_shared_parameters", None)

@@ -149,3 +149,55 @@ def test_mtadamv2_takes_eight_tasks_gradients(tmp_path, shared):
     assert summary["status"] == "completed" and summary["skipped_steps"] == 0
     last = records(tmp_path / "run")[-1]
     assert last["backward_passes"] == (8 if shared else 1) and -1 <= last["grad_cosine_mean"] <= 1
+
+
+@pytest.mark.parametrize("shared", [False, True])
+def test_a_losses_only_method_backpropagates_once_and_its_second_forward_is_counted(tmp_path, shared):
+    _, summary = run(tmp_path, tiny_workload(3, shared), "adam", "famo")
+    assert summary["status"] == "completed"
+    lines = records(tmp_path / "run")
+    # FAMO's after_step recomputes the batch's losses: a second forward pass, no second backward
+    assert {(r["forward_passes"], r["backward_passes"]) for r in lines} == {(2, 1)}
+    assert sum(lines[-1][f"method_weight_t{t}"] for t in range(3)) == pytest.approx(1.0)
+
+
+def test_the_strategy_follows_what_the_method_reads(tmp_path):
+    from mtbench.training.gradients import LossMethod, MethodGradients, OptimizerTaskGradients
+
+    workload = tiny_workload(3, True)
+    kinds = {}
+    for optimizer, method in (("adam", None), ("adam", "uw"), ("adam", "upgrad"), ("mtadamv2", None)):
+        preset, mp = REGISTRY.get(optimizer), method and REGISTRY.get_method(method)
+        config = build_config(preset, tmp_path / f"{optimizer}-{method}", mp, workload=workload, device="cpu")
+        trainer = Trainer(config, preset, config.run_dir, method=mp, workload=workload, progress=False, echo=print)
+        kinds[optimizer, method] = type(trainer.strategy)
+        trainer.close()
+    assert kinds == {("adam", None): LossMethod, ("adam", "uw"): LossMethod, ("adam", "upgrad"): MethodGradients,
+                     ("mtadamv2", None): OptimizerTaskGradients}
+
+
+class Broken:
+    def __init__(self, num_tasks):
+        pass
+
+    def scalarize(self, losses, step):
+        return losses.detach()  # not a scalar, and not on the graph
+
+    def state_dict(self):
+        return {}
+
+    def load_state_dict(self, state):
+        pass
+
+
+def test_a_losses_only_method_that_returns_no_scalar_is_named(tmp_path):
+    from mtbench.errors import MethodError
+    from mtbench.presets import MethodPreset
+
+    method = MethodPreset(name="broken", title="Broken", factory=Broken, reads="loss")
+    workload = tiny_workload(3, False)
+    preset = REGISTRY.get("adam")
+    config = build_config(preset, tmp_path / "run", method, workload=workload, device="cpu", batch_size=4)
+    with pytest.raises(MethodError, match=r"^method 'broken': its scalarize returned a tensor of shape \(3,\) at "
+                                          r"step 1: expected a 0-d tensor attached to the losses' graph$"):
+        train(config, preset, method=method, workload=workload, progress=False, echo=lambda s: None)

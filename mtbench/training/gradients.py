@@ -30,6 +30,8 @@ import torch
 from .. import distributed
 from ..config import RunConfig
 from ..distributed import Dist
+from ..errors import MethodError
+from ..text import failure_reason
 from .contract import CheckedMethod
 from .taskgrads import TaskGradientBuffer, _weighted_sum
 
@@ -196,18 +198,30 @@ class LossMethod(CombinedLoss):
     def __init__(self, ctx: StepContext, method, label: str, shared: Sequence[torch.Tensor]):
         super().__init__(ctx)
         self.method, self.label = method, label
+        self.checked = CheckedMethod(method, label, ctx.names, ctx.params)  # its state and weights checked
         self.current_step = 0
         bind = getattr(method, "bind", None)
         if callable(bind):
             bind(list(shared))
 
     def weighted(self, loss_tensors: list[torch.Tensor | None]) -> torch.Tensor:
-        """The 1-d tensor of the trained tasks' weighted losses, attached to the graph."""
+        """The 1-d tensor of the T weighted task losses, attached to the graph (0 for a task not trained:
+        only sum takes a single-task run, see check_combination)."""
         weights = self.ctx.config.loss_weights
-        return torch.stack([w * loss.float() for w, loss in zip(weights, loss_tensors) if loss is not None])
+        present = next(loss for loss in loss_tensors if loss is not None)
+        return torch.stack([w * loss.float() if loss is not None else present.new_zeros(())
+                            for w, loss in zip(weights, loss_tensors)])
 
     def objective(self, loss_tensors, batch) -> torch.Tensor:
-        return self.method.scalarize(self.weighted(loss_tensors), self.current_step)
+        try:
+            total = self.method.scalarize(self.weighted(loss_tensors), self.current_step)
+        except Exception as exc:
+            raise MethodError(f"{self.label}: its scalarize {failure_reason(exc)} at step {self.current_step}") from None
+        if not isinstance(total, torch.Tensor) or total.dim() != 0 or not total.requires_grad:
+            what = type(total).__name__ if not isinstance(total, torch.Tensor) else f"a tensor of shape {tuple(total.shape)}"
+            raise MethodError(f"{self.label}: its scalarize returned {what} at step {self.current_step}: expected "
+                              "a 0-d tensor attached to the losses' graph")
+        return total
 
     def after_step(self, batch) -> None:
         after = getattr(self.method, "after_step", None)
@@ -223,18 +237,17 @@ class LossMethod(CombinedLoss):
         after(recompute)
 
     def diagnostics(self) -> dict[str, float | None]:
-        weights = getattr(self.method, "last_weights", None)
+        weights = self.checked.last_weights
         if weights is None:
             return {}
-        values = weights.tolist() if hasattr(weights, "tolist") else list(weights)
-        names = [n for n, on in zip(self.ctx.config.workload_tasks or (), self.ctx.trained) if on]
-        return {f"method_weight_{task}": float(v) for task, v in zip(names, values)}
+        return {f"method_weight_{task}": v for task, v in zip(self.ctx.config.workload_tasks or (), weights)}
 
     def state_dict(self) -> dict[str, Any]:
-        return {"method": self.method.state_dict()}
+        state = self.checked.state_dict()
+        return {"method": state} if state else {}  # sum's checkpoints stay as they were
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.method.load_state_dict(state["method"])
+        self.method.load_state_dict(state.get("method", {}))
 
 
 class OptimizerTaskGradients(GradientStrategy):
