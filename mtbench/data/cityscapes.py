@@ -14,7 +14,6 @@ bonnet across the bottom rows is void: label -1 and no depth.
 
 from __future__ import annotations
 
-import colorsys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,12 +21,12 @@ import numpy as np
 
 from .dense import DenseLayout
 from .embedded import ensure_embedded
-from .render import Box, Camera, Cylinder, Plane, Primitive, Sphere, cast, shade
+from .render import Box, Camera, Cylinder, Plane, Primitive, Sphere, cast, colour, shade
 
 __all__ = ["CLASSES", "LAYOUT", "CityscapesSpec", "ensure_cityscapes", "write_cityscapes"]
 
 CLASSES = ("flat", "construction", "object", "nature", "sky", "human", "vehicle")
-LAYOUT = DenseLayout(name="Cityscapes", label_folder="label_7", classes=len(CLASSES), size=(128, 256),
+LAYOUT = DenseLayout(name="Cityscapes", label_folder="label_7", classes=len(CLASSES),
                      normals=False)
 FORMAT_VERSION = 1  # part of the cache folder name: bump it when the rendering changes
 _C = {name: k for k, name in enumerate(CLASSES)}
@@ -50,11 +49,6 @@ class CityscapesSpec:
             raise ValueError(f"CityscapesSpec needs at least one image per split and 8 x 8 pixels, got {self}")
 
 
-def _colour(rng: np.random.Generator, hue: float, sat: tuple[float, float], val: tuple[float, float]):
-    h = (hue + rng.normal(0, 0.02)) % 1.0
-    return tuple(float(v) for v in colorsys.hsv_to_rgb(h, rng.uniform(*sat), rng.uniform(*val)))
-
-
 def _street_side(rng: np.random.Generator, side: float, kerb: float) -> list[Primitive]:
     """Buildings, poles and trees along one side of the road (side = -1 left, +1 right)."""
     prims: list[Primitive] = []
@@ -62,25 +56,25 @@ def _street_side(rng: np.random.Generator, side: float, kerb: float) -> list[Pri
     while z < 90.0:
         length, depth = rng.uniform(8.0, 20.0), rng.uniform(6.0, 12.0)
         setback = kerb + rng.uniform(2.0, 4.0)
-        colour = _colour(rng, rng.uniform(0.0, 0.15), (0.05, 0.5), (0.35, 0.85))
+        paint = colour(rng, rng.uniform(0.0, 0.15), (0.05, 0.5), (0.35, 0.85))
         height = rng.uniform(6.0, 20.0)
-        prims.append(Box(_C["construction"], colour, centre=(side * (setback + depth / 2), height / 2, z + length / 2),
+        prims.append(Box(_C["construction"], paint, centre=(side * (setback + depth / 2), height / 2, z + length / 2),
                          half=(depth / 2, height / 2, length / 2)))
         z += length + rng.uniform(0.0, 3.0)
     for _ in range(int(rng.integers(1, 4))):
         x, zp = side * (kerb + rng.uniform(0.3, 1.2)), rng.uniform(5.0, 50.0)
         if rng.uniform() < 0.5:
             top = rng.uniform(3.0, 5.0)
-            prims.append(Cylinder(_C["object"], _colour(rng, 0.6, (0.0, 0.1), (0.3, 0.5)), base=(x, zp),
+            prims.append(Cylinder(_C["object"], colour(rng, 0.6, (0.0, 0.1), (0.3, 0.5)), base=(x, zp),
                                   radius=0.08, top=top))
-            prims.append(Box(_C["object"], _colour(rng, 0.13, (0.8, 1.0), (0.8, 1.0)), centre=(x, top, zp),
+            prims.append(Box(_C["object"], colour(rng, 0.13, (0.8, 1.0), (0.8, 1.0)), centre=(x, top, zp),
                              half=(0.35, 0.35, 0.05)))
         else:
             crown = rng.uniform(1.2, 2.5)
             trunk = rng.uniform(2.0, 3.5)
-            prims.append(Cylinder(_C["nature"], _colour(rng, 0.08, (0.4, 0.6), (0.25, 0.4)), base=(x, zp),
+            prims.append(Cylinder(_C["nature"], colour(rng, 0.08, (0.4, 0.6), (0.25, 0.4)), base=(x, zp),
                                   radius=0.15, top=trunk))
-            prims.append(Sphere(_C["nature"], _colour(rng, 0.3, (0.5, 0.8), (0.3, 0.6)),
+            prims.append(Sphere(_C["nature"], colour(rng, 0.3, (0.5, 0.8), (0.3, 0.6)),
                                 centre=(x, trunk + crown * 0.8, zp), radius=crown))
     return prims
 
@@ -89,26 +83,26 @@ def scene(rng: np.random.Generator, spec: CityscapesSpec) -> tuple[Camera, list[
     """(camera, primitives, sun position) of one street."""
     half_road = rng.uniform(3.0, 6.0)
     kerb = half_road + rng.uniform(1.5, 3.0)
-    road = _colour(rng, 0.6, (0.0, 0.1), (0.3, 0.45))
+    road = colour(rng, 0.6, (0.0, 0.1), (0.3, 0.45))
     prims: list[Primitive] = [Plane(_C["flat"], road, normal=(0, 1, 0), offset=0.0)]
     for side in (-1.0, 1.0):
         walk = (kerb - half_road) / 2
-        prims.append(Box(_C["flat"], _colour(rng, 0.08, (0.05, 0.2), (0.55, 0.75)),
+        prims.append(Box(_C["flat"], colour(rng, 0.08, (0.05, 0.2), (0.55, 0.75)),
                          centre=(side * (half_road + walk), 0.075, 50.0), half=(walk, 0.075, 60.0)))
         prims += _street_side(rng, side, kerb)
     for _ in range(int(rng.integers(0, 6))):
         length, width = rng.uniform(1.9, 2.3), rng.uniform(0.8, 1.0)
         x, z = rng.uniform(-half_road + width, half_road - width), rng.uniform(6.0, 45.0)
         height = rng.uniform(0.7, 0.8)
-        colour = _colour(rng, rng.uniform(), (0.0, 0.8), (0.2, 0.9))
-        prims.append(Box(_C["vehicle"], colour, centre=(x, height, z), half=(width, height, length),
+        paint = colour(rng, rng.uniform(), (0.0, 0.8), (0.2, 0.9))
+        prims.append(Box(_C["vehicle"], paint, centre=(x, height, z), half=(width, height, length),
                          yaw=rng.uniform(-0.1, 0.1)))
     for _ in range(int(rng.integers(0, 5))):
         x = rng.choice([-1.0, 1.0]) * rng.uniform(half_road + 0.3, kerb - 0.3)
         z, body = rng.uniform(4.0, 35.0), rng.uniform(1.1, 1.45)
-        clothes = _colour(rng, rng.uniform(), (0.3, 0.9), (0.2, 0.8))
+        clothes = colour(rng, rng.uniform(), (0.3, 0.9), (0.2, 0.8))
         prims.append(Cylinder(_C["human"], clothes, base=(x, z), radius=0.22, top=body))
-        prims.append(Sphere(_C["human"], _colour(rng, 0.07, (0.3, 0.5), (0.5, 0.8)), centre=(x, body + 0.15, z),
+        prims.append(Sphere(_C["human"], colour(rng, 0.07, (0.3, 0.5), (0.5, 0.8)), centre=(x, body + 0.15, z),
                             radius=0.14))
     camera = Camera(spec.height, spec.width, fov_y=35.0, pitch=rng.uniform(0.0, 0.08),
                     position=(rng.uniform(-half_road / 2, half_road / 2), rng.uniform(1.2, 1.5), 0.0))

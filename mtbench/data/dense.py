@@ -37,7 +37,6 @@ from .transforms import IMAGENET_MEAN, IMAGENET_STD
 
 __all__ = ["DenseDataset", "DenseLayout", "DenseTransform", "dense_size", "open_dense", "scan_dense"]
 
-SPLITS = ("train", "val")
 _INDEX = re.compile(r"(0|[1-9][0-9]*)\.npy")
 
 
@@ -48,7 +47,6 @@ class DenseLayout:
     name: str  # "NYUv2"
     label_folder: str  # "label" or "label_7"
     classes: int
-    size: tuple[int, int]  # the published preprocessed size (height, width)
     normals: bool
 
     @property

@@ -16,7 +16,6 @@ surfaces seen at a grazing angle have no depth (0) and then no normal (0), and u
 
 from __future__ import annotations
 
-import colorsys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,13 +23,13 @@ import numpy as np
 
 from .dense import DenseLayout
 from .embedded import ensure_embedded
-from .render import Box, Camera, Cylinder, Plane, Primitive, Sphere, cast, shade
+from .render import Box, Camera, Cylinder, Plane, Primitive, Sphere, cast, colour, shade
 
 __all__ = ["CLASSES", "LAYOUT", "NyuSpec", "ensure_nyuv2", "write_nyuv2"]
 
 CLASSES = ("bed", "books", "ceiling", "chair", "floor", "furniture", "objects", "painting", "sofa", "table",
            "tv", "wall", "window")
-LAYOUT = DenseLayout(name="NYUv2", label_folder="label", classes=len(CLASSES), size=(288, 384), normals=True)
+LAYOUT = DenseLayout(name="NYUv2", label_folder="label", classes=len(CLASSES), normals=True)
 FORMAT_VERSION = 1  # part of the cache folder name: bump it when the rendering changes
 _C = {name: k for k, name in enumerate(CLASSES)}
 _GRAZING = 0.1  # |cos| between ray and surface below which the depth camera sees nothing
@@ -51,11 +50,6 @@ class NyuSpec:
             raise ValueError(f"NyuSpec needs at least one image per split and 8 x 8 pixels, got {self}")
 
 
-def _colour(rng: np.random.Generator, hue: float, sat: tuple[float, float], val: tuple[float, float]):
-    h = (hue + rng.normal(0, 0.02)) % 1.0
-    return tuple(float(v) for v in colorsys.hsv_to_rgb(h, rng.uniform(*sat), rng.uniform(*val)))
-
-
 def _piece(rng: np.random.Generator, kind: str, x: float, z: float) -> list[Primitive]:
     """One piece of furniture of class ``kind`` standing on the floor at (x, z)."""
     yaw = rng.uniform(-0.6, 0.6)
@@ -67,15 +61,15 @@ def _piece(rng: np.random.Generator, kind: str, x: float, z: float) -> list[Prim
             "books": ((0.1, 0.18), (0.1, 0.15), (0.08, 0.12), 0.0, (0.7, 0.9), (0.6, 0.8)),
         }[kind]
         half = (rng.uniform(*w), rng.uniform(*h), rng.uniform(*d))
-        return [Box(_C[kind], _colour(rng, hue, sat, val), centre=(x, half[1], z), half=half, yaw=yaw)]
+        return [Box(_C[kind], colour(rng, hue, sat, val), centre=(x, half[1], z), half=half, yaw=yaw)]
     if kind == "chair":
-        return [Cylinder(_C[kind], _colour(rng, 0.07, (0.6, 0.8), (0.6, 0.8)), base=(x, z),
+        return [Cylinder(_C[kind], colour(rng, 0.07, (0.6, 0.8), (0.6, 0.8)), base=(x, z),
                          radius=rng.uniform(0.2, 0.3), top=rng.uniform(0.45, 0.9))]
     if kind == "table":
-        return [Cylinder(_C[kind], _colour(rng, 0.5, (0.4, 0.6), (0.5, 0.7)), base=(x, z),
+        return [Cylinder(_C[kind], colour(rng, 0.5, (0.4, 0.6), (0.5, 0.7)), base=(x, z),
                          radius=rng.uniform(0.4, 0.65), top=rng.uniform(0.6, 0.8))]
     radius = rng.uniform(0.15, 0.35)  # objects
-    return [Sphere(_C["objects"], _colour(rng, 0.33, (0.5, 0.7), (0.5, 0.8)), centre=(x, radius, z), radius=radius)]
+    return [Sphere(_C["objects"], colour(rng, 0.33, (0.5, 0.7), (0.5, 0.8)), centre=(x, radius, z), radius=radius)]
 
 
 _PIECES = ("bed", "sofa", "furniture", "books", "chair", "table", "objects")
@@ -85,10 +79,10 @@ def scene(rng: np.random.Generator, spec: NyuSpec) -> tuple[Camera, list[Primiti
     """(camera, primitives, light position) of one room."""
     top, back = rng.uniform(2.5, 3.0), rng.uniform(4.5, 7.0)
     left, right = -rng.uniform(1.8, 3.0), rng.uniform(1.8, 3.0)
-    wall = _colour(rng, 0.1, (0.05, 0.25), (0.7, 0.9))
+    wall = colour(rng, 0.1, (0.05, 0.25), (0.7, 0.9))
     prims: list[Primitive] = [
-        Plane(_C["floor"], _colour(rng, 0.07, (0.4, 0.6), (0.35, 0.55)), normal=(0, 1, 0), offset=0.0),
-        Plane(_C["ceiling"], _colour(rng, 0.1, (0.0, 0.05), (0.85, 0.95)), normal=(0, -1, 0), offset=-top),
+        Plane(_C["floor"], colour(rng, 0.07, (0.4, 0.6), (0.35, 0.55)), normal=(0, 1, 0), offset=0.0),
+        Plane(_C["ceiling"], colour(rng, 0.1, (0.0, 0.05), (0.85, 0.95)), normal=(0, -1, 0), offset=-top),
         Plane(_C["wall"], wall, normal=(0, 0, -1), offset=-back),
         Plane(_C["wall"], wall, normal=(1, 0, 0), offset=left),
         Plane(_C["wall"], wall, normal=(-1, 0, 0), offset=-right),
@@ -101,22 +95,22 @@ def scene(rng: np.random.Generator, spec: NyuSpec) -> tuple[Camera, list[Primiti
         if rng.uniform() < 0.6:
             w, h = rng.uniform(0.3, 0.7), rng.uniform(0.25, 0.5)
             y = rng.uniform(1.0 + h, top - 0.2 - h) if top - 0.2 - h > 1.0 + h else 1.5
-            colour = {"painting": _colour(rng, 0.8, (0.5, 0.7), (0.5, 0.8)),
-                      "tv": _colour(rng, 0.6, (0.0, 0.2), (0.08, 0.18)),
-                      "window": _colour(rng, 0.57, (0.1, 0.2), (0.9, 1.0))}[kind]
+            paint = {"painting": colour(rng, 0.8, (0.5, 0.7), (0.5, 0.8)),
+                      "tv": colour(rng, 0.6, (0.0, 0.2), (0.08, 0.18)),
+                      "window": colour(rng, 0.57, (0.1, 0.2), (0.9, 1.0))}[kind]
             if kind == "window" and rng.uniform() < 0.5:
                 x = left if rng.uniform() < 0.5 else right
-                panel = Box(_C[kind], colour, centre=(x, y, rng.uniform(2.0, back - 1.0)), half=(0.03, h, w),
+                panel = Box(_C[kind], paint, centre=(x, y, rng.uniform(2.0, back - 1.0)), half=(0.03, h, w),
                             depth_missing=True)
             else:
-                panel = Box(_C[kind], colour, centre=(rng.uniform(left + w, right - w), y, back), half=(w, h, 0.03),
+                panel = Box(_C[kind], paint, centre=(rng.uniform(left + w, right - w), y, back), half=(w, h, 0.03),
                             depth_missing=kind == "window")
             prims.append(panel)
     if rng.uniform() < 1 / 3:
         x, z, r = rng.uniform(left + 0.4, right - 0.4), rng.uniform(1.5, back - 0.5), rng.uniform(0.1, 0.3)
-        colour = _colour(rng, rng.uniform(), (0.3, 0.9), (0.3, 0.9))
-        prims.append(Sphere(-1, colour, centre=(x, r, z), radius=r) if rng.uniform() < 0.5
-                     else Box(-1, colour, centre=(x, r, z), half=(r, r, r), yaw=rng.uniform(-0.6, 0.6)))
+        paint = colour(rng, rng.uniform(), (0.3, 0.9), (0.3, 0.9))
+        prims.append(Sphere(-1, paint, centre=(x, r, z), radius=r) if rng.uniform() < 0.5
+                     else Box(-1, paint, centre=(x, r, z), half=(r, r, r), yaw=rng.uniform(-0.6, 0.6)))
     camera = Camera(spec.height, spec.width, fov_y=45.0, pitch=rng.uniform(0.1, 0.35),
                     position=(rng.uniform(left + 1.0, right - 1.0), rng.uniform(1.1, 1.6), 0.0))
     light = (camera.position[0] + rng.uniform(-1, 1), top - 0.2, rng.uniform(0.5, 2.0))

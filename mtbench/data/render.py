@@ -15,11 +15,12 @@ into the camera frame once per image.
 
 from __future__ import annotations
 
+import colorsys
 from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["Box", "Camera", "Cylinder", "Hits", "Plane", "Primitive", "Sphere", "cast", "shade"]
+__all__ = ["Box", "Camera", "Cylinder", "Hits", "Plane", "Primitive", "Sphere", "cast", "colour", "shade"]
 
 _EPS = 1e-9
 
@@ -247,3 +248,10 @@ def shade(hits: Hits, camera: Camera, primitives: list[Primitive], light: tuple[
     lambert = np.clip(np.sum(world_normal * to_light / np.maximum(distance, _EPS), axis=-1, keepdims=True), 0, 1)
     light_level = ambient + (1 - ambient) * lambert / (1 + falloff * distance**2)
     return np.where((hits.index >= 0)[..., None], albedo * light_level, background)
+
+
+def colour(rng: np.random.Generator, hue: float, sat: tuple[float, float], val: tuple[float, float]
+           ) -> tuple[float, float, float]:
+    """An RGB albedo near ``hue`` (jittered a little) with saturation and value drawn from the ranges."""
+    h = (hue + rng.normal(0, 0.02)) % 1.0
+    return tuple(float(v) for v in colorsys.hsv_to_rgb(h, rng.uniform(*sat), rng.uniform(*val)))
