@@ -162,8 +162,8 @@ def test_trainer_overhead_prints_the_one_device_of_its_rows(tmp_path, monkeypatc
                                              "2", "--image-size", "32", "--limit-train", "4"])
     lines = capsys.readouterr().out.splitlines()
     assert re.match(r"every row on cpu: \d+ CPU threads, batch 2 per task, image size 32, median of 1 rounds x 1 "
-                    r"steps$", lines[-8]), lines
-    assert [line.split()[0] for line in lines[-7:-3]] == ["manual", "adam", "mtadamv2", "adam+upgrad"]
+                    r"steps$", lines[-10]), lines
+    assert [line.split()[0] for line in lines[-9:-4]] == ["manual", "adam", "mtadamv2", "adam+upgrad", "adam+uw"]
     assert list(tmp_path.iterdir()) == []  # the runs were temporary
 
 
