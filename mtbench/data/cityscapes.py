@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from .dense import DenseLayout
-from .embedded import ensure_embedded
+from .embedded import ensure_embedded, write_indexed_arrays
 from .render import Box, Camera, Cylinder, Plane, Primitive, Sphere, cast, colour, shade
 
 __all__ = ["CLASSES", "LAYOUT", "CityscapesSpec", "ensure_cityscapes", "write_cityscapes"]
@@ -129,13 +129,7 @@ def render_street(rng: np.random.Generator, spec: CityscapesSpec) -> tuple[np.nd
 
 def write_cityscapes(out: Path, spec: CityscapesSpec) -> dict:
     """Render the stand-in into ``out`` in the real layout; returns what the manifest records."""
-    for split_id, (split, count) in enumerate((("train", spec.train), ("val", spec.val))):
-        for name in LAYOUT.folders:
-            (out / split / name).mkdir(parents=True)
-        for i in range(count):
-            arrays = render_street(np.random.default_rng([spec.seed, split_id, i]), spec)
-            for name, array in zip(LAYOUT.folders, arrays):
-                np.save(out / split / name / f"{i}.npy", array)
+    write_indexed_arrays(out, LAYOUT.folders, (spec.train, spec.val), spec.seed, lambda rng: render_street(rng, spec))
     return {"classes": list(CLASSES)}
 
 

@@ -15,11 +15,13 @@ import shutil
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
+
 from ..errors import DataError
 from ..rundir import make_temp_dir
 from .synthetic import cache_root
 
-__all__ = ["MANIFEST", "ensure_embedded", "write_embedded"]
+__all__ = ["MANIFEST", "ensure_embedded", "write_embedded", "write_indexed_arrays"]
 
 MANIFEST = "embedded.json"
 
@@ -68,3 +70,15 @@ def ensure_embedded(name: str, version: int, spec: Any, write: Callable[[Path, A
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return final
+
+
+def write_indexed_arrays(out: Path, folders: tuple[str, ...], counts: tuple[int, int], seed: int,
+                         make: Callable[[np.random.Generator], tuple[np.ndarray, ...]]) -> None:
+    """``out/{train,val}/<folder>/<i>.npy``: ``make(rng)`` gives image i's arrays, one per folder, from
+    its own generator seeded with (seed, split, i), so every image is the same whatever the counts."""
+    for split_id, (split, count) in enumerate(zip(("train", "val"), counts)):
+        for name in folders:
+            (out / split / name).mkdir(parents=True)
+        for i in range(count):
+            for name, array in zip(folders, make(np.random.default_rng([seed, split_id, i]))):
+                np.save(out / split / name / f"{i}.npy", array)

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from .dense import DenseLayout
-from .embedded import ensure_embedded
+from .embedded import ensure_embedded, write_indexed_arrays
 from .render import Box, Camera, Cylinder, Plane, Primitive, Sphere, cast, colour, shade
 
 __all__ = ["CLASSES", "LAYOUT", "NyuSpec", "ensure_nyuv2", "write_nyuv2"]
@@ -137,13 +137,7 @@ def render_room(rng: np.random.Generator, spec: NyuSpec) -> tuple[np.ndarray, ..
 
 def write_nyuv2(out: Path, spec: NyuSpec) -> dict:
     """Render the stand-in into ``out`` in the real layout; returns what the manifest records."""
-    for split_id, (split, count) in enumerate((("train", spec.train), ("val", spec.val))):
-        for name in LAYOUT.folders:
-            (out / split / name).mkdir(parents=True)
-        for i in range(count):
-            arrays = render_room(np.random.default_rng([spec.seed, split_id, i]), spec)
-            for name, array in zip(LAYOUT.folders, arrays):
-                np.save(out / split / name / f"{i}.npy", array)
+    write_indexed_arrays(out, LAYOUT.folders, (spec.train, spec.val), spec.seed, lambda rng: render_room(rng, spec))
     return {"classes": list(CLASSES)}
 
 
