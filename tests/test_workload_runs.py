@@ -201,3 +201,16 @@ def test_a_losses_only_method_that_returns_no_scalar_is_named(tmp_path):
     with pytest.raises(MethodError, match=r"^method 'broken': its scalarize returned a tensor of shape \(3,\) at "
                                           r"step 1: expected a 0-d tensor attached to the losses' graph$"):
         train(config, preset, method=method, workload=workload, progress=False, echo=lambda s: None)
+
+
+@pytest.mark.parametrize("shared", [False, True])
+@pytest.mark.parametrize("method", [None, "upgrad", "famo"])
+def test_an_optimizer_that_needs_a_closure_gets_the_same_batchs_gradient_again(tmp_path, shared, method):
+    preset = REGISTRY.get("sam_sgd")
+    assert "closure" in preset.needs
+    _, summary = run(tmp_path, tiny_workload(3, shared), "sam_sgd", method)
+    assert summary["status"] == "completed" and summary["skipped_steps"] == 0
+    lines = records(tmp_path / "run")
+    backward = 3 if shared and method == "upgrad" else 1  # per pass over the batch
+    forward = 2 + (method == "famo")  # the step's and the closure's, and FAMO's recompute
+    assert {(r["forward_passes"], r["backward_passes"]) for r in lines} == {(forward, 2 * backward)}

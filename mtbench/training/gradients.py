@@ -109,6 +109,11 @@ class StepContext:
         return [t.to(self.device, non_blocking=True) for t in tensors]
 
 
+def _loss_or_nan(total: torch.Tensor | None) -> torch.Tensor:
+    """What a closure returns: the recomputed loss, NaN when it was not finite (no gradient was made)."""
+    return total.detach() if total is not None else torch.tensor(math.nan)
+
+
 def all_finite(losses: list[float | None]) -> bool:
     return all(math.isfinite(x) for x in losses if x is not None)
 
@@ -177,7 +182,7 @@ class CombinedLoss(GradientStrategy):
             ctx.scaler.step(ctx.optimizer)
             ctx.scaler.update()
         elif ctx.closure:
-            ctx.optimizer.step(self._closure(lambda: self.gradient(batch)[1]))
+            ctx.optimizer.step(self._closure(lambda: _loss_or_nan(self.gradient(batch)[1])))
         else:
             ctx.optimizer.step()
         self.after_step(batch)
