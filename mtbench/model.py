@@ -126,6 +126,9 @@ def load_weights(model: nn.Module, path: str) -> str | None:
                           f"holding a {type(bad[1]).__name__}")
     if not any(k.startswith("backbone.") for k in state):
         state = {_from_torchvision(k): v for k, v in state.items()}
+        if not any(k.startswith("cls_head.") for k in model.state_dict()):
+            # Another workload's network (no 1000-way head) takes the torchvision backbone alone.
+            state = {k: v for k, v in state.items() if not k.startswith("cls_head.")}
     try:
         missing, unexpected = model.load_state_dict(state, strict=False)
     except RuntimeError as exc:

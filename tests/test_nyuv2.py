@@ -200,3 +200,17 @@ def test_the_model_gives_every_task_an_output_at_the_input_size():
     assert [tuple(o.shape) for o in outputs] == [(2, 13, 36, 48), (2, 1, 36, 48), (2, 3, 36, 48)]
     shared = {id(p) for p in model.backbone.parameters()}
     assert model.last_shared_parameters() and all(id(p) in shared for p in model.last_shared_parameters())
+
+
+def test_a_torchvision_resnet_checkpoint_loads_onto_the_backbone(tmp_path):
+    import torchvision
+
+    from mtbench.model import load_weights
+
+    torch.manual_seed(0)
+    state = torchvision.models.resnet18().state_dict()
+    torch.save(state, tmp_path / "r18.pth")
+    model = DenseNet("resnet18", (13, 1, 3))
+    note = load_weights(model, str(tmp_path / "r18.pth"))
+    assert note.endswith("kept initial values for heads (36 tensors)")
+    assert torch.equal(model.backbone.layer4[1].conv2.weight, state["layer4.1.conv2.weight"])
