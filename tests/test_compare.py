@@ -104,7 +104,7 @@ class FakeTrainer:
         self.calls = []
         self.fail, self.interrupt, self.early = fail, interrupt, early
 
-    def __call__(self, config, preset, *, method=None, resume=False, progress=True, echo=print):
+    def __call__(self, config, preset, *, method=None, workload=None, resume=False, progress=True, echo=print):
         self.calls.append((config.optimizer, config.seed, resume))
         if config.optimizer == self.early:
             raise ConfigError(f"--batch-size {config.batch_size} is larger than the training set")

@@ -26,7 +26,7 @@ def registry():
 
 
 def fake_train(calls: list):
-    def train(config, preset, *, method=None, resume=False, progress=True, echo=print):
+    def train(config, preset, *, method=None, workload=None, resume=False, progress=True, echo=print):
         calls.append((config.optimizer, config.seed, dict(config.hyperparams)))
         write_run(config.run_dir, optimizer=config.optimizer, seed=config.seed, curve=CURVES[config.optimizer],
                   holdout_curve=CURVES[config.optimizer], init_sha=f"init-{config.seed}",
@@ -82,3 +82,37 @@ def test_a_spec_without_rows_or_seeds_is_refused(registry):
 
     with pytest.raises(ConfigError, match="at least one row and one seed"):
         run_comparison(ComparisonSpec((), (0,), {}), registry)
+
+
+def test_rows_train_the_workloads_own_tasks(registry):
+    from mtbench.compare import plan_rows
+    from mtbench.errors import ConfigError
+
+    adam = {"adam": registry.get("adam")}
+    tasks = registry.workload("multidigits").task_names
+    rows, _ = plan_rows(adam, ["sum"], (0.3,), registry.get("sgd"), None, tasks)
+    assert [(r.name, r.tasks, r.role) for r in rows] == [
+        ("adam", ("left", "right"), "row"), ("adam@w0.3", ("left", "right"), "sweep"),
+        ("sgd[left]", ("left",), "baseline"), ("sgd[right]", ("right",), "baseline")]
+    with pytest.raises(ConfigError, match=r"weighs two tasks \(w, 1-w\); this workload has 3 \(seg, depth, normal\)"):
+        plan_rows(adam, ["sum"], (0.3,), None, None, registry.workload("nyuv2").task_names)
+
+
+def test_a_comparison_runs_on_the_workload_its_spec_names(tmp_path, registry):
+    seen = []
+
+    def train(config, preset, *, workload=None, **kwargs):
+        seen.append((config.workload, config.tasks, config.task_weights, workload.name))
+        raise KeyboardInterrupt  # the plan is what this test reads
+
+    rows = (RowSpec.of("adam", all_tasks=("left", "right")), RowSpec.of("sgd", None, (1.0, 0.0), ("left",)))
+    spec = ComparisonSpec(rows, (0,), {"epochs": 1}, workload="multidigits", out=tmp_path / "cmp", progress=False)
+    with pytest.raises(ComparisonInterrupted):
+        run_comparison(spec, registry, echo=lambda line: None, train_fn=train)
+    assert seen == [("multidigits", ("left", "right"), (0.5, 0.5), "multidigits")]
+    record = json.loads((tmp_path / "cmp" / COMPARISON_FILE).read_text())
+    assert {name: s["workload"] for name, s in record["settings"].items()} == {"adam": "multidigits",
+                                                                              "sgd[left]": "multidigits"}
+    assert record["settings"]["sgd[left]"]["tasks"] == ["left"]
+    with pytest.raises(Exception, match="unknown workload 'multidigit'; did you mean 'multidigits'"):
+        run_comparison(ComparisonSpec(rows, (0,), {}, workload="multidigit"), registry)

@@ -152,7 +152,7 @@ class RowTrainer:
     def __init__(self):
         self.calls = []
 
-    def __call__(self, config, preset, *, method=None, resume=False, progress=True, echo=print):
+    def __call__(self, config, preset, *, method=None, workload=None, resume=False, progress=True, echo=print):
         self.calls.append((Path(config.run_dir).name, config, method))
         write_run(config.run_dir, optimizer=config.optimizer, seed=config.seed, init_sha=f"init-{config.seed}",
                   curve=[(0.5, 0.3)], method=config.method, task_weights=config.task_weights, tasks=config.tasks)
@@ -283,7 +283,7 @@ def test_a_comparison_recorded_before_rows_resumes(tmp_path, fake):
     (["--optimizers", "mtadamv2", "--methods", "pcgrad"], "Error: no row left to compare: mtadamv2 with pcgrad"),
     (["--method", "pcgrad"], "Error: Invalid value for --method: --method pcgrad: compare crosses --methods with "
                              "the optimizers, e.g. --methods sum,pcgrad"),
-    (["--tasks", "cls"], "Error: Invalid value for --tasks: --tasks cls: every compared row trains both tasks"),
+    (["--tasks", "cls"], "Error: Invalid value for --tasks: --tasks cls: every compared row trains all the workload's tasks (cls, seg)"),
     (["--primary", "delta_m"], "Error: Invalid value for --primary: --primary delta_m ranks the rows by their Δm "
                                "against single-task baselines; add --single-task to run them"),
     (["--methods", "sum,pcgrad", "--set", "pcgrad.nosuch=1"],

@@ -12,7 +12,7 @@ from ..compare import (
     ComparisonInterrupted, ComparisonResult, ComparisonSpec, ReportOptions, guide_ranges, parse_methods, parse_optimizers, parse_seeds,
     parse_sweep, plan_rows, run_comparison,
 )
-from ..config import LIMITS, SUM_METHOD, TASKS, parse_task_pair
+from ..config import LIMITS, SUM_METHOD, parse_task_values
 from ..errors import ConfigError, MTBenchError
 from ..report.build import build_report
 from ..report.comparison import is_comparison_dir
@@ -111,18 +111,22 @@ def compare(ctx: click.Context, optimizers: str | None, methods: str, sweep: str
     from the same initial weights on the same data, for each seed, then write the comparison table
     and plots."""
     registry = ctx.obj.registry
-    _check_combinations(ctx, options, seeds, single_task, baseline, primary)
+    workload = _parsed(registry.workload, options.pop("workload"), "--workload")
+    _check_combinations(ctx, options, seeds, single_task, baseline, primary, workload.task_names)
     names = _parsed(lambda text: parse_optimizers(text, registry), optimizers, "--optimizers")
     method_names = _parsed(lambda text: parse_methods(text, registry), methods, "--methods")
     weights = _parsed(parse_sweep, sweep, "--task-weights-sweep") if sweep is not None else ()
     seed_list = _parsed(lambda text: parse_seeds(text, first=options["seed"]), seeds, "--seeds")
     base = _parsed(registry.get, baseline, "--baseline") if single_task else None
     compared = {name: registry.get(name) for name in names}
-    plain = parse_task_pair(options["task_weights"], "--task-weights", 0.5) if options["task_weights"] else None
-    rows, notes = plan_rows(compared, method_names, weights, base, plain)
+    tasks = workload.task_names
+    plain = parse_task_values(options["task_weights"], "--task-weights", 1 / len(tasks), tasks) \
+        if options["task_weights"] else None
+    rows, notes = plan_rows(compared, method_names, weights, base, plain, tasks)
     for note in notes:
         _stderr(f"note: {note}")
-    spec = ComparisonSpec(tuple(rows), seed_list, options, tuple(options.pop("set_values")), out=out,
+    spec = ComparisonSpec(tuple(rows), seed_list, options, tuple(options.pop("set_values")), workload.name,
+                          options.pop("data"), out=out,
                           nproc_per_node=nproc_per_node, plugin_paths=tuple(ctx.obj.plugin_paths), wait=wait,
                           progress=not quiet, report=ReportOptions(target, primary, select))
     try:
@@ -143,7 +147,7 @@ def show_result(result: ComparisonResult) -> None:
 
 
 def _check_combinations(ctx: click.Context, options: dict, seeds: str, single_task: bool, baseline: str,
-                        primary: str) -> None:
+                        primary: str, tasks: tuple[str, ...]) -> None:
     """Every check of options that are wrong together, in one place, before anything is planned or trained.
 
     `mtbench run`'s --method and --tasks choose one run's strategy, where a comparison chooses per row:
@@ -152,13 +156,14 @@ def _check_combinations(ctx: click.Context, options: dict, seeds: str, single_ta
     def given(name: str) -> bool:
         return ctx.get_parameter_source(name) == ParameterSource.COMMANDLINE
 
-    method, tasks = options.pop("method"), options.pop("tasks") or ",".join(TASKS)  # --tasks: all by default
+    method, given_tasks = options.pop("method"), options.pop("tasks")  # --tasks: all by default
     if method != SUM_METHOD:
         raise click.BadParameter(f"--method {method}: compare crosses --methods with the optimizers, e.g. "
                                  f"--methods sum,{method}", param_hint="--method")
-    if {t.strip() for t in tasks.split(",")} != set(TASKS):
-        raise click.BadParameter(f"--tasks {tasks}: every compared row trains both tasks; --single-task adds "
-                                 "a single-task baseline per task", param_hint="--tasks")
+    if given_tasks and {t.strip() for t in given_tasks.split(",")} != set(tasks):
+        raise click.BadParameter(f"--tasks {given_tasks}: every compared row trains all the workload's tasks "
+                                 f"({', '.join(tasks)}); --single-task adds a single-task baseline per task",
+                                 param_hint="--tasks")
     if given("seed") and "," in seeds:
         raise click.BadParameter(f"--seeds {seeds} lists the seeds; --seed only sets the first seed of "
                                  "a count (--seeds 3 --seed 10): give one of them", param_hint="--seed")

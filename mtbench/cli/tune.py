@@ -111,9 +111,10 @@ def tune(ctx: click.Context, optimizers: str | None, trials: int, sampler: str, 
     if prune and nproc_per_node > 1:
         raise ConfigError("--prune stops a trial from inside its training process, which torchrun runs apart "
                           "with --nproc-per-node; drop one of them")
-    if final_seeds and options["tasks"] and {t.strip() for t in options["tasks"].split(",")} != {"cls", "seg"}:
-        raise ConfigError(f"--final-seeds runs the final settings as a comparison, whose rows train both tasks; "
-                          f"drop --tasks {options['tasks']} or --final-seeds")
+    tasks = registry.workload(options["workload"]).task_names
+    if final_seeds and options["tasks"] and {t.strip() for t in options["tasks"].split(",")} != set(tasks):
+        raise ConfigError(f"--final-seeds runs the final settings as a comparison, whose rows train all the "
+                          f"workload's tasks ({', '.join(tasks)}); drop --tasks {options['tasks']} or --final-seeds")
     presets = {name: registry.get(name) for name in names}
     method = registry.method_preset(options["method"])
     plan = plan_tune(presets, trials=trials, sampler=sampler, objective=objective, prune=prune,

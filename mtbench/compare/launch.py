@@ -67,7 +67,7 @@ def run_plan(plan: Sequence[PlannedRun], train_fn: TrainFn | None = None, progre
              + f"  [{_clock(time.monotonic() - start)} elapsed]")
         error = None
         try:
-            summary = Summary.from_json(train_fn(run.config, run.preset, method=run.method,
+            summary = Summary.from_json(train_fn(run.config, run.preset, method=run.method, workload=run.workload,
                                                  resume=state == "resume", progress=progress, echo=echo))
         except Exception as exc:  # one row's failure must not end the comparison (Ctrl-C still does)
             error = str(exc) if isinstance(exc, MTBenchError) else f"{type(exc).__name__}: {exc}"
@@ -101,8 +101,9 @@ def torchrun_train(nproc: int, plugin_paths: Sequence[str] = ()) -> TrainFn:
     The run's config.json is written first, so the launched processes read exactly this config
     (a run directory without a checkpoint starts from scratch) and find its method by name.
     """
-    def train_distributed(config, preset, *, method, resume, progress, echo, on_epoch=None) -> dict:
-        # on_epoch (a tune's pruning) cannot reach into the torchrun children: tune refuses --prune with torchrun
+    def train_distributed(config, preset, *, method, resume, progress, echo, workload=None, on_epoch=None) -> dict:
+        # The children find the method and the workload by the names in config.json (with the plugins); on_epoch
+        # (a tune's pruning) cannot reach into them: tune refuses --prune with torchrun.
         run = RunDir(config.run_dir)
         with run.lock():  # released before torchrun starts: its rank 0 takes the lock in turn
             if not resume:

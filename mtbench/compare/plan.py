@@ -11,6 +11,7 @@ from typing import Callable, Mapping, Sequence
 from ..config import SUM_METHOD, TASKS, RunConfig
 from ..errors import ConfigError
 from ..presets import MethodPreset, OptimizerPreset
+from ..workloads.types import Workload
 from ..report.comparison import run_dir
 from ..report.rows import RowSpec, same_weighting
 
@@ -19,15 +20,16 @@ __all__ = ["Overrides", "PlannedRun", "locate_runs", "plan_comparison", "plan_ro
 
 def plan_rows(optimizers: Mapping[str, OptimizerPreset], methods: Sequence[str], sweep: Sequence[float] = (),
               baseline: OptimizerPreset | None = None,
-              task_weights: Sequence[float] | None = None) -> tuple[list[RowSpec], list[str]]:
+              task_weights: Sequence[float] | None = None,
+              tasks: Sequence[str] = TASKS) -> tuple[list[RowSpec], list[str]]:
     """The rows of a comparison, and a note for each optimizer left out of some of them.
 
     Every optimizer with every method at the comparison's ``task_weights`` (None: equal weights; an
     optimizer that takes the per-task gradients itself composes with ``sum`` only); each
     single-gradient optimizer with ``sum`` at task weights (w, 1-w) for each w of ``sweep`` (the w
     that weighs the tasks as ``task_weights`` do is the plain row itself); with ``baseline``, one
-    single-task row per task. ConfigError when no optimizer-method pair is left, or the sweep or the
-    baseline cannot be run.
+    single-task row per task. ``tasks`` are the workload's (the sweep needs two). ConfigError when no
+    optimizer-method pair is left, or the sweep or the baseline cannot be run.
     """
     rows, notes = [], []
     for name, preset in optimizers.items():
@@ -35,11 +37,14 @@ def plan_rows(optimizers: Mapping[str, OptimizerPreset], methods: Sequence[str],
         if left_out:
             notes.append(f"{name} with {', '.join(left_out)} left out: {name} takes the tasks' gradients apart and "
                          "balances them itself, so it composes with the method sum only")
-        rows += [RowSpec.of(name, m) for m in methods if m not in left_out]
+        rows += [RowSpec.of(name, m, all_tasks=tasks) for m in methods if m not in left_out]
     if not rows:
         raise ConfigError(f"no row left to compare: {', '.join(optimizers)} with {', '.join(methods)} do not "
                           "compose; add sum to --methods or a single-gradient optimizer such as adam to --optimizers")
     if sweep:
+        if len(tasks) != 2:
+            raise ConfigError(f"--task-weights-sweep weighs two tasks (w, 1-w); this workload has {len(tasks)} "
+                              f"({', '.join(tasks)})")
         swept = [name for name, preset in optimizers.items() if not preset.per_task_gradients]
         if not swept:
             raise ConfigError(f"--task-weights-sweep weights the loss of a single-gradient optimizer; "
@@ -48,14 +53,15 @@ def plan_rows(optimizers: Mapping[str, OptimizerPreset], methods: Sequence[str],
             notes.append("the task-weight sweep leaves out " + ", ".join(n for n in optimizers if n not in swept)
                          + " (per-task gradients: no weighted loss to sweep)")
         points = [(w, round(1 - w, 12)) for w in sweep]
-        rows += [RowSpec.of(name, SUM_METHOD, pair, plain=task_weights) for name in swept for pair in points
+        rows += [RowSpec.of(name, SUM_METHOD, pair, plain=task_weights, all_tasks=tasks)
+                 for name in swept for pair in points
                  if not same_weighting(pair, task_weights)]  # that point is the plain row: not trained twice
     if baseline is not None:
         if baseline.per_task_gradients:
             raise ConfigError(f"--baseline {baseline.name} takes per-task gradients: a single-task baseline needs "
                               "a single-gradient optimizer such as adam")
-        rows += [RowSpec.of(baseline.name, SUM_METHOD, tuple(1.0 if t == task else 0.0 for t in TASKS), (task,))
-                 for task in TASKS]
+        rows += [RowSpec.of(baseline.name, SUM_METHOD, tuple(1.0 if t == task else 0.0 for t in tasks), (task,))
+                 for task in tasks]
     seen: set[str] = set()
     for row in rows:
         if row.name in seen:  # a plugin's preset name with + @ or [ in it
@@ -139,13 +145,15 @@ def split_overrides(items: Sequence[str], presets: Mapping[str, OptimizerPreset]
 
 @dataclass
 class PlannedRun:
-    """One row and seed of a comparison, with its optimizer, its method (None: sum) and its resolved config."""
+    """One row and seed of a comparison, with its optimizer, its method (None: sum), its resolved config and
+    the comparison's workload (None: the trainer looks it up by the config's name)."""
 
     row: RowSpec
     seed: int
     preset: OptimizerPreset
     method: MethodPreset | None
     config: RunConfig
+    workload: Workload | None = None
 
     @property
     def name(self) -> str:
@@ -162,8 +170,8 @@ class PlannedRun:
 
 def plan_comparison(rows: Sequence[RowSpec], presets: Mapping[str, OptimizerPreset],
                     methods: Mapping[str, MethodPreset | None], seeds: Sequence[int],
-                    make_config: Callable[[RowSpec, OptimizerPreset, MethodPreset | None, int], RunConfig]
-                    ) -> list[PlannedRun]:
+                    make_config: Callable[[RowSpec, OptimizerPreset, MethodPreset | None, int], RunConfig],
+                    workload: Workload | None = None) -> list[PlannedRun]:
     """Every row for every seed, seed by seed (an interrupted comparison has whole seeds done).
 
     ``make_config(row, preset, method, seed)`` builds and checks each run's config; its ConfigError
@@ -177,7 +185,7 @@ def plan_comparison(rows: Sequence[RowSpec], presets: Mapping[str, OptimizerPres
                 config = make_config(row, preset, method, seed)
             except ConfigError as exc:
                 raise ConfigError(f"{row.name}: {exc}") from None
-            plan.append(PlannedRun(row, seed, preset, method, config))
+            plan.append(PlannedRun(row, seed, preset, method, config, workload))
     return plan
 
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
 
-from ..config import build_config
+from ..config import DEFAULT_WORKLOAD, build_config
 from ..errors import ConfigError
 from ..plugins import Registry
 from ..presets import OptimizerPreset
@@ -54,19 +54,23 @@ class ReportOptions:
 class ComparisonSpec:
     """Everything a comparison needs, typed: what it trains, with which settings, where, and how.
 
-    ``rows`` (plan_rows makes them) are each run for every seed of ``seeds``. ``settings`` are the run
-    options every row shares (build_config's keywords, as `mtbench run` names them: epochs, batch_size,
-    the data, ...); a row sets its own method, task weights and tasks over them, and the seed is each
-    run's. ``set_items`` are ``--set`` items, shared out to the rows' optimizers and methods.
-    NOTE [workloads]: a comparison runs on one workload, named by ``settings``; when runs name their
-    workload, a comparison over several is one spec per workload (its own directory and report), and the
-    profiles across them are mtbench.report.workloads'.
+    ``rows`` (plan_rows makes them, with the workload's tasks) are each run for every seed of ``seeds``
+    on ``workload`` (its data from ``data``, None: its embedded stand-in). ``settings`` are the run
+    options every row shares whatever the workload (build_config's keywords, as `mtbench run` names
+    them: epochs, batch_size, ...); a row sets its own method, task weights and tasks over them, and
+    the seed is each run's. ``set_items`` are ``--set`` items, shared out to the rows' optimizers and
+    methods.
+    NOTE [workloads]: one spec is one workload, one comparison directory and one report; a comparison
+    over several workloads is one spec per workload, and the profiles across their reports are
+    mtbench.report.workloads'.
     """
 
     rows: tuple[RowSpec, ...]
     seeds: tuple[int, ...]
     settings: Mapping[str, Any]
     set_items: tuple[str, ...] = ()
+    workload: str = DEFAULT_WORKLOAD
+    data: str | None = None
     out: Path | None = None  # None: comparisons/<hash of the settings>
     nproc_per_node: int = 1  # > 1: every run under torchrun
     plugin_paths: tuple[str, ...] = ()  # plugins the torchrun children load
@@ -118,17 +122,19 @@ def run_comparison(spec: ComparisonSpec, registry: Registry, echo: Callable[[str
     echo = echo or (lambda line: print(line, file=sys.stderr, flush=True))
     if not spec.rows or not spec.seeds:
         raise ConfigError("a comparison needs at least one row and one seed")
+    workload = registry.workload(spec.workload)  # ConfigError with a did-you-mean for an unknown name
     presets = {row.optimizer: registry.get(row.optimizer) for row in spec.rows}
     methods = {row.method: registry.method_preset(row.method) for row in spec.rows}
     overrides = split_overrides(spec.set_items, presets, methods)
     for note in overrides.notes:
         echo(f"note: {note}")
-    settings = dict(spec.settings)
+    settings = {**spec.settings, "workload": workload, "data": spec.data}
     if settings.get("holdout") is None:
         settings["holdout"] = DEFAULT_HOLDOUT
 
     plan = plan_comparison(spec.rows, presets, methods, spec.seeds, lambda row, preset, method, seed: build_config(
-        preset, "", method, **{**settings, **row.options(), "seed": seed, "set_values": overrides.for_row(row)}))
+        preset, "", method, **{**settings, **row.options(), "seed": seed, "set_values": overrides.for_row(row)}),
+        workload)
     record = comparison_record(plan)
     out = spec.out or default_directory(record)
     lock, resumed = open_directory(out, record, wait=spec.wait, on_wait=lambda holder: echo(f"waiting for {out} "

@@ -20,6 +20,7 @@ import json
 from pathlib import Path
 from typing import Any, Callable, Protocol, Sequence
 
+from ..config import ADDED_SETTINGS
 from ..errors import ConfigError
 from ..locks import LOCK_FILE, DirLock
 from ..rundir import RunFileError, atomic_write_text, read_json
@@ -197,8 +198,9 @@ def describe_difference(old: dict, new: dict, limit: int = 3) -> str | None:
 
 
 def _flat(settings: dict) -> dict:
-    """Settings flattened; an empty group (no method settings) says no more than its absent keys do."""
-    return {k: v for k, v in flatten(settings).items() if v != {}}
+    """Settings flattened; an empty group (no method settings) says no more than its absent keys do, and a
+    setting added since (the workload) reads as the value the record's runs had."""
+    return {k: v for k, v in flatten({**ADDED_SETTINGS, **settings}).items() if v != {}}
 
 
 def _show(value) -> str:

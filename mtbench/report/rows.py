@@ -23,7 +23,7 @@ ROLES = ("row", "sweep", "baseline")
 
 
 def sweep_weight(task_weights: Sequence[float] | None) -> float | None:
-    """The classification share w of a pair of task weights, (w, 1 - w) once normalised."""
+    """The first task's share w of a pair of task weights, (w, 1 - w) once normalised (ImageNet + COCO: cls's)."""
     if not task_weights or len(task_weights) != 2 or not sum(task_weights) > 0:
         return None
     return task_weights[0] / (task_weights[0] + task_weights[1])
@@ -45,7 +45,8 @@ def same_weighting(a: Sequence[float] | None, b: Sequence[float] | None) -> bool
 class RowSpec:
     """One line of a comparison; its runs differ only by seed.
 
-    ``task_weights`` None: the comparison's own ``--task-weights`` (a plain row).
+    ``task_weights`` None: the comparison's own ``--task-weights`` (a plain row). ``tasks``: those it
+    trains, in its workload's order (the default workload's, ImageNet + COCO, unless named).
     """
 
     name: str
@@ -57,14 +58,16 @@ class RowSpec:
 
     @classmethod
     def of(cls, optimizer: str, method: str | None = None, task_weights: Sequence[float] | None = None,
-           tasks: Sequence[str] | None = None, plain: Sequence[float] | None = None) -> RowSpec:
+           tasks: Sequence[str] | None = None, plain: Sequence[float] | None = None,
+           all_tasks: Sequence[str] = TASKS) -> RowSpec:
         """The row these settings make, named and given a role by the one rule (see the module).
 
         ``plain``: the task weights of the comparison's plain rows (None: equal weights); other
-        weights make a point of the sweep, named after its weight.
+        weights make a point of the sweep, named after its weight. ``tasks`` (in the workload's order)
+        default to ``all_tasks``, the workload's.
         """
         method = method or SUM_METHOD
-        tasks = tuple(t for t in TASKS if t in (tasks or TASKS))
+        tasks = tuple(dict.fromkeys(tasks)) if tasks else tuple(all_tasks)
         weights = tuple(float(w) for w in task_weights) if task_weights else None
         name, role = optimizer + ("" if method == SUM_METHOD else f"+{method}"), "row"
         w = sweep_weight(weights)

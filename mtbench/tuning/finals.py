@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Callable, Mapping, Sequence
 
 from ..compare import ComparisonResult, ComparisonSpec, plan_rows, run_comparison
-from ..config import build_config
+from ..config import DEFAULT_WORKLOAD, build_config
 from ..errors import ConfigError, MTBenchError
 from ..plugins import Registry
 from .plan import TunePlan
@@ -22,8 +22,9 @@ from .space import setting_items
 __all__ = ["check_final_seeds", "final_seeds", "final_specs", "run_finals"]
 
 # Run options of the tune that are not a comparison's shared settings: the seed is each run's, the --set
-# items are shared out per optimizer, the method and the tasks make the rows.
-_NOT_SHARED = ("seed", "set_values", "method", "tasks")
+# items are shared out per optimizer, the method and the tasks make the rows, the workload and its data
+# are the spec's own.
+_NOT_SHARED = ("seed", "set_values", "method", "tasks", "workload", "data")
 
 
 def check_final_seeds(plan: TunePlan, final_seeds: int) -> None:
@@ -45,24 +46,26 @@ def final_seeds(plan: TunePlan, count: int) -> tuple[int, ...]:
     return tuple(range(plan.seed + 1, plan.seed + 1 + count))
 
 
-def final_specs(plan: TunePlan, results: Sequence[Result], presets: Mapping[str, dict], count: int, *,
-                nproc: int = 1, plugin_paths: Sequence[str] = (), progress: bool = True
+def final_specs(plan: TunePlan, results: Sequence[Result], presets: Mapping[str, dict], count: int,
+                registry: Registry, *, nproc: int = 1, plugin_paths: Sequence[str] = (), progress: bool = True
                 ) -> list[tuple[str, str, ComparisonSpec]]:
     """(role, optimizer, spec) of every final comparison: the tuned settings of each optimizer with a
     completed search trial, then each preset (``presets``: the optimizers' resolved preset settings)."""
     seeds = final_seeds(plan, count)
     settings = {k: v for k, v in plan.options.items() if k not in _NOT_SHARED}
+    workload = registry.workload(plan.options.get("workload") or DEFAULT_WORKLOAD)
     specs = []
     for role in (TUNED, GUIDE):
         for r in results:
             if role == TUNED and r.best is None:
                 continue
             name = r.optimizer
-            rows, _ = plan_rows({name: plan.presets[name]}, [plan.options["method"]])
+            rows, _ = plan_rows({name: plan.presets[name]}, [plan.options["method"]], tasks=workload.task_names)
             items = plan.overrides[name] + (setting_items(r.best_settings()) if role == TUNED else [])
             scoped = tuple(item if item.startswith("method.") else f"{name}.{item}" for item in items)
             out = final_dir(plan.out, role, name, r.best.settings if role == TUNED else presets[name], seeds)
-            specs.append((role, name, ComparisonSpec(tuple(rows), seeds, settings, scoped, out=out,
+            specs.append((role, name, ComparisonSpec(tuple(rows), seeds, settings, scoped, workload.name,
+                                                     plan.options.get("data"), out=out,
                                                      nproc_per_node=nproc, plugin_paths=tuple(plugin_paths),
                                                      wait=True, progress=progress)))
     return specs
@@ -79,8 +82,8 @@ def run_finals(plan: TunePlan, results: Sequence[Result], presets: Mapping[str, 
     missing = [r.optimizer for r in results if r.best is None]
     if missing:
         echo(f"note: no completed search trial for {', '.join(missing)}: no final runs of a tuned setting")
-    for role, name, spec in final_specs(plan, results, presets, count, nproc=nproc, plugin_paths=plugin_paths,
-                                        progress=progress):
+    for role, name, spec in final_specs(plan, results, presets, count, registry, nproc=nproc,
+                                        plugin_paths=plugin_paths, progress=progress):
         echo(f"final runs, {role} settings: {name} {' '.join(spec.set_items) or '(no --set)'}, seeds "
              f"{', '.join(map(str, spec.seeds))}, in {spec.out}")
         try:
