@@ -313,6 +313,17 @@ def test_directories_of_one_workload_are_merged(tmp_path):
     assert isinstance(workload[1][1], Run) and workload[1][1].path == loose
 
 
+def test_runs_of_another_named_workload_are_another_workload(tmp_path):
+    old = write_run(tmp_path / "runs/old", optimizer="a", curve=[(0.5, 0.3)])  # before workloads had names
+    for name, workload in (("named", "imagenet-coco"), ("digits", "multidigits")):
+        run = write_run(tmp_path / f"runs/{name}", optimizer="b", curve=[(0.5, 0.3)])
+        config = json.loads((run / "config.json").read_text())
+        (run / "config.json").write_text(json.dumps({**config, "workload": workload}))
+    found = {name: sorted(r.path.name for r in runs) for name, runs in split_workloads([tmp_path / "runs"])}
+    assert sorted(found.values()) == [["digits"], ["named", "old"]]
+    assert old.name == "old"
+
+
 # -- report.json and the CLI -----------------------------------------------------------------------
 
 def test_report_json_carries_the_named_fields(tmp_path):

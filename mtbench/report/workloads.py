@@ -15,6 +15,7 @@ import math
 from pathlib import Path
 from typing import Sequence
 
+from ..config import ADDED_SETTINGS
 from ..rundir import atomic_write_text
 from ..text import format_table
 from .build import Report
@@ -34,12 +35,13 @@ PROFILE_TAUS = tuple(1 + 0.25 * i for i in range(int((PROFILE_TAU_MAX - 1) / 0.2
 
 # What makes a workload: the data, the model and the budget. Rows (optimizer, method, task weights,
 # tasks) differ within a workload; these settings may not.
-WORKLOAD_KEYS = ("imagenet", "coco", "image_size", "limit_train", "limit_val", "backbone", "weights", "epochs",
-                 "batch_size", "loss_scale", "holdout")
+WORKLOAD_KEYS = ("workload", "data", "imagenet", "coco", "image_size", "limit_train", "limit_val", "backbone",
+                 "weights", "epochs", "batch_size", "loss_scale", "holdout")
 
 
 def _workload_key(config: dict) -> str:
-    return json.dumps({k: config.get(k) for k in WORKLOAD_KEYS}, sort_keys=True)
+    """A run's workload settings; a run recorded before workloads had names is of the default one."""
+    return json.dumps({k: config.get(k, ADDED_SETTINGS.get(k)) for k in WORKLOAD_KEYS}, sort_keys=True)
 
 
 def split_workloads(dirs: Sequence[Path]) -> list[tuple[str, list[Run]]]:
