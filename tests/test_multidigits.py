@@ -39,6 +39,8 @@ def test_items_limits_resize_and_holdout(tmp_path):
     assert sorted(train.samples + held.samples) == list(range(5))
     small, *_ = open_multidigits(root, image_size=16)
     assert small[0][0].shape == (1, 16, 16)
+    np.save(root / "val" / "images.npy", np.load(root / "val" / "images.npy")[:, None])  # N x 1 x H x W
+    assert torch.equal(open_multidigits(root)[1][1][0], image)
 
 
 BAD = {

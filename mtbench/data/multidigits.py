@@ -1,7 +1,8 @@
 """MultiMNIST-style pairs of handwritten digits: two overlaid digits, two 10-way tasks (left, right).
 
-On disk (``--data DIR``): ``DIR/{train,val}/images.npy``, N x H x W (float 0..1, or uint8 0..255),
-and ``DIR/{train,val}/labels.npy``, N x 2 integers in 0..9 (the left digit, then the right one).
+On disk (``--data DIR``): ``DIR/{train,val}/images.npy``, N x H x W or N x 1 x H x W (float 0..1, or
+uint8 0..255), and ``DIR/{train,val}/labels.npy``, N x 2 integers in 0..9 (the left digit, then the
+right one).
 A split's items are ``(image [1, h, w] float32, (left int64, right int64))``: one batch for both tasks.
 
 The embedded set (``ensure_multidigits``) is written in that format from scikit-learn's bundled 8 x 8
@@ -110,8 +111,10 @@ def load_split(root: Path, split: str, limit: int | None = None) -> tuple[np.nda
                         f"{EXPECTED_LAYOUT}")
     images_path, labels_path = root / split / "images.npy", root / split / "labels.npy"
     images, labels = _load(images_path), _load(labels_path)
+    if images.ndim == 4 and images.shape[1] == 1:
+        images = images[:, 0]  # N x 1 x H x W: one channel, as torchvision's MNIST tensors come
     if images.ndim != 3 or min(images.shape) < 1:
-        raise DataError(f"{images_path}: shape {images.shape}, expected N x H x W")
+        raise DataError(f"{images_path}: shape {images.shape}, expected N x H x W (or N x 1 x H x W)")
     if images.dtype.kind != "f" and images.dtype != np.uint8:
         raise DataError(f"{images_path}: dtype {images.dtype}, expected a float type (0..1) or uint8 (0..255)")
     if labels.shape != (len(images), 2):
