@@ -248,8 +248,13 @@ class LossMethod(CombinedLoss):
         return {f"method_weight_{task}": v for task, v in zip(self.ctx.config.workload_tasks or (), weights)}
 
     def state_dict(self) -> dict[str, Any]:
-        state = self.checked.state_dict()
-        return {"method": state} if state else {}  # sum's checkpoints stay as they were
+        # An empty state (sum's) needs no check, and sum's checkpoints stay as they were.
+        try:
+            empty = self.method.state_dict() == {}
+        except Exception:
+            empty = False  # the checked call names the failure
+        state = {} if empty else self.checked.state_dict()
+        return {"method": state} if state else {}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.method.load_state_dict(state.get("method", {}))
