@@ -134,8 +134,8 @@ class LossMethod:
 class GradNorm(LossMethod):
     """GradNorm (Chen et al. 2018): learnable task weights that equalise the tasks' training rates.
 
-    With ``G_t = w_t ||grad_W L_t||`` over the last shared layer W (``bind``: the paper's choice, and
-    what LibMTL does, to save compute), ``r_t`` task t's loss ratio ``L_t / L_t(first step)`` over
+    With ``G_t = w_t ||grad_W L_t||`` over the last shared layer W (``bind``: the paper's choice, to
+    save compute), ``r_t`` task t's loss ratio ``L_t / L_t(first step)`` over
     the mean ratio, and the target ``mean(G) r_t^alpha`` held constant, the weights' gradient is that
     of the GradNorm loss ``sum_t |G_t - target_t|``: ``sign(G_t - target_t) ||grad_W L_t||``. The
     step is on ``sum_t w_t L_t``; the run's optimizer steps the weights, and the next step
