@@ -516,3 +516,23 @@ def test_rlw_draws_the_weights_random_draws_from_the_same_seed():
         gramian_route.combine(task_grads, torch.tensor([1.0, 2.0]), k + 1)
         losses_only.scalarize(torch.tensor([1.0, 2.0], requires_grad=True) * 1, k + 1)
         torch.testing.assert_close(losses_only.last_weights, gramian_route.last_weights, rtol=0, atol=0)
+
+
+def test_gradnorm_backpropagates_to_the_bound_layer_only():
+    """Its norms cost the heads and the last shared layer: nothing below that layer is backpropagated
+    until the step's one backward pass."""
+    gen = torch.Generator().manual_seed(1)
+    first, last = (torch.randn(4, 4, generator=gen, requires_grad=True) for _ in range(2))
+    heads = [torch.randn(4, generator=gen, requires_grad=True) for _ in range(2)]
+    reached = []
+    x = torch.randn(5, 4, generator=gen)
+    below = torch.tanh(x @ first)
+    below.register_hook(lambda grad: reached.append(grad))
+    z = torch.tanh(below @ last)
+    losses = torch.stack([(z @ heads[0]).square().mean(), (z @ heads[1] - 1).square().mean()])
+    method = build("gradnorm")
+    method.bind([last])
+    scalar = method.scalarize(losses, 1)
+    assert reached == []  # the two norms were read at `last` without going further down
+    scalar.backward()
+    assert len(reached) == 1 and first.grad is not None
