@@ -23,11 +23,16 @@ def _segmentation(classes: int) -> Task:
     )
 
 
-DEPTH = Task(
-    name="depth", title="depth",
-    metrics=(Metric("depth_abs", "abs err", False), Metric("depth_rel", "rel err", False)),
-    primary="depth_abs", loss=f"{_DENSE}:depth_loss", meter=f"{_DENSE}:depth_meter",
-)
+def _depth(unit: str) -> Task:
+    """Depth; ``unit`` is what the set stores: metres (NYUv2) or disparity pixels / 256 (Cityscapes,
+    an inverse depth; NOTE [Cityscapes depth is scaled disparity] in mtbench.data.cityscapes)."""
+    return Task(
+        name="depth", title="depth",
+        metrics=(Metric("depth_abs", "abs err", False, unit), Metric("depth_rel", "rel err", False)),
+        primary="depth_abs", loss=f"{_DENSE}:depth_loss", meter=f"{_DENSE}:depth_meter",
+    )
+
+
 NORMAL = Task(
     name="normal", title="surface normals",
     metrics=(
@@ -43,7 +48,7 @@ NORMAL = Task(
 NYUV2 = Workload(
     name="nyuv2",
     title="NYUv2: segmentation, depth, surface normals",
-    tasks=(_segmentation(13), DEPTH, NORMAL),
+    tasks=(_segmentation(13), _depth("m"), NORMAL),
     build_model=f"{_DENSE}:build_dense_model",
     build_data=f"{_DENSE}:build_nyuv2_data",
     batches="shared",
@@ -59,15 +64,15 @@ NYUV2 = Workload(
 CITYSCAPES = Workload(
     name="cityscapes",
     title="Cityscapes: segmentation, depth",
-    tasks=(_segmentation(7), DEPTH),
+    tasks=(_segmentation(7), _depth("px/256")),
     build_model=f"{_DENSE}:build_dense_model",
     build_data=f"{_DENSE}:build_cityscapes_data",
     batches="shared",
     image_size=64,
     batch_size=8,
     epochs=4,
-    description="Street scenes labelled for 7-class segmentation and depth; a ResNet backbone with an "
-                "FCN-style decoder per task. --data DIR: LibMTL's {train,val}/{image,label_7,depth}/<i>.npy "
+    description="Street scenes labelled for 7-class segmentation and depth (stored as disparity / 256, an "
+                "inverse depth, as LibMTL's set holds it); a ResNet backbone with an FCN-style decoder per task. --data DIR: LibMTL's {train,val}/{image,label_7,depth}/<i>.npy "
                 "(128 x 256; --image-size is the height), else 400 + 100 rendered streets at 64 x 128.",
     order=20,
 )

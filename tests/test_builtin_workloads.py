@@ -48,6 +48,9 @@ def test_the_plugin_brings_three_shared_batch_workloads():
         "normal_30"]
     directions = {m.name: m.higher_is_better for t in NYUV2.tasks for m in t.metrics}
     assert not directions["depth_abs"] and not directions["normal_median"] and directions["normal_30"]
+    units = {w.name: {m.name: m.unit for t in w.tasks for m in t.metrics} for w in (NYUV2, CITYSCAPES)}
+    assert units["nyuv2"]["depth_abs"] == "m" and units["cityscapes"]["depth_abs"] == "px/256"
+    assert units["nyuv2"]["depth_rel"] == units["cityscapes"]["depth_rel"] == ""
 
 
 @pytest.mark.parametrize("workload", [NYUV2, CITYSCAPES, MULTIDIGITS], ids=lambda w: w.name)

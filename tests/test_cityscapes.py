@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from densedata import write_dense
-from mtbench.data.cityscapes import LAYOUT, CityscapesSpec, ensure_cityscapes
+from mtbench.data.cityscapes import DISPARITY_SCALE, LAYOUT, CityscapesSpec, ensure_cityscapes
 from mtbench.data.dense import open_dense
 from mtbench.errors import DataError
 
@@ -46,3 +46,20 @@ def test_the_stand_in_has_sky_without_depth_and_a_void_bonnet(tmp_path):
     assert (labels[:, -1] == -1).all() and (depths[:, -1] == 0).all()
     assert {0, 1, 4} <= set(labels.unique().tolist())
     assert (depths[labels == 0] > 0).float().mean() > 0.8
+
+
+def test_the_stand_in_stores_depth_as_scaled_disparity_like_the_real_set(tmp_path):
+    """Inverse depth in the real set's range (0.018 at 100 m up to about 0.5 nearest), larger nearer:
+    up the road, away from the camera, the stored value falls; a zero prediction's L1 stays well
+    under the segmentation loss of a uniform prediction (ln 7)."""
+    spec = CityscapesSpec(train=4, val=1, height=32, width=64)
+    root = ensure_cityscapes(tmp_path, spec)
+    for i in range(4):
+        label = np.load(root / "train" / "label_7" / f"{i}.npy")
+        depth = np.load(root / "train" / "depth" / f"{i}.npy")[..., 0]
+        valid = depth > 0
+        assert DISPARITY_SCALE / 100 - 1e-6 <= depth[valid].min() and depth[valid].max() < 0.6
+        road = [depth[r][(label[r] == 0) & valid[r]] for r in range(spec.height)]
+        means = [r.mean() for r in road if r.size >= 4]
+        assert len(means) >= 4 and all(a < b for a, b in zip(means, means[1:]))
+        assert depth[valid].mean() < 0.3 < np.log(7)

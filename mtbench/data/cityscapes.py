@@ -10,6 +10,17 @@ trees (nature: a trunk and a crown), people (human: a body and a head) and cars 
 it; what no ray meets is sky, in a blue gradient. The sun shades every surface from its normal.
 As in the real set, the sky and anything beyond 100 m have no depth (0), and the ego vehicle's
 bonnet across the bottom rows is void: label -1 and no depth.
+
+NOTE [Cityscapes depth is scaled disparity]: the "depth" of MTAN's and LibMTL's preprocessed
+Cityscapes is not metres. It is Cityscapes' own stereo disparity, an inverse depth (0 = no match:
+sky, the bonnet, occlusions), stored as the 16-bit disparity PNG's value / 65536: its largest value,
+0.4922, is the PNGs' largest, 32257, / 65536. The PNG holds 256 x the disparity in pixels (+1) of
+the 2048-pixel-wide camera (focal length about 2262 px, baseline about 0.209 m), so a stored value
+is disparity / 256 = 2262 x 0.209 / 256 / Z = 1.85 / Z for a z-depth of Z metres: 0.018 at 100 m,
+0.09 at 20 m, 0.37 at 5 m. The stand-in stores that same value, ``DISPARITY_SCALE / Z``, so its
+depth L1 starts near the real set's (a few hundredths, well under the segmentation loss; in metres
+it was about 16 and dwarfed segmentation in the weighted sum), and ``depth_abs`` is in the unit
+MTAN's and LibMTL's Cityscapes tables report (disparity pixels / 256), ``depth_rel`` a ratio of it.
 """
 
 from __future__ import annotations
@@ -23,12 +34,13 @@ from .dense import DenseLayout
 from .embedded import ensure_embedded, write_indexed_arrays
 from .render import Box, Camera, Cylinder, Plane, Primitive, Sphere, cast, colour, shade
 
-__all__ = ["CLASSES", "LAYOUT", "CityscapesSpec", "ensure_cityscapes", "write_cityscapes"]
+__all__ = ["CLASSES", "DISPARITY_SCALE", "LAYOUT", "CityscapesSpec", "ensure_cityscapes", "write_cityscapes"]
 
 CLASSES = ("flat", "construction", "object", "nature", "sky", "human", "vehicle")
 LAYOUT = DenseLayout(name="Cityscapes", label_folder="label_7", classes=len(CLASSES),
                      normals=False)
-FORMAT_VERSION = 1  # part of the cache folder name: bump it when the rendering changes
+FORMAT_VERSION = 2  # part of the cache folder name: bump it when the rendering changes (2: depth as disparity)
+DISPARITY_SCALE = 2262.0 * 0.209 / 256  # metres: stored depth = DISPARITY_SCALE / Z (NOTE above)
 _C = {name: k for k, name in enumerate(CLASSES)}
 _FAR = 100.0  # metres: the stereo depth of the real set stops about there
 _BONNET = 0.08  # fraction of the rows at the bottom that show the ego vehicle
@@ -111,7 +123,7 @@ def scene(rng: np.random.Generator, spec: CityscapesSpec) -> tuple[Camera, list[
 
 
 def render_street(rng: np.random.Generator, spec: CityscapesSpec) -> tuple[np.ndarray, ...]:
-    """(image H x W x 3, label H x W, depth H x W x 1), float32, of one random street."""
+    """(image H x W x 3, label H x W, depth H x W x 1 as scaled disparity), float32, of one random street."""
     camera, prims, sun = scene(rng, spec)
     hits = cast(camera, prims)
     rows = np.linspace(0, 1, spec.height)[:, None, None]
@@ -119,7 +131,8 @@ def render_street(rng: np.random.Generator, spec: CityscapesSpec) -> tuple[np.nd
                           (spec.height, spec.width, 3))
     image = shade(hits, camera, prims, sun, sky, ambient=0.35, falloff=0.0)
     labels = np.array([p.label for p in prims] + [_C["sky"]])[hits.index]
-    depth = np.where((hits.index >= 0) & (hits.depth <= _FAR), hits.depth, 0.0)
+    seen = (hits.index >= 0) & (hits.depth <= _FAR)
+    depth = np.where(seen, DISPARITY_SCALE / np.where(seen, hits.depth, 1.0), 0.0)
     bonnet = np.arange(spec.height) >= round(spec.height * (1 - _BONNET))
     image[bonnet] = np.array([0.12, 0.12, 0.14])
     labels[bonnet], depth[bonnet] = -1, 0.0
