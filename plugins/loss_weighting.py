@@ -3,9 +3,9 @@
 loss_methods.py names the method objects by dotted name, so listing the methods imports no torch.
 The scalarizers of torchjd (UW, DWA, FAMO, STCH, ...) are wrapped in jd_scalarizers.py.
 
-NOTE [losses-only methods]: a method that reads only the task losses (``reads="loss"``) makes its
-step one backward pass of ``scalarize(losses, step)``, a scalar of the T weighted task losses (see
-mtbench.presets.method). Its task weights are the derivatives of that scalar by the losses: every
+NOTE [a scalar's task weights]: a method that reads only the task losses (``reads="loss"``) makes
+its step one backward pass of ``scalarize(losses, step)``, a scalar of the T weighted task losses
+(NOTE [losses-only methods] in mtbench.presets.method). Its task weights are the derivatives of that scalar by the losses: every
 parameter, shared or task-specific, gets ``sum_t (d scalar / d L_t) g_t`` from the one backward pass.
 The same step on the tasks' gradients kept apart is that weighted sum, which ``combine`` computes
 (the method benchmark times it; a trainer that takes the losses-only path never calls it).
