@@ -1,7 +1,8 @@
-"""`mtbench data synth OUT`."""
+"""`mtbench data synth OUT [--workload NAME]`."""
 
 import json
 
+import numpy as np
 from click.testing import CliRunner
 
 from mtbench.cli import main
@@ -44,3 +45,58 @@ def test_synth_refuses_a_non_empty_folder(tmp_path):
 def test_synth_needs_out():
     result = CliRunner().invoke(main, ["data", "synth"])
     assert result.exit_code == 2 and "Missing argument 'OUT'" in result.output
+
+
+def test_synth_writes_the_multidigits_stand_in_a_run_uses(tmp_path):
+    from mtbench.data.multidigits import ensure_multidigits, load_split
+
+    out = tmp_path / "digits"
+    result = CliRunner().invoke(main, ["data", "synth", str(out), "--workload", "multidigits"])
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[0] == f"wrote the multidigits stand-in to {out}"
+    assert f"  train on this copy: mtbench run --workload multidigits --data {out}" in result.output.splitlines()
+    cached = ensure_multidigits(tmp_path / "cache")
+    for split in ("train", "val"):
+        for written, used in zip(load_split(out, split), load_split(cached, split)):
+            assert np.array_equal(written, used)
+    assert json.loads((out / "embedded.json").read_text()) == json.loads((cached / "embedded.json").read_text())
+
+
+def test_synth_writes_a_dense_stand_in_in_the_real_layout(tmp_path, monkeypatch):
+    from mtbench.data import cityscapes
+    from mtbench.data.dense import open_dense
+
+    small = cityscapes.CityscapesSpec(train=3, val=2, height=16, width=32)
+    monkeypatch.setattr(cityscapes, "CityscapesSpec", lambda: small)  # the default spec, smaller
+    out = tmp_path / "city"
+    result = CliRunner().invoke(main, ["data", "synth", str(out), "--workload", "cityscapes"])
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[:2] == [
+        f"wrote the cityscapes stand-in to {out}",
+        f"  Cityscapes layout: {out}/{{train,val}}/{{image,label_7,depth}}/<i>.npy  3 train / 2 val streets "
+        f"at 16 x 32, 7 classes"]
+    train, val, _, size = open_dense(cityscapes.LAYOUT, out)
+    assert (len(train), len(val), size) == (3, 2, (16, 32))
+    cached = cityscapes.ensure_cityscapes(tmp_path / "cache", small)
+    for path in sorted(cached.glob("*/*/*.npy")):
+        assert np.array_equal(np.load(path), np.load(out / path.relative_to(cached)))
+
+
+def test_synth_of_an_unknown_workload_or_one_without_a_stand_in_is_one_line(tmp_path):
+    result = CliRunner().invoke(main, ["data", "synth", str(tmp_path / "a"), "--workload", "nyu"])
+    assert result.exit_code == 1 and result.output.startswith("Error: unknown workload 'nyu'; did you mean 'nyuv2'?")
+    plugin = tmp_path / "mine.py"
+    plugin.write_text(
+        "from mtbench import Metric, Task, Workload, hookimpl\n"
+        "@hookimpl\n"
+        "def mtbench_workloads():\n"
+        "    task = Task(name='a', title='a', metrics=(Metric('acc', 'acc', True),), primary='acc',\n"
+        "                loss='mine:loss', meter='mine:meter')\n"
+        "    return [Workload(name='mine', title='mine', tasks=(task,), build_model='mine:m', build_data='mine:d')]\n")
+    result = CliRunner().invoke(main, ["--plugin", str(plugin), "data", "synth", str(tmp_path / "b"),
+                                       "--workload", "mine"])
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines() == [
+        "Error: workload 'mine' has no embedded stand-in to write (the built-in ones: imagenet-coco, nyuv2, "
+        "cityscapes, multidigits); a plugin's workload makes its data in its build_data"]
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()

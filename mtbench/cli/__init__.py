@@ -33,7 +33,7 @@ _COMMANDS = {
                "Rebuild the comparison's verdict, tables and plots from run directories alone."),
     "bench": ("mtbench.cli.bench:bench",
               "Time one optimizer step: MTAdamV2 fused and reference, Adam fused and foreach."),
-    "data": ("mtbench.cli.data:data", "Data sets: write the embedded synthetic set where you can look at it."),
+    "data": ("mtbench.cli.data:data", "Data sets: write a workload's embedded stand-in where you can look at it."),
 }
 
 

@@ -1,4 +1,4 @@
-"""`mtbench data`: the data sets, starting with the embedded synthetic one."""
+"""`mtbench data`: the data sets, starting with the workloads' embedded stand-ins."""
 
 from __future__ import annotations
 
@@ -6,32 +6,29 @@ from pathlib import Path
 
 import click
 
+from ..config import DEFAULT_WORKLOAD
+
 
 @click.group()
 def data() -> None:
-    """Data sets: write the embedded synthetic set where you can look at it."""
+    """Data sets: write a workload's embedded stand-in where you can look at it."""
 
 
 @data.command()
 @click.argument("out", type=click.Path(file_okay=False, path_type=Path))
-def synth(out: Path) -> None:
-    """Write the synthetic data set to OUT (a new or empty folder) in the ImageNet and COCO layouts.
+@click.option("--workload", default=DEFAULT_WORKLOAD, show_default=True, metavar="NAME",
+              help="Whose stand-in: imagenet-coco, nyuv2, cityscapes or multidigits.")
+@click.pass_context
+def synth(ctx: click.Context, out: Path, workload: str) -> None:
+    """Write a workload's embedded stand-in to OUT (a new or empty folder), in its real on-disk layout.
 
     \b
-    The same set a run uses when neither --imagenet nor --coco is given; train on this copy with
-      mtbench run --imagenet OUT/imagenet --coco OUT/coco
+    The same set a run of the workload uses when no data folder is given; train on this copy with
+      mtbench run --workload NAME --data OUT
+    (imagenet-coco: OUT/imagenet and OUT/coco, in the ImageNet and COCO layouts).
     """
-    from ..data.synthetic import SyntheticSpec, write_synthetic
+    from ..data.standins import write_stand_in
 
-    spec = SyntheticSpec()
-    imagenet, coco = write_synthetic(out, spec)
-    click.echo(f"wrote the synthetic data set to {out}")
-    click.echo(
-        f"  ImageNet layout: {imagenet}  {spec.classes} classes, "
-        f"{spec.classes * spec.train_per_class} train / {spec.classes * spec.val_per_class} val images"
-    )
-    click.echo(
-        f"  COCO layout:     {coco}  {spec.seg_classes} VOC classes, "
-        f"{spec.seg_train} train / {spec.seg_val} val images"
-    )
-    click.echo(f"  {spec.image_size}x{spec.image_size} JPEG; what each class looks like: {out / 'synthetic.json'}")
+    ctx.obj.registry.workload(workload)  # an unknown name: one line with a did-you-mean
+    for line in write_stand_in(workload, out):
+        click.echo(line)
