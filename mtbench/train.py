@@ -38,7 +38,8 @@ from .training.memory import peak_rss_mb, reset_peak_rss
 from .training.optimizers import OptimizerLifecycle, build_optimizer
 from .training.runlog import RunLog
 from .training.schedule import build_scheduler
-from .workloads import Workload, WorkloadData, load_callable
+from .workloads import Workload, WorkloadData
+from .workloads import build as parts
 from .workloads.imagenet_coco import masked_cross_entropy
 
 __all__ = ["Trainer", "masked_cross_entropy", "train", "weights_digest"]
@@ -111,7 +112,7 @@ class Trainer:
         self.progress = progress and main
         self.echo = echo if main else (lambda text: None)
         self.on_epoch = on_epoch
-        self.data: WorkloadData = self._build_data()
+        self.data: WorkloadData = parts.build_data(self.workload, config)
         for split, ds in zip(self._set_titles(), self.data.train):
             if len(ds) < config.batch_size:
                 raise ConfigError(
@@ -119,8 +120,7 @@ class Trainer:
                     f"({len(ds)} images); use a smaller batch size or more data"
                 )
         torch.manual_seed(config.seed)
-        self.model = load_callable(self.workload.build_model, f"{self.workload.label()}: build_model")(
-            config.backbone, self.data)
+        self.model = parts.build_model(self.workload, config.backbone, self.data)
         if config.weights:
             note = load_weights(self.model, config.weights)
             if note:
@@ -151,22 +151,6 @@ class Trainer:
                                              "method": config.method}, self.echo, self.workload)
         self._lock = None
 
-    def _build_data(self) -> WorkloadData:
-        """The workload's data sets; the ImageNet + COCO workload also takes --imagenet and --coco."""
-        config = self.config
-        extra = {k: v for k, v in (("imagenet", config.imagenet), ("coco", config.coco)) if v is not None}
-        if extra and self.workload.name != "imagenet-coco":
-            raise ConfigError(f"--{next(iter(extra))} is for the imagenet-coco workload; workload "
-                              f"{self.workload.name!r} takes its data with --data DIR")
-        build = load_callable(self.workload.build_data, f"{self.workload.label()}: build_data")
-        data = build(config.data, image_size=config.image_size, limit_train=config.limit_train,
-                     limit_val=config.limit_val, holdout=config.holdout, **extra)
-        expected = 1 if self.workload.shared_batch else len(self.workload.tasks)
-        if len(data.train) != expected or len(data.val) != expected:
-            raise ConfigError(f"{self.workload.label()}: build_data returned {len(data.train)} training sets, "
-                              f"expected {expected} (see NOTE [workload contract])")
-        return data
-
     def _set_titles(self) -> list[str]:
         return ["shared" if self.workload.shared_batch else t.title for t in self.workload.tasks][:len(self.data.train)]
 
@@ -186,7 +170,7 @@ class Trainer:
             p.data = p.data.to(self.device)
         self.optimizer = build_optimizer(preset, self.model, self.names, self.params, extra, config.hyperparams)
         self.lifecycle = OptimizerLifecycle(preset, self.optimizer, self.model)
-        losses = [load_callable(t.loss, f"{self.workload.label()}: task {t.name!r} loss") for t in tasks]
+        losses = parts.task_losses(self.workload)
         ctx = StepContext(config, self.model, net, self.names, self.params, self.optimizer, self.dist,
                           self.device, self._autocast, self.scaler, losses=losses,
                           trained=[t.name in config.tasks for t in tasks], shared_batch=self.workload.shared_batch,
@@ -365,8 +349,7 @@ class Trainer:
 
     def evaluate(self, sets) -> dict[str, float]:
         """Every task's metrics on one split (one data set per task, or the shared one)."""
-        meters = [load_callable(t.meter, f"{self.workload.label()}: task {t.name!r} meter")(self.data, self.device)
-                  for t in self.workload.tasks]
+        meters = parts.task_meters(self.workload, self.data, self.device)
         return evaluate(self.model, sets, meters, self.batches, self._autocast, self.workload.shared_batch)
 
     def _on_nonfinite(self, losses: list[float]) -> None:
