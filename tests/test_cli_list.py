@@ -139,8 +139,10 @@ def test_plugins_lists_sources_and_the_ops_backend():
     assert result.output.splitlines()[0].startswith("compiled ops:")
     assert "entry point mtbench_plugins.mtadamv2" in result.output
     lines = result.output.splitlines()
-    assert lines[1].split() == ["plugin", "optimizers", "methods", "source"]
-    assert next(line for line in lines if line.startswith("sum ")).split()[:3] == ["sum", "-", "sum"]
+    assert lines[1].split() == ["plugin", "optimizers", "methods", "workloads", "source"]
+    assert next(line for line in lines if line.startswith("sum ")).split()[:4] == ["sum", "-", "sum", "-"]
+    assert next(line for line in lines if line.startswith("imagenet_coco ")).split()[:4] == \
+        ["imagenet_coco", "-", "-", "imagenet-coco"]
 
 
 @pytest.mark.parametrize(
