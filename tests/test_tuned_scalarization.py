@@ -1,0 +1,146 @@
+"""The tuned weighted sum: its search space on the simplex (mtbench.tuning.simplex) and the report's
+baseline verdict against it (mtbench.report.baseline)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import stats as sps
+
+from mtbench.errors import ConfigError
+from mtbench.report.baseline import against_tuned, baseline_sentences, front_against_tuned, tuned_label
+from mtbench.report.stats import compare_to_best, holm
+from mtbench.tuning.simplex import (
+    quantiles_of, simplex_keys, simplex_space, split_params, weights_of, weights_text,
+)
+
+# ---------------------------------------------------------------------------------------------
+# The search space
+
+
+@pytest.mark.parametrize("t", [2, 3, 5, 8])
+def test_stick_breaking_is_uniform_on_the_simplex(t):
+    """Uniform quantiles give Dirichlet(1, ..., 1): every weight's marginal is Beta(1, T - 1)."""
+    rng = np.random.default_rng(0)
+    w = np.array([weights_of(q) for q in rng.random((4000, t - 1))])
+    assert np.allclose(w.sum(axis=1), 1.0) and (w >= 0).all()
+    for k in range(t):
+        assert sps.kstest(w[:, k], sps.beta(1, t - 1).cdf).pvalue > 1e-3, k
+    assert np.allclose(w.mean(axis=0), 1 / t, atol=0.02)
+
+
+def test_two_tasks_sweep_the_first_share_evenly():
+    assert weights_of([0.0]) == (0.0, 1.0)
+    assert weights_of([0.25]) == (0.25, 0.75)
+    assert weights_of([1.0]) == (1.0, 0.0)
+
+
+@pytest.mark.parametrize("weights", [(0.2, 0.3, 0.5), (1.0, 0.0, 0.0), (0.0, 0.0, 1.0), (2, 1, 1, 4), (0.5, 0.5)])
+def test_quantiles_round_trip(weights):
+    q = quantiles_of(weights)
+    assert all(0 <= x <= 1 for x in q)
+    assert np.allclose(weights_of(q), np.array(weights) / sum(weights))
+
+
+def test_space_keys_and_errors():
+    assert simplex_keys(3) == ["task_weights.q1", "task_weights.q2"]
+    assert all((d.low, d.high, d.log) == (0.0, 1.0, False) for d in simplex_space(4).values())
+    with pytest.raises(ConfigError, match="2 or more tasks"):
+        simplex_keys(1)
+    with pytest.raises(ConfigError, match=r"not in \[0, 1\]"):
+        weights_of([1.5])
+
+
+def test_split_params_makes_the_run_task_weights():
+    settings, weights = split_params({"lr": 0.01, "task_weights.q2": 1.0, "task_weights.q1": 0.75})
+    assert settings == {"lr": 0.01}
+    assert weights == pytest.approx((0.5, 0.5, 0.0))
+    assert weights_text(weights) == "0.5,0.5,0.0"
+    assert split_params({"lr": 0.01}) == ({"lr": 0.01}, None)
+    with pytest.raises(ConfigError, match="not task_weights.q1"):
+        split_params({"task_weights.q2": 0.3})
+    assert weights_text(weights_of([0.7])) == "0.7,0.3"  # not 0.30000000000000004
+
+
+# ---------------------------------------------------------------------------------------------
+# The baseline verdict
+
+
+SEEDS = range(8)
+
+
+def _row(offset, noise=0.0, seed=0):
+    rng = np.random.default_rng(seed)
+    return {s: 0.5 + offset + noise * rng.standard_normal() for s in SEEDS}
+
+
+def test_rows_that_beat_tie_with_and_lose_to_the_tuned_sum():
+    tuned = _row(0.0, 0.01, seed=1)
+    values = {"adam@tuned": tuned,
+              "adam+pcgrad": {s: v + 0.05 + 0.001 * (s % 3) for s, v in tuned.items()},
+              "adam+mgda": {s: v - 0.04 + 0.002 * (s % 2) for s, v in tuned.items()},
+              "adam+cagrad": {s: v + (0.001 if s % 2 else -0.001) for s, v in tuned.items()}}
+    result = against_tuned(values, "adam@tuned")
+    assert set(result) == {"adam+pcgrad", "adam+mgda", "adam+cagrad"}
+    assert result["adam+pcgrad"]["outcome"] == "beats"
+    assert result["adam+pcgrad"]["diff_mean"] == pytest.approx(0.05 + 0.001 * np.mean([s % 3 for s in SEEDS]))
+    assert 0 < result["adam+pcgrad"]["diff_ci_low"] < result["adam+pcgrad"]["diff_ci_high"]
+    assert result["adam+mgda"]["outcome"] == "worse"
+    assert result["adam+mgda"]["diff_ci_high"] < 0
+    assert result["adam+cagrad"]["outcome"] == "tied"
+    assert all(r["n_pairs"] == 8 for r in result.values())
+    # The p-values are those of the paired test against the tuned row alone, Holm-corrected together.
+    ps = [result[n]["p_value"] for n in result]
+    assert [result[n]["p_holm"] for n in result] == pytest.approx(holm(ps))
+    alone = compare_to_best({"adam@tuned": tuned, "adam+mgda": values["adam+mgda"]})
+    assert result["adam+mgda"]["p_value"] == alone["adam+mgda"]["p_value"]
+
+
+def test_holm_turns_a_lone_significant_difference_into_a_tie():
+    """Each row alone would beat the tuned sum at 0.05; corrected over the rows, not all do."""
+    tuned = {s: 0.5 for s in SEEDS}
+    rng = np.random.default_rng(3)
+    values = {"t@tuned": tuned}
+    for i in range(4):
+        values[f"m{i}"] = {s: 0.5 + 0.01 + 0.02 * rng.standard_normal() for s in SEEDS}
+    result = against_tuned(values, "t@tuned")
+    raw = [r["p_value"] for r in result.values()]
+    corrected = [r["p_holm"] for r in result.values()]
+    assert corrected == pytest.approx(holm(raw))
+    for r in result.values():
+        assert r["outcome"] == ("tied" if r["p_holm"] >= 0.05 else ("beats" if r["diff_mean"] > 0 else "worse"))
+    assert any(p < 0.05 <= q for p, q in zip(raw, corrected)) or all(p >= 0.05 for p in raw)
+
+
+def test_rows_without_enough_shared_seeds_are_not_tested():
+    values = {"a@tuned": {0: 0.5, 1: 0.6}, "b": {0: 0.7, 5: 0.8}, "c": {0: None, 1: None}}
+    result = against_tuned(values, "a@tuned")
+    assert result["b"]["outcome"] is None and result["b"]["n_pairs"] == 1
+    assert result["b"]["diff_mean"] == pytest.approx(0.2)
+    assert result["c"]["outcome"] is None and result["c"]["n_pairs"] == 0
+    with pytest.raises(KeyError):
+        against_tuned(values, "z@tuned")
+
+
+def test_tuned_label_and_the_sweeps_front():
+    assert tuned_label(["adam", "adam@w0.3", "adam@tuned", "adam+pcgrad"]) == "adam@tuned"
+    assert tuned_label(["adam"]) is None
+    sweep = {"adam@w0.2": (0.30, 0.60), "adam": (0.50, 0.50), "adam@w0.8": (0.70, 0.20)}
+    front, dominated = front_against_tuned(sweep, (0.45, 0.45))
+    assert front == ["adam@w0.2", "adam", "adam@w0.8"] and dominated is True
+    assert front_against_tuned(sweep, (0.52, 0.48))[1] is False
+    assert front_against_tuned(sweep, (None, 0.48))[1] is None
+    assert front_against_tuned({}, (0.5, 0.5)) == ([], None)
+
+
+def test_sentences_state_the_verdict():
+    result = {"adam+pcgrad": {"diff_mean": 0.02, "diff_ci_low": 0.01, "diff_ci_high": 0.03, "outcome": "beats"},
+              "adam+mgda": {"diff_mean": -0.001, "diff_ci_low": -0.01, "diff_ci_high": 0.008, "outcome": "tied"}}
+    lines = baseline_sentences(result, "adam@tuned", "joint", front=["adam@w0.2"], dominated=False)
+    assert "beat it: adam+pcgrad (+0.020" in lines[0] and "tied with it: adam+mgda" in lines[0]
+    assert "No row beats" not in " ".join(lines)
+    assert "does not dominate the tuned weighted sum adam@tuned" in lines[-1]
+    result["adam+pcgrad"]["outcome"] = "tied"
+    lines = baseline_sentences(result, "adam@tuned", "joint", front=["adam@w0.2"], dominated=True)
+    assert "No row beats the tuned weighted sum adam@tuned." in lines
+    assert "dominates the tuned weighted sum" in lines[-1]
