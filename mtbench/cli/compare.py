@@ -9,8 +9,8 @@ import click
 from click.core import ParameterSource
 
 from ..compare import (
-    ComparisonInterrupted, ComparisonResult, ComparisonSpec, ReportOptions, guide_ranges, parse_methods, parse_optimizers, parse_seeds,
-    parse_sweep, plan_rows, run_comparison,
+    ComparisonInterrupted, ComparisonResult, ComparisonSpec, ReportOptions, guide_ranges, parse_methods,
+    parse_optimizers, parse_seeds, parse_sweep, plan_rows, run_comparison,
 )
 from ..config import LIMITS, SUM_METHOD, parse_task_values
 from ..errors import ConfigError, MTBenchError

@@ -21,11 +21,13 @@ from .launch import Outcome, TrainFn, launcher, run_plan, run_state, torchrun_tr
 from .parse import parse_methods, parse_optimizers, parse_seeds, parse_sweep
 from .plan import Overrides, PlannedRun, locate_runs, plan_comparison, plan_rows, split_overrides
 from .run import (
-    DEFAULT_HOLDOUT, ComparisonInterrupted, ComparisonResult, ComparisonSpec, ReportOptions, guide_ranges, run_comparison,
+    DEFAULT_HOLDOUT, ComparisonInterrupted, ComparisonResult, ComparisonSpec, ReportOptions, guide_ranges,
+    run_comparison,
 )
 
 __all__ = [
-    "DEFAULT_HOLDOUT", "ComparisonInterrupted", "ComparisonResult", "ComparisonSpec", "Outcome", "Overrides", "PlannedRun", "ReportOptions",
-    "TrainFn", "guide_ranges", "launcher", "locate_runs", "parse_methods", "parse_optimizers", "parse_seeds",
-    "parse_sweep", "plan_comparison", "plan_rows", "run_comparison", "run_plan", "run_state", "split_overrides", "torchrun_train",
+    "DEFAULT_HOLDOUT", "ComparisonInterrupted", "ComparisonResult", "ComparisonSpec", "Outcome", "Overrides",
+    "PlannedRun", "ReportOptions", "TrainFn", "guide_ranges", "launcher", "locate_runs", "parse_methods",
+    "parse_optimizers", "parse_seeds", "parse_sweep", "plan_comparison", "plan_rows", "run_comparison", "run_plan",
+    "run_state", "split_overrides", "torchrun_train",
 ]

@@ -168,7 +168,8 @@ def build_report(runs: Sequence[Run], target: float | AbsoluteTarget | None = No
         metrics["seconds_to_target"] = _time_summary(seconds) if seconds else None
         metrics["seconds_per_step"] = summarize(r.summary.seconds_per_step for r in g.done)
         metrics["peak_memory_mb"] = summarize(r.summary.peak_memory_mb for r in g.done)
-        rows.append(RowResult(g, {**values, "steps_to_target": steps, "seconds_to_target": seconds}, metrics, "n/a", None))
+        per_seed_times = {"steps_to_target": steps, "seconds_to_target": seconds}
+        rows.append(RowResult(g, {**values, **per_seed_times}, metrics, "n/a", None))
     _label_convergence([r for r in rows if r.role != "baseline"], resolved)
 
     compared = [r for r in rows if r.role == "row"]
