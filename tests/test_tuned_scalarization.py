@@ -144,3 +144,66 @@ def test_sentences_state_the_verdict():
     lines = baseline_sentences(result, "adam@tuned", "joint", front=["adam@w0.2"], dominated=True)
     assert "No row beats the tuned weighted sum adam@tuned." in lines
     assert "dominates the tuned weighted sum" in lines[-1]
+
+
+# ---------------------------------------------------------------------------------------------
+# `mtbench tune --search-task-weights`
+
+
+TINY_OPTIONS = {"image_size": 32, "limit_train": 16, "limit_val": 8, "epochs": 1, "batch_size": 4}
+
+
+@pytest.fixture(scope="module")
+def registry():
+    from mtbench.plugins import load_registry
+
+    return load_registry()
+
+
+def _fake_train(seen):
+    def train(config, preset, *, method, resume, progress, echo, on_epoch):
+        seen.append(config)
+        w = config.task_weights[0]
+        summary = {"status": "running", "epochs": 1, "steps": 3, "tasks": list(config.tasks),
+                   "holdout_top1": 0.2 + 0.1 * w, "holdout_miou": 0.3, "final_top1": 0.5, "final_miou": 0.5}
+        on_epoch(summary)
+        return {**summary, "status": "completed"}
+
+    return train
+
+
+def test_a_weight_tune_runs_each_point_as_the_runs_task_weights(tmp_path, registry):
+    from mtbench.tuning import Tuner, open_directory, open_studies, plan_tune
+    from mtbench.tuning.study import quiet_optuna
+
+    seen = []
+    with quiet_optuna():
+        plan = plan_tune({"adam": registry.get("adam")}, trials=3, sampler="grid", options=TINY_OPTIONS,
+                         out=tmp_path / "tune", search_task_weights=2)
+        assert plan.spaces == {"adam": simplex_space(2)}
+        open_directory(plan)
+        studies = open_studies(plan)
+        Tuner(plan.out, plan.presets, studies, plan.spaces, plan.options, plan.overrides, "joint",
+              _fake_train(seen), echo=lambda line: None).work()
+    # The preset's trial at the comparison's weights (equal), then the grid's three points, corners included.
+    assert sorted(c.task_weights for c in seen) == [(0.0, 1.0), (0.5, 0.5), (0.5, 0.5), (1.0, 0.0)]
+    assert {c.hyperparams["lr"] for c in seen} == {registry.get("adam").defaults["lr"]}
+    ts = studies["adam"]
+    best = max((t for t in ts.all_trials() if t.value is not None), key=lambda t: t.value)
+    assert best.params == {"task_weights.q1": 1.0}
+    assert best.user_attrs["result"]["settings"]["task_weights"] == [1.0, 0.0]
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"space_items": ["lr=1e-4:1e-2:log"]}, "searches the task weights alone"),
+    ({"options": {**TINY_OPTIONS, "task_weights": "0.3,0.7"}}, "--task-weights 0.3,0.7 fixes the weights"),
+    ({"method": "pcgrad"}, "--method pcgrad weighs the tasks itself"),
+])
+def test_a_weight_tune_refuses_what_does_not_go_with_it(tmp_path, registry, kwargs, message):
+    from mtbench.tuning import plan_tune
+
+    if "method" in kwargs:
+        kwargs = {"method": registry.method_preset(kwargs["method"])}
+    with pytest.raises(ConfigError, match=message):
+        plan_tune({"adam": registry.get("adam")}, trials=2, search_task_weights=2, out=tmp_path / "t",
+                  **{"options": TINY_OPTIONS, **kwargs})

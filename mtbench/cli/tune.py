@@ -58,6 +58,10 @@ the budget together. The exit status is 1 when every trial of an optimizer faile
               help="What a trial scores on the holdout split: joint = mean of top-1 and mIoU.")
 @click.option("--space", "space_items", multiple=True, metavar="[OPT.]KEY=LOW:HIGH[:log] | KEY=A|B",
               help="Search KEY over a range (log-uniform with :log) or a list of choices (repeatable).")
+@click.option("--search-task-weights", is_flag=True,
+              help="Tune the weighted sum instead: search the task weights (the simplex of the workload's tasks, "
+                   "uniformly) with the same --trials and sampler, the optimizer's settings its preset's and --set's; "
+                   "mtbench compare --tuned-scalarization DIR adds the best weighting as a row.")
 @click.option("--prune", is_flag=True,
               help="Stop trials whose holdout score falls below the median of earlier trials at the same epoch "
                    "(Optuna's MedianPruner), once two trials of the optimizer have finished; the report counts "
@@ -90,7 +94,8 @@ the budget together. The exit status is 1 when every trial of an optimizer faile
 @config_option
 @click.pass_context
 def tune(ctx: click.Context, optimizers: str | None, trials: int, sampler: str, objective: str, space_items: tuple,
-         prune: bool, out: Path | None, storage: str | None, study: str | None, jobs: int, nproc_per_node: int,
+         search_task_weights: bool, prune: bool, out: Path | None, storage: str | None, study: str | None, jobs: int,
+         nproc_per_node: int,
          final_seeds: int, heartbeat: float, keep_checkpoints: bool, quiet: bool, worker_index: int | None,
          **options) -> None:
     """Give every optimizer the same tuning budget, score the trials on the holdout split, report the
@@ -115,11 +120,15 @@ def tune(ctx: click.Context, optimizers: str | None, trials: int, sampler: str, 
     if final_seeds and options["tasks"] and {t.strip() for t in options["tasks"].split(",")} != set(tasks):
         raise ConfigError(f"--final-seeds runs the final settings as a comparison, whose rows train all the "
                           f"workload's tasks ({', '.join(tasks)}); drop --tasks {options['tasks']} or --final-seeds")
+    if search_task_weights and final_seeds:
+        raise ConfigError("--final-seeds runs the tuned optimizer settings; the tuned task weights are run as a row "
+                          "of a comparison: drop --final-seeds and use mtbench compare --tuned-scalarization DIR")
     presets = {name: registry.get(name) for name in names}
     method = registry.method_preset(options["method"])
     plan = plan_tune(presets, trials=trials, sampler=sampler, objective=objective, prune=prune,
                      space_items=space_items, set_items=options.pop("set_values"), options=options, method=method,
-                     out=out, storage=storage, study=study)
+                     out=out, storage=storage, study=study,
+                     search_task_weights=len(tasks) if search_task_weights else 0)
     check_final_seeds(plan, final_seeds)
     with quiet_optuna():
         if worker_index is None:

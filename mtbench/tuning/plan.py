@@ -26,6 +26,7 @@ from ..presets import OptimizerPreset, Param
 from ..report.comparison import default_directory, describe_difference
 from ..rundir import RunFileError, atomic_write_text, read_json
 from .space import SAMPLERS, Space, build_spaces, planned_points, sampler_seed, space_record
+from .simplex import weight_spaces
 from .storage import STUDY_DB, Guard, default_storage, open_storage
 from .study import TuneStudy, Worker, open_study
 from .worker import OBJECTIVES, TRIALS_DIR, recorded_settings
@@ -77,12 +78,14 @@ class TunePlan:
 def plan_tune(presets: Mapping[str, OptimizerPreset], *, trials: int, sampler: str = "qmc", objective: str = "joint",
               prune: bool = False, space_items: Sequence[str] = (), set_items: Sequence[str] = (),
               options: Mapping[str, Any] | None = None, method=None, out: Path | None = None,
-              storage: str | None = None, study: str | None = None) -> TunePlan:
+              storage: str | None = None, study: str | None = None, search_task_weights: int = 0) -> TunePlan:
     """Check a tune's settings and name its directory and studies; ConfigError names the first bad one.
 
     ``options`` are the run options as `mtbench run` names them (``holdout`` defaults to 0.1 here: a
     tune selects on the holdout split alone); ``set_items`` are ``--set`` items (``name.key=value``
     for one optimizer, ``key=value`` for each that accepts it, ``method.key=value`` for the method).
+    ``search_task_weights`` (the workload's number of tasks, 0: off) searches the weighted sum's task
+    weights instead of the optimizers' settings (tuning.simplex).
     """
 
     if sampler not in SAMPLERS:
@@ -107,7 +110,10 @@ def plan_tune(presets: Mapping[str, OptimizerPreset], *, trials: int, sampler: s
     method_items = [f"method.{item}" for item in shared.methods.get(method_name, [])]
     overrides = {name: items + method_items for name, items in shared.optimizers.items()}
     fixed = {name: {item.partition("=")[0].strip() for item in items} for name, items in shared.optimizers.items()}
-    spaces = build_spaces(presets, space_items, fixed)
+    # --search-task-weights: the weighted sum's T task weights on the simplex, in place of each optimizer's space
+    spaces = (weight_spaces(list(presets), search_task_weights, method=method_name, space_items=space_items,
+                            task_weights=options.get("task_weights")) if search_task_weights
+              else build_spaces(presets, space_items, fixed))
     seed = options.get("seed", 0)
 
     from ..config import build_config

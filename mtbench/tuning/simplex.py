@@ -30,12 +30,12 @@ import math
 from typing import Any, Mapping, Sequence
 
 from ..errors import ConfigError
-from ..presets import SearchDim
+from ..presets import SUM_METHOD, SearchDim
 from ..text import format_value
 
 __all__ = [
-    "PREFIX", "is_simplex_key", "quantiles_of", "simplex_keys", "simplex_space", "split_params", "weights_of",
-    "weights_text",
+    "PREFIX", "is_simplex_key", "quantiles_of", "simplex_keys", "simplex_space", "split_params", "weight_spaces",
+    "weights_of", "weights_text",
 ]
 
 PREFIX = "task_weights.q"
@@ -56,6 +56,27 @@ def simplex_space(n_tasks: int) -> dict[str, SearchDim]:
     """The search space of ``n_tasks`` task weights (NOTE [simplex parametrisation]), to merge into an
     optimizer's space."""
     return {key: SearchDim(0.0, 1.0) for key in simplex_keys(n_tasks)}
+
+
+def weight_spaces(optimizers: Sequence[str], n_tasks: int, *, method: str, space_items: Sequence[str] = (),
+                  task_weights: str | None = None) -> dict[str, dict[str, SearchDim]]:
+    """Each tuned optimizer's space when the tune searches the weighted sum's task weights: the simplex
+    alone, its settings those of the preset and ``--set`` (the same ones a comparison's row runs with).
+
+    ConfigError for what does not go with it: a method other than sum (whose weights are not a weighted
+    sum's), ``--space`` (a second search inside the same budget) or ``--task-weights`` (fixed and searched).
+    """
+    if method != SUM_METHOD:
+        raise ConfigError(f"--search-task-weights tunes the weighted sum's task weights (--method {SUM_METHOD}); "
+                          f"--method {method} weighs the tasks itself")
+    if space_items:
+        raise ConfigError(f"--space {space_items[0]}: --search-task-weights searches the task weights alone, "
+                          "with the optimizer's settings from its preset and --set; drop one of them")
+    if task_weights:
+        raise ConfigError(f"--task-weights {task_weights} fixes the weights --search-task-weights searches; "
+                          "drop one of them")
+    space = simplex_space(n_tasks)
+    return {name: dict(space) for name in optimizers}
 
 
 def is_simplex_key(key: str) -> bool:

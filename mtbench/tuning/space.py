@@ -122,7 +122,8 @@ def distributions(space: Space, preset: OptimizerPreset) -> dict[str, "optuna.di
     out = {}
     for key, entry in space.items():
         if isinstance(entry, SearchDim):
-            if preset.param(key).kind is int:
+            # a key no preset has (the task weights' quantiles, tuning.simplex) is a float
+            if getattr(preset.param(key), "kind", float) is int:
                 out[key] = IntDistribution(int(entry.low), int(entry.high), log=entry.log)
             else:
                 out[key] = FloatDistribution(entry.low, entry.high, log=entry.log)
@@ -226,7 +227,7 @@ def grid_values(space: Space, preset: OptimizerPreset, n: int) -> dict[str, list
             points = [lo + (hi - lo) * i / (k - 1) for i in range(k)]
             # 12 digits: 0.001, not the 0.0010000000000000002 that exp(log(x)) gives back
             points = [float(f"{math.exp(p) if entry.log else p:.12g}") for p in points]
-        if preset.param(key).kind is int:
+        if getattr(preset.param(key), "kind", float) is int:
             points = sorted({round(p) for p in points})
             if len(points) < k:
                 raise ConfigError(f"--sampler grid: {entry.text(key)} holds {len(points)} whole numbers, fewer "

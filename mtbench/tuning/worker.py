@@ -25,6 +25,7 @@ from ..report.convergence import joint_score
 from ..rundir import CHECKPOINT_DIR, CONFIG_FILE, LAST_CHECKPOINT, RunDir, RunFileError, Summary
 from ..text import first_line, format_settings
 from .space import Space, distributions, setting_items, suggest
+from .simplex import is_simplex_key, split_params, weights_text
 from .study import PRESET, RESULT, ROLE, RUN_DIR, SEARCH, TuneStudy, Worker, heartbeat, run_name
 
 if TYPE_CHECKING:
@@ -143,8 +144,10 @@ class Tuner:
 
     def config(self, optimizer: str, params: Mapping[str, Any], run_dir: Path | str = "") -> RunConfig:
         """The run config of a trial at ``params`` (the fixed ``--set`` items first, the point after)."""
+        params, weights = split_params(params)  # a point of the task weights' simplex is the run's --task-weights
         items = list(self.overrides[optimizer]) + setting_items(params)
-        return build_config(self.presets[optimizer], run_dir, self.method, **{**self.options, "set_values": items})
+        options = {**self.options, "set_values": items, **({"task_weights": weights_text(weights)} if weights else {})}
+        return build_config(self.presets[optimizer], run_dir, self.method, **options)
 
     def work(self) -> None:
         """Take and run trials until every study's budget is done."""
@@ -195,6 +198,8 @@ class Tuner:
             trial.set_user_attr(RUN_DIR, run_dir.name)
         config.run_dir = str(run_dir)
         settings = dict(config.hyperparams)
+        if any(is_simplex_key(k) for k in params):
+            settings["task_weights"] = list(config.task_weights)
         state = _run_state(run_dir)
         shown = {k: settings[k] for k in self.spaces[name] if k in settings}  # the preset may leave one unset
         self.echo(f"{head} {format_settings(shown)}"
