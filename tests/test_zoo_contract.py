@@ -259,3 +259,37 @@ def test_listing_imports_neither_torch_nor_pytorch_optimizer():
                          env={**os.environ, "MTBENCH_PLUGINS": ""})
     assert "pytorch-optimizer (15)" in out.stdout and "torch.optim (5)" in out.stdout, out.stderr
     assert out.stdout.strip().splitlines()[-1] == "loaded: []"
+
+
+def invoke(args):
+    from click.testing import CliRunner
+
+    from mtbench.cli import main
+
+    return CliRunner().invoke(main, args, env={"MTBENCH_PLUGINS": "", "MTBENCH_DISABLE_PLUGINS": ""})
+
+
+def test_list_all_shows_the_library_and_why_some_are_refused():
+    result = invoke(["list", "--all"])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    sophia = next(line for line in lines if line.startswith("pytorch_optimizer:sophiah "))
+    assert "refused: it needs Hessian-vector products" in sophia
+    assert any(line.startswith("pytorch_optimizer:alig ") and "runs (closure)" in line for line in lines)
+    assert any(line.startswith("pytorch_optimizer:fromage ") and "non-commercial" in line for line in lines)
+    assert f"{128 - len(REFUSED)} of 128 optimizers of pytorch-optimizer run by name" in result.output
+    records = invoke(["list", "--json"]).output
+    import json
+
+    muon = next(r for r in json.loads(records)["optimizers"] if r["name"] == "muon")
+    assert muon["origin"] == "torch" and muon["groups"] == "mtbench.training.optimizers:hidden_matrices"
+    assert muon["tuning_space"] == {"lr": "lr=0.002:0.2:log", "adamw_lr": "adamw_lr=3e-05:0.003:log"}
+
+
+def test_a_refused_library_optimizer_is_one_line_before_anything_runs(tmp_path):
+    result = invoke(["run", "-o", "pytorch_optimizer:adahessian", "--out", str(tmp_path)])
+    assert result.exit_code != 0
+    assert result.output.strip().splitlines() == [
+        "Error: pytorch_optimizer:adahessian cannot run here: it needs Hessian-vector products (a backward pass "
+        "with create_graph=True), which the trainer does not take"]
+    assert not any(tmp_path.iterdir())
