@@ -214,3 +214,13 @@ def test_an_optimizer_that_needs_a_closure_gets_the_same_batchs_gradient_again(t
     backward = 3 if shared and method == "upgrad" else 1  # per pass over the batch
     forward = 2 + (method == "famo")  # the step's and the closure's, and FAMO's recompute
     assert {(r["forward_passes"], r["backward_passes"]) for r in lines} == {(forward, 2 * backward)}
+
+
+def test_a_run_takes_the_workloads_batch_size_and_epochs_unless_given(tmp_path):
+    workload = tiny_workload(2, True)
+    preset = REGISTRY.get("adam")
+    config = build_config(preset, tmp_path / "r", workload=workload)
+    assert (config.batch_size, config.epochs) == (workload.batch_size, workload.epochs) == (4, 1)
+    given = build_config(preset, tmp_path / "r", workload=workload, batch_size=2, epochs=3)
+    assert (given.batch_size, given.epochs) == (2, 3)
+    assert (build_config(preset, tmp_path / "d").batch_size, build_config(preset, tmp_path / "d").epochs) == (8, 5)
