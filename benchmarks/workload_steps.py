@@ -116,6 +116,8 @@ def main(argv=None) -> None:
             trainers, failed = build(args, run_root)
         except MTBenchError as exc:
             parser.error(str(exc))
+        if not trainers:
+            parser.error(next(iter(failed.values())))
         try:
             results = time_all(trainers, args.steps, args.rounds)
         finally:
