@@ -207,3 +207,75 @@ def test_a_weight_tune_refuses_what_does_not_go_with_it(tmp_path, registry, kwar
     with pytest.raises(ConfigError, match=message):
         plan_tune({"adam": registry.get("adam")}, trials=2, search_task_weights=2, out=tmp_path / "t",
                   **{"options": TINY_OPTIONS, **kwargs})
+
+
+# ---------------------------------------------------------------------------------------------
+# `mtbench compare --tuned-scalarization TUNE_DIR`
+
+
+def _tune_dir(tmp_path, space, weights=(0.3, 0.7), best=True):
+    import json
+
+    out = tmp_path / "tune"
+    (out / "trials" / "adam-t2").mkdir(parents=True)
+    (out / "trials" / "adam-t2" / "config.json").write_text(json.dumps({"task_weights": list(weights)}))
+    record = {"objective": "joint", "optimizers": [{
+        "optimizer": "adam", "space": space, "trials_done": 3,
+        "best": {"name": "adam-t2", "value": 0.4375} if best else None}]}
+    (out / "tune.json").write_text(json.dumps(record))
+    return out
+
+
+def test_the_tuned_row_takes_the_best_trials_weights(tmp_path):
+    from mtbench.compare.tuned import tuned_row
+
+    out = _tune_dir(tmp_path, {"task_weights.q1": {"low": 0.0, "high": 1.0, "log": False}})
+    row, note = tuned_row(out, ("cls", "seg"), ["sgd", "adam"])
+    assert (row.name, row.optimizer, row.method, row.task_weights, row.role) == (
+        "adam@tuned", "adam", "sum", (0.3, 0.7), "row")
+    assert "task weights 0.3,0.7, the best of 3 trials" in note and "holdout joint 0.4375" in note
+    assert row.options()["task_weights"] == "0.3,0.7"
+
+
+@pytest.mark.parametrize("space, weights, best, message", [
+    ({"lr": {"low": 1e-4, "high": 1e-2, "log": True}}, (0.3, 0.7), True, "searched adam's lr, not the task weights"),
+    ({"task_weights.q1": {}}, (0.3, 0.7), False, "no trial of adam completed"),
+    ({"task_weights.q1": {}, "task_weights.q2": {}}, (0.2, 0.3, 0.5), True, "weighed 3 tasks"),
+])
+def test_a_tune_dir_that_cannot_make_the_row_is_one_line(tmp_path, space, weights, best, message):
+    from mtbench.compare.tuned import tuned_row
+
+    with pytest.raises(ConfigError, match=message):
+        tuned_row(_tune_dir(tmp_path, space, weights, best), ("cls", "seg"))
+    with pytest.raises(ConfigError, match="no finished tune there"):
+        tuned_row(tmp_path, ("cls", "seg"))
+
+
+TINY = ["--image-size", "32", "--limit-train", "16", "--limit-val", "8", "--epochs", "1", "--batch-size", "4", "-q"]
+
+
+@pytest.mark.slow
+def test_tune_the_weighted_sum_then_compare_against_it(tmp_path):
+    """End to end on tiny runs: a weight tune, then a comparison with its tuned weighted sum as a row and
+    the report's verdict against it."""
+    import json
+
+    from click.testing import CliRunner
+
+    from mtbench.cli import main
+
+    tune_dir, cmp_dir = tmp_path / "tune", tmp_path / "cmp"
+    result = CliRunner().invoke(main, ["tune", "--optimizers", "adam", "--search-task-weights", "--trials", "2",
+                                       "--sampler", "grid", *TINY, "--out", str(tune_dir)])
+    assert result.exit_code == 0, result.output
+    trials = sorted(json.loads((p / "config.json").read_text())["task_weights"]
+                    for p in (tune_dir / "trials").iterdir())
+    assert trials == [[0.0, 1.0], [0.5, 0.5], [1.0, 0.0]]  # the preset's equal weights, the grid's two corners
+    best = json.loads((tune_dir / "tune.json").read_text())["optimizers"][0]["best"]
+    result = CliRunner().invoke(main, ["compare", "--optimizers", "adam", "--methods", "sum,uw", "--seeds", "2",
+                                       "--tuned-scalarization", str(tune_dir), *TINY, "--out", str(cmp_dir)])
+    assert result.exit_code == 0, result.output
+    rows = {r["name"]: r for r in json.loads((cmp_dir / "comparison.json").read_text())["rows"]}
+    assert set(rows) == {"adam", "adam+uw", "adam@tuned"}
+    assert rows["adam@tuned"]["task_weights"] == best["settings"]["task_weights"]
+    assert rows["adam@tuned"]["role"] == "row" and rows["adam@tuned"]["method"] == "sum"

@@ -86,6 +86,10 @@ failed (the table says which and why; the other runs are reported as usual).""")
               help="Also run each single-gradient optimizer with the method sum at task weights (w, 1-w) for "
                    "each w in (0, 1): the scalarization front, e.g. 0.1,0.3,0.5,0.7,0.9 (the w of "
                    "--task-weights is the plain row itself).")
+@click.option("--tuned-scalarization", "tuned", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              default=None, metavar="TUNE_DIR",
+              help="Also run the tuned weighted sum: a row <optimizer>@tuned at the best task weights of a finished "
+                   "`mtbench tune --search-task-weights --out TUNE_DIR`; the report holds every row against it.")
 @click.option("--single-task", is_flag=True,
               help="Also run single-task baselines: one run per task alone with --baseline, for Delta-m.")
 @click.option("--baseline", default="adam", show_default=True, metavar="NAME",
@@ -104,7 +108,8 @@ failed (the table says which and why; the other runs are reported as usual).""")
 @run_options
 @config_option
 @click.pass_context
-def compare(ctx: click.Context, optimizers: str | None, methods: str, sweep: str | None, single_task: bool,
+def compare(ctx: click.Context, optimizers: str | None, methods: str, sweep: str | None, tuned: Path | None,
+            single_task: bool,
             baseline: str, seeds: str, out: Path | None, quiet: bool, wait: bool, nproc_per_node: int,
             primary: str, select: str, target, **options) -> None:
     """Train every row (optimizers crossed with methods, a task-weight sweep, single-task baselines)
@@ -123,6 +128,11 @@ def compare(ctx: click.Context, optimizers: str | None, methods: str, sweep: str
     plain = parse_task_values(options["task_weights"], "--task-weights", 1 / len(tasks), tasks) \
         if options["task_weights"] else None
     rows, notes = plan_rows(compared, method_names, weights, base, plain, tasks)
+    if tuned is not None:  # the tuned weighted sum, the baseline every row is held against (report.baseline)
+        from ..compare.tuned import tuned_row
+
+        row, note = _parsed(lambda path: tuned_row(path, tasks, names), tuned, "--tuned-scalarization")
+        rows, notes = [*rows, row], [*notes, note]
     for note in notes:
         _stderr(f"note: {note}")
     spec = ComparisonSpec(tuple(rows), seed_list, options, tuple(options.pop("set_values")), workload.name,
