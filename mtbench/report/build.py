@@ -26,6 +26,7 @@ from .header import header_lines
 from .runs import Run
 from .selection import DEFAULT_SELECTION, Selected, select
 from .stats import delta_m, summarize, summarize_time_to_target
+from .taskmetrics import WorkloadMetrics, workload_metrics
 from .verdict import (
     DEFAULT_PRIMARY, DELTA_M, METRIC_NAMES, PRIMARY_METRICS, paired_verdict, scalarization_front,
     verdict_sentences,
@@ -99,6 +100,8 @@ class Report:
     facts: list[str] = field(default_factory=list)  # how this report was measured, for the notes
     selected: dict[Path, Selected] = field(default_factory=dict)
     baselines: dict[str, str] = field(default_factory=dict)  # task -> label of the baseline row used for Δm
+    # the metrics of a workload other than the default one, as its runs' summary.json names them
+    own: WorkloadMetrics | None = None
 
     @property
     def failed_runs(self) -> list[Run]:
@@ -133,19 +136,30 @@ def build_report(runs: Sequence[Run], target: float | AbsoluteTarget | None = No
     selected = {r.path: s for r in runs if (s := select(r, selection)) is not None}
     per_seed = {g.label: _selected_values(g, selected) for g in groups}
     facts = _selection_facts(selection, selected.values())
+    own = workload_metrics(runs)  # None: the default workload, read as always (top-1 and mIoU)
+    tasks = own.tasks if own is not None else TASKS
+    if own is not None:
+        for g in groups:
+            per_seed[g.label].update(_own_values(g, own, selected))
+        facts.append(own.describe())
+        if selection != "final":
+            facts.append(f"The figures of workload {own.workload} are each run's final ones: --select "
+                         f"{selection} chooses epochs on ImageNet + COCO's figures only.")
 
     baselines, planned = _baselines(groups), _baselines(groups, completed=False)
-    if primary == DELTA_M and len(planned) < len(TASKS):
+    if primary == DELTA_M and len(planned) < len(tasks):
         raise ConfigError(f"--primary {DELTA_M} needs single-task baseline rows for both tasks (such as adam[cls] "
                           "and adam[seg], run with --tasks cls and --tasks seg); this comparison has "
                           + (", ".join(g.label for g in planned.values()) or "none"))
     not_computed: dict[str, str] = {}  # row -> why its Δm could not be computed
     for g in groups:
-        if g.role == "baseline" or len(planned) < len(TASKS):
+        if g.role == "baseline" or len(planned) < len(tasks):
             continue
-        if len(baselines) < len(TASKS):
+        if len(baselines) < len(tasks):
             problem = "no run of the single-task baseline " + ", ".join(
-                planned[task].label for task in TASKS if task not in baselines) + " completed"
+                planned[task].label for task in tasks if task not in baselines) + " completed"
+        elif own is not None:
+            per_seed[g.label]["delta_m"], problem = _own_delta_m(own, g.label, baselines, per_seed)
         else:
             per_seed[g.label]["delta_m"], problem = _delta_m(per_seed[g.label], baselines, per_seed)
         if problem:
@@ -164,6 +178,8 @@ def build_report(runs: Sequence[Run], target: float | AbsoluteTarget | None = No
         values = per_seed[g.label]
         steps, seconds = times.get(g.label, ({}, {}))
         metrics = {m: summarize(values[m].values()) if m in values else None for m in ("top1", "miou", "joint", "delta_m")}
+        if own is not None:
+            metrics["task_metrics"] = own.summaries(values["metrics"])
         metrics["steps_to_target"] = _time_summary(steps) if steps else None
         metrics["seconds_to_target"] = _time_summary(seconds) if seconds else None
         metrics["seconds_per_step"] = summarize(r.summary.seconds_per_step for r in g.done)
@@ -182,8 +198,8 @@ def build_report(runs: Sequence[Run], target: float | AbsoluteTarget | None = No
     sentences = verdict_sentences(verdict, means, primary, seeds,
                                   unranked=_unranked(compared, primary, not_computed))
     sentences.extend(_front(rows))
-    return Report(rows, resolved, header_lines(runs, groups), list(runs), primary, selection, sentences,
-                  facts, selected, {task: g.label for task, g in baselines.items()})
+    return Report(rows, resolved, header_lines(runs, groups, own and own.workload, tasks), list(runs), primary, selection, sentences,
+                  facts, selected, {task: g.label for task, g in baselines.items()}, own)
 
 
 def _unranked(compared: Sequence[RowResult], primary: str, not_computed: dict[str, str]) -> str | None:
@@ -232,6 +248,31 @@ def _baselines(groups: Sequence[RowRuns], completed: bool = True) -> dict[str, R
         if g.role == "baseline" and (g.done or not completed) and len(g.spec.tasks) == 1:
             out.setdefault(g.spec.tasks[0], g)
     return out
+
+
+def _own_values(group: RowRuns, own: WorkloadMetrics, selected: dict[Path, Selected]) -> dict[str, dict]:
+    """A row of another workload: {metric: {seed: value}} of its tasks' metrics (under "metrics") and its joint
+    score per seed, from the runs' summary.json (None for a run that did not complete)."""
+    metrics: dict[str, dict] = {m.name: {} for m in own.metrics if m.task in group.spec.tasks}
+    joint: dict = {}
+    for run in group.runs:
+        if run.key in joint and joint[run.key] is not None:
+            continue  # a seed run twice (merged directories): the first completed run counts
+        values = own.values(run, group.spec.tasks) if run.path in selected else {}
+        for name in metrics:
+            metrics[name][run.key] = values.get(name)
+        joint[run.key] = own.joint(values, group.spec.tasks) if values else None
+    return {"metrics": metrics, "joint": joint}
+
+
+def _own_delta_m(own: WorkloadMetrics, label: str, baselines: dict[str, RowRuns],
+                 per_seed: dict[str, dict]) -> tuple[dict, str | None]:
+    """A row's Δm per seed over every metric of the workload, against each task's baseline of the same seed."""
+    base = {task: per_seed[baselines[task].label]["metrics"] for task in own.tasks}
+    try:
+        return own.delta_m(per_seed[label]["metrics"], base), None
+    except DataError as exc:
+        return {}, str(exc)
 
 
 def _delta_m(values: dict[str, dict], baselines: dict[str, RowRuns],

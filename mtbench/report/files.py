@@ -20,7 +20,7 @@ from .verdict import METRIC_NAMES, difference_unit, show, show_interval
 
 __all__ = [
     "BASELINE_HEADERS", "CSV_FIELDS", "GUIDE_NOTE", "SWEEP_HEADERS", "baseline_rows", "csv_text", "json_record",
-    "markdown", "notes", "strict_json", "sweep_rows", "table_headers", "table_rows", "terminal_table", "write_report",
+    "markdown", "notes", "own_metric_table", "strict_json", "sweep_rows", "table_headers", "table_rows", "terminal_table", "write_report",
     "write_tables",
 ]
 
@@ -146,8 +146,23 @@ def baseline_rows(report: Report) -> list[list[str]]:
             for row in report.role("baseline")]
 
 
+def own_metric_table(report: Report) -> tuple[list[str], list[list[str]]]:
+    """Every row's figure of each metric of a workload other than the default one (its summary.json's)."""
+    own = report.own
+    headers = ["row", "seeds", *[f"{m.title} {m.arrow}" for m in own.metrics]]
+    rows = []
+    for row in report.rows:
+        figures = row.metrics.get("task_metrics") or {}
+        rows.append([row.label, _seeds(row), *[m.show(figures.get(m.name)) if m.task in row.group.spec.tasks else "-"
+                                              for m in own.metrics]])
+    return headers, rows
+
+
 def _sections(report: Report) -> list[tuple[str, list[str], list[list[str]]]]:
     sections = [("", table_headers(report), table_rows(report))]
+    if report.own is not None:
+        sections.append((f"Metrics of workload {report.own.workload} (↑ higher is better, ↓ lower)",
+                         *own_metric_table(report)))
     if any(r.on_front is not None for r in report.rows):
         sections.append(("Scalarization sweep (the front every multi-task row is held against)",
                          SWEEP_HEADERS, sweep_rows(report)))
@@ -159,16 +174,18 @@ def _sections(report: Report) -> list[tuple[str, list[str], list[list[str]]]]:
 def notes(report: Report) -> list[str]:
     """The lines under the tables: how every figure is defined and measured."""
     primary = METRIC_NAMES[report.primary]
-    lines = [
+    lines = [] if report.own is not None else [  # the workload's own metrics: its line among the facts
         "Joint score = mean of top-1 and mIoU (fractions; absolute, so each run's score is its own and rows "
         "pair by seed); a single-task row scores its task's metric.",
+    ]
+    lines += [
         f"vs best: the difference to the best row on {primary}{_in_points(report.primary)}, paired by seed, with "
         f"its 95 % t interval and the "
         f"p-value Holm-corrected over the compared rows (paired t-test; from {WILCOXON_MIN_PAIRS} pairs on also "
         f"the Wilcoxon signed-rank test, the larger p counts). verdict: tied = corrected p >= {ALPHA:g}; rank 1 "
         f"is shared by the best and every row tied with it. No test under 2 seeds.",
     ]
-    if report.has_delta_m:
+    if report.has_delta_m and report.own is None:
         lines.append(f"Δm = mean over the two tasks of 100 x (row - baseline) / baseline, per seed against the "
                      f"single-task baselines of the same seed (top-1 from {report.baselines.get('cls')}, mIoU "
                      f"from {report.baselines.get('seg')}), then over seeds.")
@@ -311,7 +328,20 @@ def json_record(report: Report, base: Path | None = None) -> dict:
         "header": report.header, "verdict": report.verdict, "primary": report.primary,
         "selection": report.selection, "target": report.target.to_dict() if report.target else None,
         "baselines": report.baselines or None,
-        "thresholds": {label: limit for label, limit in THRESHOLDS}, "notes": notes(report), "rows": rows})
+        "thresholds": {label: limit for label, limit in THRESHOLDS}, "notes": notes(report), "rows": rows,
+        **({} if report.own is None else {"task_metrics": _own_record(report)})})
+
+
+def _own_record(report: Report) -> dict:
+    """report.json's ``task_metrics`` for a workload other than the default one: its metrics and each row's."""
+    own = report.own
+    return {"workload": own.workload,
+            "metrics": [{"task": m.task, "name": m.name, "title": m.title, "higher_is_better": m.higher_is_better,
+                         "unit": m.unit, "primary": m.primary} for m in own.metrics],
+            "rows": {row.label: {name: _summary(summary) for name, summary in
+                                 (row.metrics.get("task_metrics") or {}).items()
+                                 if any(m.name == name and m.task in row.group.spec.tasks for m in own.metrics)}
+                     for row in report.rows}}
 
 
 def write_tables(report: Report, out: Path) -> list[Path]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from typing import Sequence
 
+from ..config import TASKS
 from ..text import format_value
 from .grouping import RowRuns
 from .rows import ROLES
@@ -14,8 +15,10 @@ from .runs import Run
 __all__ = ["header_lines", "loss_scale"]
 
 
-def header_lines(runs: Sequence[Run], groups: Sequence[RowRuns]) -> list[str]:
-    """The settings every run shares (or 'varies'), the loss scale and the initial-weights check."""
+def header_lines(runs: Sequence[Run], groups: Sequence[RowRuns], workload: str | None = None,
+                 tasks: Sequence[str] = TASKS) -> list[str]:
+    """The settings every run shares (or 'varies'), the loss scale and the initial-weights check; ``workload``
+    names a workload other than the default one (ImageNet + COCO), whose ``tasks`` the loss scale names."""
     configs = [r.config for r in runs if r.config]
 
     def common(key):
@@ -29,6 +32,9 @@ def header_lines(runs: Sequence[Run], groups: Sequence[RowRuns]) -> list[str]:
     imagenet, coco = common("imagenet"), common("coco")
     if not configs:
         lines.append("Data: unknown (no run wrote its config.json)")
+    elif workload is not None:
+        data = common("data")
+        lines.append(f"Data: workload {workload}, " + (f"from {data}" if data else "its embedded stand-in"))
     elif imagenet is None and coco is None:
         lines.append("Data: the embedded synthetic data set (not real ImageNet + COCO)")
     else:
@@ -47,14 +53,14 @@ def header_lines(runs: Sequence[Run], groups: Sequence[RowRuns]) -> list[str]:
                  f"seed{'s' * (len(seeds) != 1)}: {', '.join(map(str, seeds)) or '-'}{kinds}); "
                  + ", ".join(f"{k} {format_value(v)}" for k, v in settings if v is not None))
     scales = {tuple(loss_scale(r)) for r in runs if loss_scale(r) is not None}
-    if scales and scales != {(1.0, 1.0)}:
-        shown = "; ".join(f"cls x{s[0]:g}, seg x{s[1]:g}" for s in sorted(scales))
+    if scales and scales != {tuple(1.0 for _ in s) for s in scales}:
+        shown = "; ".join(", ".join(f"{t} x{x:g}" for t, x in zip(tasks, s)) for s in sorted(scales))
         lines.append(f"Loss scale: {shown} (stress test: that task's loss is multiplied before the update)")
     else:
-        lines.append("Loss scale: none (cls x1, seg x1)")
+        lines.append(f"Loss scale: none ({', '.join(f'{t} x1' for t in tasks)})")
     weights = common("task_weights")
     if weights not in (None, "varies"):
-        lines.append(f"Task weights: cls {weights[0]:g}, seg {weights[1]:g}")
+        lines.append("Task weights: " + ", ".join(f"{t} {w:g}" for t, w in zip(tasks, weights)))
     lines.append(_init_check(runs))
     return lines
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from typing import Hashable, Iterable, Mapping, Sequence
+from typing import Collection, Hashable, Iterable, Mapping, Sequence
 
 import numpy as np
 from scipy import stats as sps
@@ -320,13 +320,15 @@ def seeds_needed(diffs: Sequence[float] | None = None, *, diff_mean: float | Non
 
 
 def delta_m(task_metrics: Mapping[str, Mapping[Hashable, float | None]],
-            baseline_metrics: Mapping[str, float | Mapping[Hashable, float | None]]) -> dict[Hashable, float]:
-    """LibMTL's Δm in %, per seed: the mean over tasks of 100 * (M_t - B_t) / B_t.
+            baseline_metrics: Mapping[str, float | Mapping[Hashable, float | None]],
+            lower_is_better: Collection[str] = ()) -> dict[Hashable, float]:
+    """LibMTL's Δm in %, per seed: the mean over metrics of 100 * (-1)^l (M - B) / B.
 
-    ``task_metrics`` maps a task to {seed: value} for the multi-task run; ``baseline_metrics`` maps
-    the same tasks to the single-task baseline, one number or {seed: value} (then paired by seed).
-    Every metric here is higher-is-better (top-1, mIoU), so no task's sign is flipped. A seed is
-    left out when a task failed on it (None or NaN). Returns {seed: Δm}, ready for ``summarize``.
+    ``task_metrics`` maps a task (or a metric) to {seed: value} for the multi-task run;
+    ``baseline_metrics`` maps the same keys to the single-task baseline, one number or {seed: value}
+    (then paired by seed). ``lower_is_better`` names the keys whose change counts with its sign
+    flipped (l = 1: an error that drops is a gain); top-1 and mIoU are higher-is-better. A seed is
+    left out when a metric failed on it (None or NaN). Returns {seed: Δm}, ready for ``summarize``.
     """
     if set(task_metrics) != set(baseline_metrics):
         raise DataError(f"delta_m: the baseline has tasks {sorted(baseline_metrics)} but the metrics have "
@@ -355,7 +357,7 @@ def delta_m(task_metrics: Mapping[str, Mapping[Hashable, float | None]],
             b = baseline(task, seed)
             if m is None or b is None:
                 break
-            changes.append((m - b) / b)
+            changes.append((b - m) / b if task in lower_is_better else (m - b) / b)
         else:
             out[seed] = 100.0 * sum(changes) / len(changes)
     return out

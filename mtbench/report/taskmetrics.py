@@ -1,0 +1,122 @@
+"""A workload's own metrics in a report: what its runs' summary.json names (each task's metrics, their
+direction, the task's primary metric) and the figures read from it, for workloads other than the default
+ImageNet + COCO (whose top-1 and mIoU the report has always read from their own summary fields).
+
+Over these: the joint score, the mean of the tasks' primary metrics, defined only where every primary
+metric is higher-is-better (a mean of an accuracy and an error says nothing); and Δm as LibMTL defines it,
+over every metric of every task, the sign of a lower-is-better metric's change flipped, against the
+single-task baseline of the metric's task with the same seed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Hashable, Mapping, Sequence
+
+from ..config import DEFAULT_WORKLOAD
+from .runs import Run
+from .stats import delta_m, summarize
+
+__all__ = ["MetricInfo", "WorkloadMetrics", "workload_metrics"]
+
+
+@dataclass(frozen=True)
+class MetricInfo:
+    """One metric of one task, as summary.json's ``task_metrics`` names it."""
+
+    task: str
+    name: str
+    title: str
+    higher_is_better: bool
+    unit: str
+    primary: bool
+
+    @property
+    def arrow(self) -> str:
+        return "↑" if self.higher_is_better else "↓"
+
+    def show(self, summary: dict | None) -> str:
+        """mean±half-width of the 95 % interval, a fraction in % where the metric says so."""
+        if not summary or summary.get("mean") is None:
+            return "-"
+        scale, unit = (100.0, "%") if self.unit == "%" else (1.0, f" {self.unit}" if self.unit else "")
+        text = f"{summary['mean'] * scale:.3g}"
+        if summary.get("ci_low") is not None:
+            text += f"±{(summary['ci_high'] - summary['ci_low']) / 2 * scale:.2g}"
+        return text + unit
+
+
+@dataclass(frozen=True)
+class WorkloadMetrics:
+    """The metrics of a report's workload, in its tasks' order."""
+
+    workload: str
+    metrics: tuple[MetricInfo, ...]
+
+    @property
+    def tasks(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(m.task for m in self.metrics))
+
+    def primaries(self, tasks: Sequence[str]) -> list[MetricInfo]:
+        return [m for m in self.metrics if m.primary and m.task in tasks]
+
+    @property
+    def joint_defined(self) -> bool:
+        return all(m.higher_is_better for m in self.primaries(self.tasks))
+
+    def values(self, run: Run, tasks: Sequence[str]) -> dict[str, float | None]:
+        """The run's test-split figure of each metric of ``tasks`` (None where it has none)."""
+        recorded = (run.summary.final_metrics if run.summary else None) or {}
+        return {m.name: _number(recorded.get(m.name)) for m in self.metrics if m.task in tasks}
+
+    def joint(self, values: Mapping[str, float | None], tasks: Sequence[str]) -> float | None:
+        """The mean of the tasks' primary metrics; None where one is missing or the joint is not defined."""
+        primaries = [values.get(m.name) for m in self.primaries(tasks)]
+        if not self.joint_defined or not primaries or any(v is None for v in primaries):
+            return None
+        return sum(primaries) / len(primaries)
+
+    def delta_m(self, row: Mapping[str, Mapping[Hashable, float | None]],
+                baselines: Mapping[str, Mapping[str, Mapping[Hashable, float | None]]]) -> dict[Hashable, float]:
+        """Δm per seed: ``row`` maps each metric to {seed: value}; ``baselines`` each task to its baseline
+        row's {metric: {seed: value}}. DataError (from stats.delta_m) where a baseline is 0 or not a number."""
+        return delta_m({m.name: row.get(m.name, {}) for m in self.metrics},
+                       {m.name: baselines[m.task].get(m.name, {}) for m in self.metrics},
+                       lower_is_better={m.name for m in self.metrics if not m.higher_is_better})
+
+    def summaries(self, values: Mapping[str, Mapping[Hashable, float | None]]) -> dict[str, dict]:
+        return {m.name: summarize(values.get(m.name, {}).values()) for m in self.metrics}
+
+    def describe(self) -> str:
+        """The line of the report's notes that says what the workload's metrics are."""
+        shown = "; ".join(f"{task}: " + ", ".join(f"{m.title} {m.arrow}" + (" (primary)" if m.primary else "")
+                                                  for m in self.metrics if m.task == task) for task in self.tasks)
+        joint = ("Joint score = mean of the tasks' primary metrics." if self.joint_defined else
+                 "Joint score: not defined (a primary metric is lower-is-better); rank by --primary delta_m "
+                 "with --single-task.")
+        return (f"Workload {self.workload}: {shown} (↑ higher is better, ↓ lower). {joint} Δm = mean over every "
+                f"metric of 100 x (row - baseline) / baseline, the sign flipped where lower is better, per seed "
+                f"against the single-task baseline of the metric's task.")
+
+
+def workload_metrics(runs: Sequence[Run]) -> WorkloadMetrics | None:
+    """The metrics of the runs' workload as their summary.json names them; None for the default workload or
+    runs that name none (the report reads top-1 and mIoU as it always has)."""
+    for run in runs:
+        told = run.summary
+        if told is None or not told.workload or told.workload == DEFAULT_WORKLOAD or not told.task_metrics:
+            continue
+        metrics = []
+        for task, entries in told.task_metrics.items():
+            for entry in entries if isinstance(entries, list) else []:
+                if isinstance(entry, dict) and isinstance(entry.get("name"), str):
+                    metrics.append(MetricInfo(task, entry["name"], str(entry.get("title") or entry["name"]),
+                                              entry.get("higher_is_better") is not False, str(entry.get("unit") or ""),
+                                              bool(entry.get("primary"))))
+        if metrics:
+            return WorkloadMetrics(told.workload, tuple(metrics))
+    return None
+
+
+def _number(value) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
