@@ -224,3 +224,15 @@ def test_a_run_takes_the_workloads_batch_size_and_epochs_unless_given(tmp_path):
     given = build_config(preset, tmp_path / "r", workload=workload, batch_size=2, epochs=3)
     assert (given.batch_size, given.epochs) == (2, 3)
     assert (build_config(preset, tmp_path / "d").batch_size, build_config(preset, tmp_path / "d").epochs) == (8, 5)
+
+
+@pytest.mark.parametrize("optimizer, method, culprit", [("mtadamv2", None, "'mtadamv2' takes the tasks' gradients apart"),
+                                                        ("adam", "famo", "--method famo combines the tasks' gradients")])
+def test_a_run_of_some_tasks_refuses_what_needs_them_all(tmp_path, optimizer, method, culprit):
+    workload = tiny_workload(3, True)
+    preset, mp = REGISTRY.get(optimizer), method and REGISTRY.get_method(method)
+    config = build_config(preset, tmp_path / "run", mp, workload=workload, tasks="t0,t2", device="cpu")
+    with pytest.raises(ConfigError, match=rf"^--tasks t0,t2 trains 2 of the workload's 3 tasks, but {culprit} for all "
+                                          "of them; train every task, or use a single-gradient optimizer"):
+        Trainer(config, preset, config.run_dir, method=mp, workload=workload, progress=False, echo=print)
+    assert not (tmp_path / "run").exists()

@@ -22,11 +22,16 @@ def check_combination(config: RunConfig, preset: OptimizerPreset, device: torch.
         raise ConfigError(f"--method {config.method} does not compose with {preset.name!r}, which takes the tasks' "
                           "gradients apart and balances them itself; use --method sum, or a single-gradient "
                           "optimizer such as adam")
-    if len(config.tasks) == 1 and (preset.per_task_gradients or config.method != SUM_METHOD):
+    all_tasks = config.workload_tasks or config.tasks
+    if len(config.tasks) < len(all_tasks) and (preset.per_task_gradients or config.method != SUM_METHOD):
         culprit = (f"{preset.name!r} takes the tasks' gradients apart" if preset.per_task_gradients
                    else f"--method {config.method} combines the tasks' gradients")  # only what is wrong
-        raise ConfigError(f"--tasks {config.tasks[0]} trains one task alone, but {culprit}; a single-task run "
-                          "needs a single-gradient optimizer (such as adam) and --method sum")
+        if len(config.tasks) == 1:
+            raise ConfigError(f"--tasks {config.tasks[0]} trains one task alone, but {culprit}; a single-task run "
+                              "needs a single-gradient optimizer (such as adam) and --method sum")
+        raise ConfigError(f"--tasks {','.join(config.tasks)} trains {len(config.tasks)} of the workload's "
+                          f"{len(all_tasks)} tasks, but {culprit} for all of them; train every task, or use a "
+                          "single-gradient optimizer (such as adam) and --method sum")
     if config.amp == "fp16" and (device.type != "cuda" or preset.per_task_gradients or config.method != SUM_METHOD):
         raise ConfigError("--amp fp16 needs a CUDA device, a single-gradient optimizer and --method sum; "
                           "use --amp bf16")
