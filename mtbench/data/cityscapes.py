@@ -18,8 +18,9 @@ sky, the bonnet, occlusions), stored as the 16-bit disparity PNG's value / 65536
 the 2048-pixel-wide camera (focal length about 2262 px, baseline about 0.209 m), so a stored value
 is disparity / 256 = 2262 x 0.209 / 256 / Z = 1.85 / Z for a z-depth of Z metres: 0.018 at 100 m,
 0.09 at 20 m, 0.37 at 5 m. The stand-in stores that same value, ``DISPARITY_SCALE / Z``, so its
-depth L1 starts near the real set's (a few hundredths, well under the segmentation loss; in metres
-it was about 16 and dwarfed segmentation in the weighted sum), and ``depth_abs`` is in the unit
+depth L1 starts near the real set's (tenths: the stored values average about 0.17, under the
+segmentation loss, about ln 7 = 1.9 at the start; in metres it was about 16 and dwarfed
+segmentation in the weighted sum), and ``depth_abs`` is in the unit
 MTAN's and LibMTL's Cityscapes tables report (disparity pixels / 256), ``depth_rel`` a ratio of it.
 """
 
