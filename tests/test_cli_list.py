@@ -149,7 +149,7 @@ def test_plugins_lists_sources_and_the_ops_backend():
     "args, message",
     [
         (["lst"], "no such command 'lst'; did you mean 'list'?"),
-        (["run", "--optimizer", "adamx"], "unknown optimizer 'adamx'; did you mean 'adam'?"),
+        (["run", "--optimizer", "adm"], "unknown optimizer 'adm'; did you mean 'adam'?"),
         (["run", "--optimizer", "adam", "--set", "lr=-1"], "lr=-1.0 is out of range: expected a number in (0, inf)"),
         (["run", "--optimizer", "adam", "--set", "betas=0.9"], "betas=0.9 has 1 values: expected 2 comma-separated"),
         (["run", "--optimizer", "adam", "--set", "gamma=2"], "unknown setting 'gamma' for optimizer 'adam'"),

@@ -10,7 +10,8 @@ from mtbench.plugins import load_registry
 from mtbench.presets import OptimizerPreset, Param
 
 REGISTRY = load_registry(environ={})
-PRESETS = list(REGISTRY.presets.values())
+# The guide's presets; the optimizer zoo's, built as a run builds them, have tests/test_zoo_generic.py.
+PRESETS = [p for p in REGISTRY.presets.values() if p.listed_origin == "guide"]
 EXPECTED_SETTINGS = {
     "sgd": {"lr": 0.01, "momentum": 0.9, "weight_decay": 1e-4},
     "sgd_nesterov": {"lr": 0.01, "momentum": 0.9, "nesterov": True, "weight_decay": 1e-4},
@@ -24,7 +25,7 @@ EXPECTED_SETTINGS = {
 
 
 def test_the_eight_builtin_presets_carry_the_guide_settings():
-    assert list(REGISTRY.presets) == list(EXPECTED_SETTINGS)
+    assert list(REGISTRY.presets)[:8] == list(EXPECTED_SETTINGS) == [p.name for p in PRESETS]
     for name, settings in EXPECTED_SETTINGS.items():
         assert dict(REGISTRY.get(name).defaults) == settings
     assert [p.name for p in PRESETS if p.per_task_gradients] == ["mtadamv2"]
@@ -177,10 +178,10 @@ def test_bad_overrides_name_key_value_and_what_is_allowed(preset, override, patt
 
 
 def test_unknown_optimizer_suggests_the_closest_name():
-    with pytest.raises(ConfigError, match=r"unknown optimizer 'adamx'; did you mean 'adam'\?"):
-        REGISTRY.get("adamx")
-    with pytest.raises(ConfigError, match=r"unknown optimizer 'lion' \(available: sgd, sgd_nesterov, adam"):
-        REGISTRY.get("lion")
+    with pytest.raises(ConfigError, match=r"unknown optimizer 'adm'; did you mean 'adam'\?"):
+        REGISTRY.get("adm")
+    with pytest.raises(ConfigError, match=r"unknown optimizer 'nonesuch' \(available: sgd, sgd_nesterov, adam"):
+        REGISTRY.get("nonesuch")
 
 
 def test_a_preset_param_narrows_what_set_accepts():

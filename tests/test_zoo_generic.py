@@ -198,3 +198,16 @@ def test_the_optimizer_holds_every_trainable_parameter_once(name):
     held = params_of(opt)
     assert len(held) == len({id(p) for p in held}) == len(list(problem.net.parameters()))
     assert isinstance(opt, torch.optim.Optimizer)
+
+
+@pytest.mark.parametrize("name", PRESETS)
+def test_a_zero_learning_rate_in_every_group_freezes_the_weights(name):
+    problem = Problem()
+    opt = build(name, problem)
+    for group in opt.param_groups:  # what a scheduler sets, group by group
+        group["lr"] = 0.0
+    before = [p.detach().clone() for p in problem.net.parameters()]
+    for _ in range(2):
+        take_step(name, problem, opt)
+    for (param_name, p), b in zip(problem.net.named_parameters(), before):
+        assert torch.equal(p, b), param_name
