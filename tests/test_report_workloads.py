@@ -78,3 +78,14 @@ def test_the_default_workload_reads_top1_and_miou_as_always(tmp_path):
 def test_delta_m_flips_the_sign_of_a_lower_is_better_metric():
     out = delta_m({"acc": {0: 0.6}, "err": {0: 0.3}}, {"acc": {0: 0.5}, "err": {0: 0.4}}, lower_is_better={"err"})
     assert out == pytest.approx({0: 100 * (0.2 + 0.25) / 2})
+
+
+def test_a_trial_of_another_workload_scores_the_joint_of_its_holdout_metrics():
+    from mtbench.rundir import Summary
+    from mtbench.tuning import score
+
+    told = Summary(workload="toy", tasks=("a", "b"), task_metrics={"a": DEPTH, "b": ACC},
+                   holdout_metrics={"seg_acc": 0.4, "acc_b": 0.6}, final_metrics={"seg_acc": 0.5, "acc_b": 0.9})
+    assert score(told, "joint") == pytest.approx(0.5) and score(told, "joint", "final") == pytest.approx(0.7)
+    assert score(Summary(workload="toy", tasks=("a", "b"), task_metrics={"a": DEPTH, "b": ERROR},
+                         holdout_metrics={"seg_acc": 0.4, "abs_err": 0.3}), "joint") is None

@@ -10,7 +10,7 @@ from typing import Any, Mapping
 
 import click
 
-from ..config import LIMITS
+from ..config import LIMITS, TASKS
 from ..errors import ConfigError, MTBenchError
 from ..interrupts import sigterm_as_interrupt
 from ..tuning.plan import TUNE_LIMITS
@@ -116,7 +116,12 @@ def tune(ctx: click.Context, optimizers: str | None, trials: int, sampler: str, 
     if prune and nproc_per_node > 1:
         raise ConfigError("--prune stops a trial from inside its training process, which torchrun runs apart "
                           "with --nproc-per-node; drop one of them")
-    tasks = registry.workload(options["workload"]).task_names
+    workload = registry.workload(options["workload"])
+    tasks = workload.task_names
+    if objective != "joint" and tasks != TASKS:
+        raise click.BadParameter(f"--objective {objective} is a metric of ImageNet + COCO; workload {workload.name} "
+                                 "is tuned on its joint score (the mean of its tasks' primary metrics)",
+                                 param_hint="--objective")
     if final_seeds and options["tasks"] and {t.strip() for t in options["tasks"].split(",")} != set(tasks):
         raise ConfigError(f"--final-seeds runs the final settings as a comparison, whose rows train all the "
                           f"workload's tasks ({', '.join(tasks)}); drop --tasks {options['tasks']} or --final-seeds")

@@ -14,10 +14,11 @@ from dataclasses import dataclass
 from typing import Hashable, Mapping, Sequence
 
 from ..config import DEFAULT_WORKLOAD
+from ..rundir import Summary
 from .runs import Run
 from .stats import delta_m, summarize
 
-__all__ = ["MetricInfo", "WorkloadMetrics", "workload_metrics"]
+__all__ = ["MetricInfo", "WorkloadMetrics", "split_joint", "summary_metrics", "workload_metrics"]
 
 
 @dataclass(frozen=True)
@@ -102,20 +103,32 @@ class WorkloadMetrics:
 def workload_metrics(runs: Sequence[Run]) -> WorkloadMetrics | None:
     """The metrics of the runs' workload as their summary.json names them; None for the default workload or
     runs that name none (the report reads top-1 and mIoU as it always has)."""
-    for run in runs:
-        told = run.summary
-        if told is None or not told.workload or told.workload == DEFAULT_WORKLOAD or not told.task_metrics:
-            continue
-        metrics = []
-        for task, entries in told.task_metrics.items():
-            for entry in entries if isinstance(entries, list) else []:
-                if isinstance(entry, dict) and isinstance(entry.get("name"), str):
-                    metrics.append(MetricInfo(task, entry["name"], str(entry.get("title") or entry["name"]),
-                                              entry.get("higher_is_better") is not False, str(entry.get("unit") or ""),
-                                              bool(entry.get("primary"))))
-        if metrics:
-            return WorkloadMetrics(told.workload, tuple(metrics))
-    return None
+    return next((own for run in runs if run.summary is not None and (own := summary_metrics(run.summary))), None)
+
+
+def summary_metrics(told: Summary) -> WorkloadMetrics | None:
+    """The metrics one summary.json names, for a workload other than the default one (else None)."""
+    if not told.workload or told.workload == DEFAULT_WORKLOAD or not told.task_metrics:
+        return None
+    metrics = []
+    for task, entries in told.task_metrics.items():
+        for entry in entries if isinstance(entries, list) else []:
+            if isinstance(entry, dict) and isinstance(entry.get("name"), str):
+                metrics.append(MetricInfo(task, entry["name"], str(entry.get("title") or entry["name"]),
+                                          entry.get("higher_is_better") is not False, str(entry.get("unit") or ""),
+                                          bool(entry.get("primary"))))
+    return WorkloadMetrics(told.workload, tuple(metrics)) if metrics else None
+
+
+def split_joint(told: Summary, split: str) -> float | None:
+    """The joint score of a summary of another workload on one split ("final" or "holdout"), None where it is
+    not defined or not recorded."""
+    own = summary_metrics(told)
+    recorded = (told.final_metrics if split == "final" else told.holdout_metrics) or {}
+    if own is None:
+        return None
+    tasks = told.tasks or own.tasks
+    return own.joint({m.name: _number(recorded.get(m.name)) for m in own.metrics}, tasks)
 
 
 def _number(value) -> float | None:

@@ -22,6 +22,7 @@ from ..locks import LockedError
 from ..presets import OptimizerPreset
 from ..report.comparison import describe_difference
 from ..report.convergence import joint_score
+from ..report.taskmetrics import split_joint, summary_metrics
 from ..rundir import CHECKPOINT_DIR, CONFIG_FILE, LAST_CHECKPOINT, RunDir, RunFileError, Summary
 from ..text import first_line, format_settings
 from .space import Space, distributions, setting_items, suggest
@@ -87,7 +88,10 @@ def drop_checkpoint(run_dir: Path) -> None:
 
 def score(summary: Summary, objective: str, split: str = "holdout") -> float | None:
     """The objective on one split of a run's summary: ``holdout`` selects, ``final`` (the test split) only
-    reports. joint is the absolute joint score of the report, the mean of the trained tasks' metrics."""
+    reports. joint is the absolute joint score of the report, the mean of the trained tasks' metrics (of
+    another workload: of their primary metrics, where all are higher-is-better)."""
+    if summary_metrics(summary) is not None:
+        return split_joint(summary, split) if objective == "joint" else None
     top1, miou = summary.figures(split)
     if objective == "top1":
         return top1
