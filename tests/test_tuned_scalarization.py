@@ -279,3 +279,48 @@ def test_tune_the_weighted_sum_then_compare_against_it(tmp_path):
     assert set(rows) == {"adam", "adam+uw", "adam@tuned"}
     assert rows["adam@tuned"]["task_weights"] == best["settings"]["task_weights"]
     assert rows["adam@tuned"]["role"] == "row" and rows["adam@tuned"]["method"] == "sum"
+    report = json.loads((cmp_dir / "report.json").read_text())
+    baseline = report["tuned_baseline"]
+    assert baseline["row"] == "adam@tuned" and baseline["metric"] == "joint"
+    assert set(baseline["rows"]) == {"adam", "adam+uw"}
+    for r in baseline["rows"].values():
+        assert r["n_pairs"] == 2 and r["outcome"] in ("beats", "tied", "worse")
+        assert r["p_holm"] >= r["p_value"]
+    assert any(line.startswith("Against the tuned weighted sum adam@tuned") for line in report["verdict"])
+    assert "Against the tuned weighted sum adam@tuned" in (cmp_dir / "report.md").read_text()
+
+
+def _result_row(label, role, optimizer, method, per_seed):
+    from types import SimpleNamespace
+
+    from mtbench.report.stats import summarize
+
+    metrics = {m: summarize(per_seed[m].values()) for m in ("top1", "miou", "joint")}
+    group = SimpleNamespace(optimizer=optimizer, spec=SimpleNamespace(method=method))
+    return SimpleNamespace(label=label, role=role, group=group, per_seed=per_seed, metrics=metrics)
+
+
+def _figures(top1, miou):
+    return {"top1": dict(enumerate(top1)), "miou": dict(enumerate(miou)),
+            "joint": {s: (a + b) / 2 for s, (a, b) in enumerate(zip(top1, miou))}}
+
+
+def test_a_reports_rows_are_held_against_its_tuned_row():
+    from mtbench.report.baseline import tuned_baseline
+
+    rows = [_result_row("adam", "row", "adam", "sum", _figures([0.40, 0.42, 0.41], [0.30, 0.31, 0.30])),
+            _result_row("adam+uw", "row", "adam", "uw", _figures([0.50, 0.53, 0.51], [0.40, 0.42, 0.41])),
+            _result_row("adam@tuned", "row", "adam", "sum", _figures([0.45, 0.47, 0.46], [0.33, 0.35, 0.34])),
+            _result_row("adam@w0.9", "sweep", "adam", "sum", _figures([0.46, 0.48, 0.47], [0.36, 0.36, 0.36]))]
+    record, lines = tuned_baseline(rows, "joint")
+    assert record["row"] == "adam@tuned" and set(record["rows"]) == {"adam", "adam+uw"}
+    assert record["rows"]["adam+uw"]["diff_mean"] == pytest.approx(0.185 / 3)
+    # The front is the sweep's points and the plain sum row, never the tuned row itself: w0.9 dominates it.
+    assert record["front"] == ["adam@w0.9"] and record["front_dominates"] is True
+    assert lines[0].startswith("Against the tuned weighted sum adam@tuned (joint score")
+    assert "dominates the tuned weighted sum adam@tuned" in lines[-1]
+    # A tuned point the sweep does not dominate is still held against the front, not put on it.
+    rows[3] = _result_row("adam@w0.9", "sweep", "adam", "sum", _figures([0.43, 0.43, 0.43], [0.37, 0.37, 0.37]))
+    record, lines = tuned_baseline(rows, "joint")
+    assert record["front"] == ["adam@w0.9"] and record["front_dominates"] is False
+    assert tuned_baseline(rows[:2], "joint") == (None, [])

@@ -13,12 +13,16 @@ statistics are mtbench.report.stats' (compare_to_best, holm), the front mtbench.
 
 from __future__ import annotations
 
-from typing import Hashable, Mapping
+from typing import Hashable, Mapping, Sequence
+
+from ..config import SUM_METHOD
 
 from .stats import ALPHA, compare_to_best, holm
 from .verdict import METRIC_NAMES, scalarization_front, show, show_interval
 
-__all__ = ["TUNED_SUFFIX", "against_tuned", "baseline_sentences", "front_against_tuned", "tuned_label"]
+__all__ = [
+    "TUNED_SUFFIX", "against_tuned", "baseline_sentences", "front_against_tuned", "tuned_baseline", "tuned_label",
+]
 
 # A comparison's row of the tuned weighted sum is named <optimizer>@tuned.
 TUNED_SUFFIX = "@tuned"
@@ -112,3 +116,28 @@ def baseline_sentences(result: Mapping[str, dict], tuned: str, metric: str,
             lines.append(f"The untuned sweep's front ({', '.join(front)}) does not dominate the tuned weighted "
                          f"sum {tuned}.")
     return lines
+
+
+def tuned_baseline(rows: Sequence, metric: str, alpha: float = ALPHA) -> tuple[dict | None, list[str]]:
+    """The baseline verdict of a report's rows (mtbench.report.build's RowResults): None and no sentence
+    when no compared row is a tuned weighted sum's.
+
+    Held against it: every other row of role "row" on ``metric``. Its front: the sweep's points and the
+    plain rows of the swept optimizers with the method sum (the sweep's point at the comparison's
+    weights), on the means of top-1 and mIoU. Returns ({"row", "metric", "rows": against_tuned's result,
+    "front", "front_dominates"}, the sentences).
+    """
+    compared = [r for r in rows if r.role == "row"]
+    tuned = tuned_label(r.label for r in compared)
+    if tuned is None:
+        return None, []
+    values = {r.label: r.per_seed.get(metric, {}) for r in compared}
+    result = against_tuned(values, tuned, alpha=alpha)
+    mean = {r.label: tuple((r.metrics.get(m) or {}).get("mean") for m in ("top1", "miou")) for r in rows}
+    sweep = [r for r in rows if r.role == "sweep"]
+    swept = {r.group.optimizer for r in sweep}
+    points = {r.label: mean[r.label] for r in rows if r in sweep or (
+        r.role == "row" and r.label != tuned and r.group.optimizer in swept and r.group.spec.method == SUM_METHOD)}
+    front, dominated = front_against_tuned(points, mean[tuned]) if sweep else ([], None)
+    record = {"row": tuned, "metric": metric, "rows": result, "front": front, "front_dominates": dominated}
+    return record, baseline_sentences(result, tuned, metric, front, dominated, alpha)

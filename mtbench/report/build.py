@@ -17,6 +17,7 @@ from typing import Iterable, Sequence
 
 from ..config import SUM_METHOD, TASKS
 from ..errors import ConfigError, DataError, MTBenchError
+from .baseline import TUNED_SUFFIX, tuned_baseline
 from .convergence import (
     TASK_METRICS, UNKNOWN, AbsoluteTarget, Target, convergence_label, convergence_target, default_target,
     epoch_metrics, first_reach, joint_score,
@@ -102,6 +103,7 @@ class Report:
     baselines: dict[str, str] = field(default_factory=dict)  # task -> label of the baseline row used for Δm
     # the metrics of a workload other than the default one, as its runs' summary.json names them
     own: WorkloadMetrics | None = None
+    tuned_baseline: dict | None = None  # every compared row against the tuned weighted sum (report.baseline)
 
     @property
     def failed_runs(self) -> list[Run]:
@@ -198,8 +200,12 @@ def build_report(runs: Sequence[Run], target: float | AbsoluteTarget | None = No
     sentences = verdict_sentences(verdict, means, primary, seeds,
                                   unranked=_unranked(compared, primary, not_computed))
     sentences.extend(_front(rows))
-    return Report(rows, resolved, header_lines(runs, groups, own and own.workload, tasks), list(runs), primary, selection, sentences,
+    baseline, lines = tuned_baseline(rows, primary)
+    sentences.extend(lines)
+    report = Report(rows, resolved, header_lines(runs, groups, own and own.workload, tasks), list(runs), primary, selection, sentences,
                   facts, selected, {task: g.label for task, g in baselines.items()}, own)
+    report.tuned_baseline = baseline
+    return report
 
 
 def _unranked(compared: Sequence[RowResult], primary: str, not_computed: dict[str, str]) -> str | None:
@@ -368,7 +374,8 @@ def _front(rows: Sequence[RowResult]) -> list[str]:
     swept = {r.group.optimizer for r in sweep}
     # A plain row of a swept optimizer is the sweep's point at the comparison's task weights.
     points = [r for r in rows if r in sweep or (r.role == "row" and r.group.optimizer in swept
-                                                 and r.group.spec.method == SUM_METHOD)]
+                                                 and r.group.spec.method == SUM_METHOD
+                                                 and not r.label.endswith(TUNED_SUFFIX))]  # held against it instead
     others = [r for r in rows if r.role == "row" and r not in points]
     mean = {r.label: tuple((r.metrics[m] or {}).get("mean") for m in ("top1", "miou")) for r in rows}
     front, dominated = scalarization_front({r.label: mean[r.label] for r in points},

@@ -328,6 +328,7 @@ def json_record(report: Report, base: Path | None = None) -> dict:
         "header": report.header, "verdict": report.verdict, "primary": report.primary,
         "selection": report.selection, "target": report.target.to_dict() if report.target else None,
         "baselines": report.baselines or None,
+        "tuned_baseline": report.tuned_baseline,
         "thresholds": {label: limit for label, limit in THRESHOLDS}, "notes": notes(report), "rows": rows,
         **({} if report.own is None else {"task_metrics": _own_record(report)})})
 
