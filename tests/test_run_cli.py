@@ -32,11 +32,11 @@ def test_run_prints_the_final_metrics_and_writes_a_run_directory(tmp_path):
 
 def test_the_menu_takes_a_number(tmp_path, monkeypatch):
     monkeypatch.setattr(run_module, "_stdin_is_terminal", lambda: True)
-    result = invoke(["run", "--out", str(tmp_path), *TINY], input="9\n3\n")
+    result = invoke(["run", "--out", str(tmp_path), *TINY], input="999\n3\n")
     assert result.exit_code == 0, result.output
     assert "Select an optimizer:" in result.output
-    assert "1. SGD" in result.output and "8. MTAdamV2" in result.output
-    assert "9 is not in the range 1<=x<=8" in result.output
+    assert "1. SGD" in result.output and "8. MTAdamV2" in result.output and "9. NAdam" in result.output  # the zoo too
+    assert "999 is not in the range 1<=x<=" in result.output
     assert only_run_dir(tmp_path).name.startswith("adam-")
 
 
