@@ -271,7 +271,9 @@ def test_tune_the_weighted_sum_then_compare_against_it(tmp_path):
     trials = sorted(json.loads((p / "config.json").read_text())["task_weights"]
                     for p in (tune_dir / "trials").iterdir())
     assert trials == [[0.0, 1.0], [0.5, 0.5], [1.0, 0.0]]  # the preset's equal weights, the grid's two corners
-    best = json.loads((tune_dir / "tune.json").read_text())["optimizers"][0]["best"]
+    tuned = json.loads((tune_dir / "tune.json").read_text())["optimizers"][0]
+    best = tuned["best"]
+    assert tuned["best_settings"] == {"task_weights": best["settings"]["task_weights"]}  # tune.md's best setting
     result = CliRunner().invoke(main, ["compare", "--optimizers", "adam", "--methods", "sum,uw", "--seeds", "2",
                                        "--tuned-scalarization", str(tune_dir), *TINY, "--out", str(cmp_dir)])
     assert result.exit_code == 0, result.output

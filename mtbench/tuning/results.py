@@ -18,6 +18,7 @@ from ..report.comparison import default_directory
 from ..report.stats import compare_to_best, summarize
 from ..rundir import CONFIG_FILE, SUMMARY_FILE, RunFileError, atomic_write_text, read_json, read_summary
 from ..text import format_settings, format_table
+from .simplex import is_simplex_key
 from .space import Space, space_record, space_text
 from .study import PRESET, ROLE, SEARCH, SLOT, WORKER, TuneStudy, Worker, attempt, owners, result, run_name
 from .worker import score
@@ -95,6 +96,8 @@ class Result:
     def best_settings(self) -> dict:
         """The searched settings of the best trial (the others are the preset's or --set's)."""
         best = self.best
+        if best is not None and any(is_simplex_key(k) for k in self.space):  # --search-task-weights
+            return {"task_weights": best.settings.get("task_weights")}
         return {} if best is None else {k: best.settings[k] for k in self.space if k in best.settings}
 
     def failed(self) -> list[TrialRow]:

@@ -202,10 +202,13 @@ class Tuner:
             trial.set_user_attr(RUN_DIR, run_dir.name)
         config.run_dir = str(run_dir)
         settings = dict(config.hyperparams)
-        if any(is_simplex_key(k) for k in params):
+        weighted = any(is_simplex_key(k) for k in params)  # --search-task-weights: the weights are the setting
+        if weighted:
             settings["task_weights"] = list(config.task_weights)
         state = _run_state(run_dir)
         shown = {k: settings[k] for k in self.spaces[name] if k in settings}  # the preset may leave one unset
+        if weighted:
+            shown["task_weights"] = settings["task_weights"]
         self.echo(f"{head} {format_settings(shown)}"
                   + {"resume": " (resuming from its last checkpoint)", "completed": " (trained before)"}.get(state, ""))
         reporter = _Reporter(trial, self.objective, self.prune and role == SEARCH)
