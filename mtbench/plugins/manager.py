@@ -15,7 +15,7 @@ from typing import Any, Iterable, Mapping
 import pluggy
 
 from ..errors import ConfigError
-from ..presets import SUM_METHOD, MethodPreset, OptimizerPreset, Preset, validate_preset
+from ..presets import SUM_METHOD, MethodPreset, OptimizerPreset, validate_preset
 from ..presets.base import is_dotted_name
 from ..text import did_you_mean, failure_reason, first_line
 from ..workloads import Workload
