@@ -21,7 +21,7 @@ _COMMANDS = {
     "plugins": ("mtbench.cli.presets:plugins_command",
                 "Show each loaded plugin and where it came from, the ones that failed and why, and the ops backend."),
     "run": ("mtbench.cli.run:run",
-            "Train the shared network on both tasks with one optimizer and write a run directory."),
+            "Train a workload's tasks on one shared network with one optimizer and write a run directory."),
     "compare": ("mtbench.cli.compare:compare",
                 "Train every row (optimizers crossed with methods, a task-weight sweep, single-task baselines) "
                 "from the same initial weights on the same data, for each seed, then write the comparison table "
@@ -121,7 +121,7 @@ class LazyGroup(click.Group):
 @click.version_option(package_name="mtbench", prog_name="mtbench")
 @click.pass_context
 def main(ctx: click.Context, plugin_paths: tuple[Path, ...]) -> None:
-    """Compare optimizers on one multi-task problem: ImageNet classification + COCO segmentation.
+    """Compare optimizers and multi-task methods on multi-task workloads (ImageNet + COCO by default).
 
     \b
       mtbench list                      the optimizer presets the plugins bring

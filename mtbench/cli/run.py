@@ -122,7 +122,7 @@ _RESUMABLE = tuple(s for s in RESUMABLE_SETTINGS if s != "run_dir")
 @config_option
 @click.pass_context
 def run(ctx: click.Context, optimizer: str | None, out: Path, resume: Path | None, quiet: bool, **options) -> None:
-    """Train the shared network on both tasks with one optimizer and write a run directory."""
+    """Train a workload's tasks on one shared network with one optimizer and write a run directory."""
     from ..interrupts import Terminated, sigterm_as_interrupt
 
     registry = ctx.obj.registry
