@@ -144,6 +144,10 @@ def test_sentences_state_the_verdict():
     lines = baseline_sentences(result, "adam@tuned", "joint", front=["adam@w0.2"], dominated=True)
     assert "No row beats the tuned weighted sum adam@tuned." in lines
     assert "dominates the tuned weighted sum" in lines[-1]
+    untested = {"adam+uw": {"diff_mean": 0.01, "diff_ci_low": None, "diff_ci_high": None, "outcome": None}}
+    lines = baseline_sentences(untested, "adam@tuned", "joint")
+    assert lines == ["Against the tuned weighted sum adam@tuned (joint score, paired by seed, Holm's correction "
+                     "over 1 row at 0.05): share fewer than 2 seeds with it, not tested: adam+uw."]
 
 
 # ---------------------------------------------------------------------------------------------

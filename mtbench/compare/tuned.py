@@ -32,7 +32,7 @@ def tuned_row(tune_dir: Path, tasks: Sequence[str], optimizers: Sequence[str] = 
     the directory holds no finished tune, a tune of other settings than task weights, no completed
     trial, or weights for another number of tasks than ``tasks``.
     """
-    shown = f"--tuned-scalarization {tune_dir}"
+    shown = str(tune_dir)  # the command line names the option
     try:
         record = read_json(Path(tune_dir) / TUNE_REPORT)
     except RunFileError:

@@ -106,7 +106,7 @@ def baseline_sentences(result: Mapping[str, dict], tuned: str, metric: str,
         if groups[None]:
             parts.append("share fewer than 2 seeds with it, not tested: " + ", ".join(groups[None]))
         lines.append(head + " " + "; ".join(parts) + ".")
-        if not groups["beats"]:
+        if not groups["beats"] and len(groups[None]) < len(result):  # said of the rows tested only
             lines.append(f"No row beats the tuned weighted sum {tuned}.")
     if front:
         if dominated:
