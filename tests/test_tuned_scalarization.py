@@ -292,6 +292,8 @@ def test_tune_the_weighted_sum_then_compare_against_it(tmp_path):
     for r in baseline["rows"].values():
         assert r["n_pairs"] == 2 and r["outcome"] in ("beats", "tied", "worse")
         assert r["p_holm"] >= r["p_value"]
+    by_label = {r["label"]: r for r in report["rows"]}
+    assert by_label["adam+uw"]["vs_tuned"] == baseline["rows"]["adam+uw"] and by_label["adam@tuned"]["vs_tuned"] is None
     assert any(line.startswith("Against the tuned weighted sum adam@tuned") for line in report["verdict"])
     assert "Against the tuned weighted sum adam@tuned" in (cmp_dir / "report.md").read_text()
 

@@ -314,6 +314,7 @@ def json_record(report: Report, base: Path | None = None) -> dict:
             "metrics": {k: _summary(m[k], time_keys if k == "steps_to_target" else ()) for k in ROW_METRICS},
             "vs_best": row.vs_best, "tied_with_best": row.tied_with_best, "rank": row.rank,
             "dominated_by_front": row.dominated_by_front, "on_front": row.on_front,
+            "vs_tuned": ((report.tuned_baseline or {}).get("rows") or {}).get(g.label),  # report.baseline
             "seeds_reached": (m["steps_to_target"] or {}).get("reached"), "convergence": row.convergence,
             "ratio_to_fastest": row.ratio, "guide_real_data": g.expected,
             "runs": [{"seed": r.seed, "path": where(r.path), "status": r.status,
