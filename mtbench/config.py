@@ -208,6 +208,11 @@ def _method_settings(method: "MethodPreset | None", items: list[str], seed: int)
     return settings
 
 
+def _given(value: Any, default: Any) -> Any:
+    """An option's value, or ``default`` when it was not given (None; a 0 is given, and refused later)."""
+    return default if value is None else value
+
+
 def backbone_output_side(image_size: int) -> int:
     """The side of a ResNet's last feature map: five stride-2 stages (stem conv, max pool, layers 2-4)."""
     side = image_size
@@ -311,8 +316,8 @@ def build_config(preset: "OptimizerPreset", run_dir: str | Path, method_preset: 
         image_size=options.get("image_size"),
         limit_train=options.get("limit_train"),
         limit_val=options.get("limit_val"),
-        epochs=options.get("epochs") or (workload.epochs if workload is not None else 5),
-        batch_size=options.get("batch_size") or (workload.batch_size if workload is not None else 8),
+        epochs=_given(options.get("epochs"), workload.epochs if workload is not None else 5),
+        batch_size=_given(options.get("batch_size"), workload.batch_size if workload is not None else 8),
         seed=options.get("seed", 0),
         device=options.get("device", "auto"),
         amp=options.get("amp", "off"),

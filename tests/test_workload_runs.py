@@ -236,3 +236,5 @@ def test_a_run_of_some_tasks_refuses_what_needs_them_all(tmp_path, optimizer, me
                                           "of them; train every task, or use a single-gradient optimizer"):
         Trainer(config, preset, config.run_dir, method=mp, workload=workload, progress=False, echo=print)
     assert not (tmp_path / "run").exists()
+    with pytest.raises(ConfigError, match=r"--batch-size 0 is not allowed"):
+        build_config(preset, tmp_path / "r", workload=workload, batch_size=0)
