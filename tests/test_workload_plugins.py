@@ -108,3 +108,28 @@ def test_a_run_directory_from_before_workloads_loads_and_resumes_as_imagenet_coc
     assert old.workload == DEFAULT_WORKLOAD and old.loss_weights == (0.5, 0.5)
     summary = train(old, preset, resume=True, progress=False, echo=lambda s: None)
     assert summary["status"] == "completed" and summary["epochs"] == 2 and summary["workload"] == DEFAULT_WORKLOAD
+
+
+def test_data_names_the_imagenet_coco_root_and_imagenet_belongs_to_that_workload_alone(tmp_path):
+    from mtbench.data.synthetic import ensure_synthetic
+    from mtbench.workloads import build
+    from mtbench.workloads.imagenet_coco import WORKLOAD
+    from tiny_workloads import tiny_workload
+
+    imagenet, coco = ensure_synthetic(tmp_path / "cache")
+    root = tmp_path / "data"
+    root.mkdir()
+    (root / "imagenet").symlink_to(imagenet)
+    (root / "coco").symlink_to(coco)
+    preset = load_registry(environ={}).get("adam")
+    config = build_config(preset, tmp_path / "r", data=str(root), limit_train=4, limit_val=2)
+    data = build.build_data(WORKLOAD, config)
+    assert [len(s) for s in data.train] == [4, 4] and data.info["imagenet_dir"] == str(root / "imagenet")
+    both = build_config(preset, tmp_path / "r", data=str(root), imagenet=str(imagenet), coco=str(coco))
+    with pytest.raises(ConfigError, match=r"^--data and --imagenet/--coco both name the data; give one of them$"):
+        build.build_data(WORKLOAD, both)
+    tiny = tiny_workload(2, True)
+    other = build_config(preset, tmp_path / "r", workload=tiny, imagenet=str(imagenet))
+    with pytest.raises(ConfigError, match=r"^--imagenet is for the imagenet-coco workload; workload 'tiny2-shared' "
+                                          r"takes its data with --data DIR$"):
+        build.build_data(tiny, other)
