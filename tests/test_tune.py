@@ -496,7 +496,7 @@ def test_worker_environment_and_arguments():
     assert [worker_env(i, 2, ["0", "1", "2", "3"], 2)["CUDA_VISIBLE_DEVICES"] for i in range(2)] == ["0,1", "2,3"]
     assert worker_env(0, 2, []).get("CUDA_VISIBLE_DEVICES") == os.environ.get("CUDA_VISIBLE_DEVICES")  # no GPUs
     values = {"optimizers": "sgd,adam", "trials": 7, "sampler": "tpe", "space_items": ("lr=1e-4:1e-2:log",),
-              "prune": True, "out": Path("x"), "set_values": ("lr=0.1", "adam.eps=1e-6"), "epochs": 5,
+              "prune": True, "out": Path("x"), "set_values": ("lr=0.1", "adam.eps=1e-6"), "epochs": None,
               "holdout": 0.2, "amp": "bf16", "quiet": False, "jobs": 2}
     args = option_args(tune, values)
     assert "--epochs" not in args and "--quiet" not in args  # defaults are left out
