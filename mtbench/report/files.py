@@ -314,7 +314,10 @@ def json_record(report: Report, base: Path | None = None) -> dict:
             "metrics": {k: _summary(m[k], time_keys if k == "steps_to_target" else ()) for k in ROW_METRICS},
             "vs_best": row.vs_best, "tied_with_best": row.tied_with_best, "rank": row.rank,
             "dominated_by_front": row.dominated_by_front, "on_front": row.on_front,
-            "vs_tuned": ((report.tuned_baseline or {}).get("rows") or {}).get(g.label),  # report.baseline
+            # against the tuned weighted sum (report.baseline), in a comparison that has one: report.json of one
+            # without it is the file it has always been (tests/data/reference_report.json)
+            **({} if report.tuned_baseline is None else
+               {"vs_tuned": (report.tuned_baseline.get("rows") or {}).get(g.label)}),
             "seeds_reached": (m["steps_to_target"] or {}).get("reached"), "convergence": row.convergence,
             "ratio_to_fastest": row.ratio, "guide_real_data": g.expected,
             "runs": [{"seed": r.seed, "path": where(r.path), "status": r.status,
@@ -329,7 +332,7 @@ def json_record(report: Report, base: Path | None = None) -> dict:
         "header": report.header, "verdict": report.verdict, "primary": report.primary,
         "selection": report.selection, "target": report.target.to_dict() if report.target else None,
         "baselines": report.baselines or None,
-        "tuned_baseline": report.tuned_baseline,
+        **({} if report.tuned_baseline is None else {"tuned_baseline": report.tuned_baseline}),
         "thresholds": {label: limit for label, limit in THRESHOLDS}, "notes": notes(report), "rows": rows,
         **({} if report.own is None else {"task_metrics": _own_record(report)})})
 
