@@ -33,7 +33,7 @@ from ..distributed import Dist
 from ..errors import MethodError
 from ..text import failure_reason
 from .contract import CheckedMethod
-from .taskgrads import TaskGradientBuffer, _weighted_sum
+from .taskgrads import TaskGradientBuffer, weighted_loss_sum
 
 __all__ = ["CombinedLoss", "GradientStrategy", "LossMethod", "MethodGradients", "OptimizerTaskGradients",
            "StepContext", "StepResult", "TaskGradientBuffer", "all_finite"]
@@ -170,7 +170,7 @@ class CombinedLoss(GradientStrategy):
         return losses, total
 
     def objective(self, loss_tensors: list[torch.Tensor | None], batch) -> torch.Tensor:
-        return _weighted_sum(self.ctx.config.loss_weights, loss_tensors)
+        return weighted_loss_sum(self.ctx.config.loss_weights, loss_tensors)
 
     def step(self, batch, step: int) -> StepResult:
         ctx = self.ctx

@@ -42,11 +42,12 @@ from torch.func import functional_call
 
 from .. import distributed, ops
 
-__all__ = ["TaskGradientBuffer"]
+__all__ = ["TaskGradientBuffer", "weighted_loss_sum"]
 
 
-def _weighted_sum(weights: Sequence[float], losses: Sequence[torch.Tensor | None]) -> torch.Tensor:
-    """``w_0 * L_0 + w_1 * L_1 + ...`` over the losses computed, left to right."""
+def weighted_loss_sum(weights: Sequence[float], losses: Sequence[torch.Tensor | None]) -> torch.Tensor:
+    """``w_0 * L_0 + w_1 * L_1 + ...`` over the losses computed (a task not run this step is None and
+    left out), added left to right so every route sums in the same order."""
     terms = [w * loss for w, loss in zip(weights, losses) if loss is not None]
     total = terms[0]
     for term in terms[1:]:
@@ -94,7 +95,7 @@ class TaskGradientBuffer:
             return losses, weighted, None
         if leaves is not None:
             ctx.count(backward=1)
-            _weighted_sum(weights, loss_tensors).backward()
+            weighted_loss_sum(weights, loss_tensors).backward()
             if self.reach is None:
                 self._layout([[leaf.grad for leaf in task] for task in leaves])
         else:
