@@ -53,22 +53,4 @@ C10_HOST_DEVICE inline void add_pair_products(const V* x, V* acc) {
   }
 }
 
-// Calls f(std::integral_constant<int, T>()) for T = num_tasks in 1..kMaxTasks, so that kernels
-// keep their T(T+1)/2 accumulators in registers.
-template <typename F>
-inline void dispatch_num_tasks(int64_t num_tasks, const F& f) {
-  static_assert(kMaxTasks == 8, "one case per task count");
-  switch (num_tasks) {
-    case 1: return f(std::integral_constant<int, 1>());
-    case 2: return f(std::integral_constant<int, 2>());
-    case 3: return f(std::integral_constant<int, 3>());
-    case 4: return f(std::integral_constant<int, 4>());
-    case 5: return f(std::integral_constant<int, 5>());
-    case 6: return f(std::integral_constant<int, 6>());
-    case 7: return f(std::integral_constant<int, 7>());
-    case 8: return f(std::integral_constant<int, 8>());
-  }
-  TORCH_INTERNAL_ASSERT(false, "num_tasks ", num_tasks, " was not checked");
-}
-
 }  // namespace mtbench

@@ -5,8 +5,10 @@
 #pragma once
 
 #include <c10/macros/Macros.h>
+#include <c10/util/Exception.h>
 
 #include <cmath>
+#include <type_traits>
 
 #if !defined(__CUDACC__)
 #include <ATen/cpu/vec/vec.h>
@@ -80,6 +82,25 @@ C10_HOST_DEVICE inline V updated_param(const V& param, const V& sum_exp_avg, con
                                        const V& eps) {
   const V denom = vsqrt(max_exp_avg_sq) * inv_bias_correction2_sqrt + eps;
   return param * decay - step_size * sum_exp_avg / denom;
+}
+
+// Calls f(std::integral_constant<int, T>()) for T = num_tasks in 1..kMaxTasks, so that kernels
+// unroll their loops over the tasks and keep per-task values (pointers, scales, the Gramian's
+// T(T+1)/2 accumulators) in registers. Host code only.
+template <typename F>
+inline void dispatch_num_tasks(int64_t num_tasks, const F& f) {
+  static_assert(kMaxTasks == 8, "one case per task count");
+  switch (num_tasks) {
+    case 1: return f(std::integral_constant<int, 1>());
+    case 2: return f(std::integral_constant<int, 2>());
+    case 3: return f(std::integral_constant<int, 3>());
+    case 4: return f(std::integral_constant<int, 4>());
+    case 5: return f(std::integral_constant<int, 5>());
+    case 6: return f(std::integral_constant<int, 6>());
+    case 7: return f(std::integral_constant<int, 7>());
+    case 8: return f(std::integral_constant<int, 8>());
+  }
+  TORCH_INTERNAL_ASSERT(false, "num_tasks ", num_tasks, " was not checked");
 }
 
 }  // namespace mtbench

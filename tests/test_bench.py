@@ -54,6 +54,17 @@ def test_command_prints_a_table():
     assert "MTAdamV2 (reference)" in result.output and "2.00x" in result.output
 
 
+@pytest.mark.parametrize("tasks", [1, 8])
+def test_command_takes_one_to_eight_tasks(tasks):
+    result = CliRunner().invoke(main, ["bench", *TINY, "-T", str(tasks), "--threads", "1", "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    rows = {row["name"]: row for row in data["rows"]}
+    assert data["tasks"] == tasks
+    assert rows["MTAdamV2 (reference)"]["floor"] == pytest.approx((2 + 6 * tasks) / 7)
+    assert ("MTAdamV2 (fused)" in rows) == ops.available()
+
+
 def test_command_json():
     result = CliRunner().invoke(main, ["bench", *TINY, "--tasks", "1", "--threads", "1", "--json"])
     assert result.exit_code == 0, result.output
@@ -70,6 +81,8 @@ def test_command_json():
     (["--device", "tpu"], "Error: unknown device 'tpu': expected auto, cpu, cuda or cuda:N"),
     (["--device", "meta"], "Error: unknown device 'meta': expected auto, cpu, cuda or cuda:N"),
     (["--tasks", "0"], "Error: tasks must be in 1..8, got 0"),
+    (["-T", "9"], "Error: tasks must be in 1..8, got 9"),
+    (["-T", "-1"], "Error: tasks must be in 1..8, got -1"),
     (["--repeat", "0"], "Error: repeat must be >= 1, got 0"),
     (["--threads", "0"], "Error: threads must be >= 1, got 0"),
 ])
@@ -175,3 +188,23 @@ def test_benchmarks_name_a_bad_device_in_one_line(name, tmp_path, monkeypatch, c
         load_benchmark(name).main()
     assert capsys.readouterr().err.strip().splitlines()[-1] == (
         f"{name}.py: error: unknown device 'tpu': expected auto, cpu, cuda or cuda:N")
+
+
+@pytest.mark.skipif(not ops.available(), reason="compiled ops not built")
+def test_mtadamv2_tasks_benchmark_prints_a_row_per_task_count(monkeypatch, capsys):
+    monkeypatch.setattr("sys.argv", ["mtadamv2_tasks.py", "--model", "squeezenet1_1", "--tasks", "1,5",
+                                     "--rounds", "1", "--repeat", "1", "--threads", "1", "--clock", "cpu"])
+    load_benchmark("mtadamv2_tasks").main()
+    lines = capsys.readouterr().out.splitlines()
+    rows = [line.split() for line in lines if line[:1].isdigit()]
+    assert [row[0] for row in rows] == ["1", "5"]
+    assert [row[4] for row in rows] == [f"{8 / 7:.2f}x", f"{32 / 7:.2f}x"]  # (2 + 6T) / 7
+
+
+@pytest.mark.parametrize("tasks", ["0", "9", "2-9"])
+def test_mtadamv2_tasks_benchmark_refuses_a_bad_task_count(tasks, monkeypatch, capsys):
+    monkeypatch.setattr("sys.argv", ["mtadamv2_tasks.py", "--tasks", tasks])
+    with pytest.raises(SystemExit):
+        load_benchmark("mtadamv2_tasks").main()
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        f"mtadamv2_tasks.py: error: tasks must be in 1..8, got {tasks!r}")

@@ -43,6 +43,8 @@ PARAMS = [
     ParamSpec("task_missing_in_one_step", (3, 5), missing=((0, 7),)),
     ParamSpec("all_zero_gradient", (9,), zero_task=0),
     ParamSpec("vector_and_tail", (75,)),  # vectorised main loop plus a scalar tail
+    ParamSpec("odd_size", (3, 7, 11)),  # 231: not a multiple of any vector width
+    ParamSpec("late_task_missing", (19,), missing=((3, 2), (5, 4), (7, 9))),  # tasks of the second group
 ]
 
 
@@ -57,6 +59,7 @@ VARIANTS = [
     Variant("plain"),
     Variant("weight_decay", {"weight_decay": 0.1}),
     Variant("two_groups", two_groups=True),
+    Variant("equal_task_weights", {"task_weights": "equal"}),
 ]
 
 
@@ -85,12 +88,16 @@ def make_grads(params, num_tasks: int, step: int, seed: int = 1) -> list[list[to
 
 
 def make_optimizer(params, variant: Variant, num_tasks: int, impl: str) -> MTAdamV2:
-    weights = [0.5 + 0.25 * t for t in range(num_tasks)]
+    hyper = dict(variant.hyper)
+    if hyper.pop("task_weights", None) == "equal":
+        weights = [1.0 / num_tasks] * num_tasks
+    else:
+        weights = [0.5 + 0.25 * t for t in range(num_tasks)]
     if variant.two_groups:
         groups = [{"params": params[::2]}, {"params": params[1::2], "lr": 3e-3}]
     else:
         groups = params
-    return MTAdamV2(groups, lr=1e-2, task_weights=weights, impl=impl, **variant.hyper)
+    return MTAdamV2(groups, lr=1e-2, task_weights=weights, impl=impl, **hyper)
 
 
 def ordered_params(opt: MTAdamV2) -> list[torch.Tensor]:
@@ -130,7 +137,7 @@ def run_pair(dtype, device, variant, num_tasks, impls=("fused", "reference"), st
 @needs_ops
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16], ids=str)
 @pytest.mark.parametrize("variant", VARIANTS, ids=lambda v: v.name)
-@pytest.mark.parametrize("num_tasks", [1, 2, 3])
+@pytest.mark.parametrize("num_tasks", range(1, ops.MAX_TASKS + 1))
 def test_fused_matches_reference(dtype, variant, num_tasks):
     opt_fused, opt_reference, params = run_pair(dtype, "cpu", variant, num_tasks)
     assert_same_trajectory(opt_fused, opt_reference, dtype)
@@ -140,15 +147,19 @@ def test_fused_matches_reference(dtype, variant, num_tasks):
 
 
 @needs_ops
-def test_fused_matches_reference_across_chunks():
-    # Large enough for several chunks of the CPU kernel and for its threads to share the work.
+@pytest.mark.parametrize("num_tasks", [2, 5, 8])
+def test_fused_matches_reference_across_chunks(num_tasks):
+    # Large enough for several chunks of the CPU kernel and for its threads to share the work;
+    # beyond four tasks the kernel walks each chunk once per group of tasks (NOTE [task groups]).
     shapes = [(70_001,), (3, 40_000)]
     generator = torch.Generator().manual_seed(5)
     params = [torch.nn.Parameter(torch.randn(s, generator=generator)) for s in shapes]
     twins = [torch.nn.Parameter(p.detach().clone()) for p in params]
-    fused, reference = MTAdamV2(params, impl="fused"), MTAdamV2(twins, impl="reference")
+    weights = [1.0 + t for t in range(num_tasks)]
+    fused = MTAdamV2(params, impl="fused", task_weights=weights)
+    reference = MTAdamV2(twins, impl="reference", task_weights=weights)
     for _ in range(5):
-        task_grads = [[torch.randn(s, generator=generator) for s in shapes] for _ in range(2)]
+        task_grads = [[torch.randn(s, generator=generator) for s in shapes] for _ in range(num_tasks)]
         fused.step(task_grads)
         reference.step(task_grads)
     assert_same_trajectory(fused, reference, torch.float32)

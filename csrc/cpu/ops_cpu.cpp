@@ -108,31 +108,109 @@ struct Coefficients {
   opmath_t beta1, one_minus_beta1, beta2, one_minus_beta2, decay, eps;
 };
 
-template <typename scalar_t, typename V, typename Load>
-inline V updated_element(const ParamUpdate<scalar_t>& u, const Coefficients<V>& c, const V* scale, int64_t i,
-                         const Load& load) {
-  const V zero(0.0f);
-  V sum_exp_avg = zero;
-  V max_exp_avg_sq = zero;
-  for (int k = 0; k < u.num_tasks; ++k) {
-    V m = load(u.exp_avg[k] + i);
-    V v = load(u.exp_avg_sq[k] + i);
-    const V g = u.grad[k] != nullptr ? load(u.grad[k] + i) : zero;
-    update_moments(m, v, g, scale[k], c.beta1, c.one_minus_beta1, c.beta2, c.one_minus_beta2);
-    if constexpr (std::is_arithmetic_v<V>) {
-      u.exp_avg[k][i] = m;
-      u.exp_avg_sq[k][i] = v;
-    } else {
+// NOTE [task groups]: the update reads p and each task's g, m and v, and writes p, m and v, all at
+// the same element: 1 + 3T streams side by side. Up to kTaskGroup tasks (13 streams) the pass
+// runs at the speed of fused Adam, but beyond, the hardware prefetchers lose track and, as a
+// state's task rows lie a multiple of 4 KiB apart in large tensors, the rows share cache sets:
+// at T = 8 the step fell to 1.5x its memory floor. So a chunk is walked once per group of up to
+// kTaskGroup tasks, the partial sum of the first moments and max of the second carried from
+// group to group in a chunk-sized buffer that stays in L2; the last group writes p. Each element
+// still sees the tasks in order 0..T-1 with the same operations, so the results are bit-identical
+// to a single walk over all tasks (and to the kernel before groups).
+constexpr int kTaskGroup = 4;
+
+// NOTE [prefetch]: on a single core these passes are bound by how many reads are in flight more
+// than by the bus. Walking a chunk per group of tasks, the hardware prefetchers keep too few
+// lines ahead, so each stream's line kPrefetch elements ahead is requested explicitly (measured
+// on ResNet-50 shapes, T = 5..8: from 1.19x-1.23x of the floor to 1.15x-1.18x). With T <= 4, one
+// walk over all tasks, the same requests made the step slower (T = 3: 1.19x -> 1.29x), so they
+// are left to the hardware there.
+constexpr int64_t kPrefetch = 256;
+
+// kWrite: the pass writes the line too, so it is requested for ownership at once.
+template <bool kWrite, typename T>
+inline void prefetch(const T* ptr) {
+  __builtin_prefetch(ptr, kWrite ? 1 : 0, /*locality=*/3);
+}
+
+template <typename opmath_t>
+struct Carry {
+  opmath_t* sum_exp_avg;     // kChunkSize elements each
+  opmath_t* max_exp_avg_sq;
+};
+
+// Tasks [K0, K1) over the vectors of [begin, begin + num); the first group starts the sum and the
+// max from zero, the last one writes the parameter, the others pass them on in `carry`.
+template <int K0, int K1, bool kFirst, bool kLast, bool kPrefetchAhead, typename scalar_t, typename Vec>
+inline void update_task_group(const ParamUpdate<scalar_t>& u, const Coefficients<Vec>& c, const Vec* scale,
+                              int64_t begin, int64_t num, const Carry<at::opmath_type<scalar_t>>& carry) {
+  using opmath_t = at::opmath_type<scalar_t>;
+  const Vec zero(0.0f);
+  const Vec step_size(u.step_size);
+  const Vec inv_bias_correction2_sqrt(u.inv_bias_correction2_sqrt);
+  for (int64_t j = 0; j < num; j += Vec::size()) {
+    const int64_t i = begin + j;
+    Vec sum_exp_avg = kFirst ? zero : Vec::loadu(carry.sum_exp_avg + j);
+    Vec max_exp_avg_sq = kFirst ? zero : Vec::loadu(carry.max_exp_avg_sq + j);
+    if (kPrefetchAhead && (j * sizeof(opmath_t)) % 64 == 0) {  // once per cache line of the state
+#pragma GCC unroll 8
+      for (int k = K0; k < K1; ++k) {
+        prefetch<true>(u.exp_avg[k] + i + kPrefetch);
+        prefetch<true>(u.exp_avg_sq[k] + i + kPrefetch);
+        if (u.grad[k] != nullptr) prefetch<false>(u.grad[k] + i + kPrefetch);
+      }
+      if constexpr (kLast) prefetch<true>(u.param + i + kPrefetch);
+    }
+#pragma GCC unroll 8
+    for (int k = K0; k < K1; ++k) {
+      Vec m = Vec::loadu(u.exp_avg[k] + i);
+      Vec v = Vec::loadu(u.exp_avg_sq[k] + i);
+      const Vec g = u.grad[k] != nullptr ? load_opmath(u.grad[k] + i) : zero;
+      update_moments(m, v, g, scale[k], c.beta1, c.one_minus_beta1, c.beta2, c.one_minus_beta2);
       m.store(u.exp_avg[k] + i);
       v.store(u.exp_avg_sq[k] + i);
+      sum_exp_avg = sum_exp_avg + m;
+      max_exp_avg_sq = vmax(max_exp_avg_sq, v);
     }
+    if constexpr (kLast) {
+      store_opmath(u.param + i, updated_param(load_opmath(u.param + i), sum_exp_avg, max_exp_avg_sq, c.decay,
+                                              step_size, inv_bias_correction2_sqrt, c.eps));
+    } else {
+      sum_exp_avg.store(carry.sum_exp_avg + j);
+      max_exp_avg_sq.store(carry.max_exp_avg_sq + j);
+    }
+  }
+}
+
+// The groups [K0, K0 + kTaskGroup), ... of T tasks, in order.
+template <int T, int K0, typename scalar_t, typename Vec>
+inline void update_task_groups(const ParamUpdate<scalar_t>& u, const Coefficients<Vec>& c, const Vec* scale,
+                               int64_t begin, int64_t num, const Carry<at::opmath_type<scalar_t>>& carry) {
+  constexpr int K1 = K0 + kTaskGroup < T ? K0 + kTaskGroup : T;
+  update_task_group<K0, K1, K0 == 0, K1 == T, /*kPrefetchAhead=*/true>(u, c, scale, begin, num, carry);
+  if constexpr (K1 < T) update_task_groups<T, K1>(u, c, scale, begin, num, carry);
+}
+
+// One element, all T tasks, in scalar opmath: the tail of a chunk that fills no whole vector.
+template <int T, typename scalar_t, typename opmath_t>
+inline scalar_t updated_element(const ParamUpdate<scalar_t>& u, const Coefficients<opmath_t>& c, int64_t i) {
+  opmath_t sum_exp_avg = 0;
+  opmath_t max_exp_avg_sq = 0;
+  for (int k = 0; k < T; ++k) {
+    opmath_t m = u.exp_avg[k][i];
+    opmath_t v = u.exp_avg_sq[k][i];
+    const opmath_t g = u.grad[k] != nullptr ? static_cast<opmath_t>(u.grad[k][i]) : opmath_t(0);
+    update_moments(m, v, g, u.scale[k], c.beta1, c.one_minus_beta1, c.beta2, c.one_minus_beta2);
+    u.exp_avg[k][i] = m;
+    u.exp_avg_sq[k][i] = v;
     sum_exp_avg = sum_exp_avg + m;
     max_exp_avg_sq = vmax(max_exp_avg_sq, v);
   }
-  return updated_param(load(u.param + i), sum_exp_avg, max_exp_avg_sq, c.decay, V(u.step_size),
-                       V(u.inv_bias_correction2_sqrt), c.eps);
+  return static_cast<scalar_t>(updated_param(static_cast<opmath_t>(u.param[i]), sum_exp_avg, max_exp_avg_sq, c.decay,
+                                             u.step_size, u.inv_bias_correction2_sqrt, c.eps));
 }
 
+// Steps 4-5 over [begin, end), a range of at most kChunkSize elements of one parameter.
 template <typename scalar_t>
 void update_range(const ParamUpdate<scalar_t>& u, const Coefficients<at::opmath_type<scalar_t>>& c,
                   int64_t begin, int64_t end) {
@@ -140,17 +218,22 @@ void update_range(const ParamUpdate<scalar_t>& u, const Coefficients<at::opmath_
   using Vec = Vectorized<opmath_t>;
   const Coefficients<Vec> cv{Vec(c.beta1), Vec(c.one_minus_beta1), Vec(c.beta2),
                              Vec(c.one_minus_beta2), Vec(c.decay), Vec(c.eps)};
-  Vec scale_vec[kMaxTasks];
-  for (int k = 0; k < u.num_tasks; ++k) scale_vec[k] = Vec(u.scale[k]);
-  const auto load_vec = [](const auto* ptr) { return load_opmath(ptr); };
-  const auto load_scalar = [](const auto* ptr) { return static_cast<opmath_t>(*ptr); };
-  int64_t i = begin;
-  for (; i + Vec::size() <= end; i += Vec::size()) {
-    store_opmath(u.param + i, updated_element<scalar_t>(u, cv, scale_vec, i, load_vec));
-  }
-  for (; i < end; ++i) {
-    u.param[i] = static_cast<scalar_t>(updated_element<scalar_t>(u, c, u.scale, i, load_scalar));
-  }
+  Vec scale[kMaxTasks];
+  for (int k = 0; k < u.num_tasks; ++k) scale[k] = Vec(u.scale[k]);
+  const int64_t vector_end = begin + (end - begin) / Vec::size() * Vec::size();
+  dispatch_num_tasks(u.num_tasks, [&](auto tasks) {
+    constexpr int T = decltype(tasks)::value;
+    if constexpr (T <= kTaskGroup) {
+      update_task_group<0, T, true, true, /*kPrefetchAhead=*/false>(u, cv, scale, begin, vector_end - begin,
+                                                                     Carry<opmath_t>{});
+    } else {
+      // Per thread and kept: 256 KiB (512 KiB for float64) is too much for some threads' stacks.
+      static thread_local std::vector<opmath_t> buffer(2 * kChunkSize);
+      const Carry<opmath_t> carry{buffer.data(), buffer.data() + kChunkSize};
+      update_task_groups<T, 0>(u, cv, scale, begin, vector_end - begin, carry);
+    }
+    for (int64_t i = vector_end; i < end; ++i) u.param[i] = updated_element<T>(u, c, i);
+  });
 }
 
 template <typename scalar_t>

@@ -98,8 +98,9 @@ __global__ void task_scales_kernel(TensorTable<scalar_t, opmath_t> table, const 
                                scales + s * kMaxTasks);
 }
 
-// Steps 4-5: moments and parameters over the block's chunk.
-template <typename scalar_t, typename opmath_t>
+// Steps 4-5: moments and parameters over the block's chunk; T = table.num_tasks, a template
+// parameter so that the loop over the tasks unrolls (dispatch_num_tasks).
+template <int T, typename scalar_t, typename opmath_t>
 __global__ void __launch_bounds__(kThreads) update_kernel(TensorTable<scalar_t, opmath_t> table,
                                                           Coefficients<opmath_t> c, const opmath_t* scales) {
   const int s = tensor_of_block(table, blockIdx.x);
@@ -110,7 +111,8 @@ __global__ void __launch_bounds__(kThreads) update_kernel(TensorTable<scalar_t, 
   for (int64_t i = begin + threadIdx.x; i < end; i += kThreads) {
     opmath_t sum_exp_avg = 0;
     opmath_t max_exp_avg_sq = 0;
-    for (int t = 0; t < table.num_tasks; ++t) {
+#pragma unroll
+    for (int t = 0; t < T; ++t) {
       opmath_t& m = table.exp_avg[s][t * n + i];
       opmath_t& v = table.exp_avg_sq[s][t * n + i];
       opmath_t exp_avg = m;
@@ -245,7 +247,9 @@ void mtadamv2_kernel(at::TensorList params, const c10::List<std::optional<at::Te
     task_scales_kernel<<<1, kTensorsPerLaunch, 0, stream>>>(table, partials, c, scales);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
     if (blocks > 0) {
-      update_kernel<<<blocks, kThreads, 0, stream>>>(table, c, scales);
+      dispatch_num_tasks(num_tasks, [&](auto tasks) {
+        update_kernel<decltype(tasks)::value><<<blocks, kThreads, 0, stream>>>(table, c, scales);
+      });
       C10_CUDA_KERNEL_LAUNCH_CHECK();
     }
   }
