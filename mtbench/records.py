@@ -33,9 +33,16 @@ class EpochRow:
     holdout_miou: float | None
     holdout_pixel_acc: float | None
     seconds: float | None
+    # Every metric column of the row by its name in the file (val_<metric>, holdout_<metric>): the figures
+    # of a workload other than ImageNet + COCO, whose epochs.csv names its own metrics.
+    metrics: dict = dataclasses.field(default_factory=dict, compare=False)
+
+    def figure(self, split: str, name: str) -> float | None:
+        """The metric ``name`` at the end of this epoch on ``split``: "val" (the test split) or "holdout"."""
+        return self.metrics.get(f"{split}_{name}")
 
 
-EPOCH_COLUMNS = [f.name for f in dataclasses.fields(EpochRow)]
+EPOCH_COLUMNS = [f.name for f in dataclasses.fields(EpochRow) if f.name != "metrics"]
 
 SPLITS = ("final", "holdout")  # summary.json's figures: the test (validation) split's, the held-out split's
 

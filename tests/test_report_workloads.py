@@ -89,3 +89,24 @@ def test_a_trial_of_another_workload_scores_the_joint_of_its_holdout_metrics():
     assert score(told, "joint") == pytest.approx(0.5) and score(told, "joint", "final") == pytest.approx(0.7)
     assert score(Summary(workload="toy", tasks=("a", "b"), task_metrics={"a": DEPTH, "b": ERROR},
                          holdout_metrics={"seg_acc": 0.4, "abs_err": 0.3}), "joint") is None
+
+
+def test_tune_md_names_the_workloads_joint_objective_and_a_trial_keeps_its_own_holdout_figures():
+    from mtbench.cli.tune import joint_text
+    from mtbench.plugins import load_registry
+    from mtbench.rundir import Summary
+    from mtbench.tuning.results import notes
+    from mtbench.tuning.worker import _facts
+
+    registry = load_registry()
+    assert joint_text(registry.workload("imagenet-coco")) == "joint = mean of top-1 and mIoU"
+    digits = registry.workload("multidigits")
+    titles = [t.metric(t.primary).title for t in digits.tasks]
+    text = joint_text(digits)
+    assert text.startswith("joint = mean of ") and all(title in text for title in titles) and "top-1 and mIoU" not in text
+    meta = {"objective": "joint", "holdout": 0.1, "trials": 2, "sampler": "qmc", "joint": text}
+    assert f"{text})." in notes([], meta)[0]
+    told = Summary(workload="toy", tasks=("a", "b"), task_metrics={"a": DEPTH, "b": ACC}, steps=4, epochs=1,
+                   holdout_metrics={"seg_acc": 0.4, "acc_b": 0.6})
+    assert _facts({}, told, 0.0)["holdout"] == {"seg_acc": 0.4, "acc_b": 0.6}
+    assert _facts({}, Summary(holdout_top1=0.3, holdout_miou=0.2), 0.0)["holdout"] == {"top1": 0.3, "miou": 0.2}

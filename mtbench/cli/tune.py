@@ -21,7 +21,7 @@ from .bounded import Bounded
 from .configfile import config_option
 from .run import run_options
 
-__all__ = ["option_args", "tune"]
+__all__ = ["joint_text", "option_args", "tune"]
 
 DEFAULT_TRIALS = 20
 
@@ -55,7 +55,8 @@ the budget together. The exit status is 1 when every trial of an optimizer faile
               help="qmc: scrambled Halton points; grid: log-spaced points over each range (DeepOBS); "
                    "tpe: Optuna's TPE, adaptive.")
 @click.option("--objective", type=click.Choice(OBJECTIVES), default=DEFAULT_OBJECTIVE, show_default=True,
-              help="What a trial scores on the holdout split: joint = mean of top-1 and mIoU.")
+              help="What a trial scores on the holdout split: joint = mean of the tasks' primary metrics "
+                   "(ImageNet + COCO: top-1 and mIoU; top1 and miou only there).")
 @click.option("--space", "space_items", multiple=True, metavar="[OPT.]KEY=LOW:HIGH[:log] | KEY=A|B",
               help="Search KEY over a range (log-uniform with :log) or a list of choices (repeatable).")
 @click.option("--search-task-weights", is_flag=True,
@@ -234,6 +235,7 @@ def _report(ctx, plan, studies, overhead: dict | None, final_seeds: int, quiet: 
     from .compare import show_result
 
     results = collect(studies, {n: p.title for n, p in plan.presets.items()}, plan.spaces)
+    workload = ctx.obj.registry.workload(plan.options["workload"])
     presets = {name: plan.record["settings"][name]["hyperparams"] for name in plan.presets}
     if final_seeds:
         try:
@@ -245,8 +247,15 @@ def _report(ctx, plan, studies, overhead: dict | None, final_seeds: int, quiet: 
     add_finals(results, plan.out, plan.objective, presets)
     meta = {"objective": plan.objective, "sampler": plan.sampler, "trials": plan.trials, "prune": plan.prune,
             "holdout": plan.options["holdout"], "seed": plan.seed, "final_seeds": final_seeds,
-            "storage": plan.storage, "study": plan.study, "overhead": overhead}
+            "storage": plan.storage, "study": plan.study, "overhead": overhead,
+            "workload": workload.name, "joint": joint_text(workload)}
     files = write_report(results, plan.out, meta)
     click.echo(terminal(results, meta))
     click.echo(f"\nwritten to {plan.out}: {', '.join(f.name for f in files)}")
     return results
+
+
+def joint_text(workload) -> str:
+    """What the joint objective is on ``workload``: the mean of its tasks' primary metrics, by title."""
+    titles = [task.metric(task.primary).title for task in workload.tasks]
+    return f"joint = mean of {', '.join(titles[:-1])} and {titles[-1]}" if len(titles) > 1 else f"joint = {titles[0]}"

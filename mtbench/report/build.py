@@ -19,8 +19,8 @@ from ..config import SUM_METHOD, TASKS
 from ..errors import ConfigError, DataError, MTBenchError
 from .baseline import TUNED_SUFFIX, tuned_baseline
 from .convergence import (
-    TASK_METRICS, UNKNOWN, AbsoluteTarget, Target, convergence_label, convergence_target, default_target,
-    epoch_metrics, first_reach, joint_score,
+    TASK_METRICS, UNKNOWN, AbsoluteTarget, OwnTarget, Target, convergence_label,
+    default_target, first_reach, joint_score, resolve_target,
 )
 from .grouping import RowRuns, group_runs
 from .header import header_lines
@@ -92,7 +92,7 @@ class RowResult:
 @dataclass
 class Report:
     rows: list[RowResult]
-    target: Target | AbsoluteTarget | None
+    target: Target | AbsoluteTarget | OwnTarget | None
     header: list[str]
     runs: list[Run]
     primary: str = DEFAULT_PRIMARY
@@ -135,18 +135,15 @@ def build_report(runs: Sequence[Run], target: float | AbsoluteTarget | None = No
     groups = group_runs(runs)
     for g in groups:
         g.expected = g.expected or (expected or {}).get(g.optimizer)
-    selected = {r.path: s for r in runs if (s := select(r, selection)) is not None}
+    own = workload_metrics(runs)  # None: the default workload, read as always (top-1 and mIoU)
+    selected = {r.path: s for r in runs if (s := select(r, selection, own)) is not None}
     per_seed = {g.label: _selected_values(g, selected) for g in groups}
     facts = _selection_facts(selection, selected.values())
-    own = workload_metrics(runs)  # None: the default workload, read as always (top-1 and mIoU)
     tasks = own.tasks if own is not None else TASKS
     if own is not None:
         for g in groups:
             per_seed[g.label].update(_own_values(g, own, selected))
         facts.append(own.describe())
-        if selection != "final":
-            facts.append(f"The figures of workload {own.workload} are each run's final ones: --select "
-                         f"{selection} chooses epochs on ImageNet + COCO's figures only.")
 
     baselines, planned = _baselines(groups), _baselines(groups, completed=False)
     if primary == DELTA_M and len(planned) < len(tasks):
@@ -171,7 +168,7 @@ def build_report(runs: Sequence[Run], target: float | AbsoluteTarget | None = No
     measured = [g for g in groups if g.role != "baseline"]
     if target is None:
         target = default_target([r.config for r in runs])
-    resolved = _resolve_target(target, measured)
+    resolved = resolve_target(target, measured, own)
     times = {g.label: _times_to_target(g, resolved) for g in measured}
     facts.extend(_split_facts(resolved, measured))
 
@@ -239,6 +236,9 @@ def _selection_facts(selection: str, selected: Iterable[Selected]) -> list[str]:
     line = ("Selection: best-holdout — per run, the epoch with the best joint score on the held-out split "
             "(carved from the training set), reported with that epoch's test-split figures; the test split "
             "chooses nothing.")
+    if any(r == "final (no joint score)" for r in rules):
+        return [line.replace("chooses nothing.", "chooses nothing. The workload has no joint score (a primary "
+                             "metric is lower-is-better), so every run is reported after its last epoch.")]
     fallback = sum(r != "best holdout" for r in rules)
     if fallback:
         line += (f" {fallback} of {len(rules)} runs have no holdout figures (trained without --holdout) and are "
@@ -264,7 +264,9 @@ def _own_values(group: RowRuns, own: WorkloadMetrics, selected: dict[Path, Selec
     for run in group.runs:
         if run.key in joint and joint[run.key] is not None:
             continue  # a seed run twice (merged directories): the first completed run counts
-        values = own.values(run, group.spec.tasks) if run.path in selected else {}
+        chosen = selected.get(run.path)
+        values = {m.name: (chosen.metrics or {}).get(m.name) for m in own.metrics
+                  if m.task in group.spec.tasks} if chosen else {}
         for name in metrics:
             metrics[name][run.key] = values.get(name)
         joint[run.key] = own.joint(values, group.spec.tasks) if values else None
@@ -293,29 +295,11 @@ def _delta_m(values: dict[str, dict], baselines: dict[str, RowRuns],
         return {}, str(exc)
 
 
-def _resolve_target(target: float | AbsoluteTarget, groups: Sequence[RowRuns]) -> Target | AbsoluteTarget | None:
-    """Fixed targets as given; the relative one from each row's final figures on its runs' split."""
-    if isinstance(target, AbsoluteTarget):
-        return target
-    finals = []
-    for g in groups:
-        values = [_final_on_split(r) for r in g.done]
-        finals.append(tuple(summarize(v[i] for v in values)["mean"] for i in (0, 1)))
-    return convergence_target(finals, target)
-
-
-def _final_on_split(run: Run) -> tuple[float | None, float | None]:
-    if run.split == "val":
-        return run.told.figures("final")
-    last = next((e for e in reversed(run.epochs) if e.holdout_top1 is not None or e.holdout_miou is not None), None)
-    return epoch_metrics(last, "holdout")
-
-
-def _times_to_target(group: RowRuns, target: Target | AbsoluteTarget | None) -> tuple[dict, dict]:
+def _times_to_target(group: RowRuns, target: Target | AbsoluteTarget | OwnTarget | None) -> tuple[dict, dict]:
     """{seed: steps} and {seed: seconds} to the target: inf where a completed run never reached it, None
     where the run did not complete or has no per-epoch figures to read (unknown); both empty when the
     row cannot be measured."""
-    if target is None or (isinstance(target, AbsoluteTarget) and not target.needs(group.spec.tasks)):
+    if target is None or (hasattr(target, "needs") and not target.needs(group.spec.tasks)):
         return {}, {}
     steps, seconds = {}, {}
     for run in group.runs:
@@ -330,7 +314,7 @@ def _time_summary(values: dict) -> dict:
     return {**summarize(values.values()), **summarize_time_to_target(values.values())}
 
 
-def _split_facts(target: Target | AbsoluteTarget | None, groups: Sequence[RowRuns]) -> list[str]:
+def _split_facts(target: Target | AbsoluteTarget | OwnTarget | None, groups: Sequence[RowRuns]) -> list[str]:
     if target is None:
         return []
     done = [r for g in groups for r in g.done]

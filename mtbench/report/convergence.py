@@ -14,6 +14,11 @@ interpolation between epochs):
 ``--target auto`` (the default) is the embedded workload's fixed target (EMBEDDED_TARGET) when
 every run trained on the embedded data set as shipped, and the relative target otherwise.
 
+Of a workload other than ImageNet + COCO (its runs' summary.json name its metrics) the target is the
+relative one over the tasks' primary metrics (OwnTarget, by name from epochs.csv), each divided by the best
+final value any row reached (a lower-is-better metric: that best divided by the value, so 1 is the best
+either way); fixed targets name ImageNet + COCO's metrics and are refused there.
+
 The label compares a row's steps to target with the fastest row's.
 """
 
@@ -21,16 +26,22 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
-from ..config import TASKS
+from ..config import DEFAULT_WORKLOAD, TASKS
 from ..errors import ConfigError
 from ..rundir import EpochRow
+from .stats import summarize
+from .taskmetrics import WorkloadMetrics, number
+
+if TYPE_CHECKING:
+    from .grouping import RowRuns
+    from .runs import Run
 
 __all__ = [
     "AUTO", "EMBEDDED_TARGET", "NOT_REACHED", "RELATIVE", "SLOWEST_LABEL", "TARGET_FRACTION", "TASK_METRICS",
-    "THRESHOLDS", "UNKNOWN", "AbsoluteTarget", "Target", "convergence_label", "convergence_target",
-    "default_target", "epoch_metrics", "first_reach", "joint_score", "parse_target", "thresholds_text",
+    "THRESHOLDS", "UNKNOWN", "AbsoluteTarget", "OwnTarget", "Target", "convergence_label", "convergence_target",
+    "default_target", "epoch_metrics", "first_reach", "joint_score", "own_target", "parse_target", "resolve_target", "thresholds_text",
 ]
 
 TARGET_FRACTION = 0.9
@@ -74,6 +85,9 @@ class Target:
 
     kind = RELATIVE
 
+    def figures(self, row: EpochRow, split: str) -> tuple[float | None, ...]:
+        return epoch_metrics(row, split)
+
     def joint(self, top1: float | None, miou: float | None) -> float | None:
         parts = [(v, ref) for v, ref in ((top1, self.top1_ref), (miou, self.miou_ref)) if ref]
         if not parts or any(v is None for v, _ in parts):
@@ -104,6 +118,9 @@ class AbsoluteTarget:
 
     kind = "absolute"
 
+    def figures(self, row: EpochRow, split: str) -> tuple[float | None, ...]:
+        return epoch_metrics(row, split)
+
     def reached(self, top1: float | None, miou: float | None) -> bool:
         return all(value is not None and value >= goal - _EPSILON
                    for value, goal in ((top1, self.top1), (miou, self.miou)) if goal is not None)
@@ -120,6 +137,69 @@ class AbsoluteTarget:
 
     def to_dict(self) -> dict:
         return {"kind": self.kind, "top1": self.top1, "miou": self.miou}
+
+
+@dataclass(frozen=True)
+class OwnTarget:
+    """The relative target of another workload: ``fraction`` of the best final relative joint score over
+    the tasks' primary metrics (``metrics``: (task, name, higher_is_better) in the workload's order).
+
+    A metric's relative value is value / reference (higher is better) or reference / value (lower is
+    better), its reference the best final mean any row reached, so 1 is the best row's either way and a
+    lower-is-better primary metric (no joint score) still has a time to target.
+    """
+
+    fraction: float
+    metrics: tuple[tuple[str, str, bool], ...]
+    references: tuple[float, ...]
+    score: float
+
+    kind = RELATIVE
+
+    def figures(self, row: EpochRow, split: str) -> tuple[float | None, ...]:
+        return tuple(row.figure(split, name) for _, name, _ in self.metrics)
+
+    def joint(self, *values: float | None) -> float | None:
+        parts = []
+        for (_, _, higher), ref, v in zip(self.metrics, self.references, values):
+            if v is None or (not higher and v <= 0):
+                return None
+            parts.append(v / ref if higher else ref / v)
+        return sum(parts) / len(parts) if parts else None
+
+    def reached(self, *values: float | None) -> bool:
+        joint = self.joint(*values)
+        return joint is not None and joint >= self.score - _EPSILON
+
+    def needs(self, tasks: Sequence[str]) -> bool:
+        """Whether a run training ``tasks`` can reach it: it trains every task of the primary metrics."""
+        return all(task in tasks for task, _, _ in self.metrics)
+
+    def describe(self) -> str:
+        refs = [f"{name}/{ref:.3g}" if higher else f"{ref:.3g}/{name}"
+                for (_, name, higher), ref in zip(self.metrics, self.references)]
+        return (f"relative: relative joint score >= {self.score:.3f} = {self.fraction:g} x the best final "
+                f"relative joint score, relative joint = mean of {' and '.join(refs)} (each primary metric "
+                f"relative to the best final mean in this comparison, on the split the times are read on)")
+
+    def to_dict(self) -> dict:
+        return {"kind": self.kind, "fraction": self.fraction, "joint_score": self.score,
+                "references": {name: ref for (_, name, _), ref in zip(self.metrics, self.references)}}
+
+
+def own_target(metrics: Sequence[tuple[str, str, bool]], finals: Sequence[Sequence[float | None]],
+               fraction: float = TARGET_FRACTION) -> OwnTarget | None:
+    """The relative target of another workload from each row's final mean of each primary metric (in the
+    order of ``metrics``); None when a metric has no usable final value in any row."""
+    references = []
+    for i, (_, _, higher) in enumerate(metrics):
+        values = [f[i] for f in finals if f[i] is not None and f[i] > 0]
+        if not values:
+            return None
+        references.append(max(values) if higher else min(values))
+    probe = OwnTarget(fraction, tuple(metrics), tuple(references), 0.0)
+    best = max((j for j in (probe.joint(*f) for f in finals) if j is not None), default=None)
+    return None if best is None else OwnTarget(fraction, tuple(metrics), tuple(references), fraction * best)
 
 
 def parse_target(text: str) -> float | AbsoluteTarget | None:
@@ -172,7 +252,8 @@ _EMBEDDED_WORKLOAD = {"imagenet": None, "coco": None, "image_size": None, "limit
 
 def default_target(configs: Sequence[dict]) -> float | AbsoluteTarget:
     """EMBEDDED_TARGET when every config is of the embedded workload as shipped, else the relative target."""
-    embedded = bool(configs) and all(all(c.get(k, v) == v for k, v in _EMBEDDED_WORKLOAD.items()) for c in configs)
+    embedded = bool(configs) and all(all(c.get(k, v) == v for k, v in _EMBEDDED_WORKLOAD.items())
+                                     and c.get("workload", DEFAULT_WORKLOAD) == DEFAULT_WORKLOAD for c in configs)
     return EMBEDDED_TARGET if embedded else TARGET_FRACTION
 
 
@@ -190,12 +271,52 @@ def convergence_target(finals: Sequence[tuple[float | None, float | None]],
     return Target(fraction, top1_ref, miou_ref, fraction * best)
 
 
+def resolve_target(target: float | AbsoluteTarget, groups: Sequence["RowRuns"],
+                    own: WorkloadMetrics | None = None) -> Target | AbsoluteTarget | OwnTarget | None:
+    """Fixed targets as given; the relative one from each row's final figures on its runs' split (of another
+    workload: over its tasks' primary metrics)."""
+    if isinstance(target, AbsoluteTarget):
+        if own is not None:
+            raise ConfigError(f"--target {target.describe().removeprefix('absolute: ')}: fixed targets name "
+                              f"ImageNet + COCO's top-1 and mIoU; workload {own.workload} takes --target relative "
+                              "or a fraction")
+        return target
+    if own is not None:
+        primaries = [(m.task, m.name, m.higher_is_better) for m in own.primaries(own.tasks)]
+        finals = []
+        for g in groups:
+            values = [_own_final_on_split(r, [name for _, name, _ in primaries]) for r in g.done]
+            finals.append(tuple(summarize(v[i] for v in values)["mean"] for i in range(len(primaries))))
+        return own_target(primaries, finals, target)
+    finals = []
+    for g in groups:
+        values = [_final_on_split(r) for r in g.done]
+        finals.append(tuple(summarize(v[i] for v in values)["mean"] for i in (0, 1)))
+    return convergence_target(finals, target)
+
+
+def _final_on_split(run: "Run") -> tuple[float | None, float | None]:
+    if run.split == "val":
+        return run.told.figures("final")
+    last = next((e for e in reversed(run.epochs) if e.holdout_top1 is not None or e.holdout_miou is not None), None)
+    return epoch_metrics(last, "holdout")
+
+
+def _own_final_on_split(run: "Run", names: Sequence[str]) -> tuple[float | None, ...]:
+    """Another workload's run: its final figure of each metric in ``names`` on the split targets are read on."""
+    if run.split == "val":
+        recorded = run.told.final_metrics or {}
+        return tuple(number(recorded.get(name)) for name in names)
+    last = next((e for e in reversed(run.epochs) if any(e.figure("holdout", n) is not None for n in names)), None)
+    return tuple(last.figure("holdout", name) if last else None for name in names)
+
+
 def epoch_metrics(row: EpochRow, split: str) -> tuple[float | None, float | None]:
     """(top-1, mIoU) of one epoch on ``split``: "val" (the test split) or "holdout"."""
     return getattr(row, f"{split}_top1"), getattr(row, f"{split}_miou")
 
 
-def first_reach(epochs: Sequence[EpochRow], target: Target | AbsoluteTarget,
+def first_reach(epochs: Sequence[EpochRow], target: Target | AbsoluteTarget | OwnTarget,
                 split: str = "val") -> tuple[float, float] | None:
     """(steps, seconds) at the end of the first epoch whose ``split`` figures reach the target.
 
@@ -205,7 +326,7 @@ def first_reach(epochs: Sequence[EpochRow], target: Target | AbsoluteTarget,
     """
     measured = False
     for row in epochs:
-        figures = epoch_metrics(row, split)
+        figures = target.figures(row, split)
         if target.reached(*figures):
             return row.step, row.seconds
         measured = measured or any(v is not None for v in figures)

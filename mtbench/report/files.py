@@ -196,7 +196,8 @@ def notes(report: Report) -> list[str]:
     lines.extend(report.facts)
     t = report.target
     if t is None:
-        lines.append("Convergence target: none (no row completed with a non-zero top-1 or mIoU).")
+        lines.append("Convergence target: none (no row completed with a non-zero "
+                     + ("figure of every primary metric)." if report.own is not None else "top-1 or mIoU)."))
     else:
         lines.append(f"Convergence target, {t.describe()}. Steps and time: end of the first epoch whose figures "
                      f"reach it (per-epoch granularity, no interpolation); median over seeds, inf when half "

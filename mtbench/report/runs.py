@@ -92,6 +92,7 @@ class Run:
     def split(self) -> str:
         """Where targets are read: "holdout" when the run evaluated a held-out split, else "val" (the test split)."""
         return "holdout" if any(e.holdout_top1 is not None or e.holdout_miou is not None
+                                or any(v is not None for k, v in e.metrics.items() if k.startswith("holdout_"))
                                 for e in self.epochs) else "val"
 
     @property

@@ -18,7 +18,7 @@ from ..rundir import Summary
 from .runs import Run
 from .stats import delta_m, summarize
 
-__all__ = ["MetricInfo", "WorkloadMetrics", "split_joint", "summary_metrics", "workload_metrics"]
+__all__ = ["MetricInfo", "WorkloadMetrics", "number", "split_joint", "summary_metrics", "workload_metrics"]
 
 
 @dataclass(frozen=True)
@@ -68,7 +68,7 @@ class WorkloadMetrics:
     def values(self, run: Run, tasks: Sequence[str]) -> dict[str, float | None]:
         """The run's test-split figure of each metric of ``tasks`` (None where it has none)."""
         recorded = (run.summary.final_metrics if run.summary else None) or {}
-        return {m.name: _number(recorded.get(m.name)) for m in self.metrics if m.task in tasks}
+        return {m.name: number(recorded.get(m.name)) for m in self.metrics if m.task in tasks}
 
     def joint(self, values: Mapping[str, float | None], tasks: Sequence[str]) -> float | None:
         """The mean of the tasks' primary metrics; None where one is missing or the joint is not defined."""
@@ -128,8 +128,9 @@ def split_joint(told: Summary, split: str) -> float | None:
     if own is None:
         return None
     tasks = told.tasks or own.tasks
-    return own.joint({m.name: _number(recorded.get(m.name)) for m in own.metrics}, tasks)
+    return own.joint({m.name: number(recorded.get(m.name)) for m in own.metrics}, tasks)
 
 
-def _number(value) -> float | None:
+def number(value) -> float | None:
+    """A figure read from a file: a finite-or-not number as a float, anything else (None, a string) None."""
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None

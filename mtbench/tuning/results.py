@@ -231,7 +231,8 @@ def notes(results: Sequence[Result], meta: Mapping[str, Any]) -> list[str]:
     objective = meta["objective"]
     lines = [
         f"Objective: holdout {objective} (the holdout split, {meta.get('holdout')} of each task's training images; "
-        "joint = mean of top-1 and mIoU). The test split chose nothing; it is read only by the final runs.",
+        f"{meta.get('joint') or 'joint = mean of top-1 and mIoU'}). The test split chose nothing; it is read only "
+        "by the final runs.",
         f"Budget: {meta['trials']} trials per optimizer from the {meta['sampler']} sampler, plus one trial at the "
         "guide's preset. best = the best completed search trial on the holdout split.",
     ]

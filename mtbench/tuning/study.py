@@ -56,7 +56,8 @@ ALIVE = "alive"  # time.time() of the worker's last heartbeat
 DROPPED = "dropped"  # why a trial was let go unrun
 RUN_DIR = "run_dir"  # the name of its run directory under trials/ (a retry keeps its first attempt's)
 # How the trial went, in one attribute (each write is a storage transaction): settings (the run's
-# resolved hyperparameters), seconds (training time), steps, epochs, holdout {top1, miou}, outcome
+# resolved hyperparameters), seconds (training time), steps, epochs, holdout {top1, miou} (another
+# workload: its metrics by name), outcome
 # (completed, pruned at epoch k, diverged: ...) and error (why it failed on its own account: it
 # still used its slot).
 RESULT = "result"

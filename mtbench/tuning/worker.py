@@ -279,7 +279,10 @@ def _facts(settings: dict, summary: Summary | None, start: float, outcome: str |
     facts: dict[str, Any] = {"settings": settings, "seconds": time.perf_counter() - start}
     if summary is not None:
         top1, miou = summary.figures("holdout")
-        facts.update(steps=summary.steps, epochs=summary.epochs, holdout={"top1": top1, "miou": miou})
+        # another workload's trial keeps its own metrics by name, ImageNet + COCO's its top-1 and mIoU
+        held = dict(summary.holdout_metrics) if summary_metrics(summary) is not None and summary.holdout_metrics \
+            else {"top1": top1, "miou": miou}
+        facts.update(steps=summary.steps, epochs=summary.epochs, holdout=held)
     if outcome is not None:
         facts["outcome"] = outcome
     return facts
