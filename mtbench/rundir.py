@@ -161,7 +161,9 @@ def read_epochs(run_dir: str | os.PathLike) -> list[EpochRow]:
             continue
         values["epoch"] = int(values["epoch"])
         values["step"] = None if values["step"] is None else int(values["step"])
-        rows[values["epoch"]] = EpochRow(**values)
+        metrics = {k: finite_number(v) for k, v in raw.items()
+                   if isinstance(k, str) and k.startswith(("val_", "holdout_"))}
+        rows[values["epoch"]] = EpochRow(**values, metrics=metrics)
     return [rows[e] for e in sorted(rows)]
 
 
