@@ -6,7 +6,10 @@ torchvision model, timed side by side in one process and interleaved step by ste
 median over the rounds. The floor is the byte model's (mtbench.bench): (2 + 6T) / 7 for float32
 against fused Adam's 7 floats per parameter.
 
-    OMP_NUM_THREADS=1 python benchmarks/mtadamv2_tasks.py --model resnet50 --tasks 2-8 --threads 1
+    OMP_NUM_THREADS=1 python benchmarks/mtadamv2_tasks.py --model resnet50 --tasks 2-8 --threads 1 [--clock cpu]
+
+--clock cpu times with this thread's CPU time instead of the wall clock: on a machine whose cores
+other processes share, the time the benchmark waits descheduled then counts for no row.
 
 Target: ratio <= 1.10 x floor for every T.
 """
