@@ -97,7 +97,13 @@ failed (the table says which and why; the other runs are reported as usual).""")
 @click.option("--seeds", default="1", show_default=True, metavar="N | S1,S2,...",
               help="A count (3: seeds --seed, --seed+1, --seed+2) or a list of seeds (0,5,7).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="The comparison directory [default: comparisons/<hash of the settings>].")
+              help="The comparison directory [default: comparisons/<hash of the settings>; with --workloads "
+                   "comparisons/<A+B+...>].")
+@click.option("--workloads", default=None, metavar="A,B,...",
+              help="Run the same rows on each workload (its embedded data; its default epochs and batch size "
+                   "unless given): one comparison directory per workload in --out/<workload>/ with its report, and "
+                   "the cross-workload report in --out (performance profiles of the joint score and of the time to "
+                   "target, the rows best on most workloads, profile.png).")
 @click.option("--quiet", "-q", is_flag=True, help="No per-run progress bar.")
 @click.option("--wait", is_flag=True,
               help="When another process is working in the comparison directory, wait for it to finish "
@@ -110,12 +116,16 @@ failed (the table says which and why; the other runs are reported as usual).""")
 @click.pass_context
 def compare(ctx: click.Context, optimizers: str | None, methods: str, sweep: str | None, tuned: Path | None,
             single_task: bool,
-            baseline: str, seeds: str, out: Path | None, quiet: bool, wait: bool, nproc_per_node: int,
-            primary: str, select: str, target, **options) -> None:
+            baseline: str, seeds: str, out: Path | None, workloads: str | None, quiet: bool, wait: bool,
+            nproc_per_node: int, primary: str, select: str, target, **options) -> None:
     """Train every row (optimizers crossed with methods, a task-weight sweep, single-task baselines)
     from the same initial weights on the same data, for each seed, then write the comparison table
     and plots."""
     registry = ctx.obj.registry
+    if workloads is not None:
+        _across(ctx, workloads, optimizers, methods, sweep, tuned, single_task, baseline, seeds, out, quiet, wait,
+                nproc_per_node, ReportOptions(target, primary, select), options)
+        return
     workload = _parsed(registry.workload, options.pop("workload"), "--workload")
     _check_combinations(ctx, options, seeds, single_task, baseline, primary, workload.task_names)
     names = _parsed(lambda text: parse_optimizers(text, registry), optimizers, "--optimizers")
@@ -145,6 +155,59 @@ def compare(ctx: click.Context, optimizers: str | None, methods: str, sweep: str
         _stderr(f"\ninterrupted; run the same command again to resume the comparison in {stop.out}")
         ctx.exit(130)
     show_result(result)
+    failures = result.failures()
+    if failures:
+        raise MTBenchError(failures)
+
+
+def _across(ctx: click.Context, workloads: str, optimizers, methods, sweep, tuned, single_task, baseline, seeds,
+            out, quiet, wait, nproc_per_node, report: ReportOptions, options: dict) -> None:
+    """compare --workloads: the same rows on each workload (compare.across), then the cross-workload report."""
+    from ..compare.across import run_across_workloads
+    from ..report.workloads import profile_terminal
+
+    registry = ctx.obj.registry
+    names = [name.strip() for name in workloads.split(",") if name.strip()]
+    for option, value in (("workload", "--workload"), ("data", "--data"), ("task_weights", "--task-weights"),
+                          ("tasks", "--tasks")):
+        if ctx.get_parameter_source(option) == ParameterSource.COMMANDLINE:
+            raise click.BadParameter(f"{value} is one workload's; --workloads {workloads} runs each workload on its "
+                                     f"embedded data with all its tasks, equally weighted: drop {value}",
+                                     param_hint=value)
+    if sweep is not None or tuned is not None:
+        raise click.BadParameter("the task-weight sweep and the tuned weighted sum are one workload's (its tasks' "
+                                 "weights): compare them per workload with --workload",
+                                 param_hint="--task-weights-sweep" if sweep is not None else "--tuned-scalarization")
+    options.pop("workload"), options.pop("data")
+    specs = []
+    for name in names:
+        workload = _parsed(registry.workload, name, "--workloads")
+        _check_combinations(ctx, dict(options), seeds, single_task, baseline, report.primary, workload.task_names)
+        each = dict(options)
+        each.pop("method"), each.pop("tasks")
+        chosen = _parsed(lambda text: parse_optimizers(text, registry), optimizers, "--optimizers")
+        method_names = _parsed(lambda text: parse_methods(text, registry), methods, "--methods")
+        seed_list = _parsed(lambda text: parse_seeds(text, first=each["seed"]), seeds, "--seeds")
+        base = _parsed(registry.get, baseline, "--baseline") if single_task else None
+        rows, notes = plan_rows({n: registry.get(n) for n in chosen}, method_names, (), base, None,
+                                workload.task_names)
+        for note in notes:
+            _stderr(f"note: {name}: {note}")
+        set_values = tuple(each.pop("set_values"))
+        specs.append(ComparisonSpec(tuple(rows), seed_list, each, set_values, workload.name, None,
+                                    nproc_per_node=nproc_per_node, plugin_paths=tuple(ctx.obj.plugin_paths),
+                                    wait=wait, progress=not quiet, report=report))
+    out = out or Path("comparisons") / "+".join(names)
+    try:
+        result = _parsed(lambda _: run_across_workloads(specs, out, registry, echo=_stderr), None, "--workloads")
+    except ComparisonInterrupted as stop:
+        _stderr(f"\ninterrupted; run the same command again to resume the comparison in {stop.out}")
+        ctx.exit(130)
+    for name, each_result in result.results.items():
+        click.echo(f"\n== {name} ==")
+        show_result(each_result)
+    click.echo("\n" + profile_terminal({name: r.report for name, r in result.results.items()}))
+    click.echo(f"\nwritten to {out}: {', '.join(result.files)} (each workload's comparison in {out}/<workload>/)")
     failures = result.failures()
     if failures:
         raise MTBenchError(failures)

@@ -69,6 +69,8 @@ the budget together. The exit status is 1 when every trial of an optimizer faile
                    "the steps trained.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="The tune directory [default: tunes/<hash of the settings>].")
+@click.option("--workloads", default=None, metavar="A,B,...", hidden=True,
+              help="Refused: a tune is one workload's (tune each with --workload).")
 @click.option("--storage", default=None, metavar="URL",
               help="Where the studies live: postgresql://USER@HOST/DB, sqlite:///PATH or journal:PATH "
                    "[default: sqlite:///OUT/study.db].")
@@ -98,9 +100,13 @@ def tune(ctx: click.Context, optimizers: str | None, trials: int, sampler: str, 
          search_task_weights: bool, prune: bool, out: Path | None, storage: str | None, study: str | None, jobs: int,
          nproc_per_node: int,
          final_seeds: int, heartbeat: float, keep_checkpoints: bool, quiet: bool, worker_index: int | None,
-         **options) -> None:
+         workloads: str | None = None, **options) -> None:
     """Give every optimizer the same tuning budget, score the trials on the holdout split, report the
     best setting beside the guide's preset."""
+    if workloads is not None:  # a setting good on one workload is not another's: each has its own studies
+        raise click.BadParameter(f"tune runs one workload: tune each with --workload (e.g. --workload "
+                                 f"{workloads.split(',')[0].strip()}), then compare --workloads {workloads}",
+                                 param_hint="--workloads")
     from ..compare import launcher, parse_optimizers
     from ..tuning import Tuner, open_directory, open_studies, plan_tune
     from ..tuning.finals import check_final_seeds

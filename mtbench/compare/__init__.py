@@ -14,9 +14,11 @@ batches; summary.json's ``init_weights_sha256`` records it and the report checks
 
 Modules: parse (the command line's lists), plan (rows, --set items, the planned runs), launch (the one
 launcher of compare and tune, in process or torchrun; the loop over planned runs), run (ComparisonSpec
-and run_comparison). The comparison directory's layout is mtbench.report.comparison's.
+and run_comparison), across (the same rows on several workloads, and the cross-workload report). The
+comparison directory's layout is mtbench.report.comparison's.
 """
 
+from .across import AcrossResult, run_across_workloads
 from .launch import Outcome, TrainFn, launcher, run_plan, run_state, torchrun_train
 from .parse import parse_methods, parse_optimizers, parse_seeds, parse_sweep
 from .plan import Overrides, PlannedRun, locate_runs, plan_comparison, plan_rows, split_overrides
@@ -26,8 +28,8 @@ from .run import (
 )
 
 __all__ = [
-    "DEFAULT_HOLDOUT", "ComparisonInterrupted", "ComparisonResult", "ComparisonSpec", "Outcome", "Overrides",
+    "DEFAULT_HOLDOUT", "AcrossResult", "ComparisonInterrupted", "ComparisonResult", "ComparisonSpec", "Outcome", "Overrides",
     "PlannedRun", "ReportOptions", "TrainFn", "guide_ranges", "launcher", "locate_runs", "parse_methods",
-    "parse_optimizers", "parse_seeds", "parse_sweep", "plan_comparison", "plan_rows", "run_comparison", "run_plan",
+    "parse_optimizers", "parse_seeds", "parse_sweep", "plan_comparison", "plan_rows", "run_across_workloads", "run_comparison", "run_plan",
     "run_state", "split_overrides", "torchrun_train",
 ]

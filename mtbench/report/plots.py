@@ -169,24 +169,33 @@ def plot_pareto(report: Report, path: Path) -> Path:
     return save(fig, path)
 
 
-def plot_profile(times: dict[str, dict[str, float | None]], path: Path) -> Path:
-    """AlgoPerf performance profiles: per row, the fraction of workloads within tau x the best time."""
+def plot_profile(times: dict[str, dict[str, float | None]], path: Path,
+                 scores: dict[str, dict[str, float | None]] | None = None) -> Path:
+    """AlgoPerf performance profiles: per row, the fraction of workloads within tau x the best time; with
+    ``scores``, beside it the same of the joint score (report.workloads, NOTE [score profile])."""
+    from .workloads import score_profile
+
     taus = np.linspace(1.0, PROFILE_TAU_MAX, 301)
-    profile = performance_profile(times, taus)
-    fig = Figure(figsize=(8, 5), layout="constrained")
-    ax = fig.subplots()
-    for name, color in zip(times, palette(len(times))):
-        ax.step(taus, profile[name]["fractions"], where="post", color=color, linewidth=1.6,
-                label=f"{name} (area {profile[name]['area']:.2f})")
-    ax.set_xlim(1.0, PROFILE_TAU_MAX)
-    ax.set_ylim(-0.02, 1.02)
-    ax.set_xlabel("tau (time to target / best time to target on the workload)")
-    ax.set_ylabel("fraction of workloads")
-    ax.grid(alpha=0.3)
-    if ax.lines:
-        ax.legend(fontsize="small")
-    fig.suptitle(f"Performance profiles over {len({w for t in times.values() for w in t})} workloads "
-                 "(steps to target, median over seeds)")
+    panels = [("steps to target, median over seeds", "tau (time to target / best time to target on the workload)",
+               times, performance_profile(times, taus))]
+    if scores is not None:
+        panels.insert(0, ("joint score, mean over seeds", "tau (best joint score on the workload / joint score)",
+                          scores, score_profile(scores, taus)))
+    fig = Figure(figsize=(8 * len(panels), 5), layout="constrained")
+    colors = dict(zip(times, palette(len(times))))
+    for ax, (title, xlabel, values, profile) in zip(np.atleast_1d(fig.subplots(1, len(panels))), panels):
+        for name in values:
+            ax.step(taus, profile[name]["fractions"], where="post", color=colors.get(name), linewidth=1.6,
+                    label=f"{name} (area {profile[name]['area']:.2f})")
+        ax.set_xlim(1.0, PROFILE_TAU_MAX)
+        ax.set_ylim(-0.02, 1.02)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel("fraction of workloads")
+        ax.set_title(title)
+        ax.grid(alpha=0.3)
+        if ax.lines:
+            ax.legend(fontsize="small")
+    fig.suptitle(f"Performance profiles over {len({w for t in times.values() for w in t})} workloads")
     return save(fig, path)
 
 

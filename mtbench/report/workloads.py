@@ -3,7 +3,17 @@ profiles over the workloads' reports (report.md/.csv/.json in the output folder,
 in a folder named after it).
 
 Runs of different workloads cannot be paired by seed, so each workload gets its own report (its verdict,
-table and plots) and the rows are compared across workloads by their time to target alone.
+table and plots) and the rows are compared across workloads by profiles: of their time to target, and of
+their score, and by the number of workloads each row is best on.
+
+NOTE [score profile]: the score a row is profiled on is its joint score (the mean over seeds of the mean of
+the tasks' primary metrics), and its ratio on a workload is the best row's score over its own (>= 1, 1 for
+the best; a score <= 0 never counts), so the time profile's machinery (fronts.performance_profile, AlgoPerf's
+area) applies unchanged to 1 / score. Not Δm: it needs single-task baselines on every workload, and a ratio
+of Δm's is meaningless where they change sign (a row at +2 % and one at -1 %). A workload whose joint score
+is not defined (a lower-is-better primary metric: depth error, normal angle) scores each row by its relative
+joint instead, the mean over the primary metrics of value / best (best / value where lower is better, the
+best being the best row's mean), as its relative convergence target does; the notes name such workloads.
 """
 
 from __future__ import annotations
@@ -25,8 +35,9 @@ from .runs import Run, find_runs, unseen
 from .fronts import PROFILE_TAU_MAX, performance_profile
 
 __all__ = [
-    "PROFILE_TAUS", "WORKLOAD_KEYS", "profile_notes", "profile_record", "profile_table", "profile_terminal",
-    "profile_times", "split_workloads", "write_profile_tables", "write_profiles",
+    "PROFILE_TAUS", "WORKLOAD_KEYS", "best_on", "profile_notes", "profile_record", "profile_scores",
+    "profile_table", "profile_terminal", "profile_times", "score_profile", "split_workloads", "write_cross_workload",
+    "write_profile_tables", "write_profiles",
 ]
 
 # The profile's fractions as report.json lists them; the figure draws the exact step function.
@@ -81,10 +92,78 @@ def profile_times(reports: dict[str, Report]) -> dict[str, dict[str, float | Non
     return times
 
 
+def _scored(report: Report) -> bool:
+    """Whether the workload has a joint score (the default one always does)."""
+    return report.own is None or report.own.joint_defined
+
+
+def profile_scores(reports: dict[str, Report]) -> dict[str, dict[str, float | None]]:
+    """{row: {workload: its score there}} over the compared rows of every workload: the mean joint score over
+    seeds, or where the workload has none the relative joint (NOTE [score profile]); a row a workload did
+    not run is absent there."""
+    scores: dict[str, dict[str, float | None]] = {}
+    for workload, report in reports.items():
+        relative = None if _scored(report) else _relative_joint(report)
+        for row in report.role("row"):
+            scores.setdefault(row.label, {})[workload] = \
+                (row.metrics["joint"] or {}).get("mean") if relative is None else relative.get(row.label)
+    return scores
+
+
+def _relative_joint(report: Report) -> dict[str, float | None]:
+    """{row: mean over the workload's primary metrics of its mean / the best row's mean (the other way round
+    where lower is better)}; None for a row with a primary metric missing or <= 0."""
+    rows = report.role("row")
+    means = {r.label: {name: (summary or {}).get("mean") for name, summary in
+                       (r.metrics.get("task_metrics") or {}).items()} for r in rows}
+    out: dict[str, float | None] = {r.label: 0.0 for r in rows}
+    primaries = report.own.primaries(report.own.tasks)
+    for m in primaries:
+        values = {row: v.get(m.name) for row, v in means.items()}
+        usable = [v for v in values.values() if v is not None and math.isfinite(v) and v > 0]
+        best = (max if m.higher_is_better else min)(usable, default=None)
+        for row, v in values.items():
+            if out[row] is None or best is None or v is None or not (math.isfinite(v) and v > 0):
+                out[row] = None
+            else:
+                out[row] += (v / best if m.higher_is_better else best / v) / len(primaries)
+    return out
+
+
+def score_profile(scores: dict[str, dict[str, float | None]], taus) -> dict[str, dict]:
+    """The performance profile of the scores (see NOTE [score profile]): {row: {"fractions", "area"}}, each
+    workload's ratio the best row's score over the row's."""
+    costs = {row: {w: (1.0 / s if s is not None and math.isfinite(s) and s > 0 else math.inf)
+                   for w, s in by_workload.items()} for row, by_workload in scores.items()}
+    return performance_profile(costs, taus)
+
+
+def best_on(reports: dict[str, Report]) -> dict[str, list[str]]:
+    """{row: the workloads where it is rank 1 on the report's primary metric (the best row and every row its
+    verdict ties with it)}, every compared row of every workload listed."""
+    out: dict[str, list[str]] = {}
+    for workload, report in reports.items():
+        for row in report.role("row"):
+            out.setdefault(row.label, [])
+            if row.rank == 1:
+                out[row.label].append(workload)
+    return out
+
+
+def _most_often_best(reports: dict[str, Report]) -> str:
+    wins = best_on(reports)
+    most = max((len(w) for w in wins.values()), default=0)
+    if not most:
+        return "No row is best on any workload (no compared row has a value of the primary metric)."
+    leaders = [row for row, w in wins.items() if len(w) == most]
+    return (f"Best on most workloads: {', '.join(leaders)} ({most} of {len(reports)}; best = rank 1 on the "
+            f"workload's primary metric, the best row and the rows tied with it).")
+
+
 def profile_record(reports: dict[str, Report]) -> dict:
     """report.json across workloads: each workload's verdict and where its report is, and the profiles."""
-    times = profile_times(reports)
-    profile = performance_profile(times, PROFILE_TAUS)
+    times, scores = profile_times(reports), profile_scores(reports)
+    profile, sprofile = performance_profile(times, PROFILE_TAUS), score_profile(scores, PROFILE_TAUS)
     return strict_json({
         "workloads": [{"name": name, "report": f"{name}/report.json", "primary": r.primary,
                        "target": r.target.to_dict() if r.target else None, "verdict": r.verdict}
@@ -92,6 +171,12 @@ def profile_record(reports: dict[str, Report]) -> dict:
         "profile": {"time": "steps to target, median over seeds", "taus": list(PROFILE_TAUS),
                     "tau_max": PROFILE_TAU_MAX,
                     "rows": {name: {**profile[name], "times": times[name]} for name in times}},
+        "score_profile": {"score": "joint score, mean over seeds (relative joint where a workload has none); "
+                                   "ratio = the best row's / the row's",
+                          "taus": list(PROFILE_TAUS), "tau_max": PROFILE_TAU_MAX,
+                          "relative_joint": [w for w, r in reports.items() if not _scored(r)],
+                          "rows": {name: {**sprofile[name], "scores": scores[name]} for name in scores}},
+        "best_on": best_on(reports), "best": _most_often_best(reports),
         "notes": profile_notes(reports)})
 
 
@@ -102,17 +187,35 @@ def profile_notes(reports: dict[str, Report]) -> list[str]:
             f"not run on, never counts. Area = the integral of that fraction over tau in [1, "
             f"{PROFILE_TAU_MAX:g}] divided by {PROFILE_TAU_MAX - 1:g}: 1 is fastest everywhere, 0 never within "
             f"{PROFILE_TAU_MAX:g}x of the fastest.",
+            f"Score profile: the same over the joint score (the mean of the tasks' primary metrics, mean over "
+            f"seeds), a row's ratio on a workload the best row's score over its own; a score <= 0, or a workload "
+            f"the row was not run on, never counts."
+            + ("" if all(_scored(r) for r in reports.values()) else
+               " Scored by the relative joint (no joint score: a primary metric is lower-is-better; the mean over "
+               "the primary metrics of the row's mean / the best row's, the other way round where lower is "
+               "better): " + ", ".join(w for w, r in reports.items() if not _scored(r)) + "."),
             "Each workload's own report (its verdict, table and plots) is in the folder named after it."]
 
 
 def profile_table(reports: dict[str, Report]) -> tuple[list[str], list[list[str]]]:
-    times = profile_times(reports)
-    profile = performance_profile(times, PROFILE_TAUS)
-    headers = ["row", "area", *[f"steps to target: {w}" for w in reports]]
-    rows = [[name, f"{profile[name]['area']:.3f}",
+    times, scores = profile_times(reports), profile_scores(reports)
+    profile, sprofile = performance_profile(times, PROFILE_TAUS), score_profile(scores, PROFILE_TAUS)
+    wins = best_on(reports)
+    scored = list(reports)
+    headers = ["row", "score area", "time area", "best on",
+               *[f"{'joint' if _scored(r) else 'relative joint'}: {w}" for w, r in reports.items()],
+               *[f"steps to target: {w}" for w in reports]]
+    rows = [[name, f"{sprofile[name]['area']:.3f}", f"{profile[name]['area']:.3f}", str(len(wins.get(name, []))),
+             *[_score(scores[name].get(w), w in scores[name]) for w in scored],
              *[_steps(times[name].get(w), w in times[name]) for w in reports]]
-            for name in sorted(times, key=lambda n: -profile[n]["area"])]
+            for name in sorted(times, key=lambda n: (-sprofile[n]["area"], -profile[n]["area"]))]
     return headers, rows
+
+
+def _score(value: float | None, ran: bool) -> str:
+    if not ran:
+        return "not run"
+    return "-" if value is None else f"{value:.3f}"
 
 
 def _steps(value: float | None, ran: bool) -> str:
@@ -128,8 +231,9 @@ def write_profile_tables(reports: dict[str, Report], out: Path) -> list[Path]:
     in the folder named after it."""
     headers, rows = profile_table(reports)
     md = ["# Performance profiles", "",
-          f"{len(reports)} workloads; rows by the area under their performance profile (larger is better).",
-          "", format_table(headers, rows, markdown=True), "", "## Verdict per workload", ""]
+          f"{len(reports)} workloads; rows by the area under their score profile, then their time profile "
+          "(larger is better).", "", _most_often_best(reports), "",
+          format_table(headers, rows, markdown=True), "", "## Verdict per workload", ""]
     for name, report in reports.items():
         md += [f"### {name} ([report]({name}/report.md))", "", " ".join(report.verdict), ""]
     md += ["## Notes", "", *[f"- {line}" for line in profile_notes(reports)]]
@@ -146,19 +250,26 @@ def write_profile_tables(reports: dict[str, Report], out: Path) -> list[Path]:
 
 def profile_terminal(reports: dict[str, Report]) -> str:
     headers, rows = profile_table(reports)
-    lines = [f"Performance profiles over {len(reports)} workloads:", "", format_table(headers, rows), ""]
+    lines = [f"Performance profiles over {len(reports)} workloads:", "", format_table(headers, rows), "",
+             _most_often_best(reports), ""]
     for name, report in reports.items():
         lines += [f"{name}: " + " ".join(report.verdict)]
     return "\n".join([*lines, "", *profile_notes(reports)])
 
 
-def write_profiles(reports: dict[str, Report], out: Path) -> list[str]:
-    """The reports of several workloads: the profiles' tables and profile.png in ``out``, each workload's own
-    report in ``out/<name>``; the files written, relative to ``out``."""
+def write_cross_workload(reports: dict[str, Report], out: Path) -> list[str]:
+    """The profiles' tables (report.md/.csv/.json) and profile.png in ``out``; the files, relative to ``out``."""
     from .plots import plot_profile  # matplotlib: only where figures are drawn
 
     written = [f.name for f in write_profile_tables(reports, out)]
-    written.append(plot_profile(profile_times(reports), out / "profile.png").name)
+    written.append(plot_profile(profile_times(reports), out / "profile.png", profile_scores(reports)).name)
+    return written
+
+
+def write_profiles(reports: dict[str, Report], out: Path) -> list[str]:
+    """The reports of several workloads: the profiles' tables and profile.png in ``out``, each workload's own
+    report in ``out/<name>``; the files written, relative to ``out``."""
+    written = write_cross_workload(reports, out)
     for name, report in reports.items():
         written += [f"{name}/{f.name}" for f in write_report(report, out / name)]
     return written
