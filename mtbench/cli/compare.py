@@ -46,8 +46,8 @@ def report_options(func):
              "joint score on the held-out split, reported with its test figures).")(func)
     return click.option(
         "--primary", type=click.Choice(PRIMARY_METRICS), default=DEFAULT_PRIMARY, show_default=True,
-        help="The metric rows are ranked and tested on: joint (mean of top-1 and mIoU), top1, miou, or "
-             "delta_m (needs single-task baselines).")(func)
+        help="The metric rows are ranked and tested on: joint (mean of the tasks' primary metrics: top-1 and "
+             "mIoU on ImageNet + COCO), top1, miou, or delta_m (needs single-task baselines).")(func)
 
 
 def _parsed(parse, text, hint: str):
