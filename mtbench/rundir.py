@@ -294,8 +294,9 @@ class RunDir:
         for name in (METRICS_FILE, EPOCHS_FILE):
             self.file(name).unlink(missing_ok=True)
 
-    def trim_logs(self, last_step: int, last_epoch: int) -> None:
-        """Drop log lines written after the checkpoint a resumed run starts from (and lines cut short)."""
+    def trim_logs(self, last_step: int, last_epoch: int, columns: list[str] | None = None) -> None:
+        """Drop log lines written after the checkpoint a resumed run starts from (and lines cut short);
+        ``columns``: epochs.csv's columns as the run writes them (default EPOCH_COLUMNS, as in append_epoch)."""
         if not self.writable:
             return
         metrics = self.file(METRICS_FILE)
@@ -309,7 +310,7 @@ class RunDir:
                 rows = list(csv.DictReader(f))
             # Rewritten with today's columns, so the rows appended next line up with the header.
             out = io.StringIO()
-            writer = csv.DictWriter(out, fieldnames=EPOCH_COLUMNS, extrasaction="ignore")
+            writer = csv.DictWriter(out, fieldnames=columns or EPOCH_COLUMNS, extrasaction="ignore")
             writer.writeheader()
             writer.writerows(r for r in rows if None not in r.values() and (r.get("epoch") or "").isdigit()
                              and int(r["epoch"]) <= last_epoch)

@@ -239,7 +239,7 @@ class Trainer:
                 self.echo(f"{run.path} has already completed its {done} epochs; nothing to do "
                           f"(--epochs {done + 1} or more extends it)")
                 return self.log.finished_summary() or self._summary("completed")
-            run.trim_logs(counters["step"], done)
+            run.trim_logs(counters["step"], done, self.log.epoch_columns())
         else:
             run.clear_logs()
         from . import ops

@@ -274,6 +274,19 @@ def test_resume_trims_logs_past_the_checkpoint_and_lines_cut_short(tmp_path):
     assert [r.epoch for r in read_epochs(run.path)] == [1, 2, 3]
 
 
+def test_resume_keeps_another_workloads_metric_columns(tmp_path):
+    columns = ["epoch", "step", "train_loss_left", "val_left_acc", "holdout_left_acc", "seconds"]
+    run = RunDir(tmp_path / "run")
+    run.create()
+    for epoch in (1, 2, 3):
+        run.append_epoch({"epoch": epoch, "step": 2 * epoch, "val_left_acc": 0.1 * epoch,
+                          "holdout_left_acc": 0.2 * epoch}, columns)
+    run.trim_logs(last_step=4, last_epoch=2, columns=columns)
+    rows = read_epochs(run.path)
+    assert [(r.epoch, r.figure("val", "left_acc"), r.figure("holdout", "left_acc")) for r in rows] == [
+        (1, 0.1, 0.2), (2, 0.2, 0.4)]
+
+
 def test_a_full_disk_while_logging_is_a_one_line_error(tmp_path):
     run = RunDir(tmp_path / "run")
     run.create()
