@@ -35,7 +35,7 @@ from .training.gradients import (
     CombinedLoss, GradientStrategy, LossMethod, MethodGradients, OptimizerTaskGradients, StepContext, StepResult,
 )
 from .training.memory import peak_rss_mb, reset_peak_rss
-from .training.optimizers import OptimizerLifecycle, build_optimizer
+from .training.optimizers import BN_STREAM, OptimizerLifecycle, build_optimizer
 from .training.runlog import RunLog
 from .training.schedule import build_scheduler
 from .workloads import Workload, WorkloadData
@@ -169,7 +169,7 @@ class Trainer:
         for p in extra:  # a method's learnable loss weights, made by its factory on the CPU
             p.data = p.data.to(self.device)
         self.optimizer = build_optimizer(preset, self.model, self.names, self.params, extra, config.hyperparams)
-        self.lifecycle = OptimizerLifecycle(preset, self.optimizer, self.model)
+        self.lifecycle = OptimizerLifecycle(preset, self.optimizer, self.model, config.hyperparams)
         losses = parts.task_losses(self.workload)
         ctx = StepContext(config, self.model, net, self.names, self.params, self.optimizer, self.dist,
                           self.device, self._autocast, self.scaler, losses=losses,
@@ -297,7 +297,12 @@ class Trainer:
             self.log.flush()
         if self.dist.enabled:  # see NOTE [BatchNorm across ranks]
             distributed.broadcast_(list(self.model.buffers()))
-        with self.lifecycle.evaluation():
+        # An optimizer that evaluates elsewhere (Schedule-Free) gets the BatchNorm statistics recomputed there,
+        # over batches of a stream of their own (drawn only then; see OptimizerLifecycle).
+        with self.lifecycle.evaluation(self.epoch_batches(BN_STREAM + epoch),
+                                       lambda batch: self.strategy.ctx.losses_of(self.model, batch),
+                                       (lambda: distributed.broadcast_(list(self.model.buffers())))
+                                       if self.dist.enabled else None):
             state.last_val = self.evaluate(self.data.val)
             if self.data.holdout is not None:
                 state.last_holdout = self.evaluate(self.data.holdout)

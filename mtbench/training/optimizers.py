@@ -29,7 +29,7 @@ from ..errors import ConfigError
 from ..presets import OptimizerPreset
 
 __all__ = [
-    "BN_BATCHES", "DEFAULT_BN_BATCHES", "LIFECYCLE_KEYS", "CombinedOptimizer", "OptimizerLifecycle",
+    "BN_BATCHES", "BN_STREAM", "DEFAULT_BN_BATCHES", "LIFECYCLE_KEYS", "CombinedOptimizer", "OptimizerLifecycle",
     "build_optimizer", "hidden_matrices", "is_head", "recompute_batchnorm",
 ]
 
@@ -42,6 +42,10 @@ __all__ = [
 BN_BATCHES = "bn_batches"
 DEFAULT_BN_BATCHES = 8
 LIFECYCLE_KEYS = frozenset({BN_BATCHES})
+# The batches the statistics are recomputed over come from the run's own training stream keyed by
+# epoch BN_STREAM + e (for epoch e): the same data pipeline and seeding, never a batch of the training
+# epochs (which stop far below), so the run's batches are the same with or without a recomputation.
+BN_STREAM = 1_000_000
 
 # A name component that marks a task head: "head", "heads", "cls_head", "head_seg", ... (see is_head).
 _HEAD = re.compile(r"(^|_)heads?($|_)")
