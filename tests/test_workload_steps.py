@@ -32,8 +32,9 @@ def test_each_row_against_its_workloads_sum_with_its_passes(tmp_path, monkeypatc
     assert [" ".join(rows[name][-2:]) for name in rows] == ["1, 1", "2, 1", "1, 2", "1, 2"]
     for r in rows.values():
         assert float(r[3]) > 0 and float(r[5]) > 0
+    # the ratio of the unrounded times; the printed ms of this tiny network are rounded to 0.1
     assert float(rows["adam+upgrad"][6]) == pytest.approx(float(rows["adam+upgrad"][5]) / float(rows["adam+sum"][5]),
-                                                           abs=0.01)
+                                                           rel=0.1)
     assert [p for p in tmp_path.iterdir() if not p.name.startswith("torchinductor")] == []  # temporary runs
 
 
