@@ -13,7 +13,7 @@ import numpy as np
 from ..errors import ConfigError, DataError
 from .stats import as_number
 
-__all__ = ["PROFILE_TAU_MAX", "dominated_by_front", "pareto_front", "performance_profile"]
+__all__ = ["PROFILE_TAU_MAX", "dominated_by_front", "pareto_front", "performance_profile", "score_profile"]
 
 # AlgoPerf integrates the performance profile from tau = 1 to tau = 4.
 PROFILE_TAU_MAX = 4.0
@@ -101,3 +101,11 @@ def performance_profile(times: Mapping[str, Mapping[str, float | None]], taus: S
         area = float(np.clip(tau_max - r, 0.0, None).sum()) / n_workloads / (tau_max - 1.0)
         out[name] = {"fractions": fractions, "area": area}
     return out
+
+
+def score_profile(scores: dict[str, dict[str, float | None]], taus) -> dict[str, dict]:
+    """The performance profile of the scores: {row: {"fractions", "area"}}, each workload's ratio the best
+    row's score over the row's (NOTE [score profile] in report.workloads)."""
+    costs = {row: {w: (1.0 / s if s is not None and math.isfinite(s) and s > 0 else math.inf)
+                   for w, s in by_workload.items()} for row, by_workload in scores.items()}
+    return performance_profile(costs, taus)

@@ -17,7 +17,7 @@ from .plotstyle import band, binned, line_colors, or_nan, palette, save, step_bi
 from .build import Report
 from .grouping import RowRuns
 from ..rundir import read_metrics
-from .fronts import PROFILE_TAU_MAX, performance_profile
+from .fronts import PROFILE_TAU_MAX, performance_profile, score_profile
 
 __all__ = [
     "load_losses", "plot_final", "plot_losses", "plot_pareto", "plot_profile", "plot_validation", "write_plots",
@@ -173,8 +173,6 @@ def plot_profile(times: dict[str, dict[str, float | None]], path: Path,
                  scores: dict[str, dict[str, float | None]] | None = None) -> Path:
     """AlgoPerf performance profiles: per row, the fraction of workloads within tau x the best time; with
     ``scores``, beside it the same of the joint score (report.workloads, NOTE [score profile])."""
-    from .workloads import score_profile
-
     taus = np.linspace(1.0, PROFILE_TAU_MAX, 301)
     panels = [("steps to target, median over seeds", "tau (time to target / best time to target on the workload)",
                times, performance_profile(times, taus))]

@@ -32,7 +32,7 @@ from .build import Report
 from .comparison import is_comparison_dir
 from .files import strict_json, write_report
 from .runs import Run, find_runs, unseen
-from .fronts import PROFILE_TAU_MAX, performance_profile
+from .fronts import PROFILE_TAU_MAX, performance_profile, score_profile
 
 __all__ = [
     "PROFILE_TAUS", "WORKLOAD_KEYS", "best_on", "profile_notes", "profile_record", "profile_scores",
@@ -128,14 +128,6 @@ def _relative_joint(report: Report) -> dict[str, float | None]:
             else:
                 out[row] += (v / best if m.higher_is_better else best / v) / len(primaries)
     return out
-
-
-def score_profile(scores: dict[str, dict[str, float | None]], taus) -> dict[str, dict]:
-    """The performance profile of the scores (see NOTE [score profile]): {row: {"fractions", "area"}}, each
-    workload's ratio the best row's score over the row's."""
-    costs = {row: {w: (1.0 / s if s is not None and math.isfinite(s) and s > 0 else math.inf)
-                   for w, s in by_workload.items()} for row, by_workload in scores.items()}
-    return performance_profile(costs, taus)
 
 
 def best_on(reports: dict[str, Report]) -> dict[str, list[str]]:
