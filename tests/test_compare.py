@@ -51,7 +51,11 @@ def test_parse_seeds_rejects(text, message):
 
 
 def test_parse_optimizers(registry):
-    assert parse_optimizers(None, registry) == list(registry.presets)
+    default = parse_optimizers(None, registry)
+    assert default[:8] == ["sgd", "sgd_nesterov", "adam", "adamw", "rmsprop", "adagrad", "adadelta", "mtadamv2"]
+    assert "muon" not in default and "lion" not in default  # the zoo's rows only on request
+    assert parse_optimizers("all", registry) == list(registry.presets)
+    assert {"muon", "lion"} <= set(parse_optimizers("all", registry))
     assert parse_optimizers(" adam, sgd ", registry) == ["adam", "sgd"]
 
 

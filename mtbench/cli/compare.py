@@ -78,7 +78,8 @@ they have one; a directory made with other settings is refused, and so is one th
 `mtbench compare` is working in (--wait waits for it instead). The exit status is 1 when any run
 failed (the table says which and why; the other runs are reported as usual).""")
 @click.option("--optimizers", default=None, metavar="A,B,...",
-              help="Optimizers to compare, comma-separated [default: every discovered preset].")
+              help="Optimizers to compare, comma-separated, or all (every preset)  [default: the guide's eight "
+                   "and other plugins' presets, not the zoo's].")
 @click.option("--methods", default=SUM_METHOD, show_default=True, metavar="M1,M2,...",
               help="Multi-task methods, each crossed with every optimizer (mtbench list shows them); one that "
                    "takes per-task gradients itself (mtadamv2) composes with sum only.")

@@ -48,7 +48,8 @@ is run again from its last checkpoint. Workers on several machines that run the 
 one --storage (postgresql://USER@HOST/DB, or journal:PATH on a shared file system) finish exactly
 the budget together. The exit status is 1 when every trial of an optimizer failed (tune.md says why).""")
 @click.option("--optimizers", default=None, metavar="A,B,...",
-              help="Optimizers to tune, comma-separated [default: every discovered preset].")
+              help="Optimizers to tune, comma-separated, or all (every preset)  [default: the guide's eight "
+                   "and other plugins' presets, not the zoo's].")
 @click.option("--trials", type=Bounded(TUNE_LIMITS["trials"]), default=DEFAULT_TRIALS, show_default=True,
               help="Search trials per optimizer; each also gets one trial at the guide's preset.")
 @click.option("--sampler", type=click.Choice(SAMPLERS), default=DEFAULT_SAMPLER, show_default=True,

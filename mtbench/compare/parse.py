@@ -45,10 +45,18 @@ def _names(text: str, example: str) -> list[str]:
     return names
 
 
+# NOTE [default rows]: without --optimizers a comparison or a tune takes the guide's presets and every
+# other plugin's, not the zoo's (torch.optim's and pytorch-optimizer's, twenty more rows); `all` takes
+# every discovered preset. Whichever are chosen are treated alike: same seeds, data and budget.
+ZOO_ORIGINS = ("torch", "pytorch-optimizer")
+
+
 def parse_optimizers(text: str | None, registry: Registry) -> list[str]:
-    """The names in a comma list (None: every discovered preset), each checked against the registry."""
-    if text is None:
-        names = list(registry.presets)
+    """The names in a comma list, each checked against the registry; None: the default rows (NOTE
+    [default rows]), ``all``: every discovered preset."""
+    if text is None or text.strip() == "all":
+        names = [name for name, preset in registry.presets.items()
+                 if text is not None or preset.listed_origin not in ZOO_ORIGINS]
         if not names:
             raise ConfigError("no optimizer presets were found (mtbench plugins shows why)")
         return names

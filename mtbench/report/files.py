@@ -99,11 +99,25 @@ def _guide(expected: dict | None) -> list[str]:
 # Tables
 
 
-def table_headers(report: Report) -> list[str]:
+# The columns of the main table that only ImageNet + COCO has: another workload's metrics have a table of
+# their own (own_metric_table), and the optimizer guide's ranges are for real ImageNet + COCO.
+_DEFAULT_ONLY = ("top-1", "mIoU", "guide top-1", "guide mIoU", "guide conv.")
+
+
+def _all_headers(report: Report) -> list[str]:
     delta = ["Δm"] if report.has_delta_m else []
     return ["rank", "row", "seeds", "top-1", "mIoU", "joint", *delta, f"vs best ({METRIC_NAMES[report.primary]})",
             "verdict", "steps to target", "time to target", "convergence", "s/step", "peak MB",
             "guide top-1", "guide mIoU", "guide conv.", "status"]
+
+
+def _shown(report: Report) -> list[bool]:
+    """Which of _all_headers the report shows."""
+    return [report.own is None or h not in _DEFAULT_ONLY for h in _all_headers(report)]
+
+
+def table_headers(report: Report) -> list[str]:
+    return [h for h, shown in zip(_all_headers(report), _shown(report)) if shown]
 
 
 def table_rows(report: Report) -> list[list[str]]:
@@ -117,7 +131,8 @@ def table_rows(report: Report) -> list[list[str]]:
                      _mark(row), _time(m["steps_to_target"], ".0f"), _time(m["seconds_to_target"], ".1f", " s"),
                      row.convergence, _pm(m["seconds_per_step"], ".3f"), _pm(m["peak_memory_mb"], ".0f"),
                      *_guide(row.group.expected), row.status])
-    return rows
+    shown = _shown(report)
+    return [[cell for cell, keep in zip(cells, shown) if keep] for cells in rows]
 
 
 SWEEP_HEADERS = ["row", "w (cls)", "seeds", "top-1", "mIoU", "joint", "on front", "steps to target", "status"]
