@@ -134,7 +134,7 @@ def test_a_distributed_run_writes_once_and_resumes(tmp_path):
     assert summary["status"] == "completed" and summary["epochs"] == 2 and summary["steps"] == 4
 
 
-@pytest.mark.parametrize("optimizer, method", [("adam", "sum"), ("mtadamv2", "sum"), ("adam", "pcgrad")])
+@pytest.mark.parametrize("optimizer, method", [("adam", "sum"), ("mtadamv2", "sum"), ("adam", "pcgrad"), ("adam", "uw")])
 def test_a_torchrun_run_ends_with_the_same_state_on_every_rank(tmp_path, optimizer, method):
     # Each rank saves its model (parameters and BatchNorm buffers) and optimizer state at exit
     # (tests/rank_state_plugin.py); only rank 0's would otherwise be seen, in the checkpoint.

@@ -214,8 +214,16 @@ class LossMethod(CombinedLoss):
         only sum takes a single-task run, see check_combination)."""
         weights = self.ctx.config.loss_weights
         present = next(loss for loss in loss_tensors if loss is not None)
-        return torch.stack([w * loss.float() if loss is not None else present.new_zeros(())
-                            for w, loss in zip(weights, loss_tensors)])
+        losses = torch.stack([w * loss.float() if loss is not None else present.new_zeros(())
+                              for w, loss in zip(weights, loss_tensors)])
+        if not self.ctx.dist.enabled:
+            return losses
+        # NOTE [losses-only methods across ranks]: the method sees the losses averaged over ranks (their
+        # values), so its decisions, its state and the gradients of its own weights agree on every rank,
+        # while the model's gradient flows through this rank's losses and DDP averages it as for sum.
+        mean = losses.detach().clone()
+        distributed.all_reduce_mean_([mean])
+        return losses + (mean - losses.detach())
 
     def objective(self, loss_tensors, batch) -> torch.Tensor:
         try:
