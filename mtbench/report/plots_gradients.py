@@ -87,7 +87,7 @@ def plot_comparison_conflict(groups: Sequence[RowRuns], path: Path) -> Path | No
             if len(curves) > 1:
                 ax.fill_between(centers, lo, hi, color=colors[g.label], alpha=0.2, linewidth=0)
         _style(ax, key, width)
-        if ax.lines:
+        if ax.get_legend_handles_labels()[0]:  # a panel with only its reference lines has no legend
             ax.legend(fontsize="small")
     if weighted:
         ax = axes[2]
