@@ -41,21 +41,6 @@ def task_counts(text: str) -> list[int]:
     return counts
 
 
-def cpu_median_ms(steps, repeat: int) -> list[float]:
-    """As mtbench.bench.median_ms, on the CPU time of this thread: on a machine whose cores other
-    processes share, the time this process was descheduled does not count."""
-    for step in steps:
-        step()
-        step()
-    times: list[list[float]] = [[] for _ in steps]
-    for _ in range(repeat):
-        for step, row_times in zip(steps, times):
-            start = time.thread_time()
-            step()
-            row_times.append(time.thread_time() - start)
-    return [1e3 * statistics.median(row_times) for row_times in times]
-
-
 def time_one(shapes, tasks: int, repeat: int, clock: str) -> tuple[float, float]:
     """(MTAdamV2 fused ms, Adam fused ms) for one step on `shapes` with `tasks` tasks."""
     generator = torch.Generator().manual_seed(0)
@@ -66,9 +51,8 @@ def time_one(shapes, tasks: int, repeat: int, clock: str) -> tuple[float, float]
     mtadam = MTAdamV2(params, task_weights=[1.0 / tasks] * tasks, impl="fused")
     adam = torch.optim.Adam(params, fused=True)
     steps = [lambda: mtadam.step(task_grads), adam.step]
-    if clock == "cpu":
-        return tuple(cpu_median_ms(steps, repeat))
-    return tuple(median_ms(steps, repeat, torch.device("cpu")))
+    timer = time.thread_time if clock == "cpu" else time.perf_counter
+    return tuple(median_ms(steps, repeat, torch.device("cpu"), clock=timer))
 
 
 def main():

@@ -93,9 +93,11 @@ def parameter_shapes(model: str) -> list[torch.Size]:
     return [p.shape for p in net.parameters()]
 
 
-def median_ms(steps: list[Callable[[], None]], repeat: int, device: torch.device) -> list[float]:
-    """Median wall time of each step function over `repeat` rounds, after two warm-up calls each
-    (which also create the optimizer state).
+def median_ms(steps: list[Callable[[], None]], repeat: int, device: torch.device,
+              clock: Callable[[], float] = time.perf_counter) -> list[float]:
+    """Median time of each step function over `repeat` rounds, after two warm-up calls each (which also
+    create the optimizer state): wall time, or with ``clock=time.thread_time`` this thread's CPU time (on
+    cores other processes share, the time this process was descheduled does not count; CPU only).
 
     NOTE [interleaved timing]: each round times every step once, in turn, so that a change in the
     machine's load during the run shifts all rows alike instead of skewing their ratios.
@@ -109,10 +111,10 @@ def median_ms(steps: list[Callable[[], None]], repeat: int, device: torch.device
     for _ in range(repeat):
         for step, row_times in zip(steps, times):
             sync()
-            start = time.perf_counter()
+            start = clock()
             step()
             sync()
-            row_times.append(time.perf_counter() - start)
+            row_times.append(clock() - start)
     return [1e3 * statistics.median(row_times) for row_times in times]
 
 
