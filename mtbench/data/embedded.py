@@ -10,16 +10,13 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
-import shutil
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
 from ..errors import DataError
-from ..rundir import make_temp_dir
-from .synthetic import cache_root
+from .synthetic import build_in_cache, cache_root
 
 __all__ = ["MANIFEST", "ensure_embedded", "write_embedded", "write_indexed_arrays"]
 
@@ -52,23 +49,7 @@ def ensure_embedded(name: str, version: int, spec: Any, write: Callable[[Path, A
                     cache_dir: str | Path | None = None) -> Path:
     """The folder of the embedded set ``name`` in the cache, written with ``write`` on first use."""
     final = cache_root(cache_dir) / _folder_name(name, version, spec)
-    if (final / MANIFEST).is_file():
-        return final
-    try:
-        final.parent.mkdir(parents=True, exist_ok=True)
-        staging = make_temp_dir(final.parent, f".{final.name}.")
-    except OSError as exc:
-        raise DataError(f"cannot create the data cache {final.parent}: {exc.strerror or exc}; "
-                        "set MTBENCH_CACHE to a writable folder") from None
-    try:
-        write_embedded(staging, name, version, spec, write)
-        os.rename(staging, final)
-    except OSError as exc:
-        # Another process renamed its complete copy into place first: use that one.
-        if not (final / MANIFEST).is_file():
-            raise DataError(f"cannot move the {name} data set into {final}: {exc.strerror or exc}") from None
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    build_in_cache(final, MANIFEST, name, lambda staging: write_embedded(staging, name, version, spec, write))
     return final
 
 

@@ -23,6 +23,7 @@ import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Callable
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -267,23 +268,31 @@ def cache_root(cache_dir: str | Path | None = None) -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "mtbench"
 
 
+def build_in_cache(final: Path, manifest: str, what: str, write: Callable[[Path], Any]) -> None:
+    """Make the cached set ``final`` unless its ``manifest`` is there: ``write(staging)`` fills a temporary
+    folder beside it, which is renamed into place, so concurrent first uses cannot leave a half-written
+    set behind (the first rename wins; the others use its copy). ``what`` names the set in errors."""
+    if (final / manifest).is_file():
+        return
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        staging = make_temp_dir(final.parent, f".{final.name}.")
+    except OSError as exc:
+        raise DataError(f"cannot create the data cache {final.parent}: {exc.strerror or exc}; "
+                        "set MTBENCH_CACHE to a writable folder") from None
+    try:
+        write(staging)
+        os.rename(staging, final)
+    except OSError as exc:
+        # Another process renamed its complete copy into place first: use that one.
+        if not (final / manifest).is_file():
+            raise DataError(f"cannot move the {what} data set into {final}: {exc.strerror or exc}") from None
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
 def ensure_synthetic(cache_dir: str | Path | None = None, spec: SyntheticSpec = SyntheticSpec()) -> tuple[Path, Path]:
     """The (imagenet, coco) folders of the synthetic set in the cache, generated on first use."""
     final = cache_root(cache_dir) / spec.cache_name()
-    if not (final / MANIFEST).is_file():
-        try:
-            final.parent.mkdir(parents=True, exist_ok=True)
-            staging = make_temp_dir(final.parent, f".{final.name}.")
-        except OSError as exc:
-            raise DataError(f"cannot create the data cache {final.parent}: {exc.strerror or exc}; "
-                            "set MTBENCH_CACHE to a writable folder") from None
-        try:
-            write_synthetic(staging, spec)
-            os.rename(staging, final)
-        except OSError as exc:
-            # Another process renamed its complete copy into place first: use that one.
-            if not (final / MANIFEST).is_file():
-                raise DataError(f"cannot move the synthetic data set into {final}: {exc.strerror or exc}") from None
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
+    build_in_cache(final, MANIFEST, "synthetic", lambda staging: write_synthetic(staging, spec))
     return final / "imagenet", final / "coco"
