@@ -11,6 +11,7 @@ from click.testing import CliRunner
 from matplotlib.image import imread
 
 from mtbench.cli import main
+from mtbench.compare.across import workload_settings
 from mtbench.report import build_report
 from mtbench.report.fronts import PROFILE_TAU_MAX
 from mtbench.report.workloads import best_on, profile_record, profile_scores, score_profile
@@ -100,7 +101,97 @@ def test_compare_workloads_refusals_are_one_line(tmp_path, args, message):
     assert message in result.output and not (tmp_path / "o").exists()
 
 
-def test_tune_over_workloads_is_refused_in_one_line(tmp_path):
-    result = CliRunner().invoke(main, ["tune", "--workloads", "multidigits,nyuv2", "--out", str(tmp_path / "t")])
-    assert result.exit_code == 2 and "tune runs one workload: tune each with --workload" in result.output
-    assert not (tmp_path / "t").exists()
+# -- per-workload data and budgets ------------------------------------------------------------------
+
+def test_per_workload_settings_plain_named_and_default(tmp_path):
+    names, known = ["multidigits", "nyuv2"], ["multidigits", "nyuv2", "cityscapes"]
+    settings = {"epochs": ("3", "multidigits=10"), "batch_size": ("nyuv2=4",), "image_size": None,
+                "limit_train": (64,), "data": (f"multidigits={tmp_path}",), "seed": 7,
+                "imagenet": None, "coco": None}
+    per = workload_settings(settings, names, known)
+    assert per["multidigits"] == {**settings, "epochs": 10, "batch_size": None, "image_size": None,
+                                  "limit_train": 64, "data": str(tmp_path)}
+    assert per["nyuv2"] == {**settings, "epochs": 3, "batch_size": 4, "image_size": None, "limit_train": 64,
+                            "data": None}
+    # comma-separated items are the same as the option repeated
+    assert workload_settings({"epochs": "multidigits=2,nyuv2=1"}, names, known)["nyuv2"]["epochs"] == 1
+    # --imagenet/--coco reach imagenet-coco's runs alone
+    both = workload_settings({"imagenet": "/i", "coco": "/c"}, ["imagenet-coco", "nyuv2"], known + ["imagenet-coco"])
+    assert (both["imagenet-coco"]["imagenet"], both["nyuv2"]["imagenet"], both["nyuv2"]["coco"]) == ("/i", None, None)
+
+
+def test_per_workload_data_and_budgets_reach_their_workloads_runs(tmp_path):
+    digits = tmp_path / "digits"
+    made = CliRunner().invoke(main, ["data", "synth", str(digits), "--workload", "multidigits"])
+    assert made.exit_code == 0, made.output
+    out = tmp_path / "across"
+    result = CliRunner().invoke(main, [
+        "compare", "--workloads", "multidigits,nyuv2", "--optimizers", "adam", "--data", f"multidigits={digits}",
+        "--epochs", "1", "--epochs", "multidigits=2", "--batch-size", "nyuv2=4", "--limit-train", "80,nyuv2=16",
+        "--limit-val", "16", "--image-size", "nyuv2=32", "--device", "cpu", "--out", str(out), "-q"])
+    assert result.exit_code == 0, result.output
+    config = {name: json.loads((out / name / "runs" / "adam-seed0" / "config.json").read_text())
+              for name in ("multidigits", "nyuv2")}
+    assert config["multidigits"]["data"] == str(digits) and config["nyuv2"]["data"] is None
+    assert (config["multidigits"]["epochs"], config["nyuv2"]["epochs"]) == (2, 1)
+    assert (config["multidigits"]["batch_size"], config["nyuv2"]["batch_size"]) == (64, 4)  # multidigits' own: 64
+    assert (config["multidigits"]["limit_train"], config["nyuv2"]["limit_train"]) == (80, 16)
+    assert (config["multidigits"]["image_size"], config["nyuv2"]["image_size"]) == (None, 32)
+    summaries = {name: json.loads((out / name / "runs" / "adam-seed0" / "summary.json").read_text())
+                 for name in ("multidigits", "nyuv2")}
+    assert summaries["multidigits"]["epochs"] == 2 and summaries["nyuv2"]["epochs"] == 1
+    assert json.loads((out / "report.json").read_text())["workloads"][0]["name"] == "multidigits"
+
+
+BAD_ITEMS = [
+    (["--epochs", "nosuch=2"], "Error: --epochs nosuch=2: 'nosuch' is no workload: expected one of --workloads "
+                               "multidigits,nyuv2"),
+    (["--data", "cityscapes={dir}"], "Error: --data cityscapes={dir}: 'cityscapes' is not one of --workloads "
+                                     "multidigits,nyuv2"),
+    (["--data", "nyuv2={dir}/missing"], "Error: --data nyuv2={dir}/missing: {dir}/missing is not a folder (expected "
+                                        "the workload's data root)"),
+    (["--data", "{dir}"], "Error: --data {dir}: with --workloads give each workload's data folder as NAME=DIR (e.g. "
+                          "multidigits={dir}); a workload not named reads its embedded stand-in"),
+    (["--epochs", "nyuv2=0"], "Error: --epochs nyuv2=0 is not allowed: expected a whole number in [1, 100000]"),
+    (["--batch-size", "multidigits=two"], "Error: --batch-size multidigits=two is not allowed: expected a whole "
+                                          "number in [1, 65536]"),
+    (["--limit-train", "nyuv2=8,nyuv2=9"], "Error: --limit-train nyuv2=9: nyuv2 is given twice"),
+    (["--image-size", "32", "--image-size", "48"], "Error: --image-size 48: a value for every workload is given "
+                                                   "twice (32 and this); name a workload with NAME=VALUE"),
+    (["--imagenet", "{dir}"], "Error: --imagenet is the imagenet-coco workload's data, and --workloads "
+                              "multidigits,nyuv2 does not run it; give another workload's data as --data NAME=DIR"),
+]
+
+
+@pytest.mark.parametrize("command", ["compare", "tune"])
+@pytest.mark.parametrize("args, message", BAD_ITEMS, ids=[" ".join(a) for a, _ in BAD_ITEMS])
+def test_a_bad_per_workload_item_is_one_line_naming_it(tmp_path, command, args, message):
+    args = [a.format(dir=tmp_path) for a in args]
+    extra = ["--final-seeds", "1"] if command == "tune" else []
+    result = CliRunner().invoke(main, [command, "--workloads", "multidigits,nyuv2", "--optimizers", "adam", *args,
+                                       *extra, "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2, result.output
+    assert [line for line in result.output.splitlines() if line.startswith("Error")] == [message.format(dir=tmp_path)]
+    assert "Traceback" not in result.output and not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("command", ["compare", "tune"])
+def test_without_workloads_an_item_naming_a_workload_is_refused_and_a_plain_value_is_as_before(tmp_path, command):
+    result = CliRunner().invoke(main, [command, "--optimizers", "adam", "--epochs", "nyuv2=2", "--out",
+                                       str(tmp_path / "o")])
+    assert result.exit_code == 2 and "--epochs nyuv2=2: NAME=VALUE items give a workload of --workloads its own " \
+                                     "value; for one workload give --epochs N" in result.output, result.output
+    result = CliRunner().invoke(main, [command, "--optimizers", "adam", "--epochs", "0", "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2 and "Error: --epochs 0 is not allowed: expected a whole number in [1, " \
+        in result.output, result.output
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_bad_setting_of_a_later_workload_stops_before_the_first_trains(tmp_path):
+    # nyuv2 at batch size 1 and image size 32 leaves one value per channel in BatchNorm: refused by its config
+    result = CliRunner().invoke(main, [
+        "compare", "--workloads", "multidigits,nyuv2", "--optimizers", "adam", "--batch-size", "nyuv2=1",
+        "--image-size", "nyuv2=32", "--epochs", "1", "--device", "cpu", "--out", str(tmp_path / "o"), "-q"])
+    assert result.exit_code == 2 and "nyuv2: adam: --batch-size 1 with --image-size 32 leaves one value" \
+        in result.output, result.output
+    assert not (tmp_path / "o").exists()

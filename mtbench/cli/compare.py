@@ -19,11 +19,13 @@ from ..report.comparison import is_comparison_dir
 from ..report.convergence import AUTO, parse_target
 from ..report.selection import DEFAULT_SELECTION, SELECTIONS
 from ..report.files import terminal_table, write_report
-from ..report.verdict import DEFAULT_PRIMARY, DELTA_M, PRIMARY_METRICS
+from ..report.reference import choose_reference
+from ..report.verdict import DEFAULT_PRIMARY, PRIMARY_METRICS
 from ..report.workloads import profile_terminal, split_workloads, write_profiles
 from .bounded import Bounded
 from .configfile import config_option
 from .run import run_options
+from .workloads import per_workload_options, single_workload, workload_options
 
 __all__ = ["compare", "report", "report_options", "show_result"]
 
@@ -34,6 +36,10 @@ def _stderr(line: str) -> None:
 
 def report_options(func):
     """The verdict's options, shared by `mtbench compare` and `mtbench report`."""
+    func = click.option(
+        "--reference", default=None, metavar="ROW",
+        help="The compared row Δm is measured against, seed by seed, where no single-task baselines were run  "
+             "[default: adam when compared, else the first row].")(func)
     func = click.option(
         "--target", "target", default=AUTO, show_default=True, metavar="auto | relative | FRACTION | top1=X,miou=Y",
         callback=lambda ctx, param, text: _parsed(parse_target, text, "--target"),
@@ -47,7 +53,8 @@ def report_options(func):
     return click.option(
         "--primary", type=click.Choice(PRIMARY_METRICS), default=DEFAULT_PRIMARY, show_default=True,
         help="The metric rows are ranked and tested on: joint (mean of the tasks' primary metrics: top-1 and "
-             "mIoU on ImageNet + COCO), top1, miou, or delta_m (needs single-task baselines).")(func)
+             "mIoU on ImageNet + COCO; Δm on a workload without one), top1, miou, or delta_m (against the "
+             "single-task baselines, else the --reference row).")(func)
 
 
 def _parsed(parse, text, hint: str):
@@ -58,6 +65,7 @@ def _parsed(parse, text, hint: str):
         raise click.BadParameter(str(exc), param_hint=hint) from None
 
 
+@per_workload_options
 @click.command(epilog="""\b
 Rows (each run for every seed, from the same initial weights on the same data):
   adam          --optimizers adam (the method sum)
@@ -76,7 +84,13 @@ report (report.md/.csv/.json, loss.png, validation.png, final.png, conflict.png)
 command again skips the completed runs and runs the others again, from their last checkpoint where
 they have one; a directory made with other settings is refused, and so is one that another
 `mtbench compare` is working in (--wait waits for it instead). The exit status is 1 when any run
-failed (the table says which and why; the other runs are reported as usual).""")
+failed (the table says which and why; the other runs are reported as usual).
+\b
+With --workloads, --data and the budget may be given per workload:
+  --data nyuv2=/data/nyuv2,cityscapes=/data/city   each one's data root (the others: their stand-in)
+  --epochs 3 --epochs multidigits=10               3 for every workload, 10 for multidigits
+  --batch-size nyuv2=4                             nyuv2's; the others keep their own default
+--image-size and --limit-train take the same forms; --imagenet and --coco are imagenet-coco's.""")
 @click.option("--optimizers", default=None, metavar="A,B,...",
               help="Optimizers to compare, comma-separated, or all (every preset)  [default: the guide's eight "
                    "and other plugins' presets, not the zoo's].")
@@ -101,8 +115,8 @@ failed (the table says which and why; the other runs are reported as usual).""")
               help="The comparison directory [default: comparisons/<hash of the settings>; with --workloads "
                    "comparisons/<A+B+...>].")
 @click.option("--workloads", default=None, metavar="A,B,...",
-              help="Run the same rows on each workload (its embedded data; its default epochs and batch size "
-                   "unless given): one comparison directory per workload in --out/<workload>/ with its report, and "
+              help="Run the same rows on each workload (its embedded data unless --data NAME=DIR; its default "
+                   "epochs and batch size unless given, per workload as NAME=VALUE): one comparison directory per workload in --out/<workload>/ with its report, and "
                    "the cross-workload report in --out (performance profiles of the joint score and of the time to "
                    "target, the rows best on most workloads, profile.png).")
 @click.option("--quiet", "-q", is_flag=True, help="No per-run progress bar.")
@@ -118,15 +132,16 @@ failed (the table says which and why; the other runs are reported as usual).""")
 def compare(ctx: click.Context, optimizers: str | None, methods: str, sweep: str | None, tuned: Path | None,
             single_task: bool,
             baseline: str, seeds: str, out: Path | None, workloads: str | None, quiet: bool, wait: bool,
-            nproc_per_node: int, primary: str, select: str, target, **options) -> None:
+            nproc_per_node: int, primary: str, select: str, target, reference: str | None, **options) -> None:
     """Train every row (optimizers crossed with methods, a task-weight sweep, single-task baselines)
     from the same initial weights on the same data, for each seed, then write the comparison table
     and plots."""
     registry = ctx.obj.registry
     if workloads is not None:
         _across(ctx, workloads, optimizers, methods, sweep, tuned, single_task, baseline, seeds, out, quiet, wait,
-                nproc_per_node, ReportOptions(target, primary, select), options)
+                nproc_per_node, ReportOptions(target, primary, select, reference), options)
         return
+    single_workload(options)
     workload = _parsed(registry.workload, options.pop("workload"), "--workload")
     _check_combinations(ctx, options, seeds, single_task, baseline, primary, workload.task_names)
     names = _parsed(lambda text: parse_optimizers(text, registry), optimizers, "--optimizers")
@@ -144,12 +159,13 @@ def compare(ctx: click.Context, optimizers: str | None, methods: str, sweep: str
 
         row, note = _parsed(lambda path: tuned_row(path, tasks, names), tuned, "--tuned-scalarization")
         rows, notes = [*rows, row], [*notes, note]
+    _check_reference(reference, rows, single_task)
     for note in notes:
         _stderr(f"note: {note}")
     spec = ComparisonSpec(tuple(rows), seed_list, options, tuple(options.pop("set_values")), workload.name,
                           options.pop("data"), out=out,
                           nproc_per_node=nproc_per_node, plugin_paths=tuple(ctx.obj.plugin_paths), wait=wait,
-                          progress=not quiet, report=ReportOptions(target, primary, select))
+                          progress=not quiet, report=ReportOptions(target, primary, select, reference))
     try:
         result = run_comparison(spec, registry, echo=_stderr)
     except ComparisonInterrupted as stop:
@@ -168,34 +184,32 @@ def _across(ctx: click.Context, workloads: str, optimizers, methods, sweep, tune
     from ..report.workloads import profile_terminal
 
     registry = ctx.obj.registry
-    names = [name.strip() for name in workloads.split(",") if name.strip()]
-    for option, value in (("workload", "--workload"), ("data", "--data"), ("task_weights", "--task-weights"),
-                          ("tasks", "--tasks")):
+    for option, value in (("workload", "--workload"), ("task_weights", "--task-weights"), ("tasks", "--tasks")):
         if ctx.get_parameter_source(option) == ParameterSource.COMMANDLINE:
-            raise click.BadParameter(f"{value} is one workload's; --workloads {workloads} runs each workload on its "
-                                     f"embedded data with all its tasks, equally weighted: drop {value}",
-                                     param_hint=value)
+            raise click.BadParameter(f"{value} is one workload's; --workloads {workloads} runs each workload with all "
+                                     f"its tasks, equally weighted: drop {value}", param_hint=value)
     if sweep is not None or tuned is not None:
         raise click.BadParameter("the task-weight sweep and the tuned weighted sum are one workload's (its tasks' "
                                  "weights): compare them per workload with --workload",
                                  param_hint="--task-weights-sweep" if sweep is not None else "--tuned-scalarization")
-    options.pop("workload"), options.pop("data")
+    options.pop("workload")
+    names, per = workload_options(workloads, options, registry)
     specs = []
     for name in names:
-        workload = _parsed(registry.workload, name, "--workloads")
-        _check_combinations(ctx, dict(options), seeds, single_task, baseline, report.primary, workload.task_names)
-        each = dict(options)
-        each.pop("method"), each.pop("tasks")
+        workload = registry.workload(name)
+        each = dict(per[name])
+        _check_combinations(ctx, each, seeds, single_task, baseline, report.primary, workload.task_names)
         chosen = _parsed(lambda text: parse_optimizers(text, registry), optimizers, "--optimizers")
         method_names = _parsed(lambda text: parse_methods(text, registry), methods, "--methods")
         seed_list = _parsed(lambda text: parse_seeds(text, first=each["seed"]), seeds, "--seeds")
         base = _parsed(registry.get, baseline, "--baseline") if single_task else None
         rows, notes = plan_rows({n: registry.get(n) for n in chosen}, method_names, (), base, None,
                                 workload.task_names)
+        _check_reference(report.reference, rows, single_task)
         for note in notes:
             _stderr(f"note: {name}: {note}")
         set_values = tuple(each.pop("set_values"))
-        specs.append(ComparisonSpec(tuple(rows), seed_list, each, set_values, workload.name, None,
+        specs.append(ComparisonSpec(tuple(rows), seed_list, each, set_values, workload.name, each.pop("data"),
                                     nproc_per_node=nproc_per_node, plugin_paths=tuple(ctx.obj.plugin_paths),
                                     wait=wait, progress=not quiet, report=report))
     out = out or Path("comparisons") / "+".join(names)
@@ -244,9 +258,16 @@ def _check_combinations(ctx: click.Context, options: dict, seeds: str, single_ta
     if not single_task and given("baseline"):
         raise click.BadParameter(f"--baseline {baseline} names the optimizer of the single-task baselines; "
                                  "add --single-task to run them", param_hint="--baseline")
-    if primary == DELTA_M and not single_task:
-        raise click.BadParameter(f"--primary {DELTA_M} ranks the rows by their Δm against single-task baselines; "
-                                 "add --single-task to run them", param_hint="--primary")
+
+
+def _check_reference(reference: str | None, rows, single_task: bool) -> None:
+    """--reference names a compared row, and only where no single-task baselines are the reference of Δm."""
+    if reference is not None and single_task:
+        raise click.BadParameter(f"--reference {reference}: --single-task runs the single-task baselines, the "
+                                 "reference of Δm; give one of them", param_hint="--reference")
+    if reference is not None:
+        _parsed(lambda ref: choose_reference([r.name for r in rows if r.role == "row"], ref), reference,
+                "--reference")
 
 
 @click.command(epilog="""\b
@@ -267,7 +288,7 @@ and performance profiles across them in --out (profile.png).""")
 @report_options
 @click.pass_context
 def report(ctx: click.Context, dirs: tuple[Path, ...], out: Path | None, target, primary: str,
-           select: str) -> None:
+           select: str, reference: str | None) -> None:
     """Rebuild the comparison's verdict, tables and plots from run directories alone.
 
     Each DIR is a comparison directory, a run directory, or a folder of run directories; several of
@@ -286,8 +307,8 @@ def report(ctx: click.Context, dirs: tuple[Path, ...], out: Path | None, target,
     missing = {r.optimizer for r in runs if not (r.config.get("preset") or {}).get("expected")}
     known = ctx.obj.registry.presets if missing else {}
     expected = guide_ranges([known[name] for name in sorted(missing) if name in known])
-    reports = {name: build_report(members, target=target, expected=expected, primary=primary, selection=select)
-               for name, members in workloads}
+    reports = {name: build_report(members, target=target, expected=expected, primary=primary, selection=select,
+                                  reference=reference) for name, members in workloads}
     if len(reports) == 1:
         result = next(iter(reports.values()))
         files = write_report(result, out)

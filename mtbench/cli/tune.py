@@ -4,22 +4,26 @@ from __future__ import annotations
 
 import os
 import time
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Mapping
 
 import click
+from click.core import ParameterSource
 
+from ..compare.across import PER_WORKLOAD
 from ..config import LIMITS, TASKS
 from ..errors import ConfigError, MTBenchError
 from ..interrupts import sigterm_as_interrupt
-from ..tuning.plan import TUNE_LIMITS
+from ..tuning.plan import DEFAULT_ROOT, TUNE_LIMITS
 from ..tuning.space import DEFAULT_SAMPLER, SAMPLERS
 from ..tuning.study import DEFAULT_HEARTBEAT
 from ..tuning.worker import DEFAULT_OBJECTIVE, OBJECTIVES
 from .bounded import Bounded
 from .configfile import config_option
 from .run import run_options
+from .workloads import per_workload_options, single_workload, workload_options
 
 __all__ = ["joint_text", "option_args", "tune"]
 
@@ -30,6 +34,7 @@ def _stderr(line: str) -> None:
     click.echo(line, err=True)
 
 
+@per_workload_options
 @click.command(epilog="""\b
 Search spaces: each optimizer's preset may declare one; by default lr is searched log-uniform
 within 10x of the preset's, and weight_decay log-uniform over [1e-6, 0.1] where the preset has one.
@@ -46,7 +51,14 @@ and final/preset/<optimizer>/: a comparison directory per setting and seeds) and
 finished trials are kept, a trial that was interrupted (Ctrl-C, SIGTERM) or whose worker was killed
 is run again from its last checkpoint. Workers on several machines that run the same command against
 one --storage (postgresql://USER@HOST/DB, or journal:PATH on a shared file system) finish exactly
-the budget together. The exit status is 1 when every trial of an optimizer failed (tune.md says why).""")
+the budget together. The exit status is 1 when every trial of an optimizer failed (tune.md says why).
+\b
+--workloads A,B,... tunes each workload with the same budget (--trials, --final-seeds), one after
+another, each in OUT/<workload>/ exactly as `mtbench tune --workload A --out OUT/A` would (the same
+command again continues them), then writes each workload's final runs as a report (OUT/<workload>/
+report.md: rows "<optimizer> (tuned)" and "<optimizer> (preset)") and the cross-workload report of
+those rows in OUT (report.md/.csv/.json, profile.png). --data and the budget per workload:
+  --data nyuv2=/data/nyuv2 --epochs 3 --epochs multidigits=10""")
 @click.option("--optimizers", default=None, metavar="A,B,...",
               help="Optimizers to tune, comma-separated, or all (every preset)  [default: the guide's eight "
                    "and other plugins' presets, not the zoo's].")
@@ -70,8 +82,10 @@ the budget together. The exit status is 1 when every trial of an optimizer faile
                    "the steps trained.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="The tune directory [default: tunes/<hash of the settings>].")
-@click.option("--workloads", default=None, metavar="A,B,...", hidden=True,
-              help="Refused: a tune is one workload's (tune each with --workload).")
+@click.option("--workloads", default=None, metavar="A,B,...",
+              help="Tune on each workload with the same budget: a tune per workload in --out/<workload>/ (as --workload "
+                   "W --out OUT/W makes it; --data and the budget per workload as NAME=VALUE), then the final runs' "
+                   "tuned and preset rows compared across workloads in --out (needs --final-seeds).")
 @click.option("--storage", default=None, metavar="URL",
               help="Where the studies live: postgresql://USER@HOST/DB, sqlite:///PATH or journal:PATH "
                    "[default: sqlite:///OUT/study.db].")
@@ -104,16 +118,7 @@ def tune(ctx: click.Context, optimizers: str | None, trials: int, sampler: str, 
          workloads: str | None = None, **options) -> None:
     """Give every optimizer the same tuning budget, score the trials on the holdout split, report the
     best setting beside the guide's preset."""
-    if workloads is not None:  # a setting good on one workload is not another's: each has its own studies
-        raise click.BadParameter(f"tune runs one workload: tune each with --workload (e.g. --workload "
-                                 f"{workloads.split(',')[0].strip()}), then compare --workloads {workloads}",
-                                 param_hint="--workloads")
-    from ..compare import launcher, parse_optimizers
-    from ..tuning import Tuner, open_directory, open_studies, plan_tune
-    from ..tuning.finals import check_final_seeds
-    from ..tuning.results import measure_overhead
-    from ..tuning.spawn import run_workers, split_threads
-    from ..tuning.study import quiet_optuna
+    from ..compare import parse_optimizers
 
     started = time.monotonic()
     registry = ctx.obj.registry
@@ -124,8 +129,56 @@ def tune(ctx: click.Context, optimizers: str | None, trials: int, sampler: str, 
     if prune and nproc_per_node > 1:
         raise ConfigError("--prune stops a trial from inside its training process, which torchrun runs apart "
                           "with --nproc-per-node; drop one of them")
+    budget = _Budget(names, trials, sampler, objective, space_items, search_task_weights, prune, final_seeds)
+    run = _Run(jobs, nproc_per_node, heartbeat, keep_checkpoints, quiet, worker_index)
+    if workloads is not None:
+        _tune_across(ctx, workloads, budget, run, options, out, storage, study, started)
+        return
+    single_workload(options)
+    plan = _plan(registry, budget, options, out, storage, study)
+    results = _tune_one(ctx, plan, budget, run, ctx.params, started)
+    failed = _all_failed(results, plan)
+    if failed:
+        raise MTBenchError(failed)
+
+
+@dataclass(frozen=True)
+class _Budget:
+    """What a tune searches and with what budget: the same for every workload of ``--workloads``."""
+
+    optimizers: list[str]
+    trials: int
+    sampler: str
+    objective: str
+    space_items: tuple
+    search_task_weights: bool
+    prune: bool
+    final_seeds: int
+
+
+@dataclass(frozen=True)
+class _Run:
+    """How this process runs a tune's trials."""
+
+    jobs: int
+    nproc_per_node: int
+    heartbeat: float
+    keep_checkpoints: bool
+    quiet: bool
+    worker_index: int | None
+
+
+def _plan(registry, budget: _Budget, options: Mapping[str, Any], out: Path | None, storage: str | None,
+          study: str | None):
+    """The tune of one workload (``options["workload"]``), checked: ConfigError (or a usage error) names the
+    first bad setting; nothing is written."""
+    from ..tuning import plan_tune
+    from ..tuning.finals import check_final_seeds
+
+    options = dict(options)
     workload = registry.workload(options["workload"])
     tasks = workload.task_names
+    objective, final_seeds = budget.objective, budget.final_seeds
     if objective != "joint" and tasks != TASKS:
         raise click.BadParameter(f"--objective {objective} is a metric of ImageNet + COCO; workload {workload.name} "
                                  "is tuned on its joint score (the mean of its tasks' primary metrics)",
@@ -133,16 +186,31 @@ def tune(ctx: click.Context, optimizers: str | None, trials: int, sampler: str, 
     if final_seeds and options["tasks"] and {t.strip() for t in options["tasks"].split(",")} != set(tasks):
         raise ConfigError(f"--final-seeds runs the final settings as a comparison, whose rows train all the "
                           f"workload's tasks ({', '.join(tasks)}); drop --tasks {options['tasks']} or --final-seeds")
-    if search_task_weights and final_seeds:
+    if budget.search_task_weights and final_seeds:
         raise ConfigError("--final-seeds runs the tuned optimizer settings; the tuned task weights are run as a row "
                           "of a comparison: drop --final-seeds and use mtbench compare --tuned-scalarization DIR")
-    presets = {name: registry.get(name) for name in names}
+    presets = {name: registry.get(name) for name in budget.optimizers}
     method = registry.method_preset(options["method"])
-    plan = plan_tune(presets, trials=trials, sampler=sampler, objective=objective, prune=prune,
-                     space_items=space_items, set_items=options.pop("set_values"), options=options, method=method,
-                     out=out, storage=storage, study=study,
-                     search_task_weights=len(tasks) if search_task_weights else 0)
+    plan = plan_tune(presets, trials=budget.trials, sampler=budget.sampler, objective=objective, prune=budget.prune,
+                     space_items=budget.space_items, set_items=options.pop("set_values"), options=options,
+                     method=method, out=out, storage=storage, study=study,
+                     search_task_weights=len(tasks) if budget.search_task_weights else 0)
     check_final_seeds(plan, final_seeds)
+    return plan
+
+
+def _tune_one(ctx: click.Context, plan, budget: _Budget, run: _Run, params: Mapping[str, Any], started: float,
+              resume_dir: Path | None = None) -> list:
+    """Run one workload's tune (its trials, then its final runs and report); ``params`` are the command's
+    values its --jobs workers are given, ``resume_dir`` the directory the interrupted message names. Returns
+    the results (none in a worker)."""
+    from ..compare import launcher
+    from ..tuning import Tuner, open_directory, open_studies
+    from ..tuning.results import measure_overhead
+    from ..tuning.spawn import run_workers, split_threads
+    from ..tuning.study import quiet_optuna
+
+    worker_index = run.worker_index
     with quiet_optuna():
         if worker_index is None:
             resumed = open_directory(plan)
@@ -151,39 +219,104 @@ def tune(ctx: click.Context, optimizers: str | None, trials: int, sampler: str, 
         studies = open_studies(plan, worker_index)
         if worker_index is None:
             _describe(plan, studies, resumed)
-        train_fn = launcher(nproc_per_node, ctx.obj.plugin_paths)  # imports the trainer: part of the setup
+        train_fn = launcher(run.nproc_per_node, ctx.obj.plugin_paths)  # imports the trainer: part of the setup
         since, setup = datetime.now(), time.monotonic() - started
-        tuner = Tuner(plan.out, plan.presets, studies, plan.spaces, plan.options, plan.overrides, objective,
-                      train_fn, method=method, prune=prune, heartbeat=heartbeat, echo=_stderr, progress=not quiet,
-                      keep_checkpoints=keep_checkpoints)
+        tuner = Tuner(plan.out, plan.presets, studies, plan.spaces, plan.options, plan.overrides, plan.objective,
+                      train_fn, method=plan.method, prune=plan.prune, heartbeat=run.heartbeat, echo=_stderr,
+                      progress=not run.quiet, keep_checkpoints=run.keep_checkpoints)
         try:
             with sigterm_as_interrupt():  # SIGTERM stops the tune as Ctrl-C does, between trials too
                 if worker_index is not None:
-                    split_threads(jobs)
+                    split_threads(run.jobs)
                     tuner.work()
-                    return
-                if jobs > 1:
-                    pids = run_workers(_worker_argv(ctx, plan), jobs, options["device"], nproc_per_node, _stderr)
+                    return []
+                if run.jobs > 1:
+                    pids = run_workers(_worker_argv(ctx, plan, params), run.jobs, plan.options["device"],
+                                       run.nproc_per_node, _stderr)
                 else:
                     tuner.work()
                     pids = [os.getpid()]
         except KeyboardInterrupt:
             if worker_index is None:  # the workers' parent says it once
-                _stderr(f"\ninterrupted; run the same command again to continue the tune in {plan.out}")
+                _stderr(f"\ninterrupted; run the same command again to continue the tune in {resume_dir or plan.out}")
             ctx.exit(130)
         wall = time.monotonic() - started
         unfinished = [name for name, ts in studies.items() if not ts.finished()]
         if unfinished:
             raise MTBenchError(f"the budget of {', '.join(unfinished)} is not finished; run the same command again "
-                               f"to continue the tune in {plan.out}")
+                               f"to continue the tune in {resume_dir or plan.out}")
         overhead = measure_overhead(studies, since, wall, setup, pids)
-        results = _report(ctx, plan, studies, overhead, final_seeds, quiet, nproc_per_node)
+        return _report(ctx, plan, studies, overhead, budget.final_seeds, run.quiet, run.nproc_per_node,
+                       resume_dir)
+
+
+def _all_failed(results: list, plan) -> str | None:
+    """The line saying which optimizers had every trial fail, None when none did."""
     failed = [r for r in results if not any(row.state == "COMPLETE" for row in r.trials)]
-    if failed:
-        reasons = [row for r in failed for row in r.failed()]
-        why = f" ({reasons[0].name}: {reasons[0].error.strip().splitlines()[0]})" if reasons else ""
-        raise MTBenchError(f"every trial of {', '.join(r.optimizer for r in failed)} failed{why}; "
-                           f"{plan.out / 'tune.md'} lists each reason")
+    if not failed:
+        return None
+    reasons = [row for r in failed for row in r.failed()]
+    why = f" ({reasons[0].name}: {reasons[0].error.strip().splitlines()[0]})" if reasons else ""
+    return f"every trial of {', '.join(r.optimizer for r in failed)} failed{why}; {plan.out / 'tune.md'} lists each reason"
+
+
+# ---------------------------------------------------------------------------------------------
+# --workloads: a tune per workload, then the tuned settings across workloads
+
+
+def _tune_across(ctx: click.Context, workloads: str, budget: _Budget, run: _Run, options: dict, out: Path | None,
+                 storage: str | None, study: str | None, started: float) -> None:
+    """tune --workloads: every workload's tune planned (and checked) first, then each run in turn into
+    ``out/<workload>`` as `tune --workload W --out out/W` would, then the cross-workload report of the final
+    runs in ``out`` (tuning.across)."""
+    from ..report.workloads import profile_terminal
+    from ..tuning.across import finals_report, write_across
+
+    registry = ctx.obj.registry
+    if run.worker_index is not None:
+        raise click.BadParameter("a worker runs one workload's tune", param_hint="--workloads")
+    for option, flag in (("workload", "--workload"), ("tasks", "--tasks"), ("task_weights", "--task-weights")):
+        if ctx.get_parameter_source(option) == ParameterSource.COMMANDLINE:
+            raise click.BadParameter(f"{flag} is one workload's; --workloads {workloads} tunes each workload with all "
+                                     f"its tasks, equally weighted: drop {flag}", param_hint=flag)
+    if budget.search_task_weights:
+        raise click.BadParameter("the tuned task weights are each workload's (its tasks') and are run as a row of "
+                                 "that workload's comparison (compare --tuned-scalarization), which --workloads does "
+                                 "not take: tune the weights per workload with --workload", param_hint="--workloads")
+    if not budget.final_seeds:
+        raise click.BadParameter(f"tune --workloads {workloads} compares the tuned settings across workloads by their "
+                                 "final runs: give --final-seeds K (K fresh seeds per setting)",
+                                 param_hint="--final-seeds")
+    options.pop("workload")
+    names, per = workload_options(workloads, options, registry)
+    out = out or DEFAULT_ROOT / "+".join(names)
+    plans = {}
+    for name in names:  # every workload's settings checked before the first trial
+        try:
+            plans[name] = _plan(registry, budget, {**per[name], "workload": name}, out / name, storage,
+                                f"{study}-{name}" if study else None)
+        except ConfigError as exc:
+            raise ConfigError(f"{name}: {exc}") from None
+    _stderr(f"{len(names)} workloads, each its own tune in {out}/<workload>: {', '.join(names)}")
+    reports, failures = {}, []
+    for k, (name, plan) in enumerate(plans.items(), 1):
+        _stderr(f"\n== workload {k} of {len(names)}: {name} ==")
+        params = {**ctx.params, "workloads": None, "workload": name, "out": plan.out, "storage": storage,
+                  "study": plan.study, **{o: () if per[name][o] is None else (per[name][o],) for o in PER_WORKLOAD}}
+        results = _tune_one(ctx, plan, budget, run, params, time.monotonic(), resume_dir=out)
+        failures += [f"{name}: {line}"] if (line := _all_failed(results, plan)) else []
+        presets = {o: plan.record["settings"][o]["hyperparams"] for o in plan.presets}
+        report = finals_report(plan, results, presets, budget.final_seeds, registry)
+        if report is not None:
+            reports[name] = report
+    if len(reports) < 2:
+        _stderr(f"note: final runs on {len(reports)} workload(s) only: no cross-workload report")
+    else:
+        written = write_across(reports, out)
+        click.echo("\n" + profile_terminal(reports))
+        click.echo(f"\nwritten to {out}: {', '.join(written)} (each workload's tune in {out}/<workload>/)")
+    if failures:
+        raise MTBenchError("; ".join(failures))
 
 
 def _describe(plan, studies, resumed: bool) -> None:
@@ -201,10 +334,11 @@ def _describe(plan, studies, resumed: bool) -> None:
 # --jobs: the workers' command line
 
 
-def _worker_argv(ctx: click.Context, plan) -> list[str]:
-    """This tune's command line for its workers (tuning.spawn adds ``--worker i``): the same options, the
-    directory, storage and studies resolved, no final runs and no progress bar."""
-    values = {**ctx.params, "out": plan.out, "storage": plan.storage, "study": plan.study}
+def _worker_argv(ctx: click.Context, plan, params: Mapping[str, Any]) -> list[str]:
+    """This tune's command line for its workers (tuning.spawn adds ``--worker i``): the same options
+    (``params``: one workload's), the directory, storage and studies resolved, no final runs and no progress
+    bar."""
+    values = {**params, "out": plan.out, "storage": plan.storage, "study": plan.study}
     args = option_args(ctx.command, values, skip=("final_seeds", "worker_index", "quiet"))
     plugins = [arg for path in ctx.obj.plugin_paths for arg in ("--plugin", path)]
     return [*plugins, "tune", *args, "--quiet"]
@@ -233,7 +367,8 @@ def option_args(command: click.Command, values: Mapping[str, Any], skip: tuple[s
 # The final runs and the report
 
 
-def _report(ctx, plan, studies, overhead: dict | None, final_seeds: int, quiet: bool, nproc: int) -> list:
+def _report(ctx, plan, studies, overhead: dict | None, final_seeds: int, quiet: bool, nproc: int,
+            resume_dir: Path | None = None) -> list:
     """Run the final runs (with --final-seeds) and write the report, with whatever final runs of the current
     settings earlier invocations ran; returns the results."""
     from ..compare import ComparisonInterrupted
@@ -249,7 +384,8 @@ def _report(ctx, plan, studies, overhead: dict | None, final_seeds: int, quiet: 
             run_finals(plan, results, presets, final_seeds, ctx.obj.registry, nproc=nproc,
                        plugin_paths=ctx.obj.plugin_paths, progress=not quiet, echo=_stderr, show=show_result)
         except ComparisonInterrupted:
-            _stderr(f"\ninterrupted; run the same command again to continue the tune's final runs in {plan.out}")
+            _stderr(f"\ninterrupted; run the same command again to continue the tune's final runs in "
+                    f"{resume_dir or plan.out}")
             ctx.exit(130)
     add_finals(results, plan.out, plan.objective, presets)
     meta = {"objective": plan.objective, "sampler": plan.sampler, "trials": plan.trials, "prune": plan.prune,

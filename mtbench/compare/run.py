@@ -21,13 +21,13 @@ from ..report.rows import RowSpec
 from ..report.selection import DEFAULT_SELECTION
 from ..report.verdict import DEFAULT_PRIMARY
 from .launch import Outcome, TrainFn, launcher, run_plan, run_state
-from .plan import locate_runs, plan_comparison, split_overrides
+from .plan import PlannedRun, locate_runs, plan_comparison, split_overrides
 
 if TYPE_CHECKING:  # the report is imported where it is built (numpy, scipy, matplotlib)
     from ..report.build import Report
 
 __all__ = ["DEFAULT_HOLDOUT", "ComparisonInterrupted", "ComparisonResult", "ComparisonSpec", "ReportOptions",
-           "guide_ranges", "run_comparison"]
+           "guide_ranges", "plan_spec", "run_comparison"]
 
 DEFAULT_HOLDOUT = 0.1  # compare selects on a holdout split by default; a single run holds out nothing
 
@@ -43,11 +43,13 @@ class ComparisonInterrupted(KeyboardInterrupt):
 @dataclass(frozen=True)
 class ReportOptions:
     """How the report reads the runs: the convergence target (None: auto), the metric rows are ranked and
-    tested on, and the epoch reported per run."""
+    tested on, the epoch reported per run, and the row Δm is measured against without single-task baselines
+    (None: adam, else the first row)."""
 
     target: Any = None
     primary: str = DEFAULT_PRIMARY
     selection: str = DEFAULT_SELECTION
+    reference: str | None = None
 
 
 @dataclass(frozen=True)
@@ -120,21 +122,9 @@ def run_comparison(spec: ComparisonSpec, registry: Registry, echo: Callable[[str
     ``echo`` gets the progress lines (default: stderr); ``train_fn`` replaces the launcher (tests).
     """
     echo = echo or (lambda line: print(line, file=sys.stderr, flush=True))
-    if not spec.rows or not spec.seeds:
-        raise ConfigError("a comparison needs at least one row and one seed")
-    workload = registry.workload(spec.workload)  # ConfigError with a did-you-mean for an unknown name
-    presets = {row.optimizer: registry.get(row.optimizer) for row in spec.rows}
-    methods = {row.method: registry.method_preset(row.method) for row in spec.rows}
-    overrides = split_overrides(spec.set_items, presets, methods)
-    for note in overrides.notes:
+    plan, presets, notes = plan_spec(spec, registry)
+    for note in notes:
         echo(f"note: {note}")
-    settings = {**spec.settings, "workload": workload, "data": spec.data}
-    if settings.get("holdout") is None:
-        settings["holdout"] = DEFAULT_HOLDOUT
-
-    plan = plan_comparison(spec.rows, presets, methods, spec.seeds, lambda row, preset, method, seed: build_config(
-        preset, "", method, **{**settings, **row.options(), "seed": seed, "set_values": overrides.for_row(row)}),
-        workload)
     record = comparison_record(plan)
     out = spec.out or default_directory(record)
     lock, resumed = open_directory(out, record, wait=spec.wait, on_wait=lambda holder: echo(f"waiting for {out} "
@@ -157,6 +147,25 @@ def run_comparison(spec: ComparisonSpec, registry: Registry, echo: Callable[[str
     return ComparisonResult(out, resumed, outcomes, report, files)
 
 
+def plan_spec(spec: ComparisonSpec, registry: Registry) -> tuple[list[PlannedRun], dict[str, OptimizerPreset],
+                                                                 list[str]]:
+    """Every run of ``spec`` with its checked config, the rows' presets and the notes on the --set items;
+    ConfigError for settings that do not make a run. Nothing is written."""
+    if not spec.rows or not spec.seeds:
+        raise ConfigError("a comparison needs at least one row and one seed")
+    workload = registry.workload(spec.workload)  # ConfigError with a did-you-mean for an unknown name
+    presets = {row.optimizer: registry.get(row.optimizer) for row in spec.rows}
+    methods = {row.method: registry.method_preset(row.method) for row in spec.rows}
+    overrides = split_overrides(spec.set_items, presets, methods)
+    settings = {**spec.settings, "workload": workload, "data": spec.data}
+    if settings.get("holdout") is None:
+        settings["holdout"] = DEFAULT_HOLDOUT
+    plan = plan_comparison(spec.rows, presets, methods, spec.seeds, lambda row, preset, method, seed: build_config(
+        preset, "", method, **{**settings, **row.options(), "seed": seed, "set_values": overrides.for_row(row)}),
+        workload)
+    return plan, presets, list(overrides.notes)
+
+
 def _write_report(out: Path, outcomes: list[Outcome], presets: Iterable[OptimizerPreset],
                   options: ReportOptions) -> tuple[Report, list[Path]]:
     """Build the report from the comparison directory alone (as `mtbench report` would) and write its files;
@@ -170,5 +179,5 @@ def _write_report(out: Path, outcomes: list[Outcome], presets: Iterable[Optimize
     for run in runs:
         run.failure = reasons.get(run.path)
     report = build_report(runs, target=options.target, expected=guide_ranges(presets), primary=options.primary,
-                          selection=options.selection)
+                          selection=options.selection, reference=options.reference)
     return report, write_report(report, out)
