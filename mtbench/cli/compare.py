@@ -116,9 +116,10 @@ With --workloads, --data and the budget may be given per workload:
                    "comparisons/<A+B+...>].")
 @click.option("--workloads", default=None, metavar="A,B,...",
               help="Run the same rows on each workload (its embedded data unless --data NAME=DIR; its default "
-                   "epochs and batch size unless given, per workload as NAME=VALUE): one comparison directory per workload in --out/<workload>/ with its report, and "
-                   "the cross-workload report in --out (performance profiles of the joint score and of the time to "
-                   "target, the rows best on most workloads, profile.png).")
+                   "epochs and batch size unless given, per workload as NAME=VALUE): one comparison directory per "
+                   "workload in --out/<workload>/ with its report, and the cross-workload report in --out "
+                   "(performance profiles of the joint score and of the time to target, the rows best on most "
+                   "workloads, profile.png).")
 @click.option("--quiet", "-q", is_flag=True, help="No per-run progress bar.")
 @click.option("--wait", is_flag=True,
               help="When another process is working in the comparison directory, wait for it to finish "

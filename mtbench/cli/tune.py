@@ -81,11 +81,12 @@ those rows in OUT (report.md/.csv/.json, profile.png). --data and the budget per
                    "(Optuna's MedianPruner), once two trials of the optimizer have finished; the report counts "
                    "the steps trained.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="The tune directory [default: tunes/<hash of the settings>].")
+              help="The tune directory [default: tunes/<hash of the settings>; with --workloads tunes/<A+B+...>].")
 @click.option("--workloads", default=None, metavar="A,B,...",
-              help="Tune on each workload with the same budget: a tune per workload in --out/<workload>/ (as --workload "
-                   "W --out OUT/W makes it; --data and the budget per workload as NAME=VALUE), then the final runs' "
-                   "tuned and preset rows compared across workloads in --out (needs --final-seeds).")
+              help="Tune on each workload with the same budget: a tune per workload in --out/<workload>/ (as "
+                   "--workload W --out OUT/W makes it; --data and the budget per workload as NAME=VALUE), then "
+                   "the final runs' tuned and preset rows compared across workloads in --out (needs --final-seeds) "
+                   "[default --out: tunes/<A+B+...>].")
 @click.option("--storage", default=None, metavar="URL",
               help="Where the studies live: postgresql://USER@HOST/DB, sqlite:///PATH or journal:PATH "
                    "[default: sqlite:///OUT/study.db].")
@@ -257,7 +258,8 @@ def _all_failed(results: list, plan) -> str | None:
         return None
     reasons = [row for r in failed for row in r.failed()]
     why = f" ({reasons[0].name}: {reasons[0].error.strip().splitlines()[0]})" if reasons else ""
-    return f"every trial of {', '.join(r.optimizer for r in failed)} failed{why}; {plan.out / 'tune.md'} lists each reason"
+    return (f"every trial of {', '.join(r.optimizer for r in failed)} failed{why}; {plan.out / 'tune.md'} lists "
+            "each reason")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -139,7 +139,8 @@ def run_across_workloads(specs: Sequence[ComparisonSpec], out: Path, registry: R
                          train_fn: TrainFn | None = None) -> AcrossResult:
     """Run each spec (one per workload; its ``out`` is replaced by ``out/<workload>``) with run_comparison,
     then write the cross-workload report into ``out``. A workload named twice, or settings that do not make
-    a run of some workload, are a ConfigError before anything trains; ComparisonInterrupted stops the whole (the same call resumes every workload)."""
+    a run of some workload, are a ConfigError before anything trains; ComparisonInterrupted stops the whole
+    (the same call resumes every workload)."""
     from ..report.workloads import write_cross_workload  # matplotlib: only where the report is written
 
     echo = echo or (lambda line: print(line, file=sys.stderr, flush=True))
