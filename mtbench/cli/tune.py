@@ -299,6 +299,9 @@ def _tune_across(ctx: click.Context, workloads: str, budget: _Budget, run: _Run,
                                 f"{study}-{name}" if study else None)
         except ConfigError as exc:
             raise ConfigError(f"{name}: {exc}") from None
+        except click.BadParameter as exc:
+            exc.message = f"{name}: {exc.message}"
+            raise
     _stderr(f"{len(names)} workloads, each its own tune in {out}/<workload>: {', '.join(names)}")
     reports, failures = {}, []
     for k, (name, plan) in enumerate(plans.items(), 1):
