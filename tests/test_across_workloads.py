@@ -46,14 +46,15 @@ def test_scores_best_rows_and_the_relative_joint_of_a_workload_without_a_joint_s
     # accs: the mean joint over seeds; errs: mean of value/best (acc) and best/value (error) over the primaries
     assert scores["adam"] == pytest.approx({"accs": 0.76, "errs": (1 + 0.5) / 2})
     assert scores["sgd"] == pytest.approx({"accs": 0.37, "errs": (0.5 + 1) / 2})
-    assert best_on(reports) == {"adam": ["accs"], "sgd": []}
+    # errs is ranked by Δm vs adam (no joint score): sgd's is (-50 % + 50 % + 0) / 3 = 0, adam's own, first
+    assert best_on(reports) == {"adam": ["accs", "errs"], "sgd": []}
     record = profile_record(reports)
     assert record["score_profile"]["relative_joint"] == ["errs"]
     # adam: ratios 1 (accs), 1 (errs) -> area 1; sgd: 0.76 / 0.37 and 1 -> ((4 - 2.054) + 3) / 2 / 3
     rows = record["score_profile"]["rows"]
     assert rows["adam"]["area"] == pytest.approx(1.0)
     assert rows["sgd"]["area"] == pytest.approx(((4 - 0.76 / 0.37) + 3) / 2 / 3)
-    assert record["best"].startswith("Best on most workloads: adam (1 of 2")
+    assert record["best"].startswith("Best on most workloads: adam (2 of 2")
 
 
 def test_compare_over_two_workloads_writes_each_report_and_the_cross_workload_one(tmp_path):

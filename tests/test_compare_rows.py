@@ -284,8 +284,6 @@ def test_a_comparison_recorded_before_rows_resumes(tmp_path, fake):
     (["--method", "pcgrad"], "Error: Invalid value for --method: --method pcgrad: compare crosses --methods with "
                              "the optimizers, e.g. --methods sum,pcgrad"),
     (["--tasks", "cls"], "Error: Invalid value for --tasks: --tasks cls: every compared row trains all the workload's tasks (cls, seg)"),
-    (["--primary", "delta_m"], "Error: Invalid value for --primary: --primary delta_m ranks the rows by their Δm "
-                               "against single-task baselines; add --single-task to run them"),
     (["--methods", "sum,pcgrad", "--set", "pcgrad.nosuch=1"],
      "Error: adam+pcgrad: unknown setting 'nosuch' for method 'pcgrad'; accepted: seed"),
 ])

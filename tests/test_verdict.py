@@ -203,10 +203,24 @@ def test_delta_m_against_the_baselines_of_the_same_seed(tmp_path):
     assert rows_by_label(ranked)["sgd"].vs_best["diff_mean"] == pytest.approx(-20.0)
 
 
-def test_delta_m_as_primary_needs_baselines(tmp_path):
-    out = write_comparison(tmp_path / "cmp", planted({"adam": 0.0}, seeds=2))
-    with pytest.raises(ConfigError, match="--primary delta_m needs single-task baseline rows for both tasks"):
-        build_report(find_runs([out]), primary="delta_m")
+def test_delta_m_as_primary_without_baselines_is_against_the_reference_row(tmp_path):
+    # seed 0: adam 0.5 / 0.25, sgd 0.4 / 0.3: sgd's Δm vs adam = (-20 % + 20 %) / 2 = 0; seed 1: sgd -10 % on both
+    curves = {"sgd": [[(0.4, 0.3)], [(0.36, 0.18)]], "adam": [[(0.5, 0.25)], [(0.4, 0.2)]]}
+    out = write_comparison(tmp_path / "cmp", curves)
+    report = build_report(find_runs([out]), primary="delta_m")
+    by = rows_by_label(report)
+    assert by["sgd"].per_seed["delta_m"] == pytest.approx({0: 0.0, 1: -10.0})
+    assert by["adam"].per_seed["delta_m"] == {0: 0.0, 1: 0.0}
+    assert report.delta_m_reference == "adam" and report.baselines == {}
+    assert report.verdict[0].startswith("Ranked by Δm vs adam: no single-task baselines were run")
+    assert report.verdict[1] == "Best Δm vs adam: adam (0.0%, mean over 2 seeds)."
+    text = terminal_table(report)
+    assert "Δm vs adam" in text and "vs best (Δm vs adam)" in text
+    assert "Δm vs adam = mean over the two tasks of 100 x (row - adam) / adam" in text
+    assert json_record(report)["delta_m_reference"] == "adam"
+    # the default ranking of a workload with a joint score does not change, and names no reference
+    joint = build_report(find_runs([out]))
+    assert joint.delta_m_reference is None and not joint.has_delta_m and "delta_m_reference" not in json_record(joint)
 
 
 def test_delta_m_that_cannot_be_computed_says_why_not_that_no_run_completed(tmp_path):
@@ -370,11 +384,10 @@ def test_report_options_are_checked(tmp_path, args, message):
     assert result.exit_code == 2 and message in result.output and "Traceback" not in result.output
 
 
-def test_report_command_delta_m_without_baselines_is_a_one_line_error(tmp_path):
+def test_report_command_delta_m_without_baselines_is_against_the_first_row(tmp_path):
     out = write_comparison(tmp_path / "cmp", {"a": [[(0.6, 0.4)]]})
     result = CliRunner().invoke(main, ["report", str(out), "--primary", "delta_m"])
-    assert result.exit_code == 1 and "Traceback" not in result.output
-    assert result.output.count("\n") == 1 and "needs single-task baseline rows" in result.output
+    assert result.exit_code == 0 and "Best observed Δm vs a: a (0.0%)." in result.output
 
 
 def test_compare_passes_the_report_options_through(tmp_path, monkeypatch):

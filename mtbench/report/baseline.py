@@ -85,10 +85,11 @@ def front_against_tuned(sweep: Mapping[str, tuple[float | None, float | None]],
 
 def baseline_sentences(result: Mapping[str, dict], tuned: str, metric: str,
                        front: list[str] | None = None, dominated: bool | None = None,
-                       alpha: float = ALPHA) -> list[str]:
+                       alpha: float = ALPHA, name: str | None = None) -> list[str]:
     """The baseline's verdict in plain sentences: which rows beat the tuned weighted sum, tie with it,
-    are worse, or could not be tested; then what the sweep's front says of the tuned point."""
-    name = METRIC_NAMES[metric]
+    are worse, or could not be tested; then what the sweep's front says of the tuned point. ``name``: how the
+    metric is named (default METRIC_NAMES', "Δm vs adam" where Δm's reference is a compared row)."""
+    name = name or METRIC_NAMES[metric]
     groups: dict[str | None, list[str]] = {"beats": [], "tied": [], "worse": [], None: []}
     for row, r in result.items():
         groups[r["outcome"]].append(row)
@@ -118,7 +119,8 @@ def baseline_sentences(result: Mapping[str, dict], tuned: str, metric: str,
     return lines
 
 
-def tuned_baseline(rows: Sequence, metric: str, alpha: float = ALPHA) -> tuple[dict | None, list[str]]:
+def tuned_baseline(rows: Sequence, metric: str, alpha: float = ALPHA,
+                   name: str | None = None) -> tuple[dict | None, list[str]]:
     """The baseline verdict of a report's rows (mtbench.report.build's RowResults): None and no sentence
     when no compared row is a tuned weighted sum's.
 
@@ -140,4 +142,4 @@ def tuned_baseline(rows: Sequence, metric: str, alpha: float = ALPHA) -> tuple[d
         r.role == "row" and r.label != tuned and r.group.optimizer in swept and r.group.spec.method == SUM_METHOD)}
     front, dominated = front_against_tuned(points, mean[tuned]) if sweep else ([], None)
     record = {"row": tuned, "metric": metric, "rows": result, "front": front, "front_dominates": dominated}
-    return record, baseline_sentences(result, tuned, metric, front, dominated, alpha)
+    return record, baseline_sentences(result, tuned, metric, front, dominated, alpha, name)

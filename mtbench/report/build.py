@@ -6,6 +6,7 @@ with a role: "row" (compared against the best), "sweep" (a point of the scalariz
 weights other than equal) or "baseline" (a single-task run, the reference of Δm). The statistics are
 mtbench.report.stats', the verdict's words mtbench.report.verdict's; the files a report writes are
 mtbench.report.files'.
+
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Sequence
 
 from ..config import SUM_METHOD, TASKS
 from ..errors import ConfigError, DataError, MTBenchError
@@ -25,7 +26,8 @@ from .convergence import (
 from .grouping import RowRuns, group_runs
 from .header import header_lines
 from .runs import Run
-from .selection import DEFAULT_SELECTION, Selected, select
+from .reference import SINGLE_TASK, choose_reference, dropped_fact, reference_delta_m, reference_sentence
+from .selection import DEFAULT_SELECTION, Selected, select, selection_facts
 from .stats import delta_m, summarize, summarize_time_to_target
 from .taskmetrics import WorkloadMetrics, workload_metrics
 from .verdict import (
@@ -104,6 +106,17 @@ class Report:
     # the metrics of a workload other than the default one, as its runs' summary.json names them
     own: WorkloadMetrics | None = None
     tuned_baseline: dict | None = None  # every compared row against the tuned weighted sum (report.baseline)
+    # what Δm is measured against: "single-task" (the baselines), a compared row's label, or None (no Δm)
+    delta_m_reference: str | None = None
+
+    @property
+    def delta_m_name(self) -> str:
+        """Δm as the report names it: with its reference where that is a compared row."""
+        ref = self.delta_m_reference
+        return "Δm" if ref in (None, SINGLE_TASK) else f"Δm vs {ref}"
+
+    def metric_name(self, metric: str) -> str:
+        return self.delta_m_name if metric == DELTA_M else METRIC_NAMES[metric]
 
     @property
     def failed_runs(self) -> list[Run]:
@@ -119,14 +132,16 @@ class Report:
 
 def build_report(runs: Sequence[Run], target: float | AbsoluteTarget | None = None,
                  expected: dict[str, dict] | None = None, primary: str = DEFAULT_PRIMARY,
-                 selection: str = DEFAULT_SELECTION) -> Report:
+                 selection: str = DEFAULT_SELECTION, reference: str | None = None) -> Report:
     """Aggregate runs into rows over seeds, measure time to target and give the verdict.
 
     ``target`` is a fraction of the best final relative joint score (the relative target), fixed
     per-task targets, or None: the embedded workload's fixed target where every run is of it, else
     the relative one; ``primary`` the metric the rows are ranked and tested on; ``selection`` which
-    epoch of each run is reported. ``expected`` (optimizer -> {"top1", "miou", "convergence"}) fills in
-    the guide's ranges for runs whose config.json does not carry them.
+    epoch of each run is reported; ``reference`` the compared row Δm is measured against where the
+    comparison has no single-task baselines (None: adam, else the first compared row; taskmetrics'
+    NOTE [reference row]). ``expected`` (optimizer -> {"top1", "miou", "convergence"}) fills in the
+    guide's ranges for runs whose config.json does not carry them.
     """
     if not runs:
         raise MTBenchError("no runs to report")
@@ -138,21 +153,31 @@ def build_report(runs: Sequence[Run], target: float | AbsoluteTarget | None = No
     own = workload_metrics(runs)  # None: the default workload, read as always (top-1 and mIoU)
     selected = {r.path: s for r in runs if (s := select(r, selection, own)) is not None}
     per_seed = {g.label: _selected_values(g, selected) for g in groups}
-    facts = _selection_facts(selection, selected.values())
+    facts = selection_facts(selection, selected.values())
     tasks = own.tasks if own is not None else TASKS
+    baselines, planned = _baselines(groups), _baselines(groups, completed=False)
+    single_task = len(planned) == len(tasks)
+    no_joint = own is not None and not own.joint_defined
+    ranked_by = DELTA_M if primary == DEFAULT_PRIMARY and no_joint else primary  # taskmetrics' NOTE [reference row]
+    if reference is not None and single_task:
+        raise ConfigError(f"--reference {reference}: this comparison has single-task baselines ("
+                          + ", ".join(g.label for g in planned.values()) + "), the reference of Δm; drop --reference")
+    compared_labels = [g.label for g in groups if g.role == "row"]
+    ref = (choose_reference(compared_labels, reference)
+           if not single_task and (ranked_by == DELTA_M or reference is not None) else None)
     if own is not None:
         for g in groups:
             per_seed[g.label].update(_own_values(g, own, selected))
-        facts.append(own.describe())
+        facts.append(own.describe(SINGLE_TASK if single_task else ref))
 
-    baselines, planned = _baselines(groups), _baselines(groups, completed=False)
-    if primary == DELTA_M and len(planned) < len(tasks):
-        raise ConfigError(f"--primary {DELTA_M} needs single-task baseline rows for both tasks (such as adam[cls] "
-                          "and adam[seg], run with --tasks cls and --tasks seg); this comparison has "
-                          + (", ".join(g.label for g in planned.values()) or "none"))
     not_computed: dict[str, str] = {}  # row -> why its Δm could not be computed
+    if ref is not None:
+        per_row, dropped, not_computed = _reference_delta_m(groups, ref, own, per_seed)
+        for label, values in per_row.items():
+            per_seed[label]["delta_m"] = values
+        facts.extend(line for line in [dropped_fact(ref, dropped)] if line)
     for g in groups:
-        if g.role == "baseline" or len(planned) < len(tasks):
+        if g.role == "baseline" or not single_task:
             continue
         if len(baselines) < len(tasks):
             problem = "no run of the single-task baseline " + ", ".join(
@@ -163,7 +188,7 @@ def build_report(runs: Sequence[Run], target: float | AbsoluteTarget | None = No
             per_seed[g.label]["delta_m"], problem = _delta_m(per_seed[g.label], baselines, per_seed)
         if problem:
             not_computed[g.label] = problem
-            facts.append(f"Δm of {g.label}: not computed ({problem}).")
+    facts.extend(f"Δm of {label}: not computed ({problem})." for label, problem in not_computed.items())
 
     measured = [g for g in groups if g.role != "baseline"]
     if target is None:
@@ -188,20 +213,23 @@ def build_report(runs: Sequence[Run], target: float | AbsoluteTarget | None = No
     _label_convergence([r for r in rows if r.role != "baseline"], resolved)
 
     compared = [r for r in rows if r.role == "row"]
-    verdict = paired_verdict({r.label: r.per_seed.get(primary, {}) for r in compared}, primary,
-                             spreads={r.label: (r.metrics[primary] or {}).get("std") for r in compared})
+    verdict = paired_verdict({r.label: r.per_seed.get(ranked_by, {}) for r in compared}, ranked_by,
+                             spreads={r.label: (r.metrics[ranked_by] or {}).get("std") for r in compared})
     for r in compared:
         r.verdict = verdict[r.label]
-    means = {r.label: (r.metrics[primary] or {}).get("mean") for r in compared}
-    seeds = {r.label: (r.metrics[primary] or {}).get("n", 0) for r in compared}
-    sentences = verdict_sentences(verdict, means, primary, seeds,
-                                  unranked=_unranked(compared, primary, not_computed))
-    sentences.extend(_front(rows))
-    baseline, lines = tuned_baseline(rows, primary)
-    sentences.extend(lines)
-    report = Report(rows, resolved, header_lines(runs, groups, own and own.workload, tasks), list(runs), primary, selection, sentences,
-                  facts, selected, {task: g.label for task, g in baselines.items()}, own)
-    report.tuned_baseline = baseline
+    means = {r.label: (r.metrics[ranked_by] or {}).get("mean") for r in compared}
+    seeds = {r.label: (r.metrics[ranked_by] or {}).get("n", 0) for r in compared}
+    report = Report(rows, resolved, header_lines(runs, groups, own and own.workload, tasks), list(runs), ranked_by,
+                    selection, [], facts, selected, {task: g.label for task, g in baselines.items()}, own,
+                    delta_m_reference=SINGLE_TASK if single_task else ref)
+    name = report.metric_name(ranked_by)
+    if ref is not None:
+        report.verdict.append(reference_sentence(ref, reference is not None, ranked_by == DELTA_M, no_joint))
+    report.verdict.extend(verdict_sentences(verdict, means, ranked_by, seeds, name=name,
+                                            unranked=_unranked(compared, ranked_by, not_computed)))
+    report.verdict.extend(_front(rows))
+    report.tuned_baseline, lines = tuned_baseline(rows, ranked_by, name=name)
+    report.verdict.extend(lines)
     return report
 
 
@@ -229,23 +257,6 @@ def _selected_values(group: RowRuns, selected: dict[Path, Selected]) -> dict[str
     return out
 
 
-def _selection_facts(selection: str, selected: Iterable[Selected]) -> list[str]:
-    if selection == "final":
-        return ["Selection: final — every run is reported after its last epoch (the fixed budget)."]
-    rules = [s.rule for s in selected]
-    line = ("Selection: best-holdout — per run, the epoch with the best joint score on the held-out split "
-            "(carved from the training set), reported with that epoch's test-split figures; the test split "
-            "chooses nothing.")
-    if any(r == "final (no joint score)" for r in rules):
-        return [line.replace("chooses nothing.", "chooses nothing. The workload has no joint score (a primary "
-                             "metric is lower-is-better), so every run is reported after its last epoch.")]
-    fallback = sum(r != "best holdout" for r in rules)
-    if fallback:
-        line += (f" {fallback} of {len(rules)} runs have no holdout figures (trained without --holdout) and are "
-                 f"reported after their last epoch instead.")
-    return [line]
-
-
 def _baselines(groups: Sequence[RowRuns], completed: bool = True) -> dict[str, RowRuns]:
     """The single-task baseline row of each task: the first one given with a completed run (with
     ``completed`` False: the first one given). Δm needs one per task."""
@@ -271,6 +282,17 @@ def _own_values(group: RowRuns, own: WorkloadMetrics, selected: dict[Path, Selec
             metrics[name][run.key] = values.get(name)
         joint[run.key] = own.joint(values, group.spec.tasks) if values else None
     return {"metrics": metrics, "joint": joint}
+
+
+def _reference_delta_m(groups: Sequence[RowRuns], ref: str, own: WorkloadMetrics | None,
+                       per_seed: dict[str, dict]) -> tuple[dict[str, dict], dict, dict[str, str]]:
+    """Every row's Δm per seed against the compared row ``ref`` of the same seed (taskmetrics' NOTE [reference row]): over
+    the workload's metrics, or top-1 and mIoU on the default one; a single-task row gets none."""
+    if own is not None:
+        figures = {g.label: per_seed[g.label]["metrics"] for g in groups if g.role != "baseline"}
+        return reference_delta_m(figures, ref, lambda row, base: own.delta_m(row, {t: base for t in own.tasks}))
+    figures = {g.label: {m: per_seed[g.label][m] for m in ("top1", "miou")} for g in groups if g.role != "baseline"}
+    return reference_delta_m(figures, ref, delta_m)
 
 
 def _own_delta_m(own: WorkloadMetrics, label: str, baselines: dict[str, RowRuns],

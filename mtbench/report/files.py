@@ -15,8 +15,9 @@ from ..text import format_table
 from .build import ROW_METRICS, Report, RowResult
 from .convergence import NOT_REACHED, THRESHOLDS, UNKNOWN, thresholds_text
 from .header import loss_scale
+from .reference import SINGLE_TASK
 from .stats import ALPHA, WILCOXON_MIN_PAIRS
-from .verdict import METRIC_NAMES, difference_unit, show, show_interval
+from .verdict import difference_unit, show, show_interval
 
 __all__ = [
     "BASELINE_HEADERS", "CSV_FIELDS", "GUIDE_NOTE", "SWEEP_HEADERS", "baseline_rows", "csv_text", "json_record",
@@ -105,8 +106,8 @@ _DEFAULT_ONLY = ("top-1", "mIoU", "guide top-1", "guide mIoU", "guide conv.")
 
 
 def _all_headers(report: Report) -> list[str]:
-    delta = ["Δm"] if report.has_delta_m else []
-    return ["rank", "row", "seeds", "top-1", "mIoU", "joint", *delta, f"vs best ({METRIC_NAMES[report.primary]})",
+    delta = [report.delta_m_name] if report.has_delta_m else []
+    return ["rank", "row", "seeds", "top-1", "mIoU", "joint", *delta, f"vs best ({report.metric_name(report.primary)})",
             "verdict", "steps to target", "time to target", "convergence", "s/step", "peak MB",
             "guide top-1", "guide mIoU", "guide conv.", "status"]
 
@@ -188,7 +189,7 @@ def _sections(report: Report) -> list[tuple[str, list[str], list[list[str]]]]:
 
 def notes(report: Report) -> list[str]:
     """The lines under the tables: how every figure is defined and measured."""
-    primary = METRIC_NAMES[report.primary]
+    primary = report.metric_name(report.primary)
     lines = [] if report.own is not None else [  # the workload's own metrics: its line among the facts
         "Joint score = mean of top-1 and mIoU (fractions; absolute, so each run's score is its own and rows "
         "pair by seed); a single-task row scores its task's metric.",
@@ -200,7 +201,11 @@ def notes(report: Report) -> list[str]:
         f"the Wilcoxon signed-rank test, the larger p counts). verdict: tied = corrected p >= {ALPHA:g}; rank 1 "
         f"is shared by the best and every row tied with it. No test under 2 seeds.",
     ]
-    if report.has_delta_m and report.own is None:
+    ref = report.delta_m_reference
+    if report.has_delta_m and report.own is None and ref != SINGLE_TASK:  # a compared row: taskmetrics' NOTE [reference row]
+        lines.append(f"{report.delta_m_name} = mean over the two tasks of 100 x (row - {ref}) / {ref}, per seed "
+                     f"against the run of {ref} with the same seed (top-1 and mIoU), then over seeds.")
+    elif report.has_delta_m and report.own is None:
         lines.append(f"Δm = mean over the two tasks of 100 x (row - baseline) / baseline, per seed against the "
                      f"single-task baselines of the same seed (top-1 from {report.baselines.get('cls')}, mIoU "
                      f"from {report.baselines.get('seg')}), then over seeds.")
@@ -348,6 +353,7 @@ def json_record(report: Report, base: Path | None = None) -> dict:
         "header": report.header, "verdict": report.verdict, "primary": report.primary,
         "selection": report.selection, "target": report.target.to_dict() if report.target else None,
         "baselines": report.baselines or None,
+        **({} if report.delta_m_reference is None else {"delta_m_reference": report.delta_m_reference}),
         **({} if report.tuned_baseline is None else {"tuned_baseline": report.tuned_baseline}),
         "thresholds": {label: limit for label, limit in THRESHOLDS}, "notes": notes(report), "rows": rows,
         **({} if report.own is None else {"task_metrics": _own_record(report)})})

@@ -2,19 +2,22 @@
 
 Of the default workload (ImageNet + COCO) the figures are top-1 and mIoU; of another workload they are its
 own metrics by name (``metrics``), the best epoch chosen by the workload's joint score (the mean of the
-tasks' primary metrics, report.taskmetrics) on the held-out split.
+tasks' primary metrics, report.taskmetrics) on the held-out split. A workload without one (a primary metric
+lower-is-better) is reported at its last epoch: it is ranked by Δm against a reference row, and a run's
+epoch is chosen from its own figures, not another run's (taskmetrics' NOTE [reference row]).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Iterable
 
 from ..errors import ConfigError
 from .convergence import epoch_metrics, joint_score
 from .runs import Run
 from .taskmetrics import WorkloadMetrics, number
 
-__all__ = ["DEFAULT_SELECTION", "SELECTIONS", "Selected", "select"]
+__all__ = ["DEFAULT_SELECTION", "SELECTIONS", "Selected", "select", "selection_facts"]
 
 SELECTIONS = ("final", "best-holdout")
 DEFAULT_SELECTION = "final"
@@ -71,3 +74,21 @@ def select(run: Run, selection: str = DEFAULT_SELECTION, own: WorkloadMetrics | 
         return Selected(final.epoch, final.step, final.top1, final.miou, "final (no holdout figures)", metrics)
     chosen = None if own is None else {m.name: best.figure("val", m.name) for m in own.metrics}
     return Selected(best.epoch, best.step, best.val_top1, best.val_miou, "best holdout", chosen)
+
+
+def selection_facts(selection: str, selected: Iterable[Selected]) -> list[str]:
+    """The report's note on how each run's epoch was chosen."""
+    if selection == "final":
+        return ["Selection: final — every run is reported after its last epoch (the fixed budget)."]
+    rules = [s.rule for s in selected]
+    line = ("Selection: best-holdout — per run, the epoch with the best joint score on the held-out split "
+            "(carved from the training set), reported with that epoch's test-split figures; the test split "
+            "chooses nothing.")
+    if any(r == "final (no joint score)" for r in rules):
+        return [line.replace("chooses nothing.", "chooses nothing. The workload has no joint score (a primary "
+                             "metric is lower-is-better), so every run is reported after its last epoch.")]
+    fallback = sum(r != "best holdout" for r in rules)
+    if fallback:
+        line += (f" {fallback} of {len(rules)} runs have no holdout figures (trained without --holdout) and are "
+                 f"reported after their last epoch instead.")
+    return [line]

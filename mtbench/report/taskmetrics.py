@@ -5,7 +5,23 @@ ImageNet + COCO (whose top-1 and mIoU the report has always read from their own 
 Over these: the joint score, the mean of the tasks' primary metrics, defined only where every primary
 metric is higher-is-better (a mean of an accuracy and an error says nothing); and Δm as LibMTL defines it,
 over every metric of every task, the sign of a lower-is-better metric's change flipped, against the
-single-task baseline of the metric's task with the same seed.
+single-task baseline of the metric's task with the same seed, or where the comparison has none against a
+reference row of it (NOTE [reference row]).
+
+NOTE [reference row]
+    Δm needs a reference. LibMTL's is the single-task model of each task, and where the comparison ran
+    them (--single-task) they stay the reference. Without them, Δm is measured against a compared row,
+    seed by seed (mtbench.report.reference): --reference ROW, by default adam, Adam on the weighted sum,
+    the linear-scalarization baseline multi-task papers compare against. That is how the field reports
+    Δm when single-task models are not run, since they double the cost of a comparison on a workload of
+    two tasks (three on NYUv2). Against a fixed reference, Δm is a fixed signed weighting of the metrics
+    (each weighted by 1 / the reference's value, the sign flipped where lower is better): the reference
+    sets the scale of each metric, not the order it puts rows in beyond that weighting. It is what a
+    workload without a joint score (a primary metric lower-is-better: nyuv2, cityscapes) is ranked by
+    under --primary joint, and what --primary delta_m means without single-task baselines. Selection on
+    such a workload stays "final": a run's reported epoch is chosen from that run's figures alone, and Δm
+    against another row would make one run's epoch depend on another run's (the reference's own on
+    itself, 0 everywhere); best-holdout needs a score of one run, which the workload does not have.
 """
 
 from __future__ import annotations
@@ -88,16 +104,21 @@ class WorkloadMetrics:
     def summaries(self, values: Mapping[str, Mapping[Hashable, float | None]]) -> dict[str, dict]:
         return {m.name: summarize(values.get(m.name, {}).values()) for m in self.metrics}
 
-    def describe(self) -> str:
-        """The line of the report's notes that says what the workload's metrics are."""
+    def describe(self, reference: str | None = None) -> str:
+        """The line of the report's notes that says what the workload's metrics are. ``reference``: what Δm is
+        measured against, "single-task" or a compared row's label (None: no Δm; said as single-task)."""
         shown = "; ".join(f"{task}: " + ", ".join(f"{m.title} {m.arrow}" + (" (primary)" if m.primary else "")
                                                   for m in self.metrics if m.task == task) for task in self.tasks)
+        row = reference not in (None, "single-task")
         joint = ("Joint score = mean of the tasks' primary metrics." if self.joint_defined else
                  "Joint score: not defined (a primary metric is lower-is-better); rank by --primary delta_m "
-                 "with --single-task.")
+                 "with --single-task." if reference is None else
+                 "Joint score: not defined (a primary metric is lower-is-better); --primary joint ranks by Δm.")
+        against = (f"against the run of the compared row {reference} (the reference)" if row else
+                   "against the single-task baseline of the metric's task")
         return (f"Workload {self.workload}: {shown} (↑ higher is better, ↓ lower). {joint} Δm = mean over every "
-                f"metric of 100 x (row - baseline) / baseline, the sign flipped where lower is better, per seed "
-                f"against the single-task baseline of the metric's task.")
+                f"metric of 100 x (row - {'reference' if row else 'baseline'}) / {'reference' if row else 'baseline'}"
+                f", the sign flipped where lower is better, per seed {against}.")
 
 
 def workload_metrics(runs: Sequence[Run]) -> WorkloadMetrics | None:

@@ -17,7 +17,7 @@ __all__ = [
     "scalarization_front", "show", "show_interval", "verdict_sentences",
 ]
 
-DELTA_M = "delta_m"  # the primary metric that needs single-task baselines
+DELTA_M = "delta_m"  # Δm, against single-task baselines or a reference row (taskmetrics' NOTE [reference row])
 PRIMARY_METRICS = ("joint", "top1", "miou", DELTA_M)
 DEFAULT_PRIMARY = "joint"
 # How each metric is shown: (scale, format, unit). Differences of percentages are percentage points.
@@ -103,15 +103,17 @@ def _pairs(row: Mapping[Hashable, float | None], best: Mapping[Hashable, float |
 
 
 def verdict_sentences(verdict: Mapping[str, dict], means: Mapping[str, float | None], metric: str,
-                      seeds: Mapping[str, int], alpha: float = ALPHA, unranked: str | None = None) -> list[str]:
+                      seeds: Mapping[str, int], alpha: float = ALPHA, unranked: str | None = None,
+                      name: str | None = None) -> list[str]:
     """The verdict in a few plain sentences: the best, the rows tied with it, the rows worse and by
     how much, and what the number of seeds allows one to say.
 
     ``verdict`` is paired_verdict's result, ``means`` each row's mean on ``metric`` and ``seeds`` the
     number of seeds each row has a value for; ``unranked`` says why no row has a value, where that is
-    not that none of their runs completed.
+    not that none of their runs completed; ``name`` how the metric is named (default METRIC_NAMES', e.g.
+    "Δm vs adam" where Δm's reference is a compared row).
     """
-    name = METRIC_NAMES[metric]
+    name = name or METRIC_NAMES[metric]
     ranked = [n for n in verdict if verdict[n]["vs_best"] is not None]
     if not ranked:
         why = unranked or 'no run of a row of role "row" completed'
