@@ -116,7 +116,7 @@ def test_a_seed_whose_reference_failed_or_is_zero_is_left_out_with_a_note(tmp_pa
     rows = by_label(report)
     assert set(rows["sgd"].per_seed["delta_m"]) == {0, 1} and set(rows["adam"].per_seed["delta_m"]) == {0, 1}
     note = next(line for line in report.facts if line.startswith("Δm vs adam leaves out"))
-    assert "seed 2 (delta_m: baseline of task 'abs_err' seed 2 is 0.0" in note
+    assert "seed 2 (adam's abs_err is 0.0: not a value > 0 to measure against)" in note
     assert "seed 3 (the run of adam did not complete)" in note
     assert rows["sgd"].metrics["delta_m"]["n"] == 2 and rows["sgd"].rank == 1
 

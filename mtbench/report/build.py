@@ -286,8 +286,8 @@ def _own_values(group: RowRuns, own: WorkloadMetrics, selected: dict[Path, Selec
 
 def _reference_delta_m(groups: Sequence[RowRuns], ref: str, own: WorkloadMetrics | None,
                        per_seed: dict[str, dict]) -> tuple[dict[str, dict], dict, dict[str, str]]:
-    """Every row's Δm per seed against the compared row ``ref`` of the same seed (taskmetrics' NOTE [reference row]): over
-    the workload's metrics, or top-1 and mIoU on the default one; a single-task row gets none."""
+    """Every row's Δm per seed against the compared row ``ref`` of the same seed (taskmetrics' NOTE [reference
+    row]): over the workload's metrics, or top-1 and mIoU on the default one; a single-task row gets none."""
     if own is not None:
         figures = {g.label: per_seed[g.label]["metrics"] for g in groups if g.role != "baseline"}
         return reference_delta_m(figures, ref, lambda row, base: own.delta_m(row, {t: base for t in own.tasks}))

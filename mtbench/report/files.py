@@ -202,7 +202,7 @@ def notes(report: Report) -> list[str]:
         f"is shared by the best and every row tied with it. No test under 2 seeds.",
     ]
     ref = report.delta_m_reference
-    if report.has_delta_m and report.own is None and ref != SINGLE_TASK:  # a compared row: taskmetrics' NOTE [reference row]
+    if report.has_delta_m and report.own is None and ref != SINGLE_TASK:  # taskmetrics' NOTE [reference row]
         lines.append(f"{report.delta_m_name} = mean over the two tasks of 100 x (row - {ref}) / {ref}, per seed "
                      f"against the run of {ref} with the same seed (top-1 and mIoU), then over seeds.")
     elif report.has_delta_m and report.own is None:

@@ -13,6 +13,7 @@ over; the formula is stats.delta_m's, unchanged.
 
 from __future__ import annotations
 
+import math
 from typing import Callable, Hashable, Mapping, Sequence
 
 from ..errors import ConfigError, DataError
@@ -58,8 +59,10 @@ def reference_delta_m(rows: Mapping[str, ByMetric], reference: str,
         try:
             if not measure(one, one):
                 dropped[seed] = f"the run of {reference} did not complete"
-        except DataError as exc:
-            dropped[seed] = str(exc)
+        except DataError as exc:  # a figure of the reference that no change can be measured against
+            zero = [f"{name} is {values[seed]!r}" for name, values in one.items()
+                    if not (isinstance(values[seed], (int, float)) and 0 < values[seed] < math.inf)]
+            dropped[seed] = f"{reference}'s {', '.join(zero)}: not a value > 0 to measure against" if zero else str(exc)
     kept = {name: {s: v for s, v in by_seed.items() if s not in dropped} for name, by_seed in base.items()}
     out, problems = {}, {}
     for label, values in rows.items():
@@ -86,9 +89,12 @@ def reference_sentence(reference: str, given: bool, ranked: bool, no_joint: bool
     """The one sentence the verdict opens with: what Δm is measured against, and why. ``given``: the reference
     was named by --reference; ``ranked``: the rows are ranked by it; ``no_joint``: because the workload has no
     joint score."""
-    how = ("named by --reference" if given else
-           "Adam on the weighted sum, the baseline multi-task methods are held against" if reference == DEFAULT_REFERENCE
-           else f"the first compared row, {DEFAULT_REFERENCE} not being compared")
+    if given:
+        how = "named by --reference"
+    elif reference == DEFAULT_REFERENCE:
+        how = "Adam on the weighted sum, the baseline multi-task methods are held against"
+    else:
+        how = f"the first compared row, {DEFAULT_REFERENCE} not being compared"
     head = f"Ranked by Δm vs {reference}" if ranked else f"Δm vs {reference}"
     why = ("the workload has no joint score (a primary metric is lower-is-better) and no single-task baselines "
            "were run" if no_joint else "no single-task baselines were run")
