@@ -95,7 +95,7 @@ def test_single_task_baselines(registry):
 
 @pytest.mark.parametrize("text, weights", [("0.3", (0.3,)), (" 0.1, 0.5 ,0.9", (0.1, 0.5, 0.9)), ("1e-3", (0.001,))])
 def test_parse_sweep(text, weights):
-    assert parse_sweep(text) == weights
+    assert parse_sweep(text).points_for(("cls", "seg")) == tuple((w, round(1 - w, 12)) for w in weights)
 
 
 @pytest.mark.parametrize("text, message", [
@@ -225,6 +225,18 @@ def test_a_sweep_around_other_task_weights_trains_each_weighting_once(tmp_path, 
     assert all(isinstance(row["on_front"], bool) for row in rows.values())  # both are points of the front
 
 
+def test_a_simplex_sweep_on_a_three_task_workload_plans_its_rows(tmp_path, fake):
+    out = tmp_path / "cmp"
+    result = compare(out, "--workload", "nyuv2", "--optimizers", "adam", "--task-weights-sweep", "simplex:4")
+    names = ["adam", "adam@w0.25_0.25_0.5", "adam@w0.25_0.5_0.25", "adam@w0.5_0.25_0.25"]
+    assert f"4 rows x 1 seed (0) = 4 runs: {', '.join(names)}" in result.output, result.output
+    assert {name: config.task_weights for name, config, _ in fake.calls} == {
+        "adam-seed0": (1 / 3, 1 / 3, 1 / 3), "adam@w0.25_0.25_0.5-seed0": (0.25, 0.25, 0.5),
+        "adam@w0.25_0.5_0.25-seed0": (0.25, 0.5, 0.25), "adam@w0.5_0.25_0.25-seed0": (0.5, 0.25, 0.25)}
+    record = json.loads((out / "comparison.json").read_text())
+    assert [(r["name"], r["role"]) for r in record["rows"]] == [(names[0], "row")] + [(n, "sweep") for n in names[1:]]
+
+
 def test_a_method_seed_that_follows_the_run_seed_is_left_out_of_the_record(tmp_path, fake):
     out = tmp_path / "cmp"
     assert compare(out, "--optimizers", "adam", "--methods", "pcgrad", "--seeds", "3,4").exit_code == 0
@@ -274,6 +286,13 @@ def test_a_comparison_recorded_before_rows_resumes(tmp_path, fake):
     (["--task-weights-sweep", "0.3,1.5"],
      "Error: Invalid value for --task-weights-sweep: 1.5 is out of range: expected each weight w in (0, 1)"),
     (["--task-weights-sweep", "0.3,half"], "Error: Invalid value for --task-weights-sweep: 'half' is not a number"),
+    (["--task-weights-sweep", "simplex:0"],
+     "Error: Invalid value for --task-weights-sweep: 'simplex:0': expected simplex:N with N an integer from 2"),
+    (["--task-weights-sweep", "0.6:0.2:0.2"], "Error: '0.6:0.2:0.2' weighs 3 tasks: this workload has 2 (cls, seg)"),
+    (["--workload", "nyuv2", "--task-weights-sweep", "0.3"],
+     "Error: --task-weights-sweep weighs two tasks (w, 1-w); this workload has 3 (seg, depth, normal): give simplex:N"),
+    (["--workload", "nyuv2", "--task-weights-sweep", "simplex:30"],
+     "Error: 'simplex:30' gives 406 points for 3 tasks: expected at most 64"),
     (["--single-task", "--baseline", "mtadamv2"],
      "Error: --baseline mtadamv2 takes per-task gradients: a single-task baseline needs a single-gradient optimizer"),
     (["--single-task", "--baseline", "adamx"], "Error: Invalid value for --baseline: unknown optimizer 'adamx'; "

@@ -1,13 +1,19 @@
 """Parsing a comparison's lists as the command line gives them: seeds, optimizers, methods, the task-weight
-sweep. Each error is one ConfigError line naming the bad value and what was expected."""
+sweep (whose points need the workload's task count, so it is expanded later, by plan_rows). Each error is one ConfigError line naming the bad value and what was expected."""
 
 from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Sequence
 
 from ..config import LIMITS
 from ..errors import ConfigError
 from ..plugins import Registry
 
-__all__ = ["parse_methods", "parse_optimizers", "parse_seeds", "parse_sweep"]
+__all__ = [
+    "SWEEP_MAX_POINTS", "TaskWeightSweep", "parse_methods", "parse_optimizers", "parse_seeds", "parse_sweep",
+]
 
 
 def parse_seeds(text: str, first: int = 0) -> tuple[int, ...]:
@@ -74,22 +80,108 @@ def parse_methods(text: str, registry: Registry) -> list[str]:
     return names
 
 
-def parse_sweep(text: str) -> tuple[float, ...]:
-    """The weights w of ``--task-weights-sweep 0.1,0.3``: each a number in (0, 1), the tasks getting (w, 1-w)."""
+# The most points a task-weight sweep may plan: each is a row trained once per seed per swept optimizer.
+SWEEP_MAX_POINTS = 64
+SWEEP_EXAMPLES = "0.1,0.3,0.7,0.9 (two tasks), simplex:5 or 0.6:0.2:0.2,0.2:0.6:0.2"
+_TOLERANCE = 1e-9  # how far from 1 the weights of a listed point may sum
+
+
+@dataclass(frozen=True)
+class TaskWeightSweep:
+    """``--task-weights-sweep`` as given: its points, or the spacing of a simplex lattice, expanded once the
+    workload's tasks are known (``points_for``), since the command line is parsed before the workload is.
+
+    ``points``: each listed item's task weights, a plain number w standing for (w, 1 - w); ``spacing``: N of
+    ``simplex:N`` (the lattice of mtbench.tuning.simplex, NOTE [simplex lattice]); ``text``: as given.
+    """
+
+    text: str
+    points: tuple[tuple[float, ...], ...] = ()
+    spacing: int | None = None
+    shares: bool = False  # every item a plain w: the two-task form
+
+    def points_for(self, tasks: Sequence[str]) -> tuple[tuple[float, ...], ...]:
+        """The task weights of every point for a workload of ``tasks``; ConfigError naming the value and
+        what it expected when they do not fit (a point of another task count, a lattice with no or too
+        many points)."""
+        # NOTE [deferred import]: mtbench.tuning's package imports its planner, which imports this package's
+        # plan_rows; the lattice is read from tuning.simplex (its one home) once both packages are loaded.
+        from ..tuning.simplex import lattice, lattice_size
+
+        t, named = len(tasks), ", ".join(tasks)
+        if self.spacing is not None:
+            if t < 2:
+                raise ConfigError(f"--task-weights-sweep {self.text}: a sweep weighs 2 or more tasks; this workload "
+                                  f"has {t} ({named})")
+            size = lattice_size(t, self.spacing)
+            if size == 0:
+                raise ConfigError(f"{self.text!r} has no interior point for {t} tasks ({named}): expected "
+                                  f"simplex:N with N >= {t}")
+            if size > SWEEP_MAX_POINTS:
+                raise ConfigError(f"{self.text!r} gives {size} points for {t} tasks: expected at most "
+                                  f"{SWEEP_MAX_POINTS} (a smaller N)")
+            return tuple(lattice(t, self.spacing))
+        if self.shares and t != 2:
+            raise ConfigError(f"--task-weights-sweep weighs two tasks (w, 1-w); this workload has {t} ({named}): "
+                              f"give simplex:N or points of {t} weights separated by ':' summing to 1")
+        wrong = next((p for p in self.points if len(p) != t), None)
+        if wrong is not None:
+            raise ConfigError(f"{_item(wrong)!r} weighs {len(wrong)} tasks: this workload has {t} ({named}); "
+                              f"expected {t} weights separated by ':'")
+        return self.points
+
+
+def _item(point: Sequence[float]) -> str:
+    return ":".join(f"{w:g}" for w in point)
+
+
+def parse_sweep(text: str) -> TaskWeightSweep:
+    """``--task-weights-sweep``: ``simplex:N`` (the lattice's interior points, spacing 1/N), or a comma list of
+    points, each T weights > 0 summing to 1 separated by ``:`` (``0.6:0.2:0.2``), or for two tasks each a
+    share w in (0, 1), the tasks getting (w, 1-w). Checks what needs no workload; ``points_for`` the rest."""
+    stripped = text.strip()
+    if stripped.lower().startswith("simplex:"):
+        value = stripped.partition(":")[2].strip()
+        spacing = int(value) if value.isdigit() else 0
+        if not 2 <= spacing <= 1000:
+            raise ConfigError(f"{stripped!r}: expected simplex:N with N an integer from 2 to 1000 (the lattice "
+                              "spacing 1/N; simplex:5 gives 4 points for 2 tasks, 6 for 3)")
+        return TaskWeightSweep(stripped, spacing=spacing)
     items = [t.strip() for t in text.split(",")]
     if not any(items):
-        raise ConfigError(f"{text!r} is empty: expected weights in (0, 1) such as 0.1,0.3,0.5,0.7,0.9")
-    weights: list[float] = []
+        raise ConfigError(f"{text!r} is empty: expected weights such as {SWEEP_EXAMPLES}")
+    points: list[tuple[float, ...]] = []
     for item in items:
-        try:
-            w = float(item)
-        except ValueError:
-            raise ConfigError(f"{item!r} is not a number: expected weights in (0, 1) such as "
-                              "0.1,0.3,0.5,0.7,0.9") from None
+        point = _sweep_point(item)
+        if len(point) != len(points[0] if points else point):
+            raise ConfigError(f"{item!r} weighs {len(point)} tasks, {items[0]!r} {len(points[0])}: expected every "
+                              "point to weigh the workload's tasks")
+        if any(all(abs(a - b) <= _TOLERANCE for a, b in zip(point, p)) for p in points):
+            raise ConfigError(f"{item} is listed twice")
+        points.append(point)
+    if len(points) > SWEEP_MAX_POINTS:
+        raise ConfigError(f"{text[:20]!r}... lists {len(points)} points: expected at most {SWEEP_MAX_POINTS}")
+    return TaskWeightSweep(text, tuple(points), shares=all(":" not in item for item in items))
+
+
+def _sweep_point(item: str) -> tuple[float, ...]:
+    """One item of the list: a share w (two tasks: (w, 1-w)) or weights w1:w2:... > 0 summing to 1."""
+    parts = [p.strip() for p in item.split(":")]
+    try:
+        values = [float(p) for p in parts]
+    except ValueError:
+        what = "a number" if len(parts) == 1 else "a point of numbers"
+        raise ConfigError(f"{item!r} is not {what}: expected weights such as {SWEEP_EXAMPLES}") from None
+    if len(values) == 1:
+        w = values[0]
         if not 0 < w < 1:  # also refuses nan
             raise ConfigError(f"{item} is out of range: expected each weight w in (0, 1), the tasks "
                               "getting w and 1-w")
-        if w in weights:
-            raise ConfigError(f"{item} is listed twice")
-        weights.append(w)
-    return tuple(weights)
+        return (w, round(1 - w, 12))
+    if not all(0 < v < math.inf for v in values):  # also refuses nan
+        raise ConfigError(f"{item}: expected every weight > 0 (a task at 0 is a single-task baseline: "
+                          "--single-task)")
+    total = math.fsum(values)
+    if abs(total - 1) > _TOLERANCE:
+        raise ConfigError(f"{item} sums to {total:g}: expected weights summing to 1")
+    return tuple(values)

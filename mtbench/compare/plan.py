@@ -14,11 +14,13 @@ from ..presets import MethodPreset, OptimizerPreset
 from ..workloads.types import Workload
 from ..report.comparison import run_dir
 from ..report.rows import RowSpec, same_weighting
+from .parse import TaskWeightSweep
 
 __all__ = ["Overrides", "PlannedRun", "locate_runs", "plan_comparison", "plan_rows", "split_overrides"]
 
 
-def plan_rows(optimizers: Mapping[str, OptimizerPreset], methods: Sequence[str], sweep: Sequence[float] = (),
+def plan_rows(optimizers: Mapping[str, OptimizerPreset], methods: Sequence[str],
+              sweep: TaskWeightSweep | Sequence[float] = (),
               baseline: OptimizerPreset | None = None,
               task_weights: Sequence[float] | None = None,
               tasks: Sequence[str] = TASKS) -> tuple[list[RowSpec], list[str]]:
@@ -26,10 +28,11 @@ def plan_rows(optimizers: Mapping[str, OptimizerPreset], methods: Sequence[str],
 
     Every optimizer with every method at the comparison's ``task_weights`` (None: equal weights; an
     optimizer that takes the per-task gradients itself composes with ``sum`` only); each
-    single-gradient optimizer with ``sum`` at task weights (w, 1-w) for each w of ``sweep`` (the w
-    that weighs the tasks as ``task_weights`` do is the plain row itself); with ``baseline``, one
-    single-task row per task. ``tasks`` are the workload's (the sweep needs two). ConfigError when no
-    optimizer-method pair is left, or the sweep or the baseline cannot be run.
+    single-gradient optimizer with ``sum`` at each point of ``sweep`` (parse_sweep's, expanded for
+    ``tasks``; a plain sequence of w is the two-task form (w, 1-w)), the point that weighs the tasks as
+    ``task_weights`` do being the plain row itself; with ``baseline``, one single-task row per task.
+    ``tasks`` are the workload's. ConfigError when no optimizer-method pair is left, or the sweep or the
+    baseline cannot be run.
     """
     rows, notes = [], []
     for name, preset in optimizers.items():
@@ -41,10 +44,10 @@ def plan_rows(optimizers: Mapping[str, OptimizerPreset], methods: Sequence[str],
     if not rows:
         raise ConfigError(f"no row left to compare: {', '.join(optimizers)} with {', '.join(methods)} do not "
                           "compose; add sum to --methods or a single-gradient optimizer such as adam to --optimizers")
-    if sweep:
-        if len(tasks) != 2:
-            raise ConfigError(f"--task-weights-sweep weighs two tasks (w, 1-w); this workload has {len(tasks)} "
-                              f"({', '.join(tasks)})")
+    if not isinstance(sweep, TaskWeightSweep):
+        sweep = TaskWeightSweep(",".join(map(str, sweep)), tuple((w, round(1 - w, 12)) for w in sweep), shares=True)
+    if sweep.points or sweep.spacing is not None:
+        points = sweep.points_for(tasks)
         swept = [name for name, preset in optimizers.items() if not preset.per_task_gradients]
         if not swept:
             raise ConfigError(f"--task-weights-sweep weights the loss of a single-gradient optimizer; "
@@ -52,11 +55,13 @@ def plan_rows(optimizers: Mapping[str, OptimizerPreset], methods: Sequence[str],
         if len(swept) < len(optimizers):
             notes.append("the task-weight sweep leaves out " + ", ".join(n for n in optimizers if n not in swept)
                          + " (per-task gradients: no weighted loss to sweep)")
-        points = [(w, round(1 - w, 12)) for w in sweep]
-        rows += [RowSpec.of(name, SUM_METHOD, pair, plain=task_weights, all_tasks=tasks)
-                 for name in swept for pair in points
-                 if not same_weighting(pair, task_weights)]  # that point is the plain row: not trained twice
+        rows += [RowSpec.of(name, SUM_METHOD, point, plain=task_weights, all_tasks=tasks)
+                 for name in swept for point in points
+                 if not same_weighting(point, task_weights)]  # that point is the plain row: not trained twice
     if baseline is not None:
+        if len(tasks) < 2:
+            raise ConfigError(f"--single-task runs a baseline per task of a workload of several; this workload has "
+                              f"one task ({', '.join(tasks)}): its rows are single-task runs already")
         if baseline.per_task_gradients:
             raise ConfigError(f"--baseline {baseline.name} takes per-task gradients: a single-task baseline needs "
                               "a single-gradient optimizer such as adam")

@@ -17,6 +17,7 @@ from typing import Hashable, Mapping, Sequence
 
 from ..config import SUM_METHOD
 
+from .fronts import front_means
 from .stats import ALPHA, compare_to_best, holm
 from .verdict import METRIC_NAMES, scalarization_front, show, show_interval
 
@@ -75,11 +76,12 @@ def against_tuned(values: Mapping[str, Mapping[Hashable, float | None]], tuned: 
     return out
 
 
-def front_against_tuned(sweep: Mapping[str, tuple[float | None, float | None]],
-                        tuned_point: tuple[float | None, float | None]) -> tuple[list[str], bool | None]:
-    """The untuned sweep's front and whether it dominates the tuned weighted sum's point (means of the
-    two tasks' metrics); None without a sweep point or a tuned point with both means."""
-    front, dominated = scalarization_front(sweep, {TUNED_SUFFIX: tuned_point})
+def front_against_tuned(sweep: Mapping[str, Sequence[float | None]], tuned_point: Sequence[float | None],
+                        higher_is_better: Sequence[bool] | None = None) -> tuple[list[str], bool | None]:
+    """The untuned sweep's front and whether it dominates the tuned weighted sum's point (means of each
+    task's primary metric, in its direction: ``higher_is_better``, None all higher); None without a sweep
+    point or a tuned point with every mean."""
+    front, dominated = scalarization_front(sweep, {TUNED_SUFFIX: tuned_point}, higher_is_better)
     return front, dominated[TUNED_SUFFIX] if front else None
 
 
@@ -126,8 +128,8 @@ def tuned_baseline(rows: Sequence, metric: str, alpha: float = ALPHA,
 
     Held against it: every other row of role "row" on ``metric``. Its front: the sweep's points and the
     plain rows of the swept optimizers with the method sum (the sweep's point at the comparison's
-    weights), on the means of top-1 and mIoU. Returns ({"row", "metric", "rows": against_tuned's result,
-    "front", "front_dominates"}, the sentences).
+    weights), on the means of each task's primary metric (top-1 and mIoU on ImageNet + COCO). Returns
+    ({"row", "metric", "rows": against_tuned's result, "front", "front_dominates"}, the sentences).
     """
     compared = [r for r in rows if r.role == "row"]
     tuned = tuned_label(r.label for r in compared)
@@ -135,11 +137,11 @@ def tuned_baseline(rows: Sequence, metric: str, alpha: float = ALPHA,
         return None, []
     values = {r.label: r.per_seed.get(metric, {}) for r in compared}
     result = against_tuned(values, tuned, alpha=alpha)
-    mean = {r.label: tuple((r.metrics.get(m) or {}).get("mean") for m in ("top1", "miou")) for r in rows}
+    mean, directions = front_means(rows)  # each task's primary metric, in its direction
     sweep = [r for r in rows if r.role == "sweep"]
     swept = {r.group.optimizer for r in sweep}
     points = {r.label: mean[r.label] for r in rows if r in sweep or (
         r.role == "row" and r.label != tuned and r.group.optimizer in swept and r.group.spec.method == SUM_METHOD)}
-    front, dominated = front_against_tuned(points, mean[tuned]) if sweep else ([], None)
+    front, dominated = front_against_tuned(points, mean[tuned], directions) if sweep else ([], None)
     record = {"row": tuned, "metric": metric, "rows": result, "front": front, "front_dominates": dominated}
     return record, baseline_sentences(result, tuned, metric, front, dominated, alpha, name)

@@ -23,10 +23,13 @@ from .convergence import (
     TASK_METRICS, UNKNOWN, AbsoluteTarget, OwnTarget, Target, convergence_label,
     default_target, first_reach, joint_score, resolve_target,
 )
+from .fronts import front_means
 from .grouping import RowRuns, group_runs
 from .header import header_lines
 from .runs import Run
-from .reference import SINGLE_TASK, choose_reference, dropped_fact, reference_delta_m, reference_sentence
+from .reference import (
+    SINGLE_TASK, baselines_sentence, choose_reference, dropped_fact, reference_delta_m, reference_sentence,
+)
 from .selection import DEFAULT_SELECTION, Selected, select, selection_facts
 from .stats import delta_m, summarize, summarize_time_to_target
 from .taskmetrics import WorkloadMetrics, workload_metrics
@@ -225,6 +228,8 @@ def build_report(runs: Sequence[Run], target: float | AbsoluteTarget | None = No
     name = report.metric_name(ranked_by)
     if ref is not None:
         report.verdict.append(reference_sentence(ref, reference is not None, ranked_by == DELTA_M, no_joint))
+    elif ranked_by != primary:  # no joint score, ranked by Δm against the single-task baselines
+        report.verdict.append(baselines_sentence([g.label for g in planned.values()]))
     report.verdict.extend(verdict_sentences(verdict, means, ranked_by, seeds, name=name,
                                             unranked=_unranked(compared, ranked_by, not_computed)))
     report.verdict.extend(_front(rows))
@@ -383,9 +388,9 @@ def _front(rows: Sequence[RowResult]) -> list[str]:
                                                  and r.group.spec.method == SUM_METHOD
                                                  and not r.label.endswith(TUNED_SUFFIX))]  # held against it instead
     others = [r for r in rows if r.role == "row" and r not in points]
-    mean = {r.label: tuple((r.metrics[m] or {}).get("mean") for m in ("top1", "miou")) for r in rows}
+    mean, directions = front_means(rows)  # each task's primary metric, in its direction
     front, dominated = scalarization_front({r.label: mean[r.label] for r in points},
-                                           {r.label: mean[r.label] for r in others})
+                                           {r.label: mean[r.label] for r in others}, directions)
     for r in points:
         r.on_front = r.label in front
     for r in others:
@@ -394,7 +399,8 @@ def _front(rows: Sequence[RowResult]) -> list[str]:
     free = [r.label for r in others if r.dominated_by_front is False]
     line = f"Scalarization front ({', '.join(sorted(swept))} over task weights): {', '.join(front) or 'none'}."
     if beaten:
-        line += f" Dominated by it (no better on either task than some weighting of the plain loss): {', '.join(beaten)}."
+        task = "either task" if len(directions) == 2 else "any task"
+        line += f" Dominated by it (no better on {task} than some weighting of the plain loss): {', '.join(beaten)}."
     if free:
         line += f" Not dominated: {', '.join(free)}."
     return [line]

@@ -21,7 +21,7 @@ from .verdict import difference_unit, show, show_interval
 
 __all__ = [
     "BASELINE_HEADERS", "CSV_FIELDS", "GUIDE_NOTE", "SWEEP_HEADERS", "baseline_rows", "csv_text", "json_record",
-    "markdown", "notes", "own_metric_table", "strict_json", "sweep_rows", "table_headers", "table_rows", "terminal_table", "write_report",
+    "markdown", "notes", "own_metric_table", "strict_json", "sweep_headers", "sweep_rows", "table_headers", "table_rows", "terminal_table", "write_report",
     "write_tables",
 ]
 
@@ -139,16 +139,27 @@ def table_rows(report: Report) -> list[list[str]]:
 SWEEP_HEADERS = ["row", "w (cls)", "seeds", "top-1", "mIoU", "joint", "on front", "steps to target", "status"]
 
 
+def sweep_headers(report: Report) -> list[str]:
+    """The sweep table's columns: another workload's shows its task weights and each task's primary metric."""
+    if report.own is None:
+        return SWEEP_HEADERS
+    primaries = report.own.primaries(report.own.tasks)
+    return ["row", f"weights ({':'.join(report.own.tasks)})", "seeds", *[f"{m.title} {m.arrow}" for m in primaries],
+            "joint", "on front", "steps to target", "status"]
+
+
 def sweep_rows(report: Report) -> list[list[str]]:
     """The scalarization sweep: its points and the swept optimizers' plain rows (at the comparison's task weights)."""
     rows = []
+    primaries = report.own.primaries(report.own.tasks) if report.own is not None else []
     for row in report.rows:
         if row.on_front is None:
             continue
-        m, w = row.metrics, row.group.spec.weight
-        rows.append([row.label, "-" if w is None else f"{w:g}", _seeds(row), _pm(m["top1"], ".1f", 100, "%"),
-                     _pm(m["miou"], ".3f"), _pm(m["joint"], ".3f"), "yes" if row.on_front else "no",
-                     _time(m["steps_to_target"], ".0f"), row.status])
+        m, w = row.metrics, row.group.spec.weights_text
+        figures = ([_pm(m["top1"], ".1f", 100, "%"), _pm(m["miou"], ".3f")] if report.own is None else
+                   [p.show((m.get("task_metrics") or {}).get(p.name)) for p in primaries])
+        rows.append([row.label, w or "-", _seeds(row), *figures, _pm(m["joint"], ".3f"),
+                     "yes" if row.on_front else "no", _time(m["steps_to_target"], ".0f"), row.status])
     return rows
 
 
@@ -181,7 +192,7 @@ def _sections(report: Report) -> list[tuple[str, list[str], list[list[str]]]]:
                          *own_metric_table(report)))
     if any(r.on_front is not None for r in report.rows):
         sections.append(("Scalarization sweep (the front every multi-task row is held against)",
-                         SWEEP_HEADERS, sweep_rows(report)))
+                         sweep_headers(report), sweep_rows(report)))
     if report.role("baseline"):
         sections.append(("Single-task baselines", BASELINE_HEADERS, baseline_rows(report)))
     return sections
@@ -209,10 +220,15 @@ def notes(report: Report) -> list[str]:
         lines.append(f"Δm = mean over the two tasks of 100 x (row - baseline) / baseline, per seed against the "
                      f"single-task baselines of the same seed (top-1 from {report.baselines.get('cls')}, mIoU "
                      f"from {report.baselines.get('seg')}), then over seeds.")
-    if any(r.on_front is not None for r in report.rows):
+    if any(r.on_front is not None for r in report.rows) and report.own is None:
         lines.append("Scalarization front: the sweep points (the plain row among them, at its task weights) that "
                      "no other sweep point beats on both mean top-1 and mean mIoU; a compared row is dominated when "
                      "one front point is at least as good on both tasks and better on one.")
+    elif any(r.on_front is not None for r in report.rows):
+        lines.append("Scalarization front: the sweep points (the plain row among them, at its task weights) that "
+                     "no other sweep point beats on the mean of every task's primary metric, each in its direction; "
+                     "a compared row is dominated when one front point is at least as good on every task and "
+                     "better on one.")
     lines.extend(report.facts)
     t = report.target
     if t is None:

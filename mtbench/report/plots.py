@@ -6,6 +6,7 @@ Figures are built on matplotlib's object API in the shared style of mtbench.repo
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 from typing import Sequence
 
@@ -17,10 +18,11 @@ from .plotstyle import band, binned, line_colors, or_nan, palette, save, step_bi
 from .build import Report
 from .grouping import RowRuns
 from ..rundir import read_metrics
-from .fronts import PROFILE_TAU_MAX, performance_profile, score_profile
+from .fronts import PROFILE_TAU_MAX, front_axes, front_point, performance_profile, score_profile
 
 __all__ = [
-    "load_losses", "plot_final", "plot_losses", "plot_pareto", "plot_profile", "plot_validation", "write_plots",
+    "load_losses", "plot_final", "plot_front_panels", "plot_losses", "plot_pareto", "plot_profile", "plot_validation",
+    "write_plots",
 ]
 
 def load_losses(run_dir: Path) -> dict[str, np.ndarray]:
@@ -132,10 +134,13 @@ def plot_final(report: Report, path: Path) -> Path:
 
 
 def plot_pareto(report: Report, path: Path) -> Path:
-    """Test top-1 against test mIoU: the sweep's points with their front, every other row against it.
+    """Test top-1 against test mIoU: the sweep's points with their front, every other row against it; on
+    another workload, its tasks' primary metrics pair by pair (``plot_front_panels``).
 
     Each point is a row's mean over seeds with 95 % interval whiskers on both axes.
     """
+    if report.own is not None:
+        return plot_front_panels(report, path)
     rows = [r for r in report.rows if r.on_front is not None or r.dominated_by_front is not None]
     colors = line_colors([r.group.label for r in rows])
     fig = Figure(figsize=(8, 6.5), layout="constrained")
@@ -166,6 +171,67 @@ def plot_pareto(report: Report, path: Path) -> Path:
         ax.legend(fontsize="small")
     fig.suptitle("Scalarization front: task-weight sweep (circles) vs other rows (diamonds); "
                  "whiskers: 95 % t interval over seeds", fontsize="medium")
+    return save(fig, path)
+
+
+def plot_front_panels(report: Report, path: Path) -> Path:
+    """The scalarization front of a workload's T tasks, one panel per pair of its primary metrics.
+
+    NOTE [front panels]: the front is non-dominated in all T metrics at once, so in a panel of two of
+    them a front point may lie below another: the panels mark front points (filled circles, black edge)
+    rather than join them, except over two tasks, where the one panel is the whole front and its points
+    are joined as the ImageNet + COCO figure joins them. A ternary plot of the weights would show one
+    colour per point and no interval; the panels keep every metric's value and its whiskers.
+    """
+    axes = front_axes(report.own)
+    rows = [r for r in report.rows if r.on_front is not None or r.dominated_by_front is not None]
+    points = {r.label: front_point(r.metrics, axes) for r in rows}
+    drawn = [r for r in rows if all(v is not None for v in points[r.label])]
+    colors = line_colors([r.group.label for r in rows])
+    pairs = list(itertools.combinations(range(len(axes)), 2))
+    cols = min(3, len(pairs))
+    grid = (len(pairs) + cols - 1) // cols
+    fig = Figure(figsize=(5.2 * cols + 1.5, 4.6 * grid), layout="constrained")
+    panels = np.atleast_1d(fig.subplots(grid, cols, squeeze=False).ravel())
+
+    def scale(axis) -> float:
+        return 100.0 if axis.unit == "%" else 1.0
+
+    def half(r, axis) -> float:
+        summary = (r.metrics.get("task_metrics") or {}).get(axis.metric)
+        return _half_ci(summary, scale(axis))
+
+    def title(axis) -> str:
+        unit = " (%)" if axis.unit == "%" else f" ({axis.unit})" if axis.unit else ""
+        return f"test {axis.title}{unit} {'↑' if axis.higher_is_better else '↓'}"
+
+    for ax, (i, j) in zip(panels, pairs):
+        ax_x, ax_y = axes[j], axes[i]
+        if len(axes) == 2:
+            front = sorted((points[r.label][j] * scale(ax_x), points[r.label][i] * scale(ax_y))
+                           for r in drawn if r.on_front)
+            if front:
+                ax.plot(*zip(*front), color="0.3", linewidth=1.5, zorder=1, label="scalarization front")
+        for r in drawn:
+            x, y = points[r.label][j] * scale(ax_x), points[r.label][i] * scale(ax_y)
+            sweep = r.on_front is not None
+            label = r.label + (" (front)" if r.on_front else "" if sweep else
+                               " (dominated)" if r.dominated_by_front else "")
+            ax.errorbar(x, y, xerr=half(r, ax_x), yerr=half(r, ax_y), fmt="o" if sweep else "D",
+                        color=colors[r.group.label], capsize=3, markersize=7 if r.on_front else 5 if sweep else 8,
+                        markeredgecolor="black" if r.on_front else colors[r.group.label], zorder=2, label=label)
+        ax.set_xlabel(title(ax_x))
+        ax.set_ylabel(title(ax_y))
+        ax.grid(alpha=0.3)
+    for ax in panels[len(pairs):]:
+        ax.set_visible(False)
+    handles, labels = panels[0].get_legend_handles_labels()
+    if handles:
+        fig.legend(handles, labels, loc="outside right upper", fontsize="small")
+    how = "joined" if len(axes) == 2 else "black-edged; a front point may lie below another in one pair of tasks"
+    fig.suptitle(f"Scalarization front of {report.own.workload}, {len(axes)} tasks' primary metrics (front points "
+                 f"{how})\ncircles: the task-weight sweep, diamonds: other rows; whiskers: 95 % t interval over seeds",
+                 fontsize="medium")
     return save(fig, path)
 
 

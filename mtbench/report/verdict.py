@@ -7,7 +7,7 @@ themselves live in mtbench.report.stats. Every metric a row can be ranked by is 
 from __future__ import annotations
 
 import math
-from typing import Hashable, Mapping
+from typing import Hashable, Mapping, Sequence
 
 from .fronts import dominated_by_front, pareto_front
 from .stats import ALPHA, POWER, compare_to_best, seeds_needed
@@ -181,20 +181,21 @@ def _p(p: float) -> str:
 # The scalarization front (Xin et al. 2022)
 
 
-def scalarization_front(points: Mapping[str, tuple[float | None, float | None]],
-                        others: Mapping[str, tuple[float | None, float | None]]) -> tuple[list[str], dict[str, bool | None]]:
+def scalarization_front(points: Mapping[str, Sequence[float | None]], others: Mapping[str, Sequence[float | None]],
+                        higher_is_better: Sequence[bool] | None = None) -> tuple[list[str], dict[str, bool | None]]:
     """The non-dominated sweep points and, per other row, whether that front dominates it.
 
-    ``points`` are the sweep's rows (label -> mean (top-1, mIoU)); ``others`` the rows to hold against
-    the front. Means are compared, not intervals: the front is the baseline a multi-task row must beat
-    on both tasks at once. A row without both means gets None.
+    ``points`` are the sweep's rows (label -> the mean of each task's primary metric: (top-1, mIoU) on
+    ImageNet + COCO, any number of tasks elsewhere); ``others`` the rows to hold against the front;
+    ``higher_is_better`` each coordinate's direction (None: all higher-is-better). Means are compared,
+    not intervals: the front is the baseline a multi-task row must beat on every task at once. A row
+    without every mean gets None.
     """
-    labels = [name for name, (t, m) in points.items() if t is not None and m is not None]
-    front = [labels[i] for i in pareto_front([points[name] for name in labels])]
+    labels = [name for name, point in points.items() if all(v is not None for v in point)]
+    front = [labels[i] for i in pareto_front([points[name] for name in labels], higher_is_better)]
     front_points = [points[name] for name in front]
     dominated = {}
     for name, point in others.items():
         dominated[name] = (None if any(v is None for v in point) or not front_points
-                           else dominated_by_front(point, front_points))
+                           else dominated_by_front(point, front_points, higher_is_better))
     return front, dominated
-

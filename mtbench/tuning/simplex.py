@@ -22,6 +22,15 @@ NOTE [simplex parametrisation]
     T - 1 numbers, not T normalised ones, because the weights have T - 1 degrees of freedom: a
     T-th number would only rescale them, wasting a grid's or Halton's points on one weighting.
     A weight may be 0 (a corner: the other tasks alone), as ``--task-weights`` allows.
+
+NOTE [simplex lattice]
+    `mtbench compare --task-weights-sweep simplex:N` runs the interior points of the lattice of
+    spacing 1/N: every weighting (k_1/N, ..., k_T/N) with each k_t >= 1 and k_1 + ... + k_T = N,
+    C(N - 1, T - 1) points (the compositions of N into T positive parts). Interior only: a corner
+    or an edge leaves a task out of the loss, which is a single-task baseline (--single-task) or a
+    smaller workload, not a point of the multi-task front. For two tasks it is the sweep
+    w = 1/N, ..., (N - 1)/N that a list of w gives by hand. Unlike the tune's draws, the
+    lattice is even in the weights themselves, which is what a front read off a plot wants.
 """
 
 from __future__ import annotations
@@ -34,8 +43,8 @@ from ..presets import SUM_METHOD, SearchDim
 from ..text import format_value
 
 __all__ = [
-    "PREFIX", "is_simplex_key", "quantiles_of", "simplex_keys", "simplex_space", "split_params", "weight_spaces",
-    "weights_of", "weights_text",
+    "PREFIX", "is_simplex_key", "lattice", "lattice_size", "quantiles_of", "simplex_keys", "simplex_space",
+    "split_params", "weight_spaces", "weights_of", "weights_text",
 ]
 
 PREFIX = "task_weights.q"
@@ -77,6 +86,34 @@ def weight_spaces(optimizers: Sequence[str], n_tasks: int, *, method: str, space
                           "drop one of them")
     space = simplex_space(n_tasks)
     return {name: dict(space) for name in optimizers}
+
+
+def lattice_size(n_tasks: int, spacing: int) -> int:
+    """How many points ``lattice(n_tasks, spacing)`` has: C(N - 1, T - 1), 0 when N < T."""
+    return math.comb(spacing - 1, n_tasks - 1) if spacing >= n_tasks >= 1 else 0
+
+
+def lattice(n_tasks: int, spacing: int) -> list[tuple[float, ...]]:
+    """The interior points of the simplex lattice of spacing 1/``spacing`` over ``n_tasks`` weights
+    (NOTE [simplex lattice]), each weight k/N with k >= 1, in lexicographic order of (k_1, ..., k_T):
+    for two tasks the first task's weight rises from 1/N to (N - 1)/N."""
+    if isinstance(n_tasks, bool) or not isinstance(n_tasks, int) or n_tasks < 1:
+        raise ConfigError(f"a lattice of task weights needs 1 or more tasks, got {n_tasks!r}")
+    if isinstance(spacing, bool) or not isinstance(spacing, int) or spacing < 1:
+        raise ConfigError(f"the lattice spacing 1/N needs an integer N >= 1, got {spacing!r}")
+    points: list[tuple[float, ...]] = []
+
+    def compose(prefix: tuple[int, ...], left: int) -> None:
+        slots = n_tasks - len(prefix)
+        if slots == 1:
+            points.append(tuple(k / spacing for k in (*prefix, left)))
+            return
+        for k in range(1, left - slots + 2):  # leave at least 1 for each slot after this one
+            compose((*prefix, k), left - k)
+
+    if spacing >= n_tasks:
+        compose((), spacing)
+    return points
 
 
 def is_simplex_key(key: str) -> bool:
