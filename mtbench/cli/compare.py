@@ -71,6 +71,7 @@ Rows (each run for every seed, from the same initial weights on the same data):
   adam          --optimizers adam (the method sum)
   adam+pcgrad   --methods sum,pcgrad crosses the methods with the optimizers
   adam@w0.3     --task-weights-sweep 0.3,...: task weights (0.3, 0.7), the scalarization front
+  adam@w0.6_0.2_0.2  --task-weights-sweep 0.6:0.2:0.2,... or simplex:N (three or more tasks)
   adam[cls]     --single-task: one run per task alone with --baseline (for Delta-m)
 \b
 --set applies per optimizer or method:
@@ -97,10 +98,12 @@ With --workloads, --data and the budget may be given per workload:
 @click.option("--methods", default=SUM_METHOD, show_default=True, metavar="M1,M2,...",
               help="Multi-task methods, each crossed with every optimizer (mtbench list shows them); one that "
                    "takes per-task gradients itself (mtadamv2) composes with sum only.")
-@click.option("--task-weights-sweep", "sweep", default=None, metavar="W1,W2,...",
-              help="Also run each single-gradient optimizer with the method sum at task weights (w, 1-w) for "
-                   "each w in (0, 1): the scalarization front, e.g. 0.1,0.3,0.5,0.7,0.9 (the w of "
-                   "--task-weights is the plain row itself).")
+@click.option("--task-weights-sweep", "sweep", default=None, metavar="W1,W2,... | simplex:N",
+              help="Also run each single-gradient optimizer with the method sum at each point of task weights: "
+                   "the scalarization front. Two tasks: w in (0, 1) for (w, 1-w), e.g. 0.1,0.3,0.5,0.7,0.9; any "
+                   "number: simplex:N (every weight k/N, k >= 1; simplex:5 is 6 points for 3 tasks) or points "
+                   "such as 0.6:0.2:0.2,0.2:0.6:0.2 (weights > 0 summing to 1). The point of --task-weights is "
+                   "the plain row itself.")
 @click.option("--tuned-scalarization", "tuned", type=click.Path(exists=True, file_okay=False, path_type=Path),
               default=None, metavar="TUNE_DIR",
               help="Also run the tuned weighted sum: a row <optimizer>@tuned at the best task weights of a finished "
