@@ -139,7 +139,10 @@ def test_single_task_baselines_stay_the_reference(tmp_path):
     assert by_label(report)["sgd"].per_seed["delta_m"] == pytest.approx({0: (32 + 0 - 25) / 3, 1: (10 + 25 + 40) / 3})
     assert report.delta_m_reference == "single-task" and report.baselines == {"a": "adam[a]", "b": "adam[b]"}
     assert json_record(report)["delta_m_reference"] == "single-task"
-    assert not report.verdict[0].startswith("Ranked by") and "Δm" in table_headers(terminal_table(report))
+    assert report.verdict[0] == ("Ranked by Δm against the single-task baselines (adam[a], adam[b]): the workload "
+                                 "has no joint score (a primary metric is lower-is-better).")
+    assert report.primary == "delta_m" and by_label(report)["sgd"].rank == 1
+    assert "Δm" in table_headers(terminal_table(report))
     assert "Δm vs" not in terminal_table(report)
     with pytest.raises(ConfigError, match=r"^--reference sgd: this comparison has single-task baselines "
                                           r"\(adam\[a\], adam\[b\]\), the reference of Δm; drop --reference$"):

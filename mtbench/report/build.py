@@ -23,7 +23,6 @@ from .convergence import (
     TASK_METRICS, UNKNOWN, AbsoluteTarget, OwnTarget, Target, convergence_label,
     default_target, first_reach, joint_score, resolve_target,
 )
-from .fronts import front_means
 from .grouping import RowRuns, group_runs
 from .header import header_lines
 from .runs import Run
@@ -388,9 +387,9 @@ def _front(rows: Sequence[RowResult]) -> list[str]:
                                                  and r.group.spec.method == SUM_METHOD
                                                  and not r.label.endswith(TUNED_SUFFIX))]  # held against it instead
     others = [r for r in rows if r.role == "row" and r not in points]
-    mean, directions = front_means(rows)  # each task's primary metric, in its direction
+    mean = {r.label: tuple((r.metrics[m] or {}).get("mean") for m in ("top1", "miou")) for r in rows}
     front, dominated = scalarization_front({r.label: mean[r.label] for r in points},
-                                           {r.label: mean[r.label] for r in others}, directions)
+                                           {r.label: mean[r.label] for r in others})
     for r in points:
         r.on_front = r.label in front
     for r in others:
@@ -399,8 +398,7 @@ def _front(rows: Sequence[RowResult]) -> list[str]:
     free = [r.label for r in others if r.dominated_by_front is False]
     line = f"Scalarization front ({', '.join(sorted(swept))} over task weights): {', '.join(front) or 'none'}."
     if beaten:
-        task = "either task" if len(directions) == 2 else "any task"
-        line += f" Dominated by it (no better on {task} than some weighting of the plain loss): {', '.join(beaten)}."
+        line += f" Dominated by it (no better on either task than some weighting of the plain loss): {', '.join(beaten)}."
     if free:
         line += f" Not dominated: {', '.join(free)}."
     return [line]

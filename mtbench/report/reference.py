@@ -18,8 +18,8 @@ from typing import Callable, Hashable, Mapping, Sequence
 
 from ..errors import ConfigError, DataError
 
-__all__ = ["DEFAULT_REFERENCE", "SINGLE_TASK", "choose_reference", "dropped_fact", "reference_delta_m",
-           "reference_sentence"]
+__all__ = ["DEFAULT_REFERENCE", "SINGLE_TASK", "baselines_sentence", "choose_reference", "dropped_fact",
+           "reference_delta_m", "reference_sentence"]
 
 DEFAULT_REFERENCE = "adam"  # Adam on the weighted sum: the linear-scalarization baseline of the field
 SINGLE_TASK = "single-task"  # report.json's delta_m_reference where the single-task baselines are the reference
@@ -99,3 +99,10 @@ def reference_sentence(reference: str, given: bool, ranked: bool, no_joint: bool
     why = ("the workload has no joint score (a primary metric is lower-is-better) and no single-task baselines "
            "were run" if no_joint else "no single-task baselines were run")
     return f"{head}: {why}, so each row's Δm is measured against the run of {reference} ({how}) with the same seed."
+
+
+def baselines_sentence(baselines: Sequence[str]) -> str:
+    """The sentence the verdict opens with where a workload without a joint score is ranked by Δm against the
+    single-task baselines."""
+    return (f"Ranked by Δm against the single-task baselines ({', '.join(baselines)}): the workload has no joint "
+            f"score (a primary metric is lower-is-better).")
