@@ -6,6 +6,7 @@ method, task weights and the tasks it trains, and has a role:
     adam            "row"       method sum, the comparison's task weights, both tasks
     adam+pcgrad     "row"       a multi-task method other than sum (--methods)
     adam@w0.3       "sweep"     a point of the scalarization front: task weights (0.3, 0.7)
+    adam@w0.6_0.2_0.2 "sweep"   the same over three tasks: task weights (0.6, 0.2, 0.2)
     adam[cls]       "baseline"  a single-task baseline for Delta-m (--single-task)
 
 The trainer builds the model under the seed before any optimizer or method exists and draws the
@@ -20,7 +21,7 @@ comparison directory's layout is mtbench.report.comparison's.
 
 from .across import AcrossResult, run_across_workloads
 from .launch import Outcome, TrainFn, launcher, run_plan, run_state, torchrun_train
-from .parse import parse_methods, parse_optimizers, parse_seeds, parse_sweep
+from .parse import TaskWeightSweep, parse_methods, parse_optimizers, parse_seeds, parse_sweep
 from .plan import Overrides, PlannedRun, locate_runs, plan_comparison, plan_rows, split_overrides
 from .run import (
     DEFAULT_HOLDOUT, ComparisonInterrupted, ComparisonResult, ComparisonSpec, ReportOptions, guide_ranges,
@@ -29,7 +30,7 @@ from .run import (
 
 __all__ = [
     "DEFAULT_HOLDOUT", "AcrossResult", "ComparisonInterrupted", "ComparisonResult", "ComparisonSpec", "Outcome", "Overrides",
-    "PlannedRun", "ReportOptions", "TrainFn", "guide_ranges", "launcher", "locate_runs", "parse_methods",
+    "PlannedRun", "ReportOptions", "TaskWeightSweep", "TrainFn", "guide_ranges", "launcher", "locate_runs", "parse_methods",
     "parse_optimizers", "parse_seeds", "parse_sweep", "plan_comparison", "plan_rows", "run_across_workloads", "run_comparison", "run_plan",
     "run_state", "split_overrides", "torchrun_train",
 ]
