@@ -1,5 +1,6 @@
 """Parsing a comparison's lists as the command line gives them: seeds, optimizers, methods, the task-weight
-sweep (whose points need the workload's task count, so it is expanded later, by plan_rows). Each error is one ConfigError line naming the bad value and what was expected."""
+sweep (whose points need the workload's task count, so plan_rows expands it). Each error is one ConfigError
+line naming the bad value and what was expected."""
 
 from __future__ import annotations
 

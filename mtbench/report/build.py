@@ -23,6 +23,7 @@ from .convergence import (
     TASK_METRICS, UNKNOWN, AbsoluteTarget, OwnTarget, Target, convergence_label,
     default_target, first_reach, joint_score, resolve_target,
 )
+from .fronts import front_means
 from .grouping import RowRuns, group_runs
 from .header import header_lines
 from .runs import Run
@@ -387,9 +388,9 @@ def _front(rows: Sequence[RowResult]) -> list[str]:
                                                  and r.group.spec.method == SUM_METHOD
                                                  and not r.label.endswith(TUNED_SUFFIX))]  # held against it instead
     others = [r for r in rows if r.role == "row" and r not in points]
-    mean = {r.label: tuple((r.metrics[m] or {}).get("mean") for m in ("top1", "miou")) for r in rows}
+    mean, directions = front_means(rows)  # each task's primary metric, in its direction
     front, dominated = scalarization_front({r.label: mean[r.label] for r in points},
-                                           {r.label: mean[r.label] for r in others})
+                                           {r.label: mean[r.label] for r in others}, directions)
     for r in points:
         r.on_front = r.label in front
     for r in others:
@@ -398,7 +399,8 @@ def _front(rows: Sequence[RowResult]) -> list[str]:
     free = [r.label for r in others if r.dominated_by_front is False]
     line = f"Scalarization front ({', '.join(sorted(swept))} over task weights): {', '.join(front) or 'none'}."
     if beaten:
-        line += f" Dominated by it (no better on either task than some weighting of the plain loss): {', '.join(beaten)}."
+        task = "either task" if len(directions) == 2 else "any task"
+        line += f" Dominated by it (no better on {task} than some weighting of the plain loss): {', '.join(beaten)}."
     if free:
         line += f" Not dominated: {', '.join(free)}."
     return [line]
