@@ -57,7 +57,8 @@ the budget together. The exit status is 1 when every trial of an optimizer faile
 another, each in OUT/<workload>/ exactly as `mtbench tune --workload A --out OUT/A` would (the same
 command again continues them), then writes each workload's final runs as a report (OUT/<workload>/
 report.md: rows "<optimizer> (tuned)" and "<optimizer> (preset)") and the cross-workload report of
-those rows in OUT (report.md/.csv/.json, profile.png). --data and the budget per workload:
+those rows in OUT (report.md/.csv/.json, profile.png). --study NAME names a workload's studies
+NAME-<workload>.<optimizer>. --data and the budget per workload:
   --data nyuv2=/data/nyuv2 --epochs 3 --epochs multidigits=10""")
 @click.option("--optimizers", default=None, metavar="A,B,...",
               help="Optimizers to tune, comma-separated, or all (every preset)  [default: the guide's eight "
