@@ -173,6 +173,30 @@ TASK_METRICS = {
 }
 
 
+def sweep_runs(tmp_path, figures, metrics, workload):
+    """Two seeds of each row of ``figures`` (label -> {metric: value}), its method and task weights read from
+    its label as compare names rows (adam, adam+upgrad, adam@w0.3, adam@w0.5_0.25_0.25)."""
+    from mtbench.report.runs import load_run
+
+    tasks = tuple(metrics)
+    runs = []
+    for label, values in figures.items():
+        optimizer, _, method = label.partition("+")
+        weights = (1 / len(tasks),) * len(tasks)
+        if "@w" in label:
+            optimizer, _, text = label.partition("@w")
+            weights = tuple(float(w) for w in text.split("_"))
+            weights = weights if len(weights) > 1 else (weights[0], 1 - weights[0])
+        for seed in (0, 1):
+            run = own_run(tmp_path / f"{label}-seed{seed}", optimizer, seed,
+                          {name: v + 0.01 * seed for name, v in values.items()}, tasks, metrics, workload=workload)
+            config = json.loads((run.path / "config.json").read_text())
+            config.update(method=method or "sum", task_weights=list(weights))
+            (run.path / "config.json").write_text(json.dumps(config))
+            runs.append(load_run(run.path))
+    return runs
+
+
 def test_the_report_of_a_three_task_sweep_holds_rows_against_the_front(tmp_path):
     figures = {  # (accuracy up, error down, angle down); the plain row is the equal-weights point
         "adam": (0.60, 0.50, 30.0),
@@ -182,24 +206,9 @@ def test_the_report_of_a_three_task_sweep_holds_rows_against_the_front(tmp_path)
         "adam+upgrad": (0.58, 0.51, 31.0),  # dominated by adam
         "adam+famo": (0.65, 0.45, 34.0),  # not dominated: no point has both its accuracy and its error
     }
-    runs = []
-    for label, (acc, err, angle) in figures.items():
-        optimizer, _, rest = label.partition("+")
-        weights = None
-        if "@w" in label:
-            optimizer, _, text = label.partition("@w")
-            weights = tuple(float(w) for w in text.split("_"))
-        for seed in (0, 1):
-            run = own_run(tmp_path / f"{label}-seed{seed}", optimizer, seed,
-                          {"acc_a": acc + 0.01 * seed, "err_b": err, "angle_c": angle, "within_c": 0.5},
-                          ("a", "b", "c"), TASK_METRICS, workload="three")
-            config = json.loads((run.path / "config.json").read_text())
-            config.update(method=rest or "sum", task_weights=list(weights or (1 / 3,) * 3))
-            (run.path / "config.json").write_text(json.dumps(config))
-            runs.append(run)
-    from mtbench.report.runs import load_run
-
-    report = build_report([load_run(r.path) for r in runs])
+    runs = sweep_runs(tmp_path, {label: {"acc_a": acc, "err_b": err, "angle_c": angle, "within_c": 0.5}
+                                 for label, (acc, err, angle) in figures.items()}, TASK_METRICS, "three")
+    report = build_report(runs)
     by = {r.label: r for r in report.rows}
     assert set(by) == set(figures)
     assert {label for label, r in by.items() if r.on_front} == {"adam", "adam@w0.5_0.25_0.25", "adam@w0.25_0.5_0.25"}
@@ -216,6 +225,22 @@ def test_the_report_of_a_three_task_sweep_holds_rows_against_the_front(tmp_path)
     figure = plot_pareto(report, tmp_path / "pareto.png")
     height, width, _ = imread(figure).shape
     assert width > 1.5 * height  # three panels side by side: one per pair of tasks
+
+
+def test_another_two_task_workloads_front_is_over_its_own_metrics(tmp_path):
+    digits = {t: [{"name": f"acc_{t}", "title": f"acc {t}", "higher_is_better": True, "unit": "%", "primary": True}]
+              for t in ("left", "right")}
+    figures = {"adam": (0.80, 0.80), "adam@w0.3": (0.70, 0.85), "adam@w0.7": (0.78, 0.70), "sgd": (0.75, 0.75)}
+    report = build_report(sweep_runs(tmp_path, {label: {"acc_left": a, "acc_right": b}
+                                                for label, (a, b) in figures.items()}, digits, "digits"))
+    by = {r.label: r for r in report.rows}
+    assert {label for label, r in by.items() if r.on_front} == {"adam", "adam@w0.3"}
+    assert by["adam@w0.7"].on_front is False and by["sgd"].dominated_by_front is True
+    line = next(s for s in report.verdict if s.startswith("Scalarization front"))
+    assert "(no better on either task than" in line
+    assert [cells[1] for cells in sweep_rows(report)] == ["0.5", "0.3", "0.7"]
+    height, width, _ = imread(plot_pareto(report, tmp_path / "pareto.png")).shape
+    assert width < 1.5 * height  # one panel
 
 
 # -- end to end --------------------------------------------------------------------------------------------

@@ -189,9 +189,10 @@ def plot_front_panels(report: Report, path: Path) -> Path:
     drawn = [r for r in rows if all(v is not None for v in points[r.label])]
     colors = line_colors([r.group.label for r in rows])
     pairs = list(itertools.combinations(range(len(axes)), 2))
-    cols = min(3, len(pairs))
+    cols = min(3 if len(pairs) <= 9 else 4, len(pairs))  # 28 panels for eight tasks: 7 rows of 4
     grid = (len(pairs) + cols - 1) // cols
-    fig = Figure(figsize=(5.2 * cols + 1.5, 4.6 * grid), layout="constrained")
+    width, height = (5.2, 4.6) if len(pairs) <= 9 else (4.2, 3.8)
+    fig = Figure(figsize=(width * cols + 1.5, height * grid), layout="constrained")
     panels = np.atleast_1d(fig.subplots(grid, cols, squeeze=False).ravel())
 
     def scale(axis) -> float:
@@ -227,7 +228,7 @@ def plot_front_panels(report: Report, path: Path) -> Path:
         ax.set_visible(False)
     handles, labels = panels[0].get_legend_handles_labels()
     if handles:
-        fig.legend(handles, labels, loc="outside right upper", fontsize="small")
+        fig.legend(handles, labels, loc="outside lower center", ncols=min(3, len(handles)), fontsize="small")
     how = "joined" if len(axes) == 2 else "black-edged; a front point may lie below another in one pair of tasks"
     fig.suptitle(f"Scalarization front of {report.own.workload}, {len(axes)} tasks' primary metrics (front points "
                  f"{how})\ncircles: the task-weight sweep, diamonds: other rows; whiskers: 95 % t interval over seeds",
