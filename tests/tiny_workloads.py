@@ -3,6 +3,10 @@ shape (a batch per task, or one batch labelled for every task), a tiny convoluti
 
 Task t asks which of 2 + t % 3 bands of the image (split along its width) is brightest: learnable,
 different per task, computed from the image alone.
+
+As a plugin (``mtbench --plugin tests/tiny_workloads.py ...``) the file brings all sixteen, named
+``tiny<T>-split`` and ``tiny<T>-shared``, for the commands that look a workload up by name (compare, tune,
+report).
 """
 
 from __future__ import annotations
@@ -14,7 +18,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Dataset
 
-from mtbench import Metric, Task, Workload, WorkloadData
+from mtbench import Metric, Task, Workload, WorkloadData, hookimpl
+from mtbench.errors import ConfigError
 
 SIDE = 32
 
@@ -28,12 +33,11 @@ def label(image: torch.Tensor, t: int) -> torch.Tensor:
 
 
 class Images(Dataset):
-    """``n`` random images; an item is ``(image, target of task t)``, or with ``task=None``
+    """The images ``images``; an item is ``(image, target of task t)``, or with ``task=None``
     ``(image, (target_0, ..., target_{T-1}))``."""
 
-    def __init__(self, n: int, seed: int, num_tasks: int, task: int | None):
-        self.images = torch.rand(n, 3, SIDE, SIDE, generator=torch.Generator().manual_seed(seed))
-        self.num_tasks, self.task = num_tasks, task
+    def __init__(self, images: torch.Tensor, num_tasks: int, task: int | None):
+        self.images, self.num_tasks, self.task = images, num_tasks, task
 
     def __len__(self) -> int:
         return len(self.images)
@@ -45,13 +49,18 @@ class Images(Dataset):
         return x, tuple(label(self.images[i], t) for t in range(self.num_tasks))
 
 
+def random_images(n: int, seed: int) -> torch.Tensor:
+    return torch.rand(n, 3, SIDE, SIDE, generator=torch.Generator().manual_seed(seed))
+
+
 class Net(nn.Module):
-    """A shared two-layer body and one linear head per task; see NOTE [workload contract]."""
+    """A shared two-layer body and one linear head per task; see NOTE [workload contract]. The first convolution
+    has no bias, as BatchNorm follows it: its gradient would be rounding noise, which an Adam step makes lr-sized."""
 
     def __init__(self, num_tasks: int, shared_batch: bool):
         super().__init__()
         self.shared_batch = shared_batch
-        self.body = nn.Sequential(nn.Conv2d(3, 8, 3, stride=2, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
+        self.body = nn.Sequential(nn.Conv2d(3, 8, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(8), nn.ReLU(),
                                   nn.Conv2d(8, 8, 3, stride=2, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
                                   nn.Flatten())
         self.heads = nn.ModuleList(nn.Linear(8, classes(t)) for t in range(num_tasks))
@@ -86,13 +95,20 @@ def _meter(name, data, device):
 
 
 def _data(num_tasks, shared, root, *, image_size=None, limit_train=None, limit_val=None, holdout=None):
+    """32 training and 16 validation images (or the limits) per task, or shared; ``holdout`` keeps the last
+    ``round(holdout x n)`` training images apart, the same ones for every seed."""
     n_train, n_val = limit_train or 32, limit_val or 16
-    if shared:
-        return WorkloadData(train=[Images(n_train, 0, num_tasks, None)], val=[Images(n_val, 1, num_tasks, None)],
-                            image_size=SIDE, synthetic=True)
-    return WorkloadData(train=[Images(n_train, 10 + t, num_tasks, t) for t in range(num_tasks)],
-                        val=[Images(n_val, 20 + t, num_tasks, t) for t in range(num_tasks)], image_size=SIDE,
-                        synthetic=True)
+    held = round((holdout or 0) * n_train)
+    if holdout and not 0 < held < n_train:
+        raise ConfigError(f"holdout {holdout} of {n_train} training images leaves {held} for the holdout")
+    streams = [(None, 0, 1)] if shared else [(t, 10 + t, 20 + t) for t in range(num_tasks)]  # (task, seeds)
+    train, held_out, val = [], [], []
+    for task, train_seed, val_seed in streams:
+        images = random_images(n_train, train_seed)
+        train.append(Images(images[:n_train - held], num_tasks, task))
+        held_out.append(Images(images[n_train - held:], num_tasks, task))
+        val.append(Images(random_images(n_val, val_seed), num_tasks, task))
+    return WorkloadData(train=train, val=val, holdout=held_out if held else None, image_size=SIDE, synthetic=True)
 
 
 def _model(num_tasks, shared, backbone, data):
@@ -109,3 +125,8 @@ def tiny_workload(num_tasks: int, shared: bool, name: str | None = None) -> Work
                     build_model=functools.partial(_model, num_tasks, shared),
                     build_data=functools.partial(_data, num_tasks, shared),
                     batches="shared" if shared else "per_task", image_size=SIDE, batch_size=4, epochs=1)
+
+
+@hookimpl
+def mtbench_workloads() -> list[Workload]:
+    return [tiny_workload(t, shared) for t in range(1, 9) for shared in (False, True)]

@@ -12,7 +12,7 @@ from ..compare import (
     ComparisonInterrupted, ComparisonResult, ComparisonSpec, ReportOptions, guide_ranges, parse_methods,
     parse_optimizers, parse_seeds, parse_sweep, plan_rows, run_comparison,
 )
-from ..config import LIMITS, SUM_METHOD, parse_task_values
+from ..config import LIMITS, SUM_METHOD, TASKS, parse_task_values
 from ..errors import ConfigError, MTBenchError
 from ..report.build import build_report
 from ..report.comparison import is_comparison_dir
@@ -256,6 +256,9 @@ def _check_combinations(ctx: click.Context, options: dict, seeds: str, single_ta
         raise click.BadParameter(f"--tasks {given_tasks}: every compared row trains all the workload's tasks "
                                  f"({', '.join(tasks)}); --single-task adds a single-task baseline per task",
                                  param_hint="--tasks")
+    if primary in ("top1", "miou") and tuple(tasks) != TASKS:  # ImageNet + COCO's metrics: nothing to rank here
+        raise click.BadParameter(f"--primary {primary} is a metric of ImageNet + COCO; this workload's tasks "
+                                 f"({', '.join(tasks)}) are ranked by joint or delta_m", param_hint="--primary")
     if given("seed") and "," in seeds:
         raise click.BadParameter(f"--seeds {seeds} lists the seeds; --seed only sets the first seed of "
                                  "a count (--seeds 3 --seed 10): give one of them", param_hint="--seed")
