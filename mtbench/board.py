@@ -7,7 +7,7 @@ from pathlib import Path
 from .errors import ConfigError
 
 TENSORBOARD_DIR = "tensorboard"  # inside the run directory
-STEP_SCALARS = ("loss_cls", "loss_seg", "loss")
+STEP_SCALAR = "loss"  # each step's weighted loss, and each task's as loss_<task> (the workload's names)
 
 
 class Board:
@@ -27,9 +27,9 @@ class Board:
     def step(self, record: dict) -> None:
         if self.writer is None:
             return
-        for key in STEP_SCALARS:
-            if record.get(key) is not None:
-                self.writer.add_scalar(f"train/{key}", record[key], record["step"])
+        for key, value in record.items():
+            if (key == STEP_SCALAR or key.startswith(f"{STEP_SCALAR}_")) and value is not None:
+                self.writer.add_scalar(f"train/{key}", value, record["step"])
 
     def epoch(self, row: dict) -> None:
         if self.writer is None:
