@@ -196,3 +196,12 @@ def test_a_bad_setting_of_a_later_workload_stops_before_the_first_trains(tmp_pat
     assert result.exit_code == 2 and "nyuv2: adam: --batch-size 1 with --image-size 32 leaves one value" \
         in result.output, result.output
     assert not (tmp_path / "o").exists()
+
+
+def test_a_config_files_table_gives_per_workload_items(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text('workloads = "multidigits,nyuv2"\noptimizers = "adam"\nepochs = 2\n[batch-size]\nnyuv2 = 0\n')
+    result = CliRunner().invoke(main, ["compare", "--config", str(path), "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2, result.output
+    assert "Error: --batch-size nyuv2=0 is not allowed: expected a whole number in [1, 65536]" in result.output
+    assert not (tmp_path / "o").exists()
