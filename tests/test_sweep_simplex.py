@@ -102,6 +102,7 @@ def test_bad_sweeps_are_one_line_naming_the_value(text, message):
                          "N >= 3"),
     ("simplex:20", THREE, f"^'simplex:20' gives 171 points for 3 tasks: expected at most {SWEEP_MAX_POINTS}"),
     ("simplex:4", ("t0",), "^--task-weights-sweep simplex:4: a sweep weighs 2 or more tasks; this workload has 1"),
+    ("0.3", ("t0",), "^--task-weights-sweep 0.3: a sweep weighs 2 or more tasks; this workload has 1 \\(t0\\)$"),
 ])
 def test_a_sweep_that_does_not_fit_the_workload_is_one_line(text, tasks, message):
     with pytest.raises(ConfigError, match=message) as error:

@@ -110,10 +110,10 @@ class TaskWeightSweep:
         from ..tuning.simplex import lattice, lattice_size
 
         t, named = len(tasks), ", ".join(tasks)
+        if t < 2:
+            raise ConfigError(f"--task-weights-sweep {self.text}: a sweep weighs 2 or more tasks; this workload "
+                              f"has {t} ({named})")
         if self.spacing is not None:
-            if t < 2:
-                raise ConfigError(f"--task-weights-sweep {self.text}: a sweep weighs 2 or more tasks; this workload "
-                                  f"has {t} ({named})")
             size = lattice_size(t, self.spacing)
             if size == 0:
                 raise ConfigError(f"{self.text!r} has no interior point for {t} tasks ({named}): expected "
