@@ -6,7 +6,11 @@ joint score keeps its report."""
 
 from __future__ import annotations
 
+import csv
+import dataclasses
+import io
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -16,7 +20,13 @@ from fakeruns import write_comparison, write_run
 from mtbench.cli import main
 from mtbench.errors import ConfigError
 from mtbench.report import build_report, load_run
-from mtbench.report.files import json_record, markdown, terminal_table
+from mtbench.report.files import (
+    CSV_FIELDS, csv_text, json_record, markdown, sweep_headers, sweep_rows, table_rows, terminal_table,
+)
+from mtbench.report.files import table_headers as table_headers_of
+from mtbench.report.reference import choose_reference
+from mtbench.report.rows import RowSpec
+from mtbench.tuning.across import row_name
 from mtbench.report.workloads import best_on, profile_record, profile_scores
 
 ACC = [{"name": "seg_acc", "title": "seg acc", "higher_is_better": True, "unit": "%", "primary": True}]
@@ -105,7 +115,7 @@ def test_without_adam_the_first_compared_row_is_the_reference(tmp_path):
     figures = {"sgd": FIGURES["sgd"], "lion": FIGURES["adam"]}
     report = build_report(mixed_runs(tmp_path, figures))
     assert report.delta_m_reference == "sgd" and by_label(report)["sgd"].per_seed["delta_m"] == {0: 0.0, 1: 0.0}
-    assert "(the first compared row, adam not being compared)" in report.verdict[0]
+    assert "(the first compared row, no row of adam on the weighted sum being compared)" in report.verdict[0]
 
 
 def test_a_seed_whose_reference_failed_or_is_zero_is_left_out_with_a_note(tmp_path):
@@ -221,3 +231,67 @@ def test_compare_passes_reference_through_and_checks_it_before_training(tmp_path
     data = json.loads((out / "report.json").read_text())
     assert (data["primary"], data["delta_m_reference"]) == ("delta_m", "sgd")
     assert data["verdict"][1].startswith("Best Δm vs sgd: adam")
+
+
+def tune_runs(tmp_path, figures):
+    """Runs named as `tune` names its final runs: ``<optimizer> (tuned)`` / ``<optimizer> (preset)``."""
+    runs = []
+    for name, seeds in figures.items():
+        optimizer, role = name.split(" ")
+        for seed, values in enumerate(seeds):
+            run = own_run(tmp_path / f"{optimizer}-{role}{seed}", optimizer, seed,
+                          dict(zip(("seg_acc", "abs_err", "rel_err"), values)))
+            run.row = dataclasses.replace(run.row, name=row_name(optimizer, role.strip("()")))
+            runs.append(run)
+    return runs
+
+
+def test_the_default_reference_is_adam_on_the_weighted_sum_whatever_tune_calls_it(tmp_path):
+    # the rows of a tune report: no row is literally "adam", and adam's are not first
+    figures = {"sgd (preset)": FIGURES["sgd"], "adam (tuned)": FIGURES["sgd"], "adam (preset)": FIGURES["adam"]}
+    report = build_report(tune_runs(tmp_path / "both", figures))
+    assert report.delta_m_reference == "adam (preset)"
+    assert by_label(report)["adam (preset)"].per_seed["delta_m"] == {0: 0.0, 1: 0.0}
+    assert "(Adam on the weighted sum, the baseline multi-task methods are held against)" in report.verdict[0]
+    # without a preset row, the tuned one
+    tuned = build_report(tune_runs(tmp_path / "tuned", {"sgd (preset)": FIGURES["sgd"],
+                                                        "adam (tuned)": FIGURES["adam"]}))
+    assert tuned.delta_m_reference == "adam (tuned)"
+    # a plain adam row comes before either; Adam with another method is not Adam on the weighted sum
+    assert choose_reference(["adam (tuned)", "adam (preset)", "adam"], None,
+                            adam=["adam (tuned)", "adam (preset)", "adam"]) == "adam"
+    assert choose_reference(["sgd", "adam+pcgrad"], None, adam=[]) == "sgd"
+    assert choose_reference(["adam (preset)"], None) == "adam (preset)"  # labels alone: the first row
+
+
+def test_a_workload_without_a_joint_score_has_no_joint_column(tmp_path):
+    report = build_report(mixed_runs(tmp_path))
+    terminal = re.split(r"\s{2,}", table_headers(terminal_table(report)))
+    md = [cell.strip() for cell in markdown_headers(markdown(report)).split("|")]
+    for head in (terminal, md):
+        assert "joint" not in head and "seeds" in head and "Δm vs adam" in head
+    assert all(len(cells) == len(table_headers_of(report)) for cells in table_rows(report))
+    # report.csv keeps its columns on every workload (NOTE [joint column]): empty here
+    rows = list(csv.DictReader(io.StringIO(csv_text(report))))
+    assert list(rows[0]) == CSV_FIELDS and {row["joint_mean"] for row in rows} == {""}
+    # a workload with one keeps it
+    joint = build_report([own_run(tmp_path / f"j{opt}", opt, 0, {"seg_acc": acc, "acc_b": acc},
+                                  metrics={"a": ACC, "b": ACC_B}, workload="acc")
+                          for opt, acc in (("adam", 0.7), ("sgd", 0.3))])
+    assert "joint" in table_headers_of(joint) and "joint" in re.split(r"\s{2,}", table_headers(terminal_table(joint)))
+
+
+def test_the_sweep_table_of_a_workload_without_a_joint_score_has_no_joint_column(tmp_path):
+    runs = mixed_runs(tmp_path)
+    for seed, values in enumerate(FIGURES["sgd"]):
+        run = own_run(tmp_path / f"sweep{seed}", "adam", seed, dict(zip(("seg_acc", "abs_err", "rel_err"), values)))
+        run.row = RowSpec.of("adam", task_weights=(0.3, 0.7), all_tasks=("a", "b"))
+        runs.append(run)
+    report = build_report(runs)
+    assert report.role("sweep") and "joint" not in sweep_headers(report)
+    assert all(len(cells) == len(sweep_headers(report)) for cells in sweep_rows(report))
+    assert "on front" in sweep_headers(report)
+
+
+def markdown_headers(text: str) -> str:
+    return next(line for line in text.splitlines() if line.startswith("| rank"))

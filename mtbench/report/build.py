@@ -28,7 +28,7 @@ from .grouping import RowRuns, group_runs
 from .header import header_lines
 from .runs import Run
 from .reference import (
-    SINGLE_TASK, baselines_sentence, choose_reference, dropped_fact, reference_delta_m, reference_sentence,
+    SINGLE_TASK, adam_rows, baselines_sentence, choose_reference, dropped_fact, reference_delta_m, reference_sentence,
 )
 from .selection import DEFAULT_SELECTION, Selected, select, selection_facts
 from .stats import delta_m, summarize, summarize_time_to_target
@@ -129,6 +129,12 @@ class Report:
         return [r for r in self.rows if r.role == role]
 
     @property
+    def has_joint(self) -> bool:
+        """Whether the workload has a joint score: the default one always does, another only where every primary
+        metric is higher-is-better (taskmetrics.WorkloadMetrics.joint_defined)."""
+        return self.own is None or self.own.joint_defined
+
+    @property
     def has_delta_m(self) -> bool:
         return any((r.metrics.get("delta_m") or {}).get("n") for r in self.rows)
 
@@ -166,7 +172,8 @@ def build_report(runs: Sequence[Run], target: float | AbsoluteTarget | None = No
         raise ConfigError(f"--reference {reference}: this comparison has single-task baselines ("
                           + ", ".join(g.label for g in planned.values()) + "), the reference of Δm; drop --reference")
     compared_labels = [g.label for g in groups if g.role == "row"]
-    ref = (choose_reference(compared_labels, reference)
+    adam = adam_rows(groups, tasks)
+    ref = (choose_reference(compared_labels, reference, adam)
            if not single_task and (ranked_by == DELTA_M or reference is not None) else None)
     if own is not None:
         for g in groups:
@@ -227,7 +234,8 @@ def build_report(runs: Sequence[Run], target: float | AbsoluteTarget | None = No
                     delta_m_reference=SINGLE_TASK if single_task else ref)
     name = report.metric_name(ranked_by)
     if ref is not None:
-        report.verdict.append(reference_sentence(ref, reference is not None, ranked_by == DELTA_M, no_joint))
+        report.verdict.append(reference_sentence(ref, reference is not None, ranked_by == DELTA_M, no_joint,
+                                                 adam=ref in adam))
     elif ranked_by != primary:  # no joint score, ranked by Δm against the single-task baselines
         report.verdict.append(baselines_sentence([g.label for g in planned.values()]))
     report.verdict.extend(verdict_sentences(verdict, means, ranked_by, seeds, name=name,

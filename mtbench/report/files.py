@@ -104,6 +104,12 @@ def _guide(expected: dict | None) -> list[str]:
 # their own (own_metric_table), and the optimizer guide's ranges are for real ImageNet + COCO.
 _DEFAULT_ONLY = ("top-1", "mIoU", "guide top-1", "guide mIoU", "guide conv.")
 
+# NOTE [joint column]: a workload whose joint score is not defined (a primary metric is lower-is-better: nyuv2,
+# cityscapes) has no "joint" column in the main or the sweep table of report.md and the terminal, where it would
+# be "-" on every row. report.csv keeps its fixed columns (joint_mean ... empty) and report.json its null
+# "joint" summaries: one schema for every workload, so files of several workloads stack and readers keyed by
+# column name never miss one.
+
 
 def _all_headers(report: Report) -> list[str]:
     delta = [report.delta_m_name] if report.has_delta_m else []
@@ -113,8 +119,10 @@ def _all_headers(report: Report) -> list[str]:
 
 
 def _shown(report: Report) -> list[bool]:
-    """Which of _all_headers the report shows."""
-    return [report.own is None or h not in _DEFAULT_ONLY for h in _all_headers(report)]
+    """Which of _all_headers the report shows: no joint column where the workload has no joint score (NOTE
+    [joint column])."""
+    return [(report.own is None or h not in _DEFAULT_ONLY) and (report.has_joint or h != "joint")
+            for h in _all_headers(report)]
 
 
 def table_headers(report: Report) -> list[str]:
@@ -145,7 +153,7 @@ def sweep_headers(report: Report) -> list[str]:
         return SWEEP_HEADERS
     primaries = report.own.primaries(report.own.tasks)
     return ["row", f"weights ({':'.join(report.own.tasks)})", "seeds", *[f"{m.title} {m.arrow}" for m in primaries],
-            "joint", "on front", "steps to target", "status"]
+            *(["joint"] if report.has_joint else []), "on front", "steps to target", "status"]
 
 
 def sweep_rows(report: Report) -> list[list[str]]:
@@ -158,7 +166,8 @@ def sweep_rows(report: Report) -> list[list[str]]:
         m, w = row.metrics, row.group.spec.weights_text
         figures = ([_pm(m["top1"], ".1f", 100, "%"), _pm(m["miou"], ".3f")] if report.own is None else
                    [p.show((m.get("task_metrics") or {}).get(p.name)) for p in primaries])
-        rows.append([row.label, w or "-", _seeds(row), *figures, _pm(m["joint"], ".3f"),
+        joint = [_pm(m["joint"], ".3f")] if report.has_joint else []  # NOTE [joint column]
+        rows.append([row.label, w or "-", _seeds(row), *figures, *joint,
                      "yes" if row.on_front else "no", _time(m["steps_to_target"], ".0f"), row.status])
     return rows
 

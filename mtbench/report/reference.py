@@ -3,23 +3,28 @@
 The report's Δm is LibMTL's (stats.delta_m: the mean over every metric of the relative change, the sign of a
 lower-is-better metric's flipped), per seed. Its reference is the single-task baseline of each metric's task
 where the comparison has them; otherwise one of the compared rows (mtbench.report.taskmetrics' NOTE
-[reference row]): ``--reference ROW``, by default ``adam`` (Adam on the weighted sum) when it is compared,
-else the first compared row. Row r's seed s is measured against the reference's seed s, so the reference row is 0 on
+[reference row]): ``--reference ROW``, by default the row of Adam on the weighted sum (``adam``; in a tune
+report ``adam (preset)``, else ``adam (tuned)``: NOTE [default reference]) when one is compared, else the first
+compared row. Row r's seed s is measured against the reference's seed s, so the reference row is 0 on
 each of its seeds.
 
-Pure functions of numbers keyed by metric and seed and of row labels, as mtbench.report.build hands them
-over; the formula is stats.delta_m's, unchanged.
+Pure functions of numbers keyed by metric and seed, of row labels and of the rows' specs, as
+mtbench.report.build hands them over; the formula is stats.delta_m's, unchanged.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Callable, Hashable, Mapping, Sequence
+from typing import TYPE_CHECKING, Callable, Hashable, Mapping, Sequence
 
+from ..config import SUM_METHOD
 from ..errors import ConfigError, DataError
 
-__all__ = ["DEFAULT_REFERENCE", "SINGLE_TASK", "baselines_sentence", "choose_reference", "dropped_fact",
-           "reference_delta_m", "reference_sentence"]
+if TYPE_CHECKING:
+    from .grouping import RowRuns
+
+__all__ = ["DEFAULT_REFERENCE", "PRESET_REFERENCE", "SINGLE_TASK", "adam_rows", "baselines_sentence",
+           "choose_reference", "dropped_fact", "reference_delta_m", "reference_sentence"]
 
 DEFAULT_REFERENCE = "adam"  # Adam on the weighted sum: the linear-scalarization baseline of the field
 SINGLE_TASK = "single-task"  # report.json's delta_m_reference where the single-task baselines are the reference
@@ -27,18 +32,45 @@ SINGLE_TASK = "single-task"  # report.json's delta_m_reference where the single-
 ByMetric = Mapping[str, Mapping[Hashable, float | None]]  # metric -> {seed: value}, None for a failed run
 
 
-def choose_reference(compared: Sequence[str], reference: str | None) -> str | None:
+def choose_reference(compared: Sequence[str], reference: str | None,
+                     adam: Sequence[str] | None = None) -> str | None:
     """The label of the reference row among the compared rows' labels: ``reference`` where given (ConfigError
-    in one line, naming the rows, where it is not one of them), else DEFAULT_REFERENCE where compared, else
-    the first compared row; None without a compared row."""
+    in one line, naming the rows, where it is not one of them), else a row of Adam on the weighted sum where one
+    is compared (NOTE [default reference]), else the first compared row; None without a compared row.
+
+    ``adam``: the labels of the compared rows that train Adam on the weighted sum, as their specs say (optimizer,
+    method, weights, tasks); None where the caller has labels alone: then only the row named DEFAULT_REFERENCE.
+    """
     if reference is not None:
         if reference not in compared:
             raise ConfigError(f"--reference {reference!r} is not a compared row of this comparison (expected one "
                               f"of {', '.join(compared) or 'none: no compared row'})")
         return reference
-    if DEFAULT_REFERENCE in compared:
-        return DEFAULT_REFERENCE
+    candidates = [label for label in compared if (label in adam if adam is not None else label == DEFAULT_REFERENCE)]
+    if candidates:
+        return min(candidates, key=_preference)  # min keeps the first of equals: the order rows are given in
     return compared[0] if compared else None
+
+
+# NOTE [default reference]: Adam on the weighted sum is recognised by what a row trains (report.build passes the
+# rows whose optimizer is adam, method the weighted sum, at the comparison's task weights on every task), not by
+# its label, which `tune` decorates: its final runs are rows "adam (tuned)" and "adam (preset)"
+# (mtbench.tuning.across.row_name), and two groups of one row that differ in settings are labelled
+# "adam (lr=...)". Of several, the plain row "adam" comes first, then the preset (Adam as the field runs it, the
+# same on every workload), then the others in the order given ("adam (tuned)", whose settings were searched).
+PRESET_REFERENCE = f"{DEFAULT_REFERENCE} (preset)"
+
+
+def _preference(label: str) -> int:
+    return {DEFAULT_REFERENCE: 0, PRESET_REFERENCE: 1}.get(label, 2)
+
+
+def adam_rows(groups: Sequence[RowRuns], tasks: Sequence[str]) -> list[str]:
+    """The labels of the compared rows that train Adam on the weighted sum on every one of ``tasks``, whatever
+    the labels say (NOTE [default reference]). A compared row of the weighted sum is at the comparison's task
+    weights: at others it would be a sweep point (rows.RowSpec.of)."""
+    return [g.label for g in groups if g.role == "row" and g.optimizer == DEFAULT_REFERENCE
+            and g.spec.method == SUM_METHOD and set(g.spec.tasks) == set(tasks)]
 
 
 def reference_delta_m(rows: Mapping[str, ByMetric], reference: str,
@@ -85,16 +117,16 @@ def dropped_fact(reference: str, dropped: Mapping) -> str | None:
             + ": every row's Δm is paired with the reference's run of the same seed.")
 
 
-def reference_sentence(reference: str, given: bool, ranked: bool, no_joint: bool) -> str:
+def reference_sentence(reference: str, given: bool, ranked: bool, no_joint: bool, adam: bool | None = None) -> str:
     """The one sentence the verdict opens with: what Δm is measured against, and why. ``given``: the reference
     was named by --reference; ``ranked``: the rows are ranked by it; ``no_joint``: because the workload has no
-    joint score."""
+    joint score; ``adam``: the reference trains Adam on the weighted sum (None: it is named DEFAULT_REFERENCE)."""
     if given:
         how = "named by --reference"
-    elif reference == DEFAULT_REFERENCE:
+    elif adam if adam is not None else reference == DEFAULT_REFERENCE:
         how = "Adam on the weighted sum, the baseline multi-task methods are held against"
     else:
-        how = f"the first compared row, {DEFAULT_REFERENCE} not being compared"
+        how = f"the first compared row, no row of {DEFAULT_REFERENCE} on the weighted sum being compared"
     head = f"Ranked by Δm vs {reference}" if ranked else f"Δm vs {reference}"
     why = ("the workload has no joint score (a primary metric is lower-is-better) and no single-task baselines "
            "were run" if no_joint else "no single-task baselines were run")

@@ -94,7 +94,7 @@ def profile_times(reports: dict[str, Report]) -> dict[str, dict[str, float | Non
 
 def _scored(report: Report) -> bool:
     """Whether the workload has a joint score (the default one always does)."""
-    return report.own is None or report.own.joint_defined
+    return report.has_joint
 
 
 def profile_scores(reports: dict[str, Report]) -> dict[str, dict[str, float | None]]:
