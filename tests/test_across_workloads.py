@@ -204,5 +204,6 @@ def test_a_config_files_table_gives_per_workload_items(tmp_path):
     path.write_text('workloads = "multidigits,nyuv2"\noptimizers = "adam"\nepochs = 2\n[batch-size]\nnyuv2 = 0\n')
     result = CliRunner().invoke(main, ["compare", "--config", str(path), "--out", str(tmp_path / "o")])
     assert result.exit_code == 2, result.output
-    assert "Error: --batch-size nyuv2=0 is not allowed: expected a whole number in [1, 65536]" in result.output
+    assert f"Error: --batch-size nyuv2=0 is not allowed: expected a whole number in [1, 65536] (with options from " \
+           f"--config {path})" in result.output
     assert not (tmp_path / "o").exists()

@@ -197,7 +197,7 @@ def _across(ctx: click.Context, workloads: str, optimizers, methods, sweep, tune
                                  "weights): compare them per workload with --workload",
                                  param_hint="--task-weights-sweep" if sweep is not None else "--tuned-scalarization")
     options.pop("workload")
-    names, per = workload_options(workloads, options, registry)
+    names, per = workload_options(ctx, workloads, options)
     specs = []
     for name in names:
         workload = registry.workload(name)

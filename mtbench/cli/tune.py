@@ -291,7 +291,7 @@ def _tune_across(ctx: click.Context, workloads: str, budget: _Budget, run: _Run,
                                  "final runs: give --final-seeds K (K fresh seeds per setting)",
                                  param_hint="--final-seeds")
     options.pop("workload")
-    names, per = workload_options(workloads, options, registry)
+    names, per = workload_options(ctx, workloads, options)
     out = out or DEFAULT_ROOT / "+".join(names)
     plans = {}
     for name in names:  # every workload's settings checked before the first trial

@@ -16,6 +16,7 @@ import click
 from ..compare.across import PER_WORKLOAD, check_workloads, workload_settings
 from ..errors import ConfigError
 from .bounded import Bounded
+from .configfile import config_file
 
 __all__ = ["WorkloadCount", "per_workload_options", "single_workload", "workload_options"]
 
@@ -64,11 +65,14 @@ def single_workload(options: dict) -> None:
         options[name] = values[-1] if values else None
 
 
-def workload_options(workloads: str, options: dict, registry) -> tuple[list[str], dict[str, dict]]:
+def workload_options(ctx: click.Context, workloads: str, options: dict) -> tuple[list[str], dict[str, dict]]:
     """The workloads of ``--workloads`` text and each one's run options (compare.across.workload_settings); a
-    bad name or item is a one-line usage error naming it, before anything is written."""
+    bad name or item is a one-line usage error naming it (and the --config file, where one was read), before
+    anything is written."""
+    registry = ctx.obj.registry
     try:
         names = check_workloads(workloads.split(","), registry)
         return names, workload_settings(options, names, registry.workloads)
     except ConfigError as exc:
-        raise click.UsageError(str(exc)) from None
+        path = config_file(ctx)
+        raise click.UsageError(str(exc) + (f" (with options from --config {path})" if path else "")) from None
