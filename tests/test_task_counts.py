@@ -102,6 +102,10 @@ def test_compare_ranks_every_kind_of_row_on_the_workloads_own_metrics(tmp_path, 
     rebuilt = invoke(["report", str(out)])
     assert rebuilt.exit_code == 0, rebuilt.output
     assert {name: (out / name).read_text() for name in written} == written
+    refused = invoke(["report", str(out), "--primary", "top1"])  # ImageNet's metric: nothing to rank here
+    assert refused.exit_code == 1 and refused.output.strip().splitlines() == [
+        f"Error: --primary top1 is a metric of ImageNet + COCO; workload {workload} is ranked by joint or delta_m"]
+    assert {name: (out / name).read_text() for name in written} == written
     # the run directories alone, without comparison.json: every row still trains all the workload's tasks
     loose = invoke(["report", str(out / "runs"), "--out", str(tmp_path / "loose")])
     assert loose.exit_code == 0, loose.output

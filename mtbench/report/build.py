@@ -160,6 +160,9 @@ def build_report(runs: Sequence[Run], target: float | AbsoluteTarget | None = No
     for g in groups:
         g.expected = g.expected or (expected or {}).get(g.optimizer)
     own = workload_metrics(runs)  # None: the default workload, read as always (top-1 and mIoU)
+    if own is not None and primary in ("top1", "miou"):  # else a report that ranks nothing replaces the good one
+        raise ConfigError(f"--primary {primary} is a metric of ImageNet + COCO; workload {own.workload} is ranked by "
+                          "joint or delta_m")
     selected = {r.path: s for r in runs if (s := select(r, selection, own)) is not None}
     per_seed = {g.label: _selected_values(g, selected) for g in groups}
     facts = selection_facts(selection, selected.values())
