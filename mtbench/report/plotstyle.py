@@ -19,7 +19,8 @@ from matplotlib.figure import Figure
 from ..rundir import atomic_writer, finite_number
 
 __all__ = [
-    "DPI", "LOSS_BINS", "band", "binned", "line_colors", "or_nan", "palette", "save", "step_bins",
+    "DPI", "LOSS_BINS", "band", "binned", "grid_shape", "line_colors", "metric_label", "or_nan", "palette", "panel_grid", "save",
+    "step_bins", "unit_scale",
 ]
 
 LOSS_BINS = 200  # points per per-step curve: each the mean of the steps in its bin (smoothing + thinning)
@@ -73,6 +74,37 @@ def palette(n: int) -> list[tuple]:
 def line_colors(labels: Sequence[str]) -> dict[str, tuple]:
     """A colour per label, by position: the same rows get the same colours in every figure."""
     return dict(zip(labels, palette(len(labels))))
+
+
+def unit_scale(unit: str) -> float:
+    """The factor a metric's value is drawn at: a fraction whose unit is "%" as a percentage, else as it is."""
+    return 100.0 if unit == "%" else 1.0
+
+
+def metric_label(title: str, unit: str, higher_is_better: bool) -> str:
+    """An axis label of a task's metric: its title, its unit in brackets where it has one, and its direction
+    (↑ higher is better, ↓ lower), e.g. "abs err (m) ↓"."""
+    return f"{title}{f' ({unit})' if unit else ''} {'↑' if higher_is_better else '↓'}"
+
+
+# Panels per row of a figure of n panels (one per task, up to eight, and a joint one): 2 x 2 for four, rows of
+# three up to six, of four up to eight (2 x 4: eight tasks' panels stay wide enough to read a curve in).
+_COLUMNS = {1: 1, 2: 2, 3: 3, 4: 2, 5: 3, 6: 3, 7: 4, 8: 4, 9: 3}
+
+
+def panel_grid(fig: Figure, n: int) -> list:
+    """``n`` panels of ``fig`` in rows (see _COLUMNS), row by row; the grid's unused cells are hidden."""
+    cols = _COLUMNS.get(n, 4)
+    axes = list(np.atleast_1d(fig.subplots((n + cols - 1) // cols, cols, squeeze=False).ravel()))
+    for ax in axes[n:]:
+        ax.set_visible(False)
+    return axes[:n]
+
+
+def grid_shape(n: int) -> tuple[int, int]:
+    """(rows, columns) of panel_grid's grid of ``n`` panels, to size a figure by."""
+    cols = _COLUMNS.get(n, 4)
+    return (n + cols - 1) // cols, cols
 
 
 def save(fig: Figure, path: Path) -> Path:
