@@ -211,7 +211,7 @@ def test_tune_scores_each_trial_on_the_holdout_joint_of_every_task(tmp_path, num
 
 
 @pytest.mark.parametrize("num_tasks, shared", [(2, False), (8, True)])
-def test_tune_searches_the_task_weights_of_every_task(tmp_path, num_tasks, shared):
+def test_tune_searches_the_task_weights_of_every_task(tmp_path, no_figures, num_tasks, shared):
     out = tmp_path / "tune"
     result = invoke(["tune", "--workload", f"tiny{num_tasks}-{shape(shared)}", "--optimizers", "adam",
                      "--search-task-weights", "--trials", "2", *FAST, "--out", str(out)])
@@ -227,6 +227,15 @@ def test_tune_searches_the_task_weights_of_every_task(tmp_path, num_tasks, share
     best = tuned["best"]
     assert best["settings"]["task_weights"] == pytest.approx(weights[best["name"]], rel=1e-9)
     assert list(tuned["space"]) == [f"task_weights.q{q}" for q in range(1, num_tasks)]
+
+    compared = tmp_path / "cmp"  # the best weighting as a row of a comparison, held against the plain sum
+    result = invoke(["compare", "--workload", f"tiny{num_tasks}-{shape(shared)}", "--optimizers", "adam",
+                     "--tuned-scalarization", str(out), *FAST, "--out", str(compared)])
+    assert result.exit_code == 0, result.output
+    runs = {name: json.loads((compared / "runs" / name / "config.json").read_text())
+            for name in ("adam-seed0", "adam@tuned-seed0")}
+    assert runs["adam-seed0"]["task_weights"] == [1 / num_tasks] * num_tasks
+    assert runs["adam@tuned-seed0"]["task_weights"] == pytest.approx(best["settings"]["task_weights"], rel=1e-9)
 
 
 def test_tune_across_workloads_of_one_and_eight_tasks_runs_each_ones_finals(tmp_path, no_figures):
