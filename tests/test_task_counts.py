@@ -140,6 +140,10 @@ def test_single_task_baselines_at_three_tasks_give_each_rows_delta_m(tmp_path, n
         assert rows[label]["metrics"]["delta_m"]["mean"] == pytest.approx(
             statistics.fmean(delta_m(label, seed) for seed in (0, 1)), rel=1e-9)
     assert report["primary"] == "delta_m" and report["verdict"][0].startswith("Best Δm: ")
+    markdown = (out / "report.md").read_text()
+    # the baselines' figures are in the workload's metric table; ImageNet + COCO's columns and guide are not here
+    assert "| row      | task | seeds | used for Δm | status |" in markdown
+    assert "top-1" not in markdown and "mIoU" not in markdown and "ImageNet" not in markdown
     written = (out / "report.json").read_text()
     rebuilt = invoke(["report", str(out), "--primary", "delta_m"])
     assert rebuilt.exit_code == 0, rebuilt.output

@@ -203,7 +203,9 @@ def _sections(report: Report) -> list[tuple[str, list[str], list[list[str]]]]:
         sections.append(("Scalarization sweep (the front every multi-task row is held against)",
                          sweep_headers(report), sweep_rows(report)))
     if report.role("baseline"):
-        sections.append(("Single-task baselines", BASELINE_HEADERS, baseline_rows(report)))
+        keep = [report.own is None or h not in _DEFAULT_ONLY for h in BASELINE_HEADERS]  # else in own_metric_table
+        headers, *rows = ([x for x, k in zip(r, keep) if k] for r in [BASELINE_HEADERS, *baseline_rows(report)])
+        sections.append(("Single-task baselines", headers, rows))
     return sections
 
 
@@ -253,7 +255,8 @@ def notes(report: Report) -> list[str]:
     lines.append("Values: mean±half-width of the 95 % t interval over seeds (the mean alone under 2 seeds; "
                  "seeds = completed/planned when some failed); time = training seconds (validation excluded); "
                  "s/step = median step time; peak MB as the trainer records it.")
-    lines.append(GUIDE_NOTE + ".")
+    if report.own is None:  # the guide's columns are ImageNet + COCO's alone (_DEFAULT_ONLY)
+        lines.append(GUIDE_NOTE + ".")
     return lines
 
 
