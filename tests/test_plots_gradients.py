@@ -3,6 +3,7 @@
 import ast
 import json
 import math
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -74,6 +75,71 @@ def test_a_step_without_a_value_leaves_a_gap(tmp_path):
     assert np.isnan(data["grad_cosine"][0]) and data["grad_cosine"][1] == 0.5
     assert [f.name for f in write_conflict_plots(group_runs(find_runs([tmp_path / "runs"])), tmp_path)] == [
         "conflict.png", "conflict-adam+upgrad-seed0.png"]
+
+
+def add_task_conflict(run_dir, tasks, weights=True):
+    """The fields a run of ``tasks`` with per-task gradients logs: the first pair's cosine and norm ratio (two
+    tasks or more), the mean cosine over the pairs (three or more), each task's method weight."""
+    path = run_dir / "metrics.jsonl"
+    records = [json.loads(line) for line in path.read_text().splitlines()]
+    for r in records:
+        r["grad_cosine"] = r["grad_norm_ratio"] = None  # one task: no pair, logged as null
+        if len(tasks) > 1:
+            r["grad_cosine"], r["grad_norm_ratio"] = math.cos(r["step"] / 7), 2.0
+        if len(tasks) > 2:
+            r["grad_cosine_mean"] = 0.5 * math.sin(r["step"] / 5)
+        if weights:
+            r.update({f"method_weight_{task}": (i + 1) / len(tasks) for i, task in enumerate(tasks)})
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+
+
+def texts(fig) -> str:
+    """Every text of a figure: titles, axis labels and legend entries."""
+    found = [fig._suptitle.get_text() if fig._suptitle else ""]
+    for legend in [*fig.legends, *(ax.get_legend() for ax in fig.axes)]:
+        found += [t.get_text() for t in legend.get_texts()] if legend is not None else []
+    return "\n".join(found + [t for ax in fig.axes for t in (ax.get_title(), ax.get_ylabel())])
+
+
+@pytest.mark.parametrize("num_tasks", [1, 2, 3, 8])
+def test_another_workloads_figures_draw_the_methods_weight_of_every_task(tmp_path, monkeypatch, num_tasks):
+    import mtbench.report.plots_gradients as plots_gradients
+
+    tasks = [f"t{i}" for i in range(num_tasks)]
+    runs = tmp_path / "runs"
+    for seed in (0, 1):
+        add_task_conflict(write_run(runs / f"adam+upgrad-seed{seed}", seed=seed, method="upgrad", tasks=tasks), tasks)
+        add_task_conflict(write_run(runs / f"adam+pcgrad-seed{seed}", seed=seed, method="pcgrad", tasks=tasks), tasks,
+                          weights=False)
+    figures = {}
+    monkeypatch.setattr(plots_gradients, "save", lambda fig, path: figures.setdefault(Path(path).name, fig) and path)
+    written = write_conflict_plots(group_runs(find_runs([runs])), tmp_path, tasks, f"tiny{num_tasks}")
+    pcgrad = [] if num_tasks == 1 else ["conflict-adam+pcgrad-seed0.png", "conflict-adam+pcgrad-seed1.png"]
+    assert sorted(p.name for p in written) == sorted(
+        ["conflict.png", "conflict-adam+upgrad-seed0.png", "conflict-adam+upgrad-seed1.png", *pcgrad])
+
+    summary = figures["conflict.png"]
+    titles = [ax.get_title() for ax in summary.axes if ax.get_visible()]
+    pair = [] if num_tasks == 1 else [
+        "Cosine between the task gradients" if num_tasks == 2 else
+        f"Mean cosine over the {num_tasks * (num_tasks - 1) // 2} pairs of task gradients", "Norm ratio"]
+    assert [t.split(" of the")[0] if t.startswith("Norm") else t for t in titles] == [
+        *pair, *(f"The method's weight of {task}" for task in tasks)]
+    for ax in summary.axes[len(pair):len(titles)]:  # the weighted row alone, at its logged weight
+        assert [line.get_label().split("[")[0] for line in ax.lines] == ["adam+upgrad"]  # [t0]: one task of one
+    weights = [np.nanmean(ax.lines[0].get_ydata()) for ax in summary.axes[len(pair):len(titles)]]
+    assert weights == pytest.approx([(i + 1) / num_tasks for i in range(num_tasks)])
+    assert f"tiny{num_tasks}" in summary._suptitle.get_text()
+
+    run = figures["conflict-adam+upgrad-seed0.png"]
+    panel = next(ax for ax in run.axes if ax.get_title() == "The method's task weights")
+    assert [line.get_label() for line in panel.lines] == tasks
+    for fig in figures.values():
+        text = texts(fig)
+        assert not re.search(r"\b(cls|seg)\b", text), text
+        lines = [line for ax in fig.axes for line in ax.lines if len(line.get_ydata())]
+        assert lines and all(np.isfinite(np.asarray(line.get_ydata(), dtype=float)).any() for line in lines)
+    assert all(re.search(rf"\b{task}\b", texts(summary)) for task in tasks)
 
 
 def test_the_figure_modules_draw_with_the_style_module_not_with_each_other():

@@ -266,9 +266,6 @@ def test_tune_refuses_to_search_the_weights_of_one_task(tmp_path):
         "weigh)"]
 
 
-@pytest.mark.xfail(strict=True, reason="tune looks the workload up by name in a registry without --plugin's paths "
-                                       "(tuning.plan and tuning.worker call build_config with the name; the trial's "
-                                       "train() loads load_registry() again)")
 def test_tune_finds_a_workload_of_a_plugin_given_with_the_plugin_option(tmp_path):
     result = CliRunner().invoke(main, ["--plugin", str(TINY), "tune", "--workload", "tiny2-shared", "--optimizers",
                                        "adam", "--trials", "1", *FAST, "--out", str(tmp_path / "tune")],
@@ -465,9 +462,6 @@ def assert_drawn_for_three_tasks(fig, names: list[str]) -> None:
     assert lines and all(np.isfinite(np.asarray(line.get_ydata(), dtype=float)).any() for line in lines)
 
 
-FIGURES_BUG = "plots_gradients draws the weights method_weight_cls/_seg for every workload"
-
-
 def test_the_loss_figure_has_every_tasks_loss(three_task_figures):
     assert_drawn_for_three_tasks(three_task_figures["loss.png"], ["t0", "t1", "t2"])
 
@@ -482,7 +476,6 @@ def test_the_final_figure_shows_every_tasks_metric_of_completed_rows(three_task_
     assert_drawn_for_three_tasks(fig, ["acc 0", "acc 1", "acc 2"])
 
 
-@pytest.mark.xfail(strict=True, reason=FIGURES_BUG)
 def test_a_runs_conflict_figure_has_the_methods_weight_of_every_task(three_task_figures):
     fig = three_task_figures["conflict-adam+upgrad-seed0.png"]
     assert_drawn_for_three_tasks(fig, ["t0", "t1", "t2"])

@@ -15,7 +15,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from .plots_gradients import write_conflict_plots
-from .plotstyle import (band, binned, grid_shape, line_colors, metric_label, or_nan, palette, panel_grid, save,
+from .plotstyle import (band, binned, grid_shape, legends, line_colors, metric_label, or_nan, palette, panel_grid, save,
                         step_bins, unit_scale)
 from .build import Report
 from .grouping import RowRuns
@@ -108,18 +108,7 @@ def _figure(panels: Sequence[Panel], own: WorkloadMetrics | None, size: tuple[fl
 
 def _legends(fig: Figure, axes: Sequence, own: WorkloadMetrics | None) -> None:
     """A legend in each panel (up to two panels), else one below the panels of every row drawn in any panel."""
-    if own is None or len(axes) <= 2:
-        for ax in axes:
-            if ax.lines:
-                ax.legend(fontsize="small")
-        return
-    seen = {}
-    for ax in axes:
-        for handle, label in zip(*ax.get_legend_handles_labels()):
-            seen.setdefault(label, handle)
-    if seen:
-        fig.legend(list(seen.values()), list(seen), loc="outside lower center", ncols=min(8, len(seen)),
-                   fontsize="small")
+    legends(fig, axes, own is not None and len(axes) > 2)
 
 
 def plot_losses(groups: Sequence[RowRuns], path: Path, own: WorkloadMetrics | None = None) -> Path:
@@ -244,7 +233,8 @@ def plot_final(report: Report, path: Path) -> Path:
         ax.set_title(panel.title)
         ax.set_ylabel(panel.ylabel)
         ax.grid(axis="y", alpha=0.3)
-    fig.suptitle(f"Reported metrics, selection {report.selection} "
+    of = "" if report.own is None else f" of {report.own.workload}"
+    fig.suptitle(f"Reported metrics{of}, selection {report.selection} "
                  "(bar: mean over seeds, error bar: 95 % t interval over seeds)")
     return save(fig, path)
 
@@ -387,4 +377,6 @@ def write_plots(report: Report, out: Path) -> list[Path]:
              plot_validation(groups, out / "validation.png", report.own), plot_final(report, out / "final.png")]
     if any(r.on_front is not None for r in report.rows):
         files.append(plot_pareto(report, out / "pareto.png"))
-    return files + write_conflict_plots(groups, out)
+    own = report.own
+    return files + write_conflict_plots(groups, out, None if own is None else own.tasks,
+                                        None if own is None else own.workload)

@@ -19,7 +19,7 @@ from matplotlib.figure import Figure
 from ..rundir import atomic_writer, finite_number
 
 __all__ = [
-    "DPI", "LOSS_BINS", "band", "binned", "grid_shape", "line_colors", "metric_label", "or_nan", "palette", "panel_grid", "save",
+    "DPI", "LOSS_BINS", "band", "binned", "grid_shape", "legends", "line_colors", "metric_label", "or_nan", "palette", "panel_grid", "save",
     "step_bins", "unit_scale",
 ]
 
@@ -105,6 +105,23 @@ def grid_shape(n: int) -> tuple[int, int]:
     """(rows, columns) of panel_grid's grid of ``n`` panels, to size a figure by."""
     cols = _COLUMNS.get(n, 4)
     return (n + cols - 1) // cols, cols
+
+
+def legends(fig: Figure, axes: Sequence, below: bool) -> None:
+    """A legend in each panel that has lines, or (``below``: a figure of many panels) one legend below the
+    panels of every label drawn in any of them, each once."""
+    if not below:
+        for ax in axes:
+            if ax.lines:
+                ax.legend(fontsize="small")
+        return
+    seen = {}
+    for ax in axes:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            seen.setdefault(label, handle)
+    if seen:
+        fig.legend(list(seen.values()), list(seen), loc="outside lower center", ncols=min(8, len(seen)),
+                   fontsize="small")
 
 
 def save(fig: Figure, path: Path) -> Path:
