@@ -1,7 +1,7 @@
 """Every command for workloads of T = 1..8 tasks, in both data shapes (a batch per task, one batch labelled for
-every task): compare and its report (rows, verdict, per-task metrics, Δm against single-task baselines), report
-rebuilding it, tune (its settings and the task weights), bench, and what one task means for the per-task
-gradients, MTAdamV2 and every method.
+every task): compare and its report (rows, verdict, per-task metrics, Δm against single-task baselines, the
+figures), report rebuilding it, compare and tune across workloads, tune (its objective and the task weights),
+bench, TensorBoard's scalars, and what one task means for the per-task gradients, MTAdamV2 and every method.
 
 The workloads are tests/tiny_workloads.py's, loaded as a plugin (``tiny<T>-split``, ``tiny<T>-shared``): a
 tiny network on 32 x 32 random images, one epoch of a few steps.
@@ -49,7 +49,8 @@ def summaries(folder: Path) -> dict[str, dict]:
 
 @pytest.fixture
 def no_figures(monkeypatch):
-    """Reports without their figures (matplotlib takes most of a tiny comparison's time); one test draws them."""
+    """Reports without their figures (matplotlib takes most of a tiny comparison's time); where a test is about
+    the figures, or about a comparison that draws them, it leaves this fixture out."""
     import mtbench.report.plots
 
     monkeypatch.setattr(mtbench.report.plots, "write_plots", lambda report, out: [])
@@ -266,9 +267,6 @@ def test_tune_refuses_to_search_the_weights_of_one_task(tmp_path):
         "weigh)"]
 
 
-@pytest.mark.xfail(strict=True, reason="tune looks the workload up by name in a registry without --plugin's paths "
-                                       "(tuning.plan and tuning.worker call build_config with the name; the trial's "
-                                       "train() loads load_registry() again)")
 def test_tune_finds_a_workload_of_a_plugin_given_with_the_plugin_option(tmp_path):
     result = CliRunner().invoke(main, ["--plugin", str(TINY), "tune", "--workload", "tiny2-shared", "--optimizers",
                                        "adam", "--trials", "1", *FAST, "--out", str(tmp_path / "tune")],
