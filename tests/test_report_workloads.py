@@ -4,13 +4,15 @@ sign of a lower-is-better one flipped, paired by seed against the single-task ba
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 
 import pytest
 
 from fakeruns import write_run
 from mtbench.report import build_report, load_run
-from mtbench.report.files import json_record, markdown, terminal_table
+from mtbench.report.files import csv_text, json_record, markdown, terminal_table
 from mtbench.report.stats import delta_m
 
 DEPTH = [{"name": "seg_acc", "title": "seg acc", "higher_is_better": True, "unit": "%", "primary": True}]
@@ -110,3 +112,19 @@ def test_tune_md_names_the_workloads_joint_objective_and_a_trial_keeps_its_own_h
                    holdout_metrics={"seg_acc": 0.4, "acc_b": 0.6})
     assert _facts({}, told, 0.0)["holdout"] == {"seg_acc": 0.4, "acc_b": 0.6}
     assert _facts({}, Summary(holdout_top1=0.3, holdout_miou=0.2), 0.0)["holdout"] == {"top1": 0.3, "miou": 0.2}
+
+
+def test_another_workloads_rows_carry_none_of_the_guides_imagenet_coco_ranges(tmp_path):
+    """The guide's expected results are for real ImageNet + COCO: a run's preset carries them on any workload,
+    but another workload's report has them nowhere (report.csv's guide columns, report.json, a column or note)."""
+    metrics = {"a": DEPTH, "b": ACC}
+    runs = [own_run(tmp_path / f"adam{seed}", "adam", seed, {"seg_acc": 0.7, "acc_b": 0.8}, ("a", "b"), metrics)
+            for seed in (0, 1)]
+    assert runs[0].config["preset"]["expected"]  # what the run's config.json says
+    report = build_report(runs, expected={"adam": {"top1": [0.5, 0.6], "miou": [0.03, 0.04], "convergence": "fast"}})
+    assert [r.group.expected for r in report.rows] == [None]
+    assert json_record(report)["rows"][0]["guide_real_data"] is None
+    row = next(csv.DictReader(io.StringIO(csv_text(report))))
+    assert {k: v for k, v in row.items() if k.startswith("guide_")} == dict.fromkeys(
+        ["guide_top1_lo", "guide_top1_hi", "guide_miou_lo", "guide_miou_hi", "guide_convergence"], "")
+    assert "guide" not in markdown(report) and "guide" not in terminal_table(report)
