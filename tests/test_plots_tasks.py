@@ -111,6 +111,8 @@ def test_every_figure_of_three_mixed_tasks_is_drawn_over_the_workloads_own_tasks
     assert validation[1].lines[0].get_ydata() == pytest.approx([0.705 + 0.05 * e for e in (1, 2, 3)])
     assert [len(ax.lines) for ax in validation] == [3, 2, 2]
 
+    assert all(fig.get_suptitle().split(" (")[0].endswith(" of three") or " of three," in fig.get_suptitle()
+               for fig in drawn.values())  # each figure names the workload
     final = shown(drawn["final.png"])
     assert [ax.get_title() for ax in final] == ["a: test acc a", "b: test err b", "c: test angle c",
                                                 "Δm vs adam (every metric)"]
