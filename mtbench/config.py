@@ -269,15 +269,18 @@ def build_config(preset: "OptimizerPreset", run_dir: str | Path, method_preset: 
 
     ``method_preset`` is the multi-task method (None: ``sum``, the plain weighted loss);
     ``--set method.key=value`` items are its settings, the others the optimizer's. ``workload`` is the
-    run's Workload or its name (None: the default, ImageNet + COCO; a name is looked up in the plugin
-    registry); the per-task options name its tasks.
+    run's Workload (None: the default, ImageNet + COCO); the per-task options name its tasks.
+
+    NOTE [one registry]: the workload is passed in, as the presets are, never looked up here by name: a
+    registry loaded here would not have the command's --plugin paths, so a workload that only --plugin
+    brings would be unknown to the run (and to a tune's workers). The caller takes it from the registry
+    that resolved the presets.
     """
     method = method_preset
     workload = options.get("workload")
     if isinstance(workload, str):
-        from .plugins import load_registry
-
-        workload = load_registry().workload(workload)
+        raise TypeError(f"build_config takes the run's Workload, not its name {workload!r}: look it up in the "
+                        "registry the presets came from (NOTE [one registry])")
     names = workload.task_names if workload is not None else TASKS
     even = tuple(1 / len(names) for _ in names)  # 0.5,0.5 for two tasks
     items = list(options.get("set_values") or ())

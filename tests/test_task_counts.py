@@ -267,9 +267,6 @@ def test_tune_refuses_to_search_the_weights_of_one_task(tmp_path):
         "weigh)"]
 
 
-@pytest.mark.xfail(strict=True, reason="tune looks the workload up by name in a registry without --plugin's paths "
-                                       "(tuning.plan and tuning.worker call build_config with the name; the trial's "
-                                       "train() loads load_registry() again)")
 def test_tune_finds_a_workload_of_a_plugin_given_with_the_plugin_option(tmp_path):
     result = CliRunner().invoke(main, ["--plugin", str(TINY), "tune", "--workload", "tiny2-shared", "--optimizers",
                                        "adam", "--trials", "1", *FAST, "--out", str(tmp_path / "tune")],

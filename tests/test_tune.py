@@ -54,7 +54,7 @@ def fake_train(holdout=(0.25, 0.5), final=(0.8125, 0.6875), seen=None, per_epoch
 
     ``per_epoch(config, epoch)`` gives the holdout (top-1, mIoU) of each epoch instead of ``holdout``.
     """
-    def train(config, preset, *, method, resume, progress, echo, on_epoch):
+    def train(config, preset, *, method, workload, resume, progress, echo, on_epoch):
         if seen is not None:
             seen.append(config)
         summary = {}
@@ -246,14 +246,14 @@ def test_a_tune_without_a_holdout_split_is_refused(registry):
 def test_a_diverged_trial_scores_lowest_and_a_failed_one_uses_its_slot(tmp_path, registry):
     calls = []
 
-    def train(config, preset, *, method, resume, progress, echo, on_epoch):
+    def train(config, preset, *, method, workload, resume, progress, echo, on_epoch):
         calls.append(config.hyperparams["lr"])
         if len(calls) == 2:
             raise NonFiniteLossError("non-finite loss at step 3 in classification")
         if len(calls) == 3:
             raise ConfigError("the optimizer refused lr")
-        return fake_train()(config, preset, method=method, resume=resume, progress=progress, echo=echo,
-                            on_epoch=on_epoch)
+        return fake_train()(config, preset, method=method, workload=workload, resume=resume, progress=progress,
+                            echo=echo, on_epoch=on_epoch)
 
     plan, studies = tune_here(tmp_path, presets_of(registry, "adam"), train, trials=3)
     trials = studies["adam"].all_trials()
@@ -442,7 +442,7 @@ from mtbench.tuning.study import quiet_optuna
 
 out, index = Path(sys.argv[1]), int(sys.argv[2])
 
-def train(config, preset, *, method, resume, progress, echo, on_epoch):
+def train(config, preset, *, method, workload, resume, progress, echo, on_epoch):
     with open(out.parent / f"runs-{index}.txt", "a") as log:
         log.write(config.run_dir + "\\n")
     time.sleep(0.02)

@@ -214,7 +214,7 @@ def test_a_finished_trial_keeps_no_checkpoint_unless_asked(tmp_path, registry, k
 
 def _writing_train(score_of_lr, calls=None):
     """A trainer stand-in that writes config.json and summary.json like the trainer, scoring by lr."""
-    def train(config, preset, *, method, resume, progress, echo, on_epoch):
+    def train(config, preset, *, method, workload, resume, progress, echo, on_epoch):
         if calls is not None:
             calls.append(config.hyperparams["lr"])
         run = RunDir(config.run_dir)

@@ -165,7 +165,7 @@ def registry():
 
 
 def _fake_train(seen):
-    def train(config, preset, *, method, resume, progress, echo, on_epoch):
+    def train(config, preset, *, method, workload, resume, progress, echo, on_epoch):
         seen.append(config)
         w = config.task_weights[0]
         summary = {"status": "running", "epochs": 1, "steps": 3, "tasks": list(config.tasks),

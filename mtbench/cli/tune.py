@@ -195,7 +195,7 @@ def _plan(registry, budget: _Budget, options: Mapping[str, Any], out: Path | Non
     method = registry.method_preset(options["method"])
     plan = plan_tune(presets, trials=budget.trials, sampler=budget.sampler, objective=objective, prune=budget.prune,
                      space_items=budget.space_items, set_items=options.pop("set_values"), options=options,
-                     method=method, out=out, storage=storage, study=study,
+                     method=method, out=out, storage=storage, study=study, workload=workload,
                      search_task_weights=len(tasks) if budget.search_task_weights else 0)
     check_final_seeds(plan, final_seeds)
     return plan
@@ -224,8 +224,8 @@ def _tune_one(ctx: click.Context, plan, budget: _Budget, run: _Run, params: Mapp
         train_fn = launcher(run.nproc_per_node, ctx.obj.plugin_paths)  # imports the trainer: part of the setup
         since, setup = datetime.now(), time.monotonic() - started
         tuner = Tuner(plan.out, plan.presets, studies, plan.spaces, plan.options, plan.overrides, plan.objective,
-                      train_fn, method=plan.method, prune=plan.prune, heartbeat=run.heartbeat, echo=_stderr,
-                      progress=not run.quiet, keep_checkpoints=run.keep_checkpoints)
+                      train_fn, method=plan.method, workload=plan.workload, prune=plan.prune, heartbeat=run.heartbeat,
+                      echo=_stderr, progress=not run.quiet, keep_checkpoints=run.keep_checkpoints)
         try:
             with sigterm_as_interrupt():  # SIGTERM stops the tune as Ctrl-C does, between trials too
                 if worker_index is not None:
@@ -383,7 +383,7 @@ def _report(ctx, plan, studies, overhead: dict | None, final_seeds: int, quiet: 
     from .compare import show_result
 
     results = collect(studies, {n: p.title for n, p in plan.presets.items()}, plan.spaces)
-    workload = ctx.obj.registry.workload(plan.options["workload"])
+    workload = plan.workload
     presets = {name: plan.record["settings"][name]["hyperparams"] for name in plan.presets}
     if final_seeds:
         try:

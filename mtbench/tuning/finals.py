@@ -12,7 +12,6 @@ from __future__ import annotations
 from typing import Callable, Mapping, Sequence
 
 from ..compare import ComparisonResult, ComparisonSpec, plan_rows, run_comparison
-from ..config import DEFAULT_WORKLOAD, build_config
 from ..errors import ConfigError, MTBenchError
 from ..plugins import Registry
 from .plan import TunePlan
@@ -33,9 +32,7 @@ def check_final_seeds(plan: TunePlan, final_seeds: int) -> None:
         return
     last = plan.seed + final_seeds
     try:
-        name = next(iter(plan.presets))
-        build_config(plan.presets[name], "", plan.method,
-                     **{**plan.options, "seed": last, "set_values": plan.overrides[name]})
+        plan.config(next(iter(plan.presets)), seed=last)
     except ConfigError as exc:
         raise ConfigError(f"--final-seeds {final_seeds} runs the seeds {plan.seed + 1} to {last} (--seed + 1 on): "
                           f"{exc}") from None
@@ -53,7 +50,7 @@ def final_specs(plan: TunePlan, results: Sequence[Result], presets: Mapping[str,
     completed search trial, then each preset (``presets``: the optimizers' resolved preset settings)."""
     seeds = final_seeds(plan, count)
     settings = {k: v for k, v in plan.options.items() if k not in _NOT_SHARED}
-    workload = registry.workload(plan.options.get("workload") or DEFAULT_WORKLOAD)
+    workload = plan.workload or registry.workload(plan.options["workload"])  # None: ImageNet + COCO
     specs = []
     for role in (TUNED, GUIDE):
         for r in results:

@@ -19,12 +19,13 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from ..compare.plan import plan_rows, split_overrides
-from ..config import LIMITS, SUM_METHOD, TASKS
+from ..config import DEFAULT_WORKLOAD, LIMITS, SUM_METHOD, TASKS, RunConfig
 from ..errors import ConfigError
 from ..locks import LOCK_FILE
 from ..presets import OptimizerPreset, Param
 from ..report.comparison import default_directory, describe_difference
 from ..rundir import RunFileError, atomic_write_text, read_json
+from ..workloads import Workload
 from .space import SAMPLERS, Space, build_spaces, planned_points, sampler_seed, space_record
 from .simplex import weight_spaces
 from .storage import STUDY_DB, Guard, default_storage, open_storage
@@ -73,17 +74,30 @@ class TunePlan:
     storage: str
     study: str
     notes: list[str] = field(default_factory=list)
+    workload: Workload | None = None  # None: ImageNet + COCO; its name is options["workload"]
+
+    def config(self, optimizer: str, items: Sequence[str] = (), run_dir: Path | str = "", **options) -> RunConfig:
+        """The run config of ``optimizer`` at the plan's options and workload, its --set items and then
+        ``items``; ``options`` over the plan's (a trial's task weights, a final run's seed)."""
+        from ..config import build_config
+
+        return build_config(self.presets[optimizer], run_dir, self.method,
+                            **{**self.options, **options, "workload": self.workload,
+                               "set_values": [*self.overrides[optimizer], *items]})
 
 
 def plan_tune(presets: Mapping[str, OptimizerPreset], *, trials: int, sampler: str = "qmc", objective: str = "joint",
               prune: bool = False, space_items: Sequence[str] = (), set_items: Sequence[str] = (),
               options: Mapping[str, Any] | None = None, method=None, out: Path | None = None,
-              storage: str | None = None, study: str | None = None, search_task_weights: int = 0) -> TunePlan:
+              storage: str | None = None, study: str | None = None, search_task_weights: int = 0,
+              workload: Workload | None = None) -> TunePlan:
     """Check a tune's settings and name its directory and studies; ConfigError names the first bad one.
 
     ``options`` are the run options as `mtbench run` names them (``holdout`` defaults to 0.1 here: a
-    tune selects on the holdout split alone); ``set_items`` are ``--set`` items (``name.key=value``
-    for one optimizer, ``key=value`` for each that accepts it, ``method.key=value`` for the method).
+    tune selects on the holdout split alone); ``workload`` is the Workload the trials train (None:
+    ImageNet + COCO), from the registry that gave the presets (NOTE [one registry]); ``set_items`` are
+    ``--set`` items (``name.key=value`` for one optimizer, ``key=value`` for each that accepts it,
+    ``method.key=value`` for the method).
     ``search_task_weights`` (the workload's number of tasks, 0: off) searches the weighted sum's task
     weights instead of the optimizers' settings (tuning.simplex).
     """
@@ -94,6 +108,11 @@ def plan_tune(presets: Mapping[str, OptimizerPreset], *, trials: int, sampler: s
         raise ConfigError(f"--objective {objective!r}: expected one of {', '.join(OBJECTIVES)}")
     trials = TUNE_LIMITS["trials"].check_option("--trials", trials)
     options = dict(options or {})
+    workload_name = workload.name if workload is not None else DEFAULT_WORKLOAD
+    if options.get("workload") not in (None, workload_name):
+        raise TypeError(f"options name workload {options['workload']!r}, workload= is {workload_name!r}: give "
+                        "plan_tune the Workload itself (NOTE [one registry])")
+    options["workload"] = workload_name
     if options.get("holdout") is None:
         options["holdout"] = DEFAULT_HOLDOUT
     if not options["holdout"]:
@@ -115,13 +134,13 @@ def plan_tune(presets: Mapping[str, OptimizerPreset], *, trials: int, sampler: s
                             task_weights=options.get("task_weights")) if search_task_weights
               else build_spaces(presets, space_items, fixed))
     seed = options.get("seed", 0)
-
-    from ..config import build_config
-
+    # The record (and the directory and studies it names) holds each optimizer's run config, which the plan makes.
+    plan = TunePlan(dict(presets), spaces, overrides, options, method, trials, sampler, objective, prune, seed,
+                    record={}, out=Path(), storage="", study="", notes=list(shared.notes), workload=workload)
     settings = {}
-    for name, preset in presets.items():
+    for name in presets:
         try:
-            config = build_config(preset, "", method, **{**options, "set_values": overrides[name]})
+            config = plan.config(name)
         except ConfigError as exc:
             raise ConfigError(f"{name}: {exc}") from None
         recorded = recorded_settings(config.to_dict())
@@ -129,16 +148,15 @@ def plan_tune(presets: Mapping[str, OptimizerPreset], *, trials: int, sampler: s
                           "objective": objective, "prune": prune,
                           # a grid's points depend on its size; qmc and tpe may be given more trials later
                           **({"trials": trials} if sampler == "grid" else {})}
-    record = {"format": TUNE_FORMAT, "optimizers": list(presets), "seeds": [seed], "settings": settings}
-    named = default_directory(record, DEFAULT_ROOT)
-    out = out or named
-    notes = list(shared.notes)
+    plan.record = {"format": TUNE_FORMAT, "optimizers": list(presets), "seeds": [seed], "settings": settings}
+    named = default_directory(plan.record, DEFAULT_ROOT)
+    plan.out = out or named
+    plan.storage, plan.study = storage or default_storage(plan.out), study or f"tune-{named.name}"
     if prune:
-        notes.append(f"--prune: the median rule stops a trial once {PRUNE_STARTUP} trials of its optimizer have "
-                     "finished (its preset's trial among them, which is never pruned); the ones before run in full"
-                     + ("; with this budget none can be pruned" if trials + 1 <= PRUNE_STARTUP else ""))
-    return TunePlan(dict(presets), spaces, overrides, options, method, trials, sampler, objective, prune, seed,
-                    record, out, storage or default_storage(out), study or f"tune-{named.name}", notes)
+        plan.notes.append(f"--prune: the median rule stops a trial once {PRUNE_STARTUP} trials of its optimizer "
+                          "have finished (its preset's trial among them, which is never pruned); the ones before run "
+                          "in full" + ("; with this budget none can be pruned" if trials + 1 <= PRUNE_STARTUP else ""))
+    return plan
 
 
 def _check_method(presets: Mapping[str, OptimizerPreset], method: str) -> None:

@@ -123,8 +123,10 @@ class _Reporter:
 class Tuner:
     """What the trials of one tune share, and the worker loop that runs them.
 
-    ``train_fn(config, preset, *, method, resume, progress, echo, on_epoch)`` trains one run (the
-    trainer's ``train``, or a stand-in in tests); ``overrides`` holds each optimizer's ``--set`` items.
+    ``train_fn(config, preset, *, method, workload, resume, progress, echo, on_epoch)`` trains one run (the
+    trainer's ``train``, or a stand-in in tests); ``overrides`` holds each optimizer's ``--set`` items;
+    ``workload`` is the Workload of ``options["workload"]`` (None: ImageNet + COCO), passed to build_config
+    and ``train_fn`` as the presets are (NOTE [one registry] in mtbench.config).
     """
 
     out: Path
@@ -136,6 +138,7 @@ class Tuner:
     objective: str
     train_fn: Callable[..., dict]
     method: Any = None
+    workload: Any = None
     prune: bool = False
     heartbeat: float = 60.0
     echo: Callable[[str], None] = print
@@ -150,7 +153,8 @@ class Tuner:
         """The run config of a trial at ``params`` (the fixed ``--set`` items first, the point after)."""
         params, weights = split_params(params)  # a point of the task weights' simplex is the run's --task-weights
         items = list(self.overrides[optimizer]) + setting_items(params)
-        options = {**self.options, "set_values": items, **({"task_weights": weights_text(weights)} if weights else {})}
+        options = {**self.options, "set_values": items, "workload": self.workload,
+                   **({"task_weights": weights_text(weights)} if weights else {})}
         return build_config(self.presets[optimizer], run_dir, self.method, **options)
 
     def work(self) -> None:
@@ -219,8 +223,8 @@ class Tuner:
                     summary = RunDir(run_dir).read_summary()
                 else:
                     summary = Summary.from_json(self.train_fn(
-                        config, preset, method=self.method, resume=state == "resume", progress=self.progress,
-                        echo=self.echo, on_epoch=reporter))
+                        config, preset, method=self.method, workload=self.workload, resume=state == "resume",
+                        progress=self.progress, echo=self.echo, on_epoch=reporter))
         except RunStopped as exc:
             return self._tell(ts, trial, head, state="pruned", facts=_facts(settings, reporter.last, start, str(exc)),
                               run_dir=run_dir)
