@@ -22,7 +22,8 @@ from optuna.trial import TrialState
 
 from mtbench import OptimizerPreset, SearchDim
 from mtbench.cli import main
-from mtbench.cli.tune import option_args, tune
+from mtbench.cli.tune import tune
+from mtbench.cli.workerargs import option_args
 from mtbench.tuning.spawn import threads_per_job, worker_env
 from mtbench.errors import ConfigError, NonFiniteLossError
 from mtbench.plugins import load_registry

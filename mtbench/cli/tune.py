@@ -23,9 +23,10 @@ from ..tuning.worker import DEFAULT_OBJECTIVE, OBJECTIVES
 from .bounded import Bounded
 from .configfile import config_option
 from .run import run_options
+from .workerargs import worker_argv
 from .workloads import per_workload_options, single_workload, workload_options
 
-__all__ = ["joint_text", "option_args", "tune"]
+__all__ = ["joint_text", "tune"]
 
 DEFAULT_TRIALS = 20
 
@@ -233,8 +234,8 @@ def _tune_one(ctx: click.Context, plan, budget: _Budget, run: _Run, params: Mapp
                     tuner.work()
                     return []
                 if run.jobs > 1:
-                    pids = run_workers(_worker_argv(ctx, plan, params), run.jobs, plan.options["device"],
-                                       run.nproc_per_node, _stderr)
+                    argv = worker_argv(ctx.command, ctx.obj.plugin_paths, plan, params)
+                    pids = run_workers(argv, run.jobs, plan.options["device"], run.nproc_per_node, _stderr)
                 else:
                     tuner.work()
                     pids = [os.getpid()]
@@ -334,39 +335,6 @@ def _describe(plan, studies, resumed: bool) -> None:
     _stderr(f"studies: {plan.study}.<optimizer> in {shown(plan.storage)}")
     _stderr(f"{len(studies)} optimizers x ({plan.trials} {plan.sampler} trials + the preset) = {total} trials, "
             f"scored on the holdout split ({plan.objective}): {', '.join(studies)}")
-
-
-# ---------------------------------------------------------------------------------------------
-# --jobs: the workers' command line
-
-
-def _worker_argv(ctx: click.Context, plan, params: Mapping[str, Any]) -> list[str]:
-    """This tune's command line for its workers (tuning.spawn adds ``--worker i``): the same options
-    (``params``: one workload's), the directory, storage and studies resolved, no final runs and no progress
-    bar."""
-    values = {**params, "out": plan.out, "storage": plan.storage, "study": plan.study}
-    args = option_args(ctx.command, values, skip=("final_seeds", "worker_index", "quiet"))
-    plugins = [arg for path in ctx.obj.plugin_paths for arg in ("--plugin", path)]
-    return [*plugins, "tune", *args, "--quiet"]
-
-
-def option_args(command: click.Command, values: Mapping[str, Any], skip: tuple[str, ...] = ()) -> list[str]:
-    """The command-line arguments that give ``command`` these option values (those at their default left out)."""
-    args: list[str] = []
-    for param in command.params:
-        if not isinstance(param, click.Option) or param.name not in values or param.name in skip:
-            continue
-        value = values[param.name]
-        if value is None or value == param.default or (param.multiple and not value):
-            continue
-        flag = next((o for o in param.opts if o.startswith("--")), param.opts[0])
-        if param.is_flag:
-            if value:
-                args.append(flag)
-            continue
-        for item in (value if param.multiple else (value,)):
-            args += [flag, str(item)]
-    return args
 
 
 # ---------------------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from ..errors import MTBenchError
 from ..rundir import CONFIG_FILE, SUMMARY_FILE, RunDir, RunFileError, Summary
 from .plan import PlannedRun
 
-__all__ = ["Outcome", "TrainFn", "launcher", "run_plan", "run_state", "torchrun_train"]
+__all__ = ["Outcome", "TrainFn", "launcher", "plugin_args", "run_plan", "run_state", "torchrun_train"]
 
 # train(config, preset, *, method, resume, progress, echo[, on_epoch]) -> the summary as a dict
 TrainFn = Callable[..., dict]
@@ -95,6 +95,13 @@ def launcher(nproc: int = 1, plugin_paths: Sequence[str] = ()) -> TrainFn:
     return train
 
 
+def plugin_args(plugin_paths: Sequence[str]) -> list[str]:
+    """``--plugin PATH`` for each path: what a child process of a command (a torchrun rank, a tune worker) is
+    given to load the command's plugins, so that it resolves optimizers, methods and workloads as the command
+    does (NOTE [one registry] in mtbench.config)."""
+    return [arg for path in plugin_paths for arg in ("--plugin", str(path))]
+
+
 def torchrun_train(nproc: int, plugin_paths: Sequence[str] = ()) -> TrainFn:
     """A ``train`` that runs each run as ``torchrun --nproc-per-node N -m mtbench run --resume DIR``.
 
@@ -108,9 +115,9 @@ def torchrun_train(nproc: int, plugin_paths: Sequence[str] = ()) -> TrainFn:
         with run.lock():  # released before torchrun starts: its rank 0 takes the lock in turn
             if not resume:
                 run.write_json(CONFIG_FILE, config.to_dict())
-        plugins = [arg for path in plugin_paths for arg in ("--plugin", path)]
         cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
-               "-m", "mtbench", *plugins, "run", "--resume", str(run.path)] + ([] if progress else ["--quiet"])
+               "-m", "mtbench", *plugin_args(plugin_paths), "run", "--resume", str(run.path),
+               *([] if progress else ["--quiet"])]
         proc = subprocess.run(cmd, stdout=sys.stderr, stderr=subprocess.PIPE, text=True)
         try:
             return run.read_json(SUMMARY_FILE)
