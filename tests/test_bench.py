@@ -193,12 +193,54 @@ def test_benchmarks_name_a_bad_device_in_one_line(name, tmp_path, monkeypatch, c
 @pytest.mark.skipif(not ops.available(), reason="compiled ops not built")
 def test_mtadamv2_tasks_benchmark_prints_a_row_per_task_count(monkeypatch, capsys):
     monkeypatch.setattr("sys.argv", ["mtadamv2_tasks.py", "--model", "squeezenet1_1", "--tasks", "1,5",
-                                     "--rounds", "1", "--repeat", "1", "--threads", "1", "--clock", "cpu"])
+                                     "--rounds", "1", "--repeat", "1", "--threads", "1", "--clock", "cpu",
+                                     "--no-streams"])
     load_benchmark("mtadamv2_tasks").main()
     lines = capsys.readouterr().out.splitlines()
     rows = [line.split() for line in lines if line[:1].isdigit()]
     assert [row[0] for row in rows] == ["1", "5"]
     assert [row[4] for row in rows] == [f"{8 / 7:.2f}x", f"{32 / 7:.2f}x"]  # (2 + 6T) / 7
+    assert "streams" not in lines[2]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not ops.available(), reason="compiled ops not built")
+def test_stream_floor_kernels_move_the_steps_values(monkeypatch, capsys):
+    """benchmarks/mtadamv2_streams.cpp (compiled on the fly): both walks read every gradient, m and v
+    of each task and p, and write m + g, max(v, g) and p + sum(m) - max(0, v...) over the vectors of
+    each tensor; the benchmark prints its columns."""
+    bench = load_benchmark("mtadamv2_tasks")
+    streams = bench.load_streams()
+    tasks, shapes = 3, [(70001,), (5,), (64, 3, 3, 3)]
+    generator = torch.Generator().manual_seed(0)
+    grads = [torch.randn(s, generator=generator) for _ in range(tasks) for s in shapes]
+    params0 = [torch.randn(s, generator=generator) for s in shapes]
+    m0 = [torch.randn((tasks, *s), generator=generator) for s in shapes]
+    v0 = [torch.randn((tasks, *s), generator=generator) for s in shapes]
+    for walk in (0, 1):
+        params, m, v = [x.clone() for x in params0], [x.clone() for x in m0], [x.clone() for x in v0]
+        total = streams.streams(params, grads, m, v, walk)
+        assert total == pytest.approx(sum(float(g.sum()) for g in grads), rel=1e-4)
+        for i, shape in enumerate(shapes):
+            vectors = torch.Size(shape).numel() // 8 * 8  # the kernels leave a tensor's tail as it is
+            g = torch.stack([grads[t * len(shapes) + i].reshape(-1) for t in range(tasks)])[:, :vectors]
+            new_m = m0[i].reshape(tasks, -1)[:, :vectors] + g
+            new_v = torch.maximum(v0[i].reshape(tasks, -1)[:, :vectors], g)
+            new_p = params0[i].reshape(-1)[:vectors] + new_m.sum(0) - new_v.max(0).values.clamp_min(0)
+            torch.testing.assert_close(m[i].reshape(tasks, -1)[:, :vectors], new_m)
+            torch.testing.assert_close(v[i].reshape(tasks, -1)[:, :vectors], new_v)
+            torch.testing.assert_close(params[i].reshape(-1)[:vectors], new_p)
+            assert torch.equal(params[i].reshape(-1)[vectors:], params0[i].reshape(-1)[vectors:])
+
+    monkeypatch.setattr("sys.argv", ["mtadamv2_tasks.py", "--model", "squeezenet1_1", "--tasks", "2",
+                                     "--rounds", "1", "--repeat", "1", "--threads", "1", "--clock", "cpu"])
+    bench.main()
+    lines = capsys.readouterr().out.splitlines()
+    header = lines[2].split()
+    assert header[header.index("ratio/floor") + 1:][:2] == ["streams", "ratio/streams"]
+    row = next(line.split() for line in lines if line[:1].isdigit())
+    assert float(row[6].rstrip("x")) > 0 and float(row[7]) > 0  # the stream floor and MTAdamV2 against it
+    assert lines[-1].startswith("streams: the step's reads and writes with no arithmetic")
 
 
 @pytest.mark.parametrize("tasks", ["0", "9", "2-9"])

@@ -102,9 +102,10 @@ inline T sum_lanes(const Vectorized<T>& v) {
 }
 
 // Equally long tensors (or rows of one) that one pass reads together.
-// NOTE [interleaved streams]: the tasks' gradients of a parameter are read block by block side by
-// side rather than one tensor after the other: several concurrent streams keep more memory
-// requests in flight, which makes a read-only pass faster on a single core.
+// NOTE [interleaved streams]: the tasks' gradients of a parameter are read side by side rather
+// than one tensor after the other: several concurrent streams keep more memory requests in
+// flight, which makes a read-only pass faster on a single core (the norm pass: NOTE [norm pass
+// in pairs] in ops_cpu.cpp).
 template <typename scalar_t>
 struct Streams {
   const scalar_t* data[kMaxTasks];
