@@ -181,8 +181,8 @@ def test_a_bad_per_workload_item_is_one_line_naming_it(tmp_path, command, args, 
 def test_without_workloads_an_item_naming_a_workload_is_refused_and_a_plain_value_is_as_before(tmp_path, command):
     result = CliRunner().invoke(main, [command, "--optimizers", "adam", "--epochs", "nyuv2=2", "--out",
                                        str(tmp_path / "o")])
-    assert result.exit_code == 2 and "--epochs nyuv2=2: NAME=VALUE items give a workload of --workloads its own " \
-                                     "value; for one workload give --epochs N" in result.output, result.output
+    assert result.exit_code == 2 and "Error: --epochs nyuv2=2: NAME=VALUE items give a workload of --workloads its " \
+        "own value; for one workload give --epochs N" in result.output.splitlines(), result.output
     result = CliRunner().invoke(main, [command, "--optimizers", "adam", "--epochs", "0", "--out", str(tmp_path / "o")])
     assert result.exit_code == 2 and "Error: --epochs 0 is not allowed: expected a whole number in [1, " \
         in result.output, result.output
@@ -204,6 +204,13 @@ def test_a_config_files_table_gives_per_workload_items(tmp_path):
     path.write_text('workloads = "multidigits,nyuv2"\noptimizers = "adam"\nepochs = 2\n[batch-size]\nnyuv2 = 0\n')
     result = CliRunner().invoke(main, ["compare", "--config", str(path), "--out", str(tmp_path / "o")])
     assert result.exit_code == 2, result.output
-    assert f"Error: --batch-size nyuv2=0 is not allowed: expected a whole number in [1, 65536] (with options from " \
-           f"--config {path})" in result.output
+    # worded as the option's plain value from the file is (--batch-size = 0: '... (from --config FILE)')
+    assert f"Error: --batch-size nyuv2=0 is not allowed: expected a whole number in [1, 65536] (from --config " \
+           f"{path})" in result.output.splitlines()
     assert not (tmp_path / "o").exists()
+    path.write_text('workloads = "multidigits,nyuv2"\noptimizers = "adam"\n')  # the item on the command line
+    result = CliRunner().invoke(main, ["compare", "--config", str(path), "--batch-size", "nyuv2=0", "--out",
+                                       str(tmp_path / "o")])
+    assert result.exit_code == 2
+    assert "Error: --batch-size nyuv2=0 is not allowed: expected a whole number in [1, 65536]" in \
+        result.output.splitlines(), result.output

@@ -28,7 +28,7 @@ ROWS = {"adam (tuned)", "adam (preset)"}
 
 @pytest.fixture
 def plugin(tmp_path):
-    """The tiny workloads as a plugin, through $MTBENCH_PLUGINS: a tune's runs look their workload up by name."""
+    """The tiny workloads as a plugin, through $MTBENCH_PLUGINS (tests/test_workload_plugin_option.py: --plugin)."""
     path = tmp_path / "tiny_plugin.py"
     path.write_text(PLUGIN)
     return {"MTBENCH_PLUGINS": str(path)}

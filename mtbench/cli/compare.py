@@ -145,7 +145,7 @@ def compare(ctx: click.Context, optimizers: str | None, methods: str, sweep: str
         _across(ctx, workloads, optimizers, methods, sweep, tuned, single_task, baseline, seeds, out, quiet, wait,
                 nproc_per_node, ReportOptions(target, primary, select, reference), options)
         return
-    single_workload(options)
+    single_workload(ctx, options)
     workload = _parsed(registry.workload, options.pop("workload"), "--workload")
     _check_combinations(ctx, options, seeds, single_task, baseline, primary, workload.task_names)
     names = _parsed(lambda text: parse_optimizers(text, registry), optimizers, "--optimizers")

@@ -137,7 +137,7 @@ def tune(ctx: click.Context, optimizers: str | None, trials: int, sampler: str, 
     if workloads is not None:
         _tune_across(ctx, workloads, budget, run, options, out, storage, study, started)
         return
-    single_workload(options)
+    single_workload(ctx, options)
     plan = _plan(registry, budget, options, out, storage, study)
     results = _tune_one(ctx, plan, budget, run, ctx.params, started)
     failed = _all_failed(results, plan)

@@ -15,7 +15,7 @@ import click
 
 from ..compare.across import PER_WORKLOAD, check_workloads, workload_settings
 from ..errors import ConfigError
-from .bounded import Bounded
+from .bounded import Bounded, OutOfBounds
 from .configfile import config_file
 
 __all__ = ["WorkloadCount", "per_workload_options", "single_workload", "workload_options"]
@@ -52,27 +52,34 @@ def _repeatable(option: click.Option) -> click.Option:
                         help=(option.help or "").rstrip(".") + "." + (_COUNT_HELP if count else _DATA_HELP))
 
 
-def single_workload(options: dict) -> None:
+def single_workload(ctx: click.Context, options: dict) -> None:
     """``options`` of a command run on one workload, in place: each PER_WORKLOAD option's last value, as
-    `mtbench run` takes it (None when not given); NAME=VALUE items are a one-line usage error."""
+    `mtbench run` takes it (None when not given); NAME=VALUE items are a one-line usage error worded as the
+    option's out-of-range value is (``--epochs nyuv2=2: ...``, with the --config file it came from)."""
+    params = {p.name: p for p in ctx.command.params}
     for name in PER_WORKLOAD:
         values = options.get(name) or ()
         items = [v for v in values if isinstance(v, str) and "=" in v] if name != "data" else []
         if items:
             flag = "--" + name.replace("_", "-")
-            raise click.BadParameter(f"{flag} {items[0]}: NAME=VALUE items give a workload of --workloads its own "
-                                     f"value; for one workload give {flag} N", param_hint=flag)
+            raise OutOfBounds(f"{flag} {items[0]}: NAME=VALUE items give a workload of --workloads its own value; "
+                              f"for one workload give {flag} N", ctx, params.get(name))
         options[name] = values[-1] if values else None
 
 
 def workload_options(ctx: click.Context, workloads: str, options: dict) -> tuple[list[str], dict[str, dict]]:
     """The workloads of ``--workloads`` text and each one's run options (compare.across.workload_settings); a
-    bad name or item is a one-line usage error naming it (and the --config file, where one was read), before
-    anything is written."""
+    bad name or item is a one-line usage error naming it, before anything is written. An error that opens with
+    its option's flag is that option's, worded as its out-of-range value is (``(from --config FILE)`` when the
+    value came from there); another says that options were read from the --config file."""
     registry = ctx.obj.registry
     try:
         names = check_workloads(workloads.split(","), registry)
         return names, workload_settings(options, names, registry.workloads)
     except ConfigError as exc:
+        flag = str(exc).split(" ", 1)[0]
+        param = next((p for p in ctx.command.params if flag in p.opts), None)
+        if param is not None:
+            raise OutOfBounds(str(exc), ctx, param) from None
         path = config_file(ctx)
         raise click.UsageError(str(exc) + (f" (with options from --config {path})" if path else "")) from None
