@@ -21,10 +21,11 @@ access pattern. "ratio/streams" is MTAdamV2 against it.
 NOTE [stream floor]: on one core of the machine this was written on (an AMD EPYC VM) the byte
 model misses a term. A core moves data only as fast as it keeps reads in flight, and a write
 costs far less than a read (a read-only pass runs at 30-37 GB/s; Adam's 4 reads and 3 writes at
-~50 GB/s): the time goes as the reads, 1 + 4T for MTAdamV2 against Adam's 4, more than the byte
-floor's (2 + 6T) / 7 (8.25 against 7.14 for T = 8). Where MTAdamV2 sits within a few per cent
-of the stream floor but above 1.10 x the byte floor, the kernel is at this machine's limit and
-the target is out of reach of any kernel that moves these bytes.
+~50 GB/s): the time goes roughly as the reads, 1 + 4T for MTAdamV2 against Adam's 4, more than
+the byte floor's (2 + 6T) / 7 (8.25 against 7.14 for T = 8). Where MTAdamV2 sits within a few
+per cent of the stream floor and the stream floor above 1.10 x the byte floor (T = 5..8 there:
+see the README), the kernel is at this machine's limit for these streams, and the target is out
+of its reach there.
 
 Target: ratio <= 1.10 x floor for every T.
 """
@@ -91,13 +92,14 @@ def time_one(shapes, tasks: int, repeat: int, clock: str, streams) -> list[float
     adam = torch.optim.Adam(params, fused=True)
     steps = [lambda: mtadam.step(task_grads), adam.step]
     if streams is not None:
-        # Tensors of their own, laid out as MTAdamV2's ([T, *shape] state rows).
+        # Parameters and state of their own (the state laid out as MTAdamV2's: [T, *shape] rows).
+        own_params = [p.clone() for p in params]
         grads = [g for task in task_grads for g in task]
         exp_avgs = [torch.zeros((tasks, *s)) for s in shapes]
         exp_avg_sqs = [torch.zeros((tasks, *s)) for s in shapes]
-        steps += [lambda: streams.streams(params, grads, exp_avgs, exp_avg_sqs, 0),
-                  lambda: streams.streams(params, grads, exp_avgs, exp_avg_sqs, 1),
-                  lambda: streams.adam_streams(params, grads, exp_avgs, exp_avg_sqs)]
+        steps += [lambda: streams.streams(own_params, grads, exp_avgs, exp_avg_sqs, 0),
+                  lambda: streams.streams(own_params, grads, exp_avgs, exp_avg_sqs, 1),
+                  lambda: streams.adam_streams(own_params, grads, exp_avgs, exp_avg_sqs)]
     timer = time.thread_time if clock == "cpu" else time.perf_counter
     return median_ms(steps, repeat, torch.device("cpu"), clock=timer)
 
