@@ -129,6 +129,18 @@ def _layout(n: int, own: bool) -> tuple[Figure, list]:
     return fig, panel_grid(fig, n)
 
 
+def _row_line(ax, datas: Sequence[dict[str, np.ndarray]], key: str, edges, centers, color, label: str) -> None:
+    """One row's ``key`` per step on ``ax``: the mean over its seeds, with the min-max band where there are two
+    seeds or more; nothing where no seed logged a finite value (a row may log some fields and not others)."""
+    curves = [binned(d["step"], d[key], edges) for d in datas]
+    if not np.isfinite(np.vstack(curves)).any():
+        return
+    mean, lo, hi = band(curves)
+    ax.plot(centers, mean, color=color, label=label, linewidth=1.4)
+    if len(curves) > 1:
+        ax.fill_between(centers, lo, hi, color=color, alpha=0.2, linewidth=0)
+
+
 def plot_comparison_conflict(groups: Sequence[RowRuns], path: Path, tasks: Sequence[str] | None = None,
                              workload: str | None = None) -> Path | None:
     """conflict.png: cosine and norm ratio per step, one line per row (mean over seeds), and the method's
@@ -155,13 +167,7 @@ def plot_comparison_conflict(groups: Sequence[RowRuns], path: Path, tasks: Seque
     fig, axes = _layout(len(conflicts) + len(weight_panels), own)
     for ax, key in zip(axes, conflicts):
         for g in present:
-            curves = [binned(d["step"], d[key], edges) for d in series[g.label]]
-            if not np.isfinite(np.vstack(curves)).any():
-                continue
-            mean, lo, hi = band(curves)
-            ax.plot(centers, mean, color=colors[g.label], label=g.label, linewidth=1.4)
-            if len(curves) > 1:
-                ax.fill_between(centers, lo, hi, color=colors[g.label], alpha=0.2, linewidth=0)
+            _row_line(ax, series[g.label], key, edges, centers, colors[g.label], g.label)
         _style(ax, key, width, panels)
         if not own and ax.get_legend_handles_labels()[0]:  # a panel with only its reference lines has no legend
             ax.legend(fontsize="small")
@@ -176,13 +182,7 @@ def plot_comparison_conflict(groups: Sequence[RowRuns], path: Path, tasks: Seque
             ax.legend(fontsize="small")
             continue
         for g in weighted:
-            curves = [binned(d["step"], d[key], edges) for d in series[g.label]]
-            if not np.isfinite(np.vstack(curves)).any():
-                continue
-            mean, lo, hi = band(curves)
-            ax.plot(centers, mean, color=colors[g.label], label=g.label, linewidth=1.4)
-            if len(curves) > 1:
-                ax.fill_between(centers, lo, hi, color=colors[g.label], alpha=0.2, linewidth=0)
+            _row_line(ax, series[g.label], key, edges, centers, colors[g.label], g.label)
         _weight_axis(ax, f"The method's weight of {task}", width)
     if own:
         legends(fig, axes, len(axes) > 2)
