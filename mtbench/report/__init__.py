@@ -9,6 +9,7 @@ tune's trials alike; nothing here imports the trainer. The package, in the order
     grouping      RowRuns: the runs of one row over seeds
     selection     which epoch of a run is reported
     build         RowResult and Report: summaries, time to target, Δm, the verdict, the front
+    deltam        Δm per seed: against the single-task baselines, or the --reference row
     reference     Δm against a compared row where no single-task baselines were run (--reference)
     taskmetrics   a workload's own metrics (from summary.json): their joint score and Δm, by direction
     header        what every run shares, the initial-weights check

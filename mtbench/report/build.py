@@ -4,8 +4,8 @@ to target, Δm, the paired verdict against the best row and the scalarization fr
 A comparison is a list of rows run for each seed. A row is (optimizer, method, task weights, tasks)
 with a role: "row" (compared against the best), "sweep" (a point of the scalarization front, task
 weights other than equal) or "baseline" (a single-task run, the reference of Δm). The statistics are
-mtbench.report.stats', the verdict's words mtbench.report.verdict's; the files a report writes are
-mtbench.report.files'.
+mtbench.report.stats', Δm per seed mtbench.report.deltam's, the verdict's words mtbench.report.verdict's; the
+files a report writes are mtbench.report.files'.
 
 """
 
@@ -17,21 +17,22 @@ from pathlib import Path
 from typing import Sequence
 
 from ..config import SUM_METHOD, TASKS
-from ..errors import ConfigError, DataError, MTBenchError
+from ..errors import ConfigError, MTBenchError
 from .baseline import TUNED_SUFFIX, tuned_baseline
 from .convergence import (
-    TASK_METRICS, UNKNOWN, AbsoluteTarget, OwnTarget, Target, convergence_label,
-    default_target, first_reach, joint_score, resolve_target,
+    UNKNOWN, AbsoluteTarget, OwnTarget, Target, convergence_label, default_target, first_reach, joint_score,
+    resolve_target,
 )
+from .deltam import delta_m_vs_baselines, delta_m_vs_reference, own_delta_m_vs_baselines, single_task_baselines
 from .fronts import front_means
 from .grouping import RowRuns, group_runs
 from .header import header_lines
 from .runs import Run
 from .reference import (
-    SINGLE_TASK, adam_rows, baselines_sentence, choose_reference, dropped_fact, reference_delta_m, reference_sentence,
+    SINGLE_TASK, adam_rows, baselines_sentence, choose_reference, dropped_fact, reference_sentence,
 )
 from .selection import DEFAULT_SELECTION, Selected, select, selection_facts
-from .stats import delta_m, summarize, summarize_time_to_target
+from .stats import summarize, summarize_time_to_target
 from .taskmetrics import WorkloadMetrics, workload_metrics
 from .verdict import (
     DEFAULT_PRIMARY, DELTA_M, METRIC_NAMES, PRIMARY_METRICS, paired_verdict, scalarization_front,
@@ -167,7 +168,7 @@ def build_report(runs: Sequence[Run], target: float | AbsoluteTarget | None = No
     per_seed = {g.label: _selected_values(g, selected) for g in groups}
     facts = selection_facts(selection, selected.values())
     tasks = own.tasks if own is not None else TASKS
-    baselines, planned = _baselines(groups), _baselines(groups, completed=False)
+    baselines, planned = single_task_baselines(groups), single_task_baselines(groups, completed=False)
     single_task = len(planned) == len(tasks)
     no_joint = own is not None and not own.joint_defined
     ranked_by = DELTA_M if primary == DEFAULT_PRIMARY and no_joint else primary  # taskmetrics' NOTE [reference row]
@@ -185,7 +186,7 @@ def build_report(runs: Sequence[Run], target: float | AbsoluteTarget | None = No
 
     not_computed: dict[str, str] = {}  # row -> why its Δm could not be computed
     if ref is not None:
-        per_row, dropped, not_computed = _reference_delta_m(groups, ref, own, per_seed)
+        per_row, dropped, not_computed = delta_m_vs_reference(groups, ref, own, per_seed)
         for label, values in per_row.items():
             per_seed[label]["delta_m"] = values
         facts.extend(line for line in [dropped_fact(ref, dropped)] if line)
@@ -196,9 +197,9 @@ def build_report(runs: Sequence[Run], target: float | AbsoluteTarget | None = No
             problem = "no run of the single-task baseline " + ", ".join(
                 planned[task].label for task in tasks if task not in baselines) + " completed"
         elif own is not None:
-            per_seed[g.label]["delta_m"], problem = _own_delta_m(own, g.label, baselines, per_seed)
+            per_seed[g.label]["delta_m"], problem = own_delta_m_vs_baselines(own, g.label, baselines, per_seed)
         else:
-            per_seed[g.label]["delta_m"], problem = _delta_m(per_seed[g.label], baselines, per_seed)
+            per_seed[g.label]["delta_m"], problem = delta_m_vs_baselines(per_seed[g.label], baselines, per_seed)
         if problem:
             not_computed[g.label] = problem
     facts.extend(f"Δm of {label}: not computed ({problem})." for label, problem in not_computed.items())
@@ -273,16 +274,6 @@ def _selected_values(group: RowRuns, selected: dict[Path, Selected]) -> dict[str
     return out
 
 
-def _baselines(groups: Sequence[RowRuns], completed: bool = True) -> dict[str, RowRuns]:
-    """The single-task baseline row of each task: the first one given with a completed run (with
-    ``completed`` False: the first one given). Δm needs one per task."""
-    out: dict[str, RowRuns] = {}
-    for g in groups:
-        if g.role == "baseline" and (g.done or not completed) and len(g.spec.tasks) == 1:
-            out.setdefault(g.spec.tasks[0], g)
-    return out
-
-
 def _own_values(group: RowRuns, own: WorkloadMetrics, selected: dict[Path, Selected]) -> dict[str, dict]:
     """A row of another workload: {metric: {seed: value}} of its tasks' metrics (under "metrics") and its joint
     score per seed, from the runs' summary.json (None for a run that did not complete)."""
@@ -298,39 +289,6 @@ def _own_values(group: RowRuns, own: WorkloadMetrics, selected: dict[Path, Selec
             metrics[name][run.key] = values.get(name)
         joint[run.key] = own.joint(values, group.spec.tasks) if values else None
     return {"metrics": metrics, "joint": joint}
-
-
-def _reference_delta_m(groups: Sequence[RowRuns], ref: str, own: WorkloadMetrics | None,
-                       per_seed: dict[str, dict]) -> tuple[dict[str, dict], dict, dict[str, str]]:
-    """Every row's Δm per seed against the compared row ``ref`` of the same seed (taskmetrics' NOTE [reference
-    row]): over the workload's metrics, or top-1 and mIoU on the default one; a single-task row gets none."""
-    if own is not None:
-        figures = {g.label: per_seed[g.label]["metrics"] for g in groups if g.role != "baseline"}
-        return reference_delta_m(figures, ref, lambda row, base: own.delta_m(row, {t: base for t in own.tasks}))
-    figures = {g.label: {m: per_seed[g.label][m] for m in ("top1", "miou")} for g in groups if g.role != "baseline"}
-    return reference_delta_m(figures, ref, delta_m)
-
-
-def _own_delta_m(own: WorkloadMetrics, label: str, baselines: dict[str, RowRuns],
-                 per_seed: dict[str, dict]) -> tuple[dict, str | None]:
-    """A row's Δm per seed over every metric of the workload, against each task's baseline of the same seed."""
-    base = {task: per_seed[baselines[task].label]["metrics"] for task in own.tasks}
-    try:
-        return own.delta_m(per_seed[label]["metrics"], base), None
-    except DataError as exc:
-        return {}, str(exc)
-
-
-def _delta_m(values: dict[str, dict], baselines: dict[str, RowRuns],
-             per_seed: dict[str, dict]) -> tuple[dict, str | None]:
-    """A row's Δm per seed against the baselines of the same seed: top-1 from the classification
-    baseline, mIoU from the segmentation one."""
-    metrics = {task: values[TASK_METRICS[task]] for task in TASKS}
-    base = {task: per_seed[baselines[task].label][TASK_METRICS[task]] for task in TASKS}
-    try:
-        return delta_m(metrics, base), None
-    except DataError as exc:
-        return {}, str(exc)
 
 
 def _times_to_target(group: RowRuns, target: Target | AbsoluteTarget | OwnTarget | None) -> tuple[dict, dict]:
