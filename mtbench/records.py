@@ -91,6 +91,10 @@ class Summary:
     task_metrics: dict | None = None
     final_metrics: dict | None = None
     holdout_metrics: dict | None = None
+    # The network the run trained: its class name, and the ResNet backbone it holds (None where it holds
+    # none: a workload whose model is its own backbone ignores --backbone). None for runs before these.
+    model: str | None = None
+    model_backbone: str | None = None
 
     @property
     def completed(self) -> bool:

@@ -355,7 +355,8 @@ class Trainer:
     def evaluate(self, sets) -> dict[str, float]:
         """Every task's metrics on one split (one data set per task, or the shared one)."""
         meters = parts.task_meters(self.workload, self.data, self.device)
-        return evaluate(self.model, sets, meters, self.batches, self._autocast, self.workload.shared_batch)
+        return evaluate(self.model, sets, meters, self.batches, self._autocast, self.workload.shared_batch,
+                        [t.name in self.config.tasks for t in self.workload.tasks])
 
     def _on_nonfinite(self, losses: list[float]) -> None:
         """Apply --on-nonfinite to a step whose loss was not finite (the step was not taken)."""
@@ -397,4 +398,4 @@ class Trainer:
 
     def _summary(self, status: str, error: str | None = None) -> dict:
         return self.log.summary(status, self.state, init_digest=self.init_digest, device=str(self.device),
-                                peak_memory_mb=self._peak_memory_mb(), error=error)
+                                peak_memory_mb=self._peak_memory_mb(), error=error, model=self.model)

@@ -21,7 +21,7 @@ KEYS = ["optimizer", "title", "method", "status", "error", "seed", "epochs", "st
         "final_miou", "final_pixel_acc", "holdout_top1", "holdout_top5", "holdout_miou", "holdout_pixel_acc",
         "seconds_per_step", "total_seconds", "peak_memory_mb", "skipped_steps", "corrupt_images",
         "init_weights_sha256", "task_weights", "loss_scale", "holdout", "tasks", "method_settings", "device",
-        "workload", "task_metrics", "final_metrics", "holdout_metrics"]
+        "workload", "task_metrics", "final_metrics", "holdout_metrics", "model", "model_backbone"]
 REFERENCE_REPORT = Path(__file__).parent / "data" / "reference_report.json"
 
 

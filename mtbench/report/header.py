@@ -43,7 +43,7 @@ def header_lines(runs: Sequence[Run], groups: Sequence[RowRuns], workload: str |
     devices = {r.env.get("device") for r in runs if r.env.get("device")}
     settings = [("epochs", common("epochs")), ("batch size", common("batch_size")),
                 ("image size", common("image_size")), ("train limit", common("limit_train")),
-                ("val limit", common("limit_val")), ("backbone", common("backbone")),
+                ("val limit", common("limit_val")), *_model(runs, workload, common("backbone")),
                 ("amp", common("amp")), ("device", ", ".join(sorted(devices)) or None)]
     roles = {role: sum(g.role == role for g in groups) for role in ROLES}
     names = {"row": "compared", "sweep": "sweep", "baseline": "baseline"}
@@ -63,6 +63,20 @@ def header_lines(runs: Sequence[Run], groups: Sequence[RowRuns], workload: str |
         lines.append("Task weights: " + ", ".join(f"{t} {w:g}" for t, w in zip(tasks, weights)))
     lines.append(_init_check(runs))
     return lines
+
+
+def _model(runs: Sequence[Run], workload: str | None, backbone) -> list[tuple[str, object]]:
+    """The network of the runs: ("backbone", --backbone) on the default workload, as it has always read;
+    on another, the model's class and the backbone it holds, as the runs recorded them (NOTE [model in
+    summary], mtbench.training.runlog), the backbone left out where the network holds none. Runs that
+    recorded no model (before these fields) show --backbone as before."""
+    told = [r.told for r in runs if r.summary is not None]
+    if workload is None or not told or any(t.model is None for t in told):
+        return [("backbone", backbone)]
+    models, backbones = {t.model for t in told}, {t.model_backbone for t in told}
+    model = models.pop() if len(models) == 1 else "varies"
+    held = backbones.pop() if len(backbones) == 1 else "varies"
+    return [("model", model)] + ([("backbone", held)] if held is not None else [])
 
 
 def loss_scale(run: Run) -> list[float] | None:

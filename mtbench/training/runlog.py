@@ -6,8 +6,11 @@ import math
 import statistics
 from typing import Callable
 
+import torch
+
 from ..board import TENSORBOARD_DIR, Board
 from ..config import RunConfig
+from ..model import Backbone
 from ..rundir import RunDir, RunFileError, Summary
 from ..workloads import Workload
 from ..workloads.imagenet_coco import WORKLOAD as DEFAULT
@@ -28,6 +31,17 @@ def _show(value: float | None) -> str:
 # summary.json's first figures, named before workloads (the ImageNet + COCO workload's metrics): kept
 # for every run, None where the workload has no such metric.
 _DEFAULT_METRICS = ("top1", "top5", "miou", "pixel_acc")
+
+
+def holds_backbone(model: torch.nn.Module) -> bool:
+    """Whether ``model`` is built on mtbench's ResNet ``Backbone`` (the one --backbone names).
+
+    NOTE [model in summary]: a workload's ``build_model`` is handed --backbone whether or not it uses it
+    (the multidigits network is its own backbone), so the report can only tell what a run's network was
+    from what the run recorded: its class name and, where it holds a ``Backbone``, that backbone's name.
+    A plugin network built on a ResNet of its own is recorded by its class name alone.
+    """
+    return any(isinstance(m, Backbone) for m in model.modules())
 
 
 class RunLog:
@@ -103,9 +117,11 @@ class RunLog:
                 *(f"val_{m}" for m in names), *(f"holdout_{m}" for m in names), "seconds"]
 
     def summary(self, status: str, state: TrainState, *, init_digest: str, device: str, peak_memory_mb: float,
-                error: str | None = None) -> dict:
-        """Write summary.json and return its content; the ``final_*`` figures are the test (validation) split's."""
+                error: str | None = None, model: torch.nn.Module | None = None) -> dict:
+        """Write summary.json and return its content; the ``final_*`` figures are the test (validation) split's.
+        ``model``: the network trained, named in the summary (its class, the backbone it holds)."""
         c, v, h = state.counters, state.last_val or {}, state.last_holdout or {}
+        trained = [m for t, m in self.workload.metrics() if t.name in self.config.tasks]
         summary = Summary(
             **self.identity,
             status=status,
@@ -131,8 +147,11 @@ class RunLog:
             task_metrics={t.name: [{"name": m.name, "title": m.title, "higher_is_better": m.higher_is_better,
                                     "unit": m.unit, "primary": m.name == t.primary} for m in t.metrics]
                           for t in self.workload.tasks},
-            final_metrics={m.name: v.get(m.name) for _, m in self.workload.metrics()},
-            holdout_metrics={m.name: h.get(m.name) for _, m in self.workload.metrics()} if h else None,
+            # the trained tasks' figures only (NOTE [trained tasks only], mtbench.training.evaluate)
+            final_metrics={m.name: v.get(m.name) for m in trained},
+            holdout_metrics={m.name: h.get(m.name) for m in trained} if h else None,
+            model=type(model).__name__ if model is not None else None,
+            model_backbone=self.config.backbone if model is not None and holds_backbone(model) else None,
         )
         self.run.write_summary(summary)
         return summary.to_json()
