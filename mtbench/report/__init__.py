@@ -14,6 +14,7 @@ tune's trials alike; nothing here imports the trainer. The package, in the order
     taskmetrics   a workload's own metrics (from summary.json): their joint score and Δm, by direction
     header        what every run shares, the initial-weights check
     files         report.md/.csv/.json and the terminal table of one workload
+    cells         how one figure of a row reads in a table's cell
     workloads     runs split by workload; performance profiles across workloads
     stats, fronts, verdict, convergence   the numbers and the words of the verdict
     plots, plots_gradients, plotstyle     the figures (matplotlib, imported only by them)

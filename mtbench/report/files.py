@@ -1,5 +1,6 @@
 """What a report shows for one workload: the terminal text, report.md, report.csv and report.json (the
-verdict and the tables). Across workloads (the performance profiles): mtbench.report.workloads."""
+verdict and the tables). How one figure reads in a table's cell: mtbench.report.cells. Across workloads (the
+performance profiles): mtbench.report.workloads."""
 
 from __future__ import annotations
 
@@ -12,12 +13,13 @@ from typing import Sequence
 
 from ..rundir import atomic_write_text
 from ..text import format_table
-from .build import ROW_METRICS, Report, RowResult
+from .build import ROW_METRICS, Report
+from .cells import guide_cells, mean_cell, seeds_cell, time_cell, verdict_cell, vs_best_cell
 from .convergence import NOT_REACHED, THRESHOLDS, UNKNOWN, thresholds_text
 from .header import loss_scale
 from .reference import SINGLE_TASK
 from .stats import ALPHA, WILCOXON_MIN_PAIRS
-from .verdict import difference_unit, show, show_interval
+from .verdict import difference_unit
 
 __all__ = [
     "BASELINE_HEADERS", "CSV_FIELDS", "GUIDE_NOTE", "SWEEP_HEADERS", "baseline_rows", "csv_text", "json_record",
@@ -27,73 +29,6 @@ __all__ = [
 
 GUIDE_NOTE = ("guide = the optimizer guide's expected results for real ImageNet + COCO, 5 epochs, "
               "batch size 8 (not measured here)")
-
-
-# ---------------------------------------------------------------------------------------------
-# Cells
-
-
-def _pm(summary: dict | None, fmt: str, scale: float = 1.0, unit: str = "") -> str:
-    """mean±half-width of the 95 % interval (mean alone without one)."""
-    if not summary or summary.get("mean") is None:
-        return "-"
-    mean = summary["mean"]
-    if not math.isfinite(mean):
-        return "inf"
-    text = format(mean * scale, fmt)
-    if summary.get("ci_low") is not None:
-        text += "±" + format((summary["ci_high"] - summary["ci_low"]) / 2 * scale, fmt)
-    return text + unit
-
-
-def _time(summary: dict | None, fmt: str, unit: str = "") -> str:
-    """Median over seeds, "(k/n)" when only k of the n seeds reached the target."""
-    if not summary or not summary.get("n"):
-        return "-"
-    median = summary["median"]
-    text = "inf" if not math.isfinite(median) else format(median, fmt) + unit
-    if summary["reached"] < summary["n"]:
-        text += f" ({summary['reached']}/{summary['n']})"
-    return text
-
-
-def _seeds(row: RowResult) -> str:
-    g = row.group
-    return f"{len(g.done)}/{len(g.runs)}" if len(g.done) != len(g.runs) else str(len(g.runs))
-
-
-def _p(p: float | None) -> str:
-    if p is None:
-        return ""
-    return "p<0.001" if p < 0.001 else f"p={p:.3f}"
-
-
-def _vs_best(row: RowResult, metric: str) -> str:
-    if not row.verdict or row.vs_best is None:
-        return "-"
-    if row.verdict["is_best"]:
-        return "best"
-    v = row.vs_best
-    parts = [show(metric, v["diff_mean"], difference=True),
-             show_interval(metric, v["diff_ci_low"], v["diff_ci_high"])
-             if v["diff_ci_low"] is not None else "", _p(v["p_holm"])]
-    return " ".join(p for p in parts if p)
-
-
-def _mark(row: RowResult) -> str:
-    if not row.verdict or row.vs_best is None:
-        return "-"
-    if row.verdict["is_best"]:
-        return "best"
-    return {True: "tied", False: "worse", None: "-"}[row.tied_with_best]
-
-
-def _guide(expected: dict | None) -> list[str]:
-    if not expected:
-        return ["-", "-", "-"]
-    t, m = expected.get("top1"), expected.get("miou")
-    return [f"{t[0] * 100:.0f}-{t[1] * 100:.0f}%" if t else "-",
-            f"{m[0]:.2f}-{m[1]:.2f}" if m else "-", expected.get("convergence") or "-"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -134,12 +69,13 @@ def table_rows(report: Report) -> list[list[str]]:
     rows = []
     for row in report.role("row"):
         m = row.metrics
-        delta = [_pm(m["delta_m"], ".1f", unit="%")] if report.has_delta_m else []
-        rows.append([str(row.rank or "-"), row.label, _seeds(row), _pm(m["top1"], ".1f", 100, "%"),
-                     _pm(m["miou"], ".3f"), _pm(m["joint"], ".3f"), *delta, _vs_best(row, report.primary),
-                     _mark(row), _time(m["steps_to_target"], ".0f"), _time(m["seconds_to_target"], ".1f", " s"),
-                     row.convergence, _pm(m["seconds_per_step"], ".3f"), _pm(m["peak_memory_mb"], ".0f"),
-                     *_guide(row.group.expected), row.status])
+        delta = [mean_cell(m["delta_m"], ".1f", unit="%")] if report.has_delta_m else []
+        rows.append([str(row.rank or "-"), row.label, seeds_cell(row), mean_cell(m["top1"], ".1f", 100, "%"),
+                     mean_cell(m["miou"], ".3f"), mean_cell(m["joint"], ".3f"), *delta,
+                     vs_best_cell(row, report.primary), verdict_cell(row), time_cell(m["steps_to_target"], ".0f"),
+                     time_cell(m["seconds_to_target"], ".1f", " s"), row.convergence,
+                     mean_cell(m["seconds_per_step"], ".3f"), mean_cell(m["peak_memory_mb"], ".0f"),
+                     *guide_cells(row.group.expected), row.status])
     shown = _shown(report)
     return [[cell for cell, keep in zip(cells, shown) if keep] for cells in rows]
 
@@ -164,11 +100,11 @@ def sweep_rows(report: Report) -> list[list[str]]:
         if row.on_front is None:
             continue
         m, w = row.metrics, row.group.spec.weights_text
-        figures = ([_pm(m["top1"], ".1f", 100, "%"), _pm(m["miou"], ".3f")] if report.own is None else
+        figures = ([mean_cell(m["top1"], ".1f", 100, "%"), mean_cell(m["miou"], ".3f")] if report.own is None else
                    [p.show((m.get("task_metrics") or {}).get(p.name)) for p in primaries])
-        joint = [_pm(m["joint"], ".3f")] if report.has_joint else []  # NOTE [joint column]
-        rows.append([row.label, w or "-", _seeds(row), *figures, *joint,
-                     "yes" if row.on_front else "no", _time(m["steps_to_target"], ".0f"), row.status])
+        joint = [mean_cell(m["joint"], ".3f")] if report.has_joint else []  # NOTE [joint column]
+        rows.append([row.label, w or "-", seeds_cell(row), *figures, *joint,
+                     "yes" if row.on_front else "no", time_cell(m["steps_to_target"], ".0f"), row.status])
     return rows
 
 
@@ -177,8 +113,9 @@ BASELINE_HEADERS = ["row", "task", "seeds", "top-1", "mIoU", "used for Δm", "st
 
 def baseline_rows(report: Report) -> list[list[str]]:
     used = set(report.baselines.values())
-    return [[row.label, ",".join(row.group.spec.tasks), _seeds(row), _pm(row.metrics["top1"], ".1f", 100, "%"),
-             _pm(row.metrics["miou"], ".3f"), "yes" if row.label in used else "no", row.status]
+    return [[row.label, ",".join(row.group.spec.tasks), seeds_cell(row),
+             mean_cell(row.metrics["top1"], ".1f", 100, "%"), mean_cell(row.metrics["miou"], ".3f"),
+             "yes" if row.label in used else "no", row.status]
             for row in report.role("baseline")]
 
 
@@ -189,8 +126,8 @@ def own_metric_table(report: Report) -> tuple[list[str], list[list[str]]]:
     rows = []
     for row in report.rows:
         figures = row.metrics.get("task_metrics") or {}
-        rows.append([row.label, _seeds(row), *[m.show(figures.get(m.name)) if m.task in row.group.spec.tasks else "-"
-                                              for m in own.metrics]])
+        rows.append([row.label, seeds_cell(row), *[m.show(figures.get(m.name)) if m.task in row.group.spec.tasks
+                                                   else "-" for m in own.metrics]])
     return headers, rows
 
 
