@@ -21,7 +21,7 @@ _LAZY = {
     "GramianWeightingMethod": "mtbench.aggregation",
     "JacobianMethod": "mtbench.aggregation",
     "LossWeightingMethod": "mtbench.aggregation",
-    "MethodRng": "mtbench.aggregation",
+    "MethodRng": "mtbench.method_rng",
     "TaskGradients": "mtbench.aggregation",
     "check_task_vector": "mtbench.aggregation",
 }
