@@ -21,7 +21,7 @@ using Vec = at::vec::Vectorized<float>;
 constexpr int64_t kChunk = 1 << 15;  // kChunkSize of the compiled ops
 constexpr int64_t kBlock = 1024;     // kBlockSize
 constexpr int kMaxTasks = 8;
-constexpr int64_t kPrefetch = 256;   // elements ahead, as the compiled step's groups
+constexpr int64_t kPrefetch = 256;   // elements ahead in the grouped walk (the step's groups: 512)
 
 struct Param {
   float* p;
