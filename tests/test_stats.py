@@ -369,8 +369,8 @@ def test_dominated_by_front(point, dominated):
     assert dominated_by_front(point, [(1, 5), (2, 4)]) is dominated
 
 
-def test_pareto_inputs_must_be_pairs():
-    with pytest.raises(DataError, match=r"points\[1\]: \(1, 2, 3\) is not a pair"):
+def test_pareto_points_must_all_have_one_value_per_task():
+    with pytest.raises(DataError, match=r"points\[1\]: \(1, 2, 3\) has 3 values \(expected one per task"):
         pareto_front([(1, 2), (1, 2, 3)])
     with pytest.raises(DataError, match=r"point \(None, 1\) has a missing value"):
         dominated_by_front((None, 1), [(1, 2)])
