@@ -23,26 +23,21 @@ import json
 import math
 import os
 import pickle
-import platform
 import re
-import subprocess
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, Callable, Iterable, Iterator
+from typing import IO, Any, Callable, Iterable, Iterator
 
 from .atomic import atomic_write_text, atomic_writer, make_temp_dir
 from .errors import ConfigError, MTBenchError
 from .locks import DirLock
 from .records import EPOCH_COLUMNS, SPLITS, EpochRow, RunFileError, Summary
 
-if TYPE_CHECKING:
-    import torch
-
 __all__ = [
     "CHECKPOINT_DIR", "CONFIG_FILE", "ENV_FILE", "EPOCHS_FILE", "EPOCH_COLUMNS", "LAST_CHECKPOINT", "METRICS_FILE",
     "SPLITS", "SUMMARY_FILE", "EpochRow", "RunDir", "RunFileError", "Summary", "atomic_write_text", "atomic_writer",
-    "create_run_dir", "environment", "finite_number", "make_temp_dir", "read_epochs", "read_json", "read_metrics",
+    "create_run_dir", "finite_number", "make_temp_dir", "read_epochs", "read_json", "read_metrics",
     "read_summary",
 ]
 
@@ -372,47 +367,3 @@ def _jsonable(value: Any) -> Any:
     if hasattr(value, "tolist"):  # tensors and arrays, without importing torch here
         return value.tolist()
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
-
-
-def environment(device: torch.device, ops_backend: str) -> dict:
-    """Versions, device and the code revision, for env.json."""
-    import torch
-    import torchvision
-
-    from . import __version__
-
-    info = {
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "hostname": platform.node(),
-        "torch": torch.__version__,
-        "torchvision": torchvision.__version__,
-        "mtbench": __version__,
-        "device": str(device),
-        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else _cpu_name(),
-        "cpu_threads": torch.get_num_threads(),
-        "ops_backend": ops_backend,
-        "git_commit": _git_commit(),
-    }
-    return info
-
-
-def _cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def _git_commit() -> str | None:
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True, text=True, timeout=5
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip() or None if out.returncode == 0 else None

@@ -20,12 +20,13 @@ from torch.nn.parallel import DistributedDataParallel
 
 from . import distributed
 from .config import SUM_METHOD, RunConfig
+from .environment import environment
 from .errors import ConfigError, MTBenchError, NonFiniteLossError, RunStopped
 from .interrupts import Terminated, sigterm_as_interrupt
 from .model import load_weights
 from .plugins import load_registry
 from .presets import OptimizerPreset
-from .rundir import CONFIG_FILE, ENV_FILE, RunDir, environment
+from .rundir import CONFIG_FILE, ENV_FILE, RunDir
 from .training import checkpoint
 from .training.batches import Batches, seed_for
 from .training.checkpoint import TrainState
