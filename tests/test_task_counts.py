@@ -24,6 +24,7 @@ from mtbench.config import build_config
 from mtbench.plugins import load_registry
 from mtbench.presets import OptimizerPreset
 from mtbench.train import Trainer, train
+from recorder import Recorder
 from tiny_workloads import tiny_workload
 
 TINY = Path(__file__).with_name("tiny_workloads.py")
@@ -308,21 +309,10 @@ def trainer_for(tmp_path, workload, preset, method=None, name="run") -> Trainer:
     return Trainer(config, preset, config.run_dir, method=method, workload=workload, progress=False, echo=print)
 
 
-class TaskGradients(torch.optim.Optimizer):
-    """Keeps what a per-task optimizer is given, and steps nowhere."""
-
-    def __init__(self, params, lr=0.1):
-        super().__init__(params, {"lr": lr})
-        self.received = []
-
-    def step(self, task_grads):
-        self.received.append([[None if g is None else g.clone() for g in task] for task in task_grads])
-
-
 @pytest.mark.parametrize("shared", [False, True])
 def test_a_per_task_optimizer_gets_the_one_tasks_gradient(tmp_path, shared):
     workload = tiny_workload(1, shared)
-    preset = OptimizerPreset(name="task_gradients", title="Task gradients", factory=TaskGradients,
+    preset = OptimizerPreset(name="task_gradients", title="Task gradients", factory=Recorder,
                              defaults={"lr": 0.1}, per_task_gradients=True)
     trainer = trainer_for(tmp_path, workload, preset)
     trainer.model.train()

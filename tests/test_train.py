@@ -14,6 +14,7 @@ from mtbench.errors import ConfigError, NonFiniteLossError
 from mtbench.plugins import load_registry
 from mtbench.presets import OptimizerPreset
 from mtbench.train import Trainer, train
+from recorder import Recorder
 from states import assert_same_state
 
 REGISTRY = load_registry(environ={})
@@ -116,17 +117,6 @@ def test_a_resumed_run_ends_bit_identical_to_an_uninterrupted_one(tmp_path, monk
     for i in opt_b:
         for key, value in opt_b[i].items():
             assert torch.equal(torch.as_tensor(opt_a[i][key]), torch.as_tensor(value)), (i, key)
-
-
-class Recorder(torch.optim.Optimizer):
-    """Keeps the per-task gradients it is given; changes nothing."""
-
-    def __init__(self, params, lr=0.1):
-        super().__init__(params, {"lr": lr})
-        self.received = []
-
-    def step(self, task_grads):
-        self.received.append([[None if g is None else g.clone() for g in task] for task in task_grads])
 
 
 def test_per_task_gradients_are_each_tasks_own_gradient(tmp_path):

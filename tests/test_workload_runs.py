@@ -13,6 +13,7 @@ from mtbench.errors import ConfigError
 from mtbench.plugins import load_registry
 from mtbench.presets import OptimizerPreset
 from mtbench.train import Trainer, train
+from recorder import Recorder
 from states import assert_same_state
 from tiny_workloads import tiny_workload
 
@@ -83,15 +84,6 @@ def test_a_method_combines_three_tasks(tmp_path, shared):
     last = records(tmp_path / "run")[-1]
     weights = [last[f"method_weight_t{t}"] for t in range(3)]
     assert all(w > 0 for w in weights) and last["grad_cosine"] is not None and last["grad_cosine_mean"] is not None
-
-
-class Recorder(torch.optim.Optimizer):
-    def __init__(self, params, lr=0.1):
-        super().__init__(params, {"lr": lr})
-        self.received = []
-
-    def step(self, task_grads):
-        self.received.append([[None if g is None else g.clone() for g in task] for task in task_grads])
 
 
 @pytest.mark.parametrize("shared", [False, True])
