@@ -24,7 +24,7 @@ from mtbench.config import build_config
 from mtbench.plugins import load_registry
 from mtbench.presets import OptimizerPreset
 from mtbench.train import Trainer, train
-from recorder import Recorder
+from recorder import Recorder, recorded_step
 from tiny_workloads import tiny_workload
 
 TINY = Path(__file__).with_name("tiny_workloads.py")
@@ -315,15 +315,7 @@ def test_a_per_task_optimizer_gets_the_one_tasks_gradient(tmp_path, shared):
     preset = OptimizerPreset(name="task_gradients", title="Task gradients", factory=Recorder,
                              defaults={"lr": 0.1}, per_task_gradients=True)
     trainer = trainer_for(tmp_path, workload, preset)
-    trainer.model.train()
-    batch = next(trainer.epoch_batches(1))
-    state = {k: v.clone() for k, v in trainer.model.state_dict().items()}
-    for _ in range(2):  # the first step lays the buffer out, the second writes into it
-        trainer.model.load_state_dict(state)
-        trainer.step(batch, epoch=1)
-    (task,) = trainer.optimizer.received[-1]
-    trainer.close()
-    trainer.model.load_state_dict(state)
+    batch, (task,) = recorded_step(trainer)
     images, target = (batch[0], batch[1][0]) if shared else batch[0]
     loss = torch.nn.functional.cross_entropy(trainer.model(images)[0], target)
     for name, got, want in zip(trainer.names, task, torch.autograd.grad(loss, trainer.params)):

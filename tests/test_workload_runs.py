@@ -13,7 +13,7 @@ from mtbench.errors import ConfigError
 from mtbench.plugins import load_registry
 from mtbench.presets import OptimizerPreset
 from mtbench.train import Trainer, train
-from recorder import Recorder
+from recorder import Recorder, recorded_step
 from states import assert_same_state
 from tiny_workloads import tiny_workload
 
@@ -94,16 +94,7 @@ def test_every_task_gets_its_own_gradient_and_a_head_only_its_tasks(tmp_path, sh
     config = build_config(preset, tmp_path / "r", workload=workload, batch_size=4, device="cpu",
                           task_weights="1,1,1", loss_scale="t1=2")
     trainer = Trainer(config, preset, config.run_dir, workload=workload, progress=False, echo=print)
-    trainer.model.train()
-    batch = next(trainer.epoch_batches(1))
-    state = {k: v.clone() for k, v in trainer.model.state_dict().items()}
-    for _ in range(2):  # the first step lays the buffer out, the second writes into it
-        trainer.model.load_state_dict(state)
-        trainer.step(batch, epoch=1)
-    task_grads = trainer.optimizer.received[-1]
-    trainer.close()
-
-    trainer.model.load_state_dict(state)  # the same BatchNorm statistics as in the step
+    batch, task_grads = recorded_step(trainer)
     model, params, loss = trainer.model, trainer.params, torch.nn.functional.cross_entropy
     for t in range(3):
         if shared:
