@@ -272,9 +272,9 @@ def _tune_across(ctx: click.Context, workloads: str, budget: _Budget, run: _Run,
                  storage: str | None, study: str | None, started: float) -> None:
     """tune --workloads: every workload's tune planned (and checked) first, then each run in turn into
     ``out/<workload>`` as `tune --workload W --out out/W` would, then the cross-workload report of the final
-    runs in ``out`` (tuning.across)."""
-    from ..report.workloads import profile_terminal
-    from ..tuning.across import finals_report, write_across
+    runs in ``out`` (tuning.across, report.workloads.write_profiles)."""
+    from ..report.workloads import profile_terminal, write_profiles
+    from ..tuning.across import finals_report
 
     registry = ctx.obj.registry
     if run.worker_index is not None:
@@ -319,7 +319,7 @@ def _tune_across(ctx: click.Context, workloads: str, budget: _Budget, run: _Run,
     if len(reports) < 2:
         _stderr(f"note: final runs on {len(reports)} workload(s) only: no cross-workload report")
     else:
-        written = write_across(reports, out)
+        written = write_profiles(reports, out)
         click.echo("\n" + profile_terminal(reports))
         click.echo(f"\nwritten to {out}: {', '.join(written)} (each workload's tune in {out}/<workload>/)")
     if failures:

@@ -13,7 +13,6 @@ not their settings, so that one optimizer's tuned row is one row on every worklo
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 from typing import TYPE_CHECKING, Mapping, Sequence
 
 from ..plugins import Registry
@@ -24,7 +23,7 @@ from .results import Result
 if TYPE_CHECKING:
     from ..report.build import Report
 
-__all__ = ["finals_report", "row_name", "write_across"]
+__all__ = ["finals_report", "row_name"]
 
 
 def row_name(optimizer: str, role: str) -> str:
@@ -51,14 +50,3 @@ def finals_report(plan: TunePlan, results: Sequence[Result], presets: Mapping[st
         return None
     return build_report(runs)
 
-
-def write_across(reports: Mapping[str, Report], out: Path) -> list[str]:
-    """Each workload's report of its final runs in ``out/<workload>/`` (its tune directory) and the
-    cross-workload report in ``out``; the files written, relative to ``out``."""
-    from ..report.files import write_report
-    from ..report.workloads import write_cross_workload
-
-    written = []
-    for name, report in reports.items():
-        written += [f"{name}/{f.name}" for f in write_report(report, Path(out) / name)]
-    return [*write_cross_workload(dict(reports), Path(out)), *written]
