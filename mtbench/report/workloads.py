@@ -30,6 +30,7 @@ from ..rundir import atomic_write_text
 from ..text import format_table
 from .build import Report
 from .comparison import is_comparison_dir
+from .convergence import own_target
 from .files import strict_json, write_report
 from .runs import Run, find_runs, unseen
 from .fronts import PROFILE_TAU_MAX, performance_profile, score_profile
@@ -92,18 +93,13 @@ def profile_times(reports: dict[str, Report]) -> dict[str, dict[str, float | Non
     return times
 
 
-def _scored(report: Report) -> bool:
-    """Whether the workload has a joint score (the default one always does)."""
-    return report.has_joint
-
-
 def profile_scores(reports: dict[str, Report]) -> dict[str, dict[str, float | None]]:
     """{row: {workload: its score there}} over the compared rows of every workload: the mean joint score over
     seeds, or where the workload has none the relative joint (NOTE [score profile]); a row a workload did
     not run is absent there."""
     scores: dict[str, dict[str, float | None]] = {}
     for workload, report in reports.items():
-        relative = None if _scored(report) else _relative_joint(report)
+        relative = None if report.has_joint else _relative_joint(report)
         for row in report.role("row"):
             scores.setdefault(row.label, {})[workload] = \
                 (row.metrics["joint"] or {}).get("mean") if relative is None else relative.get(row.label)
@@ -111,23 +107,19 @@ def profile_scores(reports: dict[str, Report]) -> dict[str, dict[str, float | No
 
 
 def _relative_joint(report: Report) -> dict[str, float | None]:
-    """{row: mean over the workload's primary metrics of its mean / the best row's mean (the other way round
-    where lower is better)}; None for a row with a primary metric missing or <= 0."""
+    """{row: its relative joint score as the relative convergence target defines it (convergence.own_target:
+    the mean over the workload's primary metrics of its mean / the best row's mean, the other way round where
+    lower is better)}; None for a row with a primary metric missing, not finite or <= 0."""
     rows = report.role("row")
-    means = {r.label: {name: (summary or {}).get("mean") for name, summary in
-                       (r.metrics.get("task_metrics") or {}).items()} for r in rows}
-    out: dict[str, float | None] = {r.label: 0.0 for r in rows}
-    primaries = report.own.primaries(report.own.tasks)
-    for m in primaries:
-        values = {row: v.get(m.name) for row, v in means.items()}
-        usable = [v for v in values.values() if v is not None and math.isfinite(v) and v > 0]
-        best = (max if m.higher_is_better else min)(usable, default=None)
-        for row, v in values.items():
-            if out[row] is None or best is None or v is None or not (math.isfinite(v) and v > 0):
-                out[row] = None
-            else:
-                out[row] += (v / best if m.higher_is_better else best / v) / len(primaries)
-    return out
+    metrics = [(m.task, m.name, m.higher_is_better) for m in report.own.primaries(report.own.tasks)]
+    means = {r.label: tuple(_usable(((r.metrics.get("task_metrics") or {}).get(name) or {}).get("mean"))
+                            for _, name, _ in metrics) for r in rows}
+    scale = own_target(metrics, list(means.values()))
+    return {row: None if scale is None else scale.joint(*values) for row, values in means.items()}
+
+
+def _usable(value: float | None) -> float | None:
+    return value if value is not None and math.isfinite(value) and value > 0 else None
 
 
 def best_on(reports: dict[str, Report]) -> dict[str, list[str]]:
@@ -166,7 +158,7 @@ def profile_record(reports: dict[str, Report]) -> dict:
         "score_profile": {"score": "joint score, mean over seeds (relative joint where a workload has none); "
                                    "ratio = the best row's / the row's",
                           "taus": list(PROFILE_TAUS), "tau_max": PROFILE_TAU_MAX,
-                          "relative_joint": [w for w, r in reports.items() if not _scored(r)],
+                          "relative_joint": [w for w, r in reports.items() if not r.has_joint],
                           "rows": {name: {**sprofile[name], "scores": scores[name]} for name in scores}},
         "best_on": best_on(reports), "best": _most_often_best(reports),
         "notes": profile_notes(reports)})
@@ -182,10 +174,10 @@ def profile_notes(reports: dict[str, Report]) -> list[str]:
             f"Score profile: the same over the joint score (the mean of the tasks' primary metrics, mean over "
             f"seeds), a row's ratio on a workload the best row's score over its own; a score <= 0, or a workload "
             f"the row was not run on, never counts."
-            + ("" if all(_scored(r) for r in reports.values()) else
+            + ("" if all(r.has_joint for r in reports.values()) else
                " Scored by the relative joint (no joint score: a primary metric is lower-is-better; the mean over "
                "the primary metrics of the row's mean / the best row's, the other way round where lower is "
-               "better): " + ", ".join(w for w, r in reports.items() if not _scored(r)) + "."),
+               "better): " + ", ".join(w for w, r in reports.items() if not r.has_joint) + "."),
             "Each workload's own report (its verdict, table and plots) is in the folder named after it."]
 
 
@@ -195,7 +187,7 @@ def profile_table(reports: dict[str, Report]) -> tuple[list[str], list[list[str]
     wins = best_on(reports)
     scored = list(reports)
     headers = ["row", "score area", "time area", "best on",
-               *[f"{'joint' if _scored(r) else 'relative joint'}: {w}" for w, r in reports.items()],
+               *[f"{'joint' if r.has_joint else 'relative joint'}: {w}" for w, r in reports.items()],
                *[f"steps to target: {w}" for w in reports]]
     rows = [[name, f"{sprofile[name]['area']:.3f}", f"{profile[name]['area']:.3f}", str(len(wins.get(name, []))),
              *[_score(scores[name].get(w), w in scores[name]) for w in scored],
